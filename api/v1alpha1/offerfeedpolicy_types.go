@@ -1,0 +1,347 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Duration is a length of time written as in Go and Gateway API: one to four numbers, each
+// followed by a unit of h, m, s or ms, such as "2s", "800ms" or "1m30s".
+//
+// +kubebuilder:validation:Pattern=`^([0-9]{1,5}(h|m|s|ms)){1,4}$`
+// +kubebuilder:validation:MaxLength=24
+type Duration string
+
+// PolicyMode says whether the gateway blocks the requests a policy refuses.
+//
+// +kubebuilder:validation:Enum=Enforce;DryRun
+type PolicyMode string
+
+const (
+	// ModeEnforce answers a refused request itself; it never reaches the offer service.
+	ModeEnforce PolicyMode = "Enforce"
+	// ModeDryRun forwards every request and tells the offer service what the gateway would have
+	// decided in the request header OfferFeed-Flag.
+	ModeDryRun PolicyMode = "DryRun"
+)
+
+// HTTPMethod is an HTTP request method that a governed route answers to.
+//
+// +kubebuilder:validation:Enum=GET;POST;PUT;PATCH
+type HTTPMethod string
+
+// OfferFeedPolicySpec declares how often each driver may poll the offer feed and how fast and
+// how often each driver may accept offers.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.feed) || has(self.accept)",message="at least one of feed and accept must be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.shownOffers) || has(self.feed)",message="shownOffers needs feed: shown offers are read from feed responses"
+// +kubebuilder:validation:XValidation:rule="!has(self.accept) || !has(self.accept.minReactionTime) || has(self.shownOffers)",message="accept.minReactionTime needs shownOffers, to learn when an offer was shown to a driver"
+// +kubebuilder:validation:XValidation:rule="!has(self.accept) || !has(self.accept.requireShown) || !self.accept.requireShown || has(self.shownOffers)",message="accept.requireShown needs shownOffers, to learn which offers a driver was shown"
+// +kubebuilder:validation:XValidation:rule="!has(self.overrides) || self.overrides.all(o, !has(o.feed) || has(self.feed))",message="an override of feed needs feed to be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.overrides) || self.overrides.all(o, !has(o.accept) || has(self.accept))",message="an override of accept needs accept to be set"
+type OfferFeedPolicySpec struct {
+	// targetSelector selects, by label, the offer-service pods in this namespace whose gateway
+	// enforces this policy. It must not be empty: a policy always names what it governs.
+	//
+	// +required
+	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="targetSelector must set matchLabels or matchExpressions; an empty selector would govern every pod in the namespace"
+	TargetSelector metav1.LabelSelector `json:"targetSelector"`
+
+	// mode is Enforce (refused requests are answered by the gateway) or DryRun (every request
+	// is forwarded, flagged with the decision the gateway would have taken).
+	//
+	// +optional
+	// +kubebuilder:default=Enforce
+	Mode PolicyMode `json:"mode,omitempty"`
+
+	// clientIdentity says how the gateway tells drivers apart.
+	//
+	// +required
+	ClientIdentity ClientIdentity `json:"clientIdentity"`
+
+	// feed paces each driver's polls of the offer feed.
+	//
+	// +optional
+	Feed *FeedLimits `json:"feed,omitempty"`
+
+	// accept limits how often and how fast each driver accepts offers.
+	//
+	// +optional
+	Accept *AcceptLimits `json:"accept,omitempty"`
+
+	// shownOffers says where in a feed response the gateway finds the ids of the offers it
+	// showed a driver. Needed by accept.minReactionTime and accept.requireShown.
+	//
+	// +optional
+	ShownOffers *ShownOffers `json:"shownOffers,omitempty"`
+
+	// overrides give some drivers other limits than the rest. When a driver is listed in
+	// several overrides, the first one applies.
+	//
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Overrides []DriverOverride `json:"overrides,omitempty"`
+}
+
+// ClientIdentity names the request header that identifies a driver.
+type ClientIdentity struct {
+	// header is the name of the request header that carries the driver's identity, set by a
+	// trusted ingress (a driver id, or an access token). The gateway keeps only a fixed-size
+	// hash of its value. Requests on a governed route without it are refused with 400.
+	//
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
+	// +kubebuilder:validation:XValidation:rule="!self.lowerAscii().startsWith('offerfeed-')",message="header must not start with OfferFeed-: the gateway strips those headers from clients"
+	Header string `json:"header"`
+}
+
+// FeedLimits paces one driver's polls of the offer feed with a virtual-time (GCRA) pacer:
+// after burst back-to-back polls, polls are allowed one per minInterval.
+type FeedLimits struct {
+	// method is the HTTP method of the feed request.
+	//
+	// +optional
+	// +kubebuilder:default=GET
+	Method HTTPMethod `json:"method,omitempty"`
+
+	// path is the feed's request path: an exact path such as /offers, or a prefix ending in
+	// '/' such as /offers/ that matches every path below it.
+	//
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/[^?#\s]*$`
+	Path string `json:"path"`
+
+	// minInterval is the shortest time between two polls of one driver, once its burst is used.
+	// From 10ms to 1h.
+	//
+	// +required
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('1h')",message="minInterval must be between 10ms and 1h"
+	MinInterval Duration `json:"minInterval"`
+
+	// burst is how many polls a driver may make back to back before minInterval applies.
+	//
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	Burst int32 `json:"burst,omitempty"`
+}
+
+// AcceptLimits limits one driver's accepts. The accepted offer's id comes either from a
+// {offerId} segment of pathTemplate or from offerIdField in the JSON request body.
+//
+// +kubebuilder:validation:XValidation:rule="self.pathTemplate.contains('{offerId}') != has(self.offerIdField)",message="exactly one of a {offerId} segment in pathTemplate and offerIdField must name the offer"
+// +kubebuilder:validation:XValidation:rule="has(self.maxAccepts) == has(self.window)",message="maxAccepts and window must be set together"
+// +kubebuilder:validation:XValidation:rule="!has(self.window) || !has(self.minReactionTime) || duration(self.window) >= duration(self.minReactionTime)",message="window must be at least minReactionTime"
+// +kubebuilder:validation:XValidation:rule="has(self.maxAccepts) || has(self.minReactionTime) || (has(self.requireShown) && self.requireShown)",message="accept must limit something: set maxAccepts and window, minReactionTime, or requireShown"
+type AcceptLimits struct {
+	// method is the HTTP method of the accept request.
+	//
+	// +optional
+	// +kubebuilder:default=POST
+	Method HTTPMethod `json:"method,omitempty"`
+
+	// pathTemplate is the accept's request path. A segment written {offerId} matches any one
+	// path segment and is the id of the accepted offer, as in /offers/{offerId}/accept.
+	// Without it the path is matched exactly and the id is read from offerIdField.
+	//
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^(/([^/{}?#\s]+|\{offerId\}))+/?$`
+	// +kubebuilder:validation:XValidation:rule="self.indexOf('{offerId}') == self.lastIndexOf('{offerId}')",message="pathTemplate may hold {offerId} at most once"
+	PathTemplate string `json:"pathTemplate"`
+
+	// offerIdField is the top-level field of the JSON request body that holds the offer id,
+	// for offer APIs that send it in the body (such as {"offerId": "..."}). The gateway reads
+	// a small, bounded prefix of the body and passes the body on unchanged.
+	//
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_-]*$`
+	OfferIDField string `json:"offerIdField,omitempty"`
+
+	// maxAccepts is how many accepts of one driver the offer service may answer with 2xx
+	// within window. Accepts refused by the gateway do not count; accepts in flight do.
+	//
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	MaxAccepts *int32 `json:"maxAccepts,omitempty"`
+
+	// window is the sliding window over which maxAccepts counts. From 1s to 24h.
+	//
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="window must be between 1s and 24h"
+	Window *Duration `json:"window,omitempty"`
+
+	// minReactionTime is the earliest time after an offer was first shown to a driver at which
+	// that driver may accept it. Up to 1m.
+	//
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1m')",message="minReactionTime must be at most 1m"
+	MinReactionTime *Duration `json:"minReactionTime,omitempty"`
+
+	// requireShown refuses, with 403, an accept for an offer that the feed never showed to
+	// this driver.
+	//
+	// +optional
+	RequireShown *bool `json:"requireShown,omitempty"`
+}
+
+// ShownOffers says where the feed response lists the ids of the offers shown to the driver.
+type ShownOffers struct {
+	// jsonPath is a path into the JSON feed response: field names joined by '.', where a name
+	// followed by [] walks every element of an array, such as offers[].id or
+	// offerList[].offerId. A path that starts with [] walks a top-level array.
+	//
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^(\[\]|[A-Za-z_][A-Za-z0-9_-]*(\[\])?)(\.[A-Za-z_][A-Za-z0-9_-]*(\[\])?)*$`
+	JSONPath string `json:"jsonPath"`
+}
+
+// DriverOverride gives the listed drivers other limits. Unset fields keep the policy's value.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.feed) || has(self.accept)",message="an override must change feed or accept"
+type DriverOverride struct {
+	// drivers are the identities (values of the identity header) this override applies to.
+	//
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	Drivers []string `json:"drivers"`
+
+	// feed overrides the feed pacing of these drivers.
+	//
+	// +optional
+	Feed *FeedOverride `json:"feed,omitempty"`
+
+	// accept overrides the accept limits of these drivers.
+	//
+	// +optional
+	Accept *AcceptOverride `json:"accept,omitempty"`
+}
+
+// FeedOverride overrides feed pacing for some drivers.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.minInterval) || has(self.burst)",message="a feed override must set minInterval or burst"
+type FeedOverride struct {
+	// minInterval replaces feed.minInterval. From 10ms to 1h.
+	//
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('1h')",message="minInterval must be between 10ms and 1h"
+	MinInterval *Duration `json:"minInterval,omitempty"`
+
+	// burst replaces feed.burst.
+	//
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	Burst *int32 `json:"burst,omitempty"`
+}
+
+// AcceptOverride overrides accept limits for some drivers.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.maxAccepts) || has(self.window) || has(self.minReactionTime)",message="an accept override must set maxAccepts, window or minReactionTime"
+// +kubebuilder:validation:XValidation:rule="!has(self.window) || !has(self.minReactionTime) || duration(self.window) >= duration(self.minReactionTime)",message="window must be at least minReactionTime"
+type AcceptOverride struct {
+	// maxAccepts replaces accept.maxAccepts.
+	//
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	MaxAccepts *int32 `json:"maxAccepts,omitempty"`
+
+	// window replaces accept.window. From 1s to 24h.
+	//
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="window must be between 1s and 24h"
+	Window *Duration `json:"window,omitempty"`
+
+	// minReactionTime replaces accept.minReactionTime. Up to 1m.
+	//
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1m')",message="minReactionTime must be at most 1m"
+	MinReactionTime *Duration `json:"minReactionTime,omitempty"`
+}
+
+// OfferFeedPolicyStatus is what the operator observed and did with a policy.
+type OfferFeedPolicyStatus struct {
+	// observedGeneration is the metadata.generation that the status was last computed from.
+	//
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions are Accepted (the policy is valid and not in conflict) and Programmed (the
+	// policy is in the gateway config of its namespace).
+	//
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// targetedPods is how many running pods this policy governs: pods it selects that carry
+	// the gateway sidecar.
+	//
+	// +optional
+	TargetedPods int32 `json:"targetedPods"`
+
+	// configHash is the hash ("sha256:" and hex) of this policy's entry in the gateway config,
+	// as the gateway reports it in its /readyz detail and metrics.
+	//
+	// +optional
+	// +kubebuilder:validation:MaxLength=80
+	ConfigHash string `json:"configHash,omitempty"`
+}
+
+// OfferFeedPolicy enforces fair refresh and acceptance rates on the offer feed of the
+// offer-service pods it selects.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ofp,categories=offerfeed
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
+// +kubebuilder:printcolumn:name="Accepted",type=string,JSONPath=`.status.conditions[?(@.type=="Accepted")].status`
+// +kubebuilder:printcolumn:name="Programmed",type=string,JSONPath=`.status.conditions[?(@.type=="Programmed")].status`
+// +kubebuilder:printcolumn:name="Targeted",type=integer,JSONPath=`.status.targetedPods`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type OfferFeedPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the policy.
+	//
+	// +required
+	Spec OfferFeedPolicySpec `json:"spec"`
+
+	// status is what the operator observed and did with the policy.
+	//
+	// +optional
+	Status OfferFeedPolicyStatus `json:"status,omitempty"`
+}
+
+// OfferFeedPolicyList is a list of OfferFeedPolicy.
+//
+// +kubebuilder:object:root=true
+type OfferFeedPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	// items are the policies.
+	Items []OfferFeedPolicy `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&OfferFeedPolicy{}, &OfferFeedPolicyList{})
+}

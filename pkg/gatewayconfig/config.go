@@ -1,0 +1,185 @@
+// Package gatewayconfig is the gateway config file: what the operator renders from the
+// OfferFeedPolicies of a namespace into ConfigMap offerfeed-gateway (key config.json), and what
+// the gateway sidecar reads. It is a public, versioned format: GitOps pipelines may render and
+// check it themselves (see `offerfeed render` and the JSON Schema in config/gateway).
+//
+// Durations are written as Go duration strings in canonical form ("2s", "800ms", "10m0s").
+package gatewayconfig
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SchemaVersion is the version of the config format this package reads and writes. A gateway
+// refuses a config of another version and keeps its last good one.
+const SchemaVersion = 1
+
+// Config is the whole gateway config of one namespace.
+type Config struct {
+	// SchemaVersion is the version of this format; always SchemaVersion.
+	SchemaVersion int `json:"schemaVersion"`
+	// Namespace is the namespace whose policies this config holds.
+	Namespace string `json:"namespace"`
+	// Policies are the accepted policies of the namespace in precedence order (older first,
+	// then by name). A gateway applies the first policy whose selector matches its pod.
+	Policies []Policy `json:"policies"`
+}
+
+// Mode is Enforce or DryRun, as in the OfferFeedPolicy API.
+type Mode string
+
+const (
+	// ModeEnforce refuses requests at the gateway.
+	ModeEnforce Mode = "Enforce"
+	// ModeDryRun forwards every request and flags the decision in header OfferFeed-Flag.
+	ModeDryRun Mode = "DryRun"
+)
+
+// Policy is one accepted OfferFeedPolicy with its defaults applied.
+type Policy struct {
+	// Name is the OfferFeedPolicy's name; metrics and logs label decisions with it.
+	Name string `json:"name"`
+	// Hash is "sha256:" and the hex SHA-256 of this policy's entry with Hash empty; the
+	// operator reports it in the policy's status.configHash.
+	Hash string `json:"hash"`
+	// Mode is Enforce or DryRun.
+	Mode Mode `json:"mode"`
+	// Selector selects the pods (by label) whose gateway applies this policy.
+	Selector metav1.LabelSelector `json:"selector"`
+	// IdentityHeader is the request header that identifies a driver.
+	IdentityHeader string `json:"identityHeader"`
+	// Feed paces feed polls; nil when the policy does not govern the feed.
+	Feed *Feed `json:"feed,omitempty"`
+	// Accept limits accepts; nil when the policy does not govern accepts.
+	Accept *Accept `json:"accept,omitempty"`
+	// ShownOffers locates the shown offer ids in feed responses; nil when not needed.
+	ShownOffers *ShownOffers `json:"shownOffers,omitempty"`
+	// Overrides give listed drivers other limits; the first override naming a driver applies.
+	Overrides []Override `json:"overrides,omitempty"`
+}
+
+// Feed is the feed route and its pacing.
+type Feed struct {
+	// Method is the HTTP method of feed requests.
+	Method string `json:"method"`
+	// Path is an exact path, or a prefix when it ends in '/'.
+	Path string `json:"path"`
+	// MinInterval is the emission interval of the pacer.
+	MinInterval Duration `json:"minInterval"`
+	// Burst is how many polls may come back to back.
+	Burst int32 `json:"burst"`
+}
+
+// Accept is the accept route and its limits.
+type Accept struct {
+	// Method is the HTTP method of accept requests.
+	Method string `json:"method"`
+	// PathTemplate is the accept path; a {offerId} segment matches one segment, the offer id.
+	PathTemplate string `json:"pathTemplate"`
+	// OfferIDField is the top-level JSON body field with the offer id, when not in the path.
+	OfferIDField string `json:"offerIdField,omitempty"`
+	// MaxAccepts is the number of 2xx accepts allowed per Window; 0 means no limit.
+	MaxAccepts int32 `json:"maxAccepts,omitempty"`
+	// Window is the sliding window of MaxAccepts.
+	Window Duration `json:"window,omitempty"`
+	// MinReactionTime is the earliest accept after an offer was first shown; 0 means none.
+	MinReactionTime Duration `json:"minReactionTime,omitempty"`
+	// RequireShown refuses accepts for offers never shown to the driver.
+	RequireShown bool `json:"requireShown,omitempty"`
+}
+
+// ShownOffers locates the offer ids in a JSON feed response.
+type ShownOffers struct {
+	// JSONPath is a dotted path where name[] walks an array, such as offers[].id.
+	JSONPath string `json:"jsonPath"`
+}
+
+// Override gives some drivers other limits; zero fields keep the policy's values.
+type Override struct {
+	// Drivers are identity header values.
+	Drivers []string `json:"drivers"`
+	// Feed overrides feed pacing.
+	Feed *FeedOverride `json:"feed,omitempty"`
+	// Accept overrides accept limits.
+	Accept *AcceptOverride `json:"accept,omitempty"`
+}
+
+// FeedOverride overrides feed pacing; zero fields are not overridden.
+type FeedOverride struct {
+	MinInterval Duration `json:"minInterval,omitempty"`
+	Burst       int32    `json:"burst,omitempty"`
+}
+
+// AcceptOverride overrides accept limits; zero fields are not overridden.
+type AcceptOverride struct {
+	MaxAccepts      int32    `json:"maxAccepts,omitempty"`
+	Window          Duration `json:"window,omitempty"`
+	MinReactionTime Duration `json:"minReactionTime,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// IsZero reports whether d is zero; with omitempty a zero Duration is left out.
+func (d Duration) IsZero() bool { return d == 0 }
+
+// MarshalJSON writes d as a canonical Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"2s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q is negative", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Marshal writes c as the indented JSON the ConfigMap holds, ending in a newline. The same
+// config always gives the same bytes.
+func Marshal(c *Config) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("encoding gateway config: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Hash returns "sha256:" and the hex SHA-256 of b.
+func Hash(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// PolicyHash returns the hash of p with its Hash field empty, the value of Policy.Hash.
+func PolicyHash(p Policy) (string, error) {
+	p.Hash = ""
+	b, err := json.Marshal(p)
+	if err != nil {
+		return "", fmt.Errorf("encoding policy %s: %w", p.Name, err)
+	}
+	return Hash(b), nil
+}
