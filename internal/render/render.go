@@ -1,0 +1,228 @@
+// Package render turns the OfferFeedPolicies of one namespace into the gateway config of that
+// namespace and into what the status of each policy should say. It is pure: no client, no
+// clock, no I/O. The policy controller gathers its inputs and applies its outputs; `offerfeed
+// render` calls it on manifests.
+package render
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/offerfeed/offerfeed/api/v1alpha1"
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
+)
+
+// Pod is what rendering needs to know of a pod: its name, labels and whether the injection
+// webhook gave it the gateway sidecar.
+type Pod struct {
+	Name     string
+	Labels   map[string]string
+	Injected bool
+}
+
+// Result is the gateway config of a namespace and the outcome for each of its policies.
+type Result struct {
+	// Config is the gateway config.
+	Config *gatewayconfig.Config
+	// Data is Config as the bytes of the ConfigMap key config.json.
+	Data []byte
+	// Policies holds the outcome for each policy, by name.
+	Policies map[string]PolicyResult
+}
+
+// PolicyResult is what the status of one policy should say.
+type PolicyResult struct {
+	// Accepted is false when the policy is invalid or loses a conflict.
+	Accepted bool
+	// Reason is one of the Accepted condition reasons of api/v1alpha1.
+	Reason string
+	// Message explains Reason to a person.
+	Message string
+	// TargetedPods counts the injected pods the policy governs.
+	TargetedPods int32
+	// UninjectedPods counts the pods the policy selects that have no gateway sidecar.
+	UninjectedPods int32
+	// Hash is the policy's entry hash in the config; empty when not accepted.
+	Hash string
+}
+
+// candidate is a policy on its way through rendering.
+type candidate struct {
+	policy   *v1alpha1.OfferFeedPolicy
+	selector labels.Selector
+	canon    string       // canonical form of the selector, to compare selectors
+	selected map[int]bool // indexes into pods of the live pods it selects
+}
+
+// Render renders the policies of one namespace. Pods are the live pods of the namespace; a pod
+// with a deletion timestamp should not be passed. Conflicts are resolved by age: the older
+// policy (then the smaller name) wins when two have equal selectors or select a common pod.
+func Render(namespace string, policies []v1alpha1.OfferFeedPolicy, pods []Pod) (*Result, error) {
+	res := &Result{Policies: make(map[string]PolicyResult, len(policies))}
+
+	ordered := make([]*v1alpha1.OfferFeedPolicy, 0, len(policies))
+	for i := range policies {
+		ordered = append(ordered, &policies[i])
+	}
+	slices.SortFunc(ordered, Precedence)
+
+	var winners []*candidate
+	cfg := &gatewayconfig.Config{
+		SchemaVersion: gatewayconfig.SchemaVersion,
+		Namespace:     namespace,
+		Policies:      []gatewayconfig.Policy{},
+	}
+	for _, p := range ordered {
+		sel, err := metav1.LabelSelectorAsSelector(&p.Spec.TargetSelector)
+		if err != nil {
+			res.Policies[p.Name] = PolicyResult{Reason: v1alpha1.ReasonInvalid,
+				Message: fmt.Sprintf("spec.targetSelector: %v", err)}
+			continue
+		}
+		c := &candidate{policy: p, selector: sel, canon: sel.String(), selected: map[int]bool{}}
+		var targeted, uninjected int32
+		for i := range pods {
+			if !sel.Matches(labels.Set(pods[i].Labels)) {
+				continue
+			}
+			c.selected[i] = true
+			if pods[i].Injected {
+				targeted++
+			} else {
+				uninjected++
+			}
+		}
+		if w, why := conflict(c, winners, pods); w != nil {
+			res.Policies[p.Name] = PolicyResult{Reason: v1alpha1.ReasonConflicted,
+				Message: fmt.Sprintf("conflicts with policy %s, which %s and takes precedence (older, or as old with a smaller name); this policy takes over when %s goes away", w.policy.Name, why, w.policy.Name),
+				UninjectedPods: uninjected}
+			continue
+		}
+		gp, err := Policy(p)
+		if err != nil {
+			res.Policies[p.Name] = PolicyResult{Reason: v1alpha1.ReasonInvalid, Message: err.Error()}
+			continue
+		}
+		winners = append(winners, c)
+		cfg.Policies = append(cfg.Policies, gp)
+		res.Policies[p.Name] = PolicyResult{Accepted: true, Reason: v1alpha1.ReasonAccepted,
+			Message: "the policy is valid and governs the pods it selects", TargetedPods: targeted,
+			UninjectedPods: uninjected, Hash: gp.Hash}
+	}
+
+	data, err := gatewayconfig.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	res.Config, res.Data = cfg, data
+	return res, nil
+}
+
+// Precedence orders policies for conflict resolution: older first, then by name.
+func Precedence(a, b *v1alpha1.OfferFeedPolicy) int {
+	ta, tb := a.CreationTimestamp.Time, b.CreationTimestamp.Time
+	if c := ta.Compare(tb); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Name, b.Name)
+}
+
+// conflict returns the first winner that c conflicts with, and why.
+func conflict(c *candidate, winners []*candidate, pods []Pod) (*candidate, string) {
+	for _, w := range winners {
+		if w.canon == c.canon {
+			return w, "has the same targetSelector"
+		}
+		for i := range c.selected {
+			if w.selected[i] {
+				return w, fmt.Sprintf("selects pod %s too", pods[i].Name)
+			}
+		}
+	}
+	return nil, ""
+}
+
+// Policy renders one policy into its gateway config entry, with defaults applied and
+// durations canonical. It fails only on values the schema should have refused.
+func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
+	s := &p.Spec
+	out := gatewayconfig.Policy{
+		Name:           p.Name,
+		Mode:           gatewayconfig.Mode(cmp.Or(s.Mode, v1alpha1.ModeEnforce)),
+		Selector:       *s.TargetSelector.DeepCopy(),
+		IdentityHeader: s.ClientIdentity.Header,
+	}
+	var errs []string
+	dur := func(field string, d *v1alpha1.Duration) gatewayconfig.Duration {
+		if d == nil || *d == "" {
+			return 0
+		}
+		v, err := time.ParseDuration(string(*d))
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", field, err))
+		}
+		return gatewayconfig.Duration(v)
+	}
+	if f := s.Feed; f != nil {
+		out.Feed = &gatewayconfig.Feed{
+			Method:      string(cmp.Or(f.Method, "GET")),
+			Path:        f.Path,
+			MinInterval: dur("spec.feed.minInterval", &f.MinInterval),
+			Burst:       max(f.Burst, 1),
+		}
+	}
+	if a := s.Accept; a != nil {
+		out.Accept = &gatewayconfig.Accept{
+			Method:          string(cmp.Or(a.Method, "POST")),
+			PathTemplate:    a.PathTemplate,
+			OfferIDField:    a.OfferIDField,
+			MaxAccepts:      deref(a.MaxAccepts),
+			Window:          dur("spec.accept.window", a.Window),
+			MinReactionTime: dur("spec.accept.minReactionTime", a.MinReactionTime),
+			RequireShown:    deref(a.RequireShown),
+		}
+	}
+	if so := s.ShownOffers; so != nil {
+		out.ShownOffers = &gatewayconfig.ShownOffers{JSONPath: so.JSONPath}
+	}
+	for i, o := range s.Overrides {
+		g := gatewayconfig.Override{Drivers: slices.Clone(o.Drivers)}
+		if o.Feed != nil {
+			g.Feed = &gatewayconfig.FeedOverride{
+				MinInterval: dur(fmt.Sprintf("spec.overrides[%d].feed.minInterval", i), o.Feed.MinInterval),
+				Burst:       deref(o.Feed.Burst),
+			}
+		}
+		if o.Accept != nil {
+			g.Accept = &gatewayconfig.AcceptOverride{
+				MaxAccepts:      deref(o.Accept.MaxAccepts),
+				Window:          dur(fmt.Sprintf("spec.overrides[%d].accept.window", i), o.Accept.Window),
+				MinReactionTime: dur(fmt.Sprintf("spec.overrides[%d].accept.minReactionTime", i), o.Accept.MinReactionTime),
+			}
+		}
+		out.Overrides = append(out.Overrides, g)
+	}
+	if len(errs) > 0 {
+		return gatewayconfig.Policy{}, fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	h, err := gatewayconfig.PolicyHash(out)
+	if err != nil {
+		return gatewayconfig.Policy{}, err
+	}
+	out.Hash = h
+	return out, nil
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
