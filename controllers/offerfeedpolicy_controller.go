@@ -1,0 +1,296 @@
+// Package controllers holds the offerfeed policy controller: it gathers the OfferFeedPolicies
+// and pods of a namespace, renders them (package render) and applies the result: ConfigMap
+// offerfeed-gateway and the status of each policy.
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	"github.com/offerfeed/offerfeed/api/v1alpha1"
+	"github.com/offerfeed/offerfeed/internal/render"
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
+)
+
+// ConfigHashAnnotation on the gateway ConfigMap holds the hash of its config.json.
+const ConfigHashAnnotation = "offerfeed.dev/config-hash"
+
+// PodMetadata is the metadata-only form of a Pod that the controller watches and caches.
+func PodMetadata() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
+	return m
+}
+
+// OfferFeedPolicyReconciler reconciles the gateway config of one namespace at a time. Its
+// requests are keyed by the ConfigMap: namespace and name offerfeed-gateway.
+type OfferFeedPolicyReconciler struct {
+	client.Client
+	// Recorder records events on policies, on transitions only.
+	Recorder recorder.EventRecorder
+}
+
+// +kubebuilder:rbac:groups=offerfeed.dev,resources=offerfeedpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=offerfeed.dev,resources=offerfeedpolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile renders the policies of req.Namespace and applies the result.
+func (r *OfferFeedPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	ns := req.Namespace
+	logger := log.FromContext(ctx)
+
+	var policies v1alpha1.OfferFeedPolicyList
+	if err := r.List(ctx, &policies, client.InNamespace(ns)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing policies: %w", err)
+	}
+	pods, err := r.pods(ctx, ns)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	res, err := render.Render(ns, policies.Items, pods)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
+	managed, err := r.applyConfigMap(ctx, ns, res, len(policies.Items) > 0)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
+	for i := range policies.Items {
+		p := &policies.Items[i]
+		if err := r.applyStatus(ctx, p, res.Policies[p.Name], managed); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	logger.V(1).Info("reconciled gateway config", "policies", len(policies.Items), "programmed", len(res.Config.Policies))
+	return ctrl.Result{}, nil
+}
+
+// pods returns the live pods of ns as render needs them.
+func (r *OfferFeedPolicyReconciler) pods(ctx context.Context, ns string) ([]render.Pod, error) {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := r.List(ctx, list, client.InNamespace(ns)); err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	out := make([]render.Pod, 0, len(list.Items))
+	for i := range list.Items {
+		m := &list.Items[i]
+		if m.DeletionTimestamp != nil {
+			continue
+		}
+		_, injected := m.Annotations[v1alpha1.InjectedAnnotation]
+		out = append(out, render.Pod{Name: m.Name, Labels: m.Labels, Injected: injected})
+	}
+	return out, nil
+}
+
+// applyConfigMap makes ConfigMap offerfeed-gateway hold res.Data, writing only when it differs.
+// Without policies it only empties an existing ConfigMap. It returns false when a ConfigMap of
+// that name exists that offerfeed did not write; that one is left alone.
+func (r *OfferFeedPolicyReconciler) applyConfigMap(ctx context.Context, ns string, res *render.Result, create bool) (bool, error) {
+	key := types.NamespacedName{Namespace: ns, Name: v1alpha1.GatewayConfigMapName}
+	hash := gatewayconfig.Hash(res.Data)
+	cm := &corev1.ConfigMap{}
+	err := r.Get(ctx, key, cm) // the cache holds only ConfigMaps that offerfeed manages
+	switch {
+	case apierrors.IsNotFound(err):
+		if !create {
+			return true, nil
+		}
+		cm = &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: key.Name, Namespace: ns,
+				Labels:      map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue},
+				Annotations: map[string]string{ConfigHashAnnotation: hash},
+			},
+			Data: map[string]string{v1alpha1.GatewayConfigKey: string(res.Data)},
+		}
+		err := r.Create(ctx, cm)
+		if apierrors.IsAlreadyExists(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("creating ConfigMap %s: %w", key, err)
+		}
+		log.FromContext(ctx).Info("created gateway config", "configMap", key, "hash", hash)
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("getting ConfigMap %s: %w", key, err)
+	}
+
+	want := map[string]string{v1alpha1.GatewayConfigKey: string(res.Data)}
+	if maps.Equal(cm.Data, want) && len(cm.BinaryData) == 0 && cm.Annotations[ConfigHashAnnotation] == hash {
+		return true, nil
+	}
+	base := cm.DeepCopy()
+	cm.Data, cm.BinaryData = want, nil
+	if cm.Annotations == nil {
+		cm.Annotations = map[string]string{}
+	}
+	cm.Annotations[ConfigHashAnnotation] = hash
+	if err := r.Patch(ctx, cm, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return false, fmt.Errorf("updating ConfigMap %s: %w", key, err)
+	}
+	log.FromContext(ctx).Info("updated gateway config", "configMap", key, "hash", hash)
+	return true, nil
+}
+
+// applyStatus writes the status of p when it changed, and records events on transitions.
+func (r *OfferFeedPolicyReconciler) applyStatus(ctx context.Context, p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult, managed bool) error {
+	before := p.DeepCopy()
+	wasAccepted := meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionAccepted)
+	wasProgrammed := meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionProgrammed)
+	hadAccepted := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionAccepted) != nil
+
+	setStatus(p, pr, managed)
+	if equality.Semantic.DeepEqual(before.Status, p.Status) {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, p, client.MergeFrom(before)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil // deleted meanwhile; its delete event renders the namespace again
+		}
+		return fmt.Errorf("updating status of policy %s: %w", p.Name, err)
+	}
+
+	if r.Recorder == nil {
+		return nil
+	}
+	accepted := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionAccepted)
+	if accepted.Status == metav1.ConditionFalse && (wasAccepted || !hadAccepted) {
+		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, accepted.Reason, "Render", accepted.Message)
+	}
+	programmed := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionProgrammed)
+	if programmed.Status == metav1.ConditionTrue && !wasProgrammed {
+		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, programmed.Reason, "Program", programmed.Message)
+	}
+	return nil
+}
+
+// setStatus computes the status of p from its render result. managed is false when the
+// namespace's offerfeed-gateway ConfigMap is not offerfeed's.
+func setStatus(p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult, managed bool) {
+	setAcceptedCondition(p, pr)
+	setProgrammedCondition(p, pr, managed)
+	p.Status.TargetedPods = pr.TargetedPods
+	p.Status.ConfigHash = ""
+	if pr.Accepted && managed {
+		p.Status.ConfigHash = pr.Hash
+	}
+	p.Status.ObservedGeneration = p.Generation
+}
+
+// setAcceptedCondition sets the Accepted condition from the render result.
+func setAcceptedCondition(p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult) {
+	status := metav1.ConditionFalse
+	if pr.Accepted {
+		status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&p.Status.Conditions, metav1.Condition{
+		Type: v1alpha1.ConditionAccepted, Status: status, Reason: pr.Reason,
+		Message: pr.Message, ObservedGeneration: p.Generation,
+	})
+}
+
+// setProgrammedCondition sets the Programmed condition: True when the policy is in the
+// gateway config, with a word on selected pods that have no gateway sidecar.
+func setProgrammedCondition(p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult, managed bool) {
+	c := metav1.Condition{Type: v1alpha1.ConditionProgrammed, ObservedGeneration: p.Generation}
+	switch {
+	case !pr.Accepted:
+		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonNotAccepted
+		c.Message = "the policy is not accepted, so it is not in the gateway config"
+	case !managed:
+		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonConfigMapNotManaged
+		c.Message = fmt.Sprintf("ConfigMap %s exists but was not written by offerfeed (no label %s=%s); rename or delete it",
+			v1alpha1.GatewayConfigMapName, v1alpha1.ManagedByLabel, v1alpha1.ManagedByValue)
+	default:
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonProgrammed
+		c.Message = fmt.Sprintf("in ConfigMap %s; enforced by the gateway of %d pods", v1alpha1.GatewayConfigMapName, pr.TargetedPods)
+		if pr.UninjectedPods > 0 {
+			c.Message += fmt.Sprintf("; %d selected pods have no gateway sidecar and are not governed (label the namespace %s=enabled and recreate them)",
+				pr.UninjectedPods, v1alpha1.InjectionLabel)
+		}
+	}
+	meta.SetStatusCondition(&p.Status.Conditions, c)
+}
+
+// Options tune the controller.
+type Options struct {
+	// MaxConcurrentReconciles is how many namespaces are reconciled at once.
+	MaxConcurrentReconciles int
+	// Name suffixes the controller name, so that several managers can run in one process
+	// (controller-runtime refuses two controllers of one name); empty in production.
+	Name string
+}
+
+// SetupWithManager registers the controller. The manager's cache must hold Pods as metadata
+// (PodMetadata) and may hold only the ConfigMaps labelled as managed by offerfeed.
+func (r *OfferFeedPolicyReconciler) SetupWithManager(mgr ctrl.Manager, opts Options) error {
+	name := "offerfeedpolicy"
+	if opts.Name != "" {
+		name += "-" + opts.Name
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(name).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(opts.MaxConcurrentReconciles, 1)}).
+		// Status changes of policies do not change the rendered config.
+		Watches(&v1alpha1.OfferFeedPolicy{}, handler.EnqueueRequestsFromMapFunc(namespaceRequest),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Someone else's edit of the ConfigMap is put right.
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(namespaceRequest),
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+				return o.GetName() == v1alpha1.GatewayConfigMapName
+			}))).
+		WatchesMetadata(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.podRequest),
+			builder.WithPredicates(podChanged)).
+		Complete(r)
+}
+
+// namespaceRequest maps an object to the reconcile request of its namespace.
+func namespaceRequest(_ context.Context, o client.Object) []ctrl.Request {
+	return []ctrl.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: v1alpha1.GatewayConfigMapName}}}
+}
+
+// podRequest maps a pod to its namespace's request when the namespace has policies.
+func (r *OfferFeedPolicyReconciler) podRequest(ctx context.Context, o client.Object) []ctrl.Request {
+	var list v1alpha1.OfferFeedPolicyList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil || len(list.Items) == 0 {
+		return nil
+	}
+	return namespaceRequest(ctx, o)
+}
+
+// podChanged passes the pod events that can change a render: creation, deletion, and changes of
+// labels, of the injected annotation or of deletion.
+var podChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld, e.ObjectNew
+		_, oi := o.GetAnnotations()[v1alpha1.InjectedAnnotation]
+		_, ni := n.GetAnnotations()[v1alpha1.InjectedAnnotation]
+		return !maps.Equal(o.GetLabels(), n.GetLabels()) || oi != ni ||
+			(o.GetDeletionTimestamp() == nil) != (n.GetDeletionTimestamp() == nil)
+	},
+	GenericFunc: func(event.GenericEvent) bool { return false },
+}

@@ -1,0 +1,119 @@
+// Package operator assembles the offerfeed manager: the scheme, the cache (metadata-only pods,
+// only offerfeed's ConfigMaps), the policy controller, health checks and metrics. The
+// `offerfeed manager` command, the demo and the offerfeedtest package all start it from here.
+package operator
+
+import (
+	"cmp"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/offerfeed/offerfeed/api/v1alpha1"
+	"github.com/offerfeed/offerfeed/controllers"
+)
+
+// LeaderElectionID is the name of the Lease the manager replicas elect a leader with.
+const LeaderElectionID = "offerfeed-manager.offerfeed.dev"
+
+// Options configure the manager. The zero value runs without leader election, metrics or
+// health endpoints, which suits tests; `offerfeed manager` sets production values.
+type Options struct {
+	// MetricsAddr is where controller-runtime metrics are served; "" or "0" turns them off.
+	MetricsAddr string
+	// ProbeAddr is where /healthz and /readyz are served; "" turns them off.
+	ProbeAddr string
+	// LeaderElection makes replicas elect one leader that reconciles.
+	LeaderElection bool
+	// LeaderElectionNamespace is the namespace of the leader Lease (default: the pod's own).
+	LeaderElectionNamespace string
+	// PodSelector limits the pods the manager caches and counts (label selector syntax);
+	// empty caches the metadata of every pod.
+	PodSelector string
+	// MaxConcurrentReconciles is how many namespaces are reconciled at once (default 4).
+	MaxConcurrentReconciles int
+	// GracefulShutdownTimeout bounds how long stopping waits for reconciles (default 30s).
+	GracefulShutdownTimeout time.Duration
+	// Controller is a unique controller name suffix, for several managers in one process
+	// (parallel test suites); empty in production.
+	Controller string
+}
+
+// NewScheme returns a scheme with the Kubernetes built-in kinds and offerfeed's.
+func NewScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	return s
+}
+
+// NewManager returns a manager with the policy controller registered, not yet started.
+func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
+	managed := labels.SelectorFromSet(labels.Set{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue})
+	podCache := cache.ByObject{}
+	if opts.PodSelector != "" {
+		sel, err := labels.Parse(opts.PodSelector)
+		if err != nil {
+			return nil, fmt.Errorf("pod selector %q: %w", opts.PodSelector, err)
+		}
+		podCache.Label = sel
+	}
+	metricsAddr := opts.MetricsAddr
+	if metricsAddr == "" {
+		metricsAddr = "0"
+	}
+	shutdown := opts.GracefulShutdownTimeout
+	if shutdown == 0 {
+		shutdown = 30 * time.Second
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  NewScheme(),
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  opts.ProbeAddr,
+		LeaderElection:          opts.LeaderElection,
+		LeaderElectionID:        LeaderElectionID,
+		LeaderElectionNamespace: opts.LeaderElectionNamespace,
+		// The manager exits right away when it loses the lease, so a new leader starts clean.
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &shutdown,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.ConfigMap{}:       {Label: managed},
+			controllers.PodMetadata(): podCache,
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	name := "offerfeed"
+	if opts.Controller != "" {
+		name += "-" + opts.Controller
+	}
+	r := &controllers.OfferFeedPolicyReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder(name)}
+	if err := r.SetupWithManager(mgr, controllers.Options{
+		MaxConcurrentReconciles: cmp.Or(opts.MaxConcurrentReconciles, 4),
+		Name:                    opts.Controller,
+	}); err != nil {
+		return nil, fmt.Errorf("setting up policy controller: %w", err)
+	}
+	if opts.ProbeAddr != "" {
+		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+			return nil, err
+		}
+		if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+			return nil, err
+		}
+	}
+	return mgr, nil
+}
