@@ -1,0 +1,98 @@
+# offerfeed — make help lists the targets.
+
+ENVTEST_K8S_VERSION ?= 1.37.2
+IMG ?= offerfeed:latest
+GO ?= go
+# Test flags; `make test TESTFLAGS=-short` skips the slow cases.
+TESTFLAGS ?=
+
+.DEFAULT_GOAL := help
+
+##@ General
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  %-16s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: ## Generate the CRD, RBAC and webhook manifests from the markers.
+	$(GO) tool controller-gen rbac:roleName=manager-role crd webhook paths="./..." \
+		output:crd:artifacts:config=config/crd/bases \
+		output:rbac:artifacts:config=config/rbac \
+		output:webhook:artifacts:config=config/webhook
+
+.PHONY: generate
+generate: ## Generate deepcopy code and the gateway config JSON Schema.
+	$(GO) tool controller-gen object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+	@if [ -d hack/jsonschema ]; then $(GO) run ./hack/jsonschema > config/gateway/config.schema.json; fi
+
+.PHONY: verify-gen
+verify-gen: manifests generate ## Fail when generated files differ from what is committed.
+	@git add -N config api >/dev/null 2>&1 || true
+	@if ! git diff --quiet -- config api; then \
+		echo "generated files are out of date; run 'make manifests generate' and commit:"; \
+		git diff --stat -- config api; exit 1; fi
+	@echo "generated files are up to date"
+
+.PHONY: fmt
+fmt: ## Format the Go code.
+	gofmt -l -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## Run go vet.
+	$(GO) vet ./...
+
+.PHONY: lint
+lint: vet ## Check formatting and vet.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
+
+.PHONY: controlplane
+controlplane: ## Build kube-apiserver, etcd and kubectl from Go modules for envtest (skips what exists).
+	ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/controlplane/build.sh >/dev/null
+
+.PHONY: test
+test: controlplane lint verify-gen ## Build the control plane if needed, check generated files, run every test.
+	$(GO) test -race -count=1 $(TESTFLAGS) ./...
+
+.PHONY: bench
+bench: ## Run the benchmarks (see BENCHMARKS.md for the figures).
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+##@ Build and run
+
+.PHONY: build
+build: ## Build bin/offerfeed.
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/offerfeed .
+
+.PHONY: run
+run: manifests generate ## Run the manager against the cluster of the current kubeconfig.
+	$(GO) run . manager --leader-elect=false
+
+.PHONY: demo
+demo: controlplane build ## Run the demo market on an embedded control plane.
+	bin/offerfeed demo $(DEMOFLAGS)
+
+.PHONY: docker-build
+docker-build: ## Build the image (needs a Docker engine).
+	docker build -t $(IMG) .
+
+##@ Deployment
+
+.PHONY: install
+install: ## Install the CRDs into the cluster of the current kubeconfig.
+	$(GO) tool kustomize build config/crd | kubectl apply --server-side -f -
+
+.PHONY: uninstall
+uninstall: ## Remove the CRDs (and every policy) from the cluster.
+	$(GO) tool kustomize build config/crd | kubectl delete --ignore-not-found -f -
+
+.PHONY: deploy
+deploy: ## Deploy offerfeed (config/default, needs cert-manager) with image IMG.
+	cd config/manager && $(GO) tool kustomize edit set image offerfeed=$(IMG)
+	$(GO) tool kustomize build config/default | kubectl apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: ## Remove offerfeed from the cluster.
+	$(GO) tool kustomize build config/default | kubectl delete --ignore-not-found -f -
