@@ -38,6 +38,10 @@ type HTTPMethod string
 // +kubebuilder:validation:XValidation:rule="!has(self.accept) || !has(self.accept.requireShown) || !self.accept.requireShown || has(self.shownOffers)",message="accept.requireShown needs shownOffers, to learn which offers a driver was shown"
 // +kubebuilder:validation:XValidation:rule="!has(self.overrides) || self.overrides.all(o, !has(o.feed) || has(self.feed))",message="an override of feed needs feed to be set"
 // +kubebuilder:validation:XValidation:rule="!has(self.overrides) || self.overrides.all(o, !has(o.accept) || has(self.accept))",message="an override of accept needs accept to be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.overrides) || !has(self.accept) || self.overrides.all(o, !has(o.accept) || (!has(o.accept.maxAccepts) && !has(o.accept.window)) || (has(self.accept.maxAccepts) && has(self.accept.window)))",message="an override of accept.maxAccepts or accept.window needs accept.maxAccepts and accept.window to be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.overrides) || self.overrides.all(o, !has(o.accept) || !has(o.accept.minReactionTime) || has(self.shownOffers))",message="an override of accept.minReactionTime needs shownOffers, to learn when an offer was shown to a driver"
+// +kubebuilder:validation:XValidation:rule="!has(self.overrides) || !has(self.accept) || self.overrides.all(o, !has(o.accept) || has(o.accept.window) == has(o.accept.minReactionTime) || (has(o.accept.window) ? (!has(self.accept.minReactionTime) || duration(o.accept.window) >= duration(self.accept.minReactionTime)) : (!has(self.accept.window) || duration(self.accept.window) >= duration(o.accept.minReactionTime))))",message="an override's window must be at least its minReactionTime, including values it keeps from accept"
+// +kubebuilder:validation:XValidation:rule="!has(self.feed) || !has(self.accept) || self.feed.method != self.accept.method || self.feed.path != self.accept.pathTemplate",message="feed and accept must not be the same route: give them different paths or methods"
 type OfferFeedPolicySpec struct {
 	// targetSelector selects, by label, the offer-service pods in this namespace whose gateway
 	// enforces this policy. It must not be empty: a policy always names what it governs.
@@ -94,6 +98,7 @@ type ClientIdentity struct {
 	// +kubebuilder:validation:MaxLength=128
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
 	// +kubebuilder:validation:XValidation:rule="!self.lowerAscii().startsWith('offerfeed-')",message="header must not start with OfferFeed-: the gateway strips those headers from clients"
+	// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['host', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'])",message="header must not be Host or a hop-by-hop header (Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade): proxies and the gateway's HTTP server do not pass them on as request headers"
 	Header string `json:"header"`
 }
 

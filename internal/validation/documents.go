@@ -1,0 +1,239 @@
+package validation
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// Status is the outcome for one document.
+type Status string
+
+const (
+	// StatusValid is a document of a validated kind that the API server would accept.
+	StatusValid Status = "valid"
+	// StatusInvalid is a document the API server would refuse, or that does not parse.
+	StatusInvalid Status = "invalid"
+	// StatusIgnored is a document of another kind, or not a Kubernetes object at all.
+	StatusIgnored Status = "ignored"
+)
+
+// Result is the outcome for one document of a file.
+type Result struct {
+	// File is the file name as given (or found in a directory); "-" is standard input.
+	File string `json:"file"`
+	// Document is the 1-based position of the document among the non-empty documents of File.
+	Document int `json:"document"`
+	// APIVersion, Kind, Namespace and Name identify the object, as far as the document says.
+	APIVersion string `json:"apiVersion,omitempty"`
+	Kind       string `json:"kind,omitempty"`
+	Namespace  string `json:"namespace,omitempty"`
+	Name       string `json:"name,omitempty"`
+	// Status is valid, invalid or ignored.
+	Status Status `json:"status"`
+	// Reason says why an ignored document was ignored.
+	Reason string `json:"reason,omitempty"`
+	// Errors are why an invalid document is invalid.
+	Errors []Error `json:"errors,omitempty"`
+}
+
+// Object names the document's object as kind/namespace/name, without the namespace when it
+// has none, or "" when the document is not an object.
+func (r Result) Object() string {
+	switch {
+	case r.Kind == "":
+		return ""
+	case r.Namespace == "":
+		return r.Kind + "/" + r.Name
+	default:
+		return r.Kind + "/" + r.Namespace + "/" + r.Name
+	}
+}
+
+// document is one non-empty document of a file, as JSON.
+type document struct {
+	json []byte
+	err  error
+}
+
+// splitDocuments splits YAML (documents separated by --- lines) or JSON into its non-empty
+// documents, each converted to JSON. Duplicate keys are errors, as the API server's strict
+// decoding refuses duplicate fields.
+func splitDocuments(data []byte) ([]document, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var out []document
+	for {
+		chunk, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		j, err := yaml.YAMLToJSONStrict(chunk)
+		if err != nil {
+			out = append(out, document{err: fmt.Errorf("not valid YAML: %w", err)})
+			continue
+		}
+		if t := bytes.TrimSpace(j); len(t) == 0 || bytes.Equal(t, []byte("null")) {
+			continue
+		}
+		out = append(out, document{json: j})
+	}
+}
+
+// Check validates every document of data, the content of file. Documents that are not of a
+// kind the validator knows are ignored; documents that do not parse are invalid. namespace is
+// assumed for namespaced objects without one (see Validate).
+func (v *Validator) Check(ctx context.Context, file string, data []byte, namespace string) []Result {
+	docs, splitErr := splitDocuments(data)
+	var out []Result
+	for i, d := range docs {
+		out = append(out, v.checkDocument(ctx, file, i+1, d, namespace))
+	}
+	if splitErr != nil {
+		out = append(out, Result{File: file, Document: len(docs) + 1, Status: StatusInvalid,
+			Errors: []Error{{Type: "DocumentInvalid", Message: fmt.Sprintf("not valid YAML: %v", splitErr)}}})
+	}
+	return out
+}
+
+func (v *Validator) checkDocument(ctx context.Context, file string, index int, d document, namespace string) Result {
+	res := Result{File: file, Document: index}
+	invalid := func(msg string) Result {
+		res.Status = StatusInvalid
+		res.Errors = append(res.Errors, Error{Type: "DocumentInvalid", Message: msg})
+		return res
+	}
+	if d.err != nil {
+		return invalid(d.err.Error())
+	}
+	var raw any
+	if err := utiljson.Unmarshal(d.json, &raw); err != nil {
+		return invalid(fmt.Sprintf("not valid JSON: %v", err))
+	}
+	obj, ok := raw.(map[string]any)
+	if !ok {
+		res.Status, res.Reason = StatusIgnored, fmt.Sprintf("not a Kubernetes object (a %s)", jsonKind(raw))
+		return res
+	}
+	res.APIVersion, _ = obj["apiVersion"].(string)
+	res.Kind, _ = obj["kind"].(string)
+	if md, ok := obj["metadata"].(map[string]any); ok {
+		res.Namespace, _ = md["namespace"].(string)
+		res.Name, _ = md["name"].(string)
+		if res.Name == "" {
+			res.Name, _ = md["generateName"].(string)
+		}
+	}
+	if !v.Handles(res.APIVersion, res.Kind) {
+		switch {
+		case v.handlesGroup(res.APIVersion):
+			return invalid(fmt.Sprintf("kind %q is not a kind of %s", res.Kind, res.APIVersion))
+		case res.Kind == "" && res.APIVersion == "":
+			res.Status, res.Reason = StatusIgnored, "not a Kubernetes object (no apiVersion and kind)"
+		case res.APIVersion == "" && v.handlesKind(res.Kind):
+			return invalid("apiVersion: Required value")
+		default:
+			res.Status, res.Reason = StatusIgnored, fmt.Sprintf("kind %s of %s is not validated", res.Kind, res.APIVersion)
+		}
+		return res
+	}
+	res.Errors = v.Validate(ctx, obj, namespace)
+	res.Status = StatusValid
+	if len(res.Errors) > 0 {
+		res.Status = StatusInvalid
+	}
+	return res
+}
+
+// handlesGroup reports whether apiVersion is of a group the validator knows.
+func (v *Validator) handlesGroup(apiVersion string) bool {
+	group, _, _ := strings.Cut(apiVersion, "/")
+	if !strings.Contains(apiVersion, "/") {
+		return false
+	}
+	for gk := range v.kinds {
+		if gk.Group == group {
+			return true
+		}
+	}
+	return false
+}
+
+// handlesKind reports whether kind is a kind the validator knows, in any group.
+func (v *Validator) handlesKind(kind string) bool {
+	for gk := range v.kinds {
+		if gk.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+func jsonKind(x any) string {
+	switch x.(type) {
+	case []any:
+		return "list"
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case nil:
+		return "null"
+	default:
+		return "number"
+	}
+}
+
+// manifestExts are the file name extensions read in directories.
+var manifestExts = map[string]bool{".yaml": true, ".yml": true, ".json": true}
+
+// Files expands paths into the files to check: a file is taken as it is (whatever its
+// extension); a directory is walked recursively for *.yaml, *.yml and *.json, in lexical order.
+// "-" stands for standard input and is kept.
+func Files(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		if p == "-" {
+			out = append(out, p)
+			continue
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		var found []string
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && manifestExts[strings.ToLower(filepath.Ext(path))] {
+				found = append(found, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		sort.Strings(found)
+		out = append(out, found...)
+	}
+	return out, nil
+}
