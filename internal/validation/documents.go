@@ -84,7 +84,7 @@ func splitDocuments(data []byte) ([]document, error) {
 		}
 		j, err := yaml.YAMLToJSONStrict(chunk)
 		if err != nil {
-			out = append(out, document{err: fmt.Errorf("not valid YAML: %w", err)})
+			out = append(out, document{err: fmt.Errorf("not valid YAML: %s", oneLine(err.Error()))})
 			continue
 		}
 		if t := bytes.TrimSpace(j); len(t) == 0 || bytes.Equal(t, []byte("null")) {
@@ -92,6 +92,11 @@ func splitDocuments(data []byte) ([]document, error) {
 		}
 		out = append(out, document{json: j})
 	}
+}
+
+// oneLine joins the lines of a multi-line message, so that each error stays on one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // Check validates every document of data, the content of file. Documents that are not of a
@@ -105,7 +110,7 @@ func (v *Validator) Check(ctx context.Context, file string, data []byte, namespa
 	}
 	if splitErr != nil {
 		out = append(out, Result{File: file, Document: len(docs) + 1, Status: StatusInvalid,
-			Errors: []Error{{Type: "DocumentInvalid", Message: fmt.Sprintf("not valid YAML: %v", splitErr)}}})
+			Errors: []Error{{Type: "DocumentInvalid", Message: "not valid YAML: " + oneLine(splitErr.Error())}}})
 	}
 	return out
 }
