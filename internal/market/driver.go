@@ -1,0 +1,397 @@
+package market
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"hash/fnv"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// RequestKind is the kind of a driver's request.
+type RequestKind string
+
+const (
+	// KindPoll is a feed request.
+	KindPoll RequestKind = "poll"
+	// KindAccept is an accept request.
+	KindAccept RequestKind = "accept"
+)
+
+// Request is one request a driver made.
+type Request struct {
+	// Kind is poll or accept.
+	Kind RequestKind
+	// OfferID is the offer an accept was for; empty for polls.
+	OfferID string
+	// Status is the HTTP status of the answer; 0 when the request got no answer.
+	Status int
+	// Decision is the answer's OfferFeed-Decision header: why a gateway refused it.
+	Decision string
+	// Latency is the time from sending the request to reading the whole answer.
+	Latency time.Duration
+}
+
+// DriverConfig configures a Driver. Zero fields take the defaults named below.
+type DriverConfig struct {
+	// ID identifies the driver to the offer service and the gateway.
+	ID string
+	// Class is how the driver behaves.
+	Class Class
+	// BaseURL is the offer service's or the gateway's URL, e.g. "http://127.0.0.1:8080".
+	BaseURL string
+	// Shape is the API shape; default ShapeREST.
+	Shape Shape
+	// IdentityHeader carries ID; default DefaultIdentityHeader.
+	IdentityHeader string
+	// RunID is sent in header X-Market-Run.
+	RunID string
+	// Timing are the delays of humans and raw bots; zero fields default (unscaled).
+	Timing Timing
+	// Policy is what a compliant bot knows of the gateway's policy.
+	Policy Policy
+	// Seed makes the driver's random delays deterministic (with ID).
+	Seed uint64
+	// Client sends the requests; default http.DefaultClient.
+	Client *http.Client
+}
+
+// Driver is one simulated driver. Run plays it until its context ends; Requests and Won
+// report what it did and may be called at any time.
+type Driver struct {
+	cfg DriverConfig
+	rng *rand.Rand
+
+	// Used by Run's goroutine only.
+	seen        map[string]time.Time // offer id → when first seen
+	tried       map[string]bool      // offers a human chose to accept
+	pending     []pendingAccept      // accepts to send, by due time
+	acceptPause time.Time            // compliant bots send no accept before
+	wins        []time.Time          // when the driver won offers
+
+	mu       sync.Mutex
+	requests []Request
+	won      []string
+}
+
+type pendingAccept struct {
+	offerID string
+	due     time.Time
+}
+
+// shownOffer is an offer as a driver reads it from the feed.
+type shownOffer struct {
+	id  string
+	pay float64
+}
+
+// NewDriver returns a driver ready to Run.
+func NewDriver(cfg DriverConfig) *Driver {
+	cfg.Shape = cmp.Or(cfg.Shape, ShapeREST)
+	cfg.IdentityHeader = cmp.Or(cfg.IdentityHeader, DefaultIdentityHeader)
+	cfg.Timing = cfg.Timing.WithDefaults()
+	cfg.Policy.Margin = cmp.Or(cfg.Policy.Margin, DefaultMargin)
+	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+	if cfg.Client == nil {
+		cfg.Client = http.DefaultClient
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(cfg.ID))
+	return &Driver{
+		cfg:   cfg,
+		rng:   rand.New(rand.NewPCG(cfg.Seed, h.Sum64())),
+		seen:  map[string]time.Time{},
+		tried: map[string]bool{},
+	}
+}
+
+// ID returns the driver's id.
+func (d *Driver) ID() string { return d.cfg.ID }
+
+// Class returns the driver's class.
+func (d *Driver) Class() Class { return d.cfg.Class }
+
+// Requests returns the requests the driver made so far, in order. Requests aborted by the
+// end of Run's context are not counted.
+func (d *Driver) Requests() []Request {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.requests)
+}
+
+// Won returns the ids of the offers the driver won so far, in order.
+func (d *Driver) Won() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.won)
+}
+
+// Run polls and accepts until ctx ends, which also aborts the request in flight. Call Run or
+// RunUntil once.
+func (d *Driver) Run(ctx context.Context) { d.RunUntil(ctx, time.Time{}) }
+
+// RunUntil polls and accepts until end (zero: no end) and then returns once the request in
+// flight, if any, is answered, so that the driver and the offer service agree on who won;
+// or it returns as soon as ctx ends, aborting the request in flight.
+func (d *Driver) RunUntil(ctx context.Context, end time.Time) {
+	nextPoll := time.Now().Add(d.firstPoll())
+	for {
+		due, isAccept := nextPoll, false
+		if len(d.pending) > 0 && d.pending[0].due.Before(nextPoll) {
+			due, isAccept = d.pending[0].due, true
+		}
+		if !end.IsZero() && due.After(end) {
+			sleepUntil(ctx, end)
+			return
+		}
+		if !sleepUntil(ctx, due) {
+			return
+		}
+		if isAccept {
+			p := d.pending[0]
+			d.pending = d.pending[1:]
+			d.accept(ctx, p.offerID)
+			continue
+		}
+		started := time.Now()
+		offers, retryAfter := d.poll(ctx)
+		nextPoll = started.Add(d.pollInterval())
+		if retryAfter > 0 && d.cfg.Class != ClassBot { // raw bots ignore Retry-After
+			nextPoll = later(nextPoll, time.Now().Add(retryAfter))
+		}
+		d.consider(offers, time.Now())
+	}
+}
+
+// firstPoll spreads the drivers' first polls over one poll interval.
+func (d *Driver) firstPoll() time.Duration {
+	if d.cfg.Class == ClassHuman {
+		return uniform(d.rng, 0, d.cfg.Timing.HumanPollMin)
+	}
+	return uniform(d.rng, 0, d.pollInterval())
+}
+
+// pollInterval is the time from one poll to the next.
+func (d *Driver) pollInterval() time.Duration {
+	t, p := d.cfg.Timing, d.cfg.Policy
+	switch {
+	case d.cfg.Class == ClassHuman:
+		return uniform(d.rng, t.HumanPollMin, t.HumanPollMax)
+	case d.cfg.Class == ClassCompliantBot && p.MinInterval > 0:
+		return p.MinInterval + p.Margin
+	default:
+		return t.BotPoll
+	}
+}
+
+// consider schedules accepts for the offers of a feed answer read at now.
+func (d *Driver) consider(offers []shownOffer, now time.Time) {
+	var fresh []shownOffer
+	for _, o := range offers {
+		if _, ok := d.seen[o.id]; !ok {
+			d.seen[o.id] = now
+			fresh = append(fresh, o)
+		}
+	}
+	t, p := d.cfg.Timing, d.cfg.Policy
+	switch d.cfg.Class {
+	case ClassHuman:
+		// A human handles one offer at a time: the best paid one not tried yet.
+		if len(d.pending) > 0 {
+			return
+		}
+		best := -1
+		for i, o := range offers {
+			if !d.tried[o.id] && (best < 0 || o.pay > offers[best].pay) {
+				best = i
+			}
+		}
+		if best >= 0 {
+			d.tried[offers[best].id] = true
+			d.schedule(offers[best].id, now.Add(uniform(d.rng, t.HumanReactMin, t.HumanReactMax)))
+		}
+	case ClassBot:
+		for _, o := range fresh {
+			d.schedule(o.id, now.Add(uniform(d.rng, t.BotReactMin, t.BotReactMax)))
+		}
+	case ClassCompliantBot:
+		for _, o := range fresh {
+			if !d.mayAccept(now) {
+				return
+			}
+			react := uniform(d.rng, t.BotReactMin, t.BotReactMax)
+			if p.MinReactionTime > 0 {
+				react = p.MinReactionTime + p.Margin
+			}
+			d.schedule(o.id, d.seen[o.id].Add(react))
+		}
+	}
+}
+
+// mayAccept reports whether a compliant bot may plan one more accept within maxAccepts.
+func (d *Driver) mayAccept(now time.Time) bool {
+	p := d.cfg.Policy
+	if p.MaxAccepts <= 0 {
+		return true
+	}
+	n := len(d.pending)
+	for _, w := range d.wins {
+		if now.Sub(w) < p.Window {
+			n++
+		}
+	}
+	return n < p.MaxAccepts
+}
+
+// schedule queues an accept, keeping the queue ordered by due time.
+func (d *Driver) schedule(offerID string, due time.Time) {
+	i, _ := slices.BinarySearchFunc(d.pending, due, func(p pendingAccept, t time.Time) int { return p.due.Compare(t) })
+	d.pending = slices.Insert(d.pending, i, pendingAccept{offerID: offerID, due: due})
+}
+
+// poll reads the feed; it returns the offers shown and the Retry-After of a 429.
+func (d *Driver) poll(ctx context.Context) ([]shownOffer, time.Duration) {
+	var body io.Reader
+	method, path := http.MethodGet, RESTFeedPath
+	if d.cfg.Shape == ShapeFlex {
+		method, path = http.MethodPost, FlexFeedPath
+		body = strings.NewReader(`{"apiVersion":"V2","filters":{"serviceAreaFilter":[],"timeFilter":{}},"serviceAreaIds":[]}`)
+	}
+	status, header, data := d.send(ctx, KindPoll, "", method, path, body)
+	if status == http.StatusTooManyRequests {
+		return nil, parseRetryAfter(header.Get("Retry-After"), time.Now())
+	}
+	if status/100 != 2 {
+		return nil, 0
+	}
+	var feed struct {
+		Offers []struct {
+			ID  string  `json:"id"`
+			Pay float64 `json:"pay"`
+		} `json:"offers"`
+		OfferList []struct {
+			OfferID  string `json:"offerId"`
+			RateInfo struct {
+				PriceAmount float64 `json:"priceAmount"`
+			} `json:"rateInfo"`
+		} `json:"offerList"`
+	}
+	if json.Unmarshal(data, &feed) != nil {
+		return nil, 0
+	}
+	var offers []shownOffer
+	for _, o := range feed.Offers {
+		offers = append(offers, shownOffer{id: o.ID, pay: o.Pay})
+	}
+	for _, o := range feed.OfferList {
+		offers = append(offers, shownOffer{id: o.OfferID, pay: o.RateInfo.PriceAmount})
+	}
+	return offers, 0
+}
+
+// accept tries to take an offer.
+func (d *Driver) accept(ctx context.Context, offerID string) {
+	if d.cfg.Class == ClassCompliantBot && time.Now().Before(d.acceptPause) {
+		return
+	}
+	method, path := http.MethodPost, strings.Replace(RESTAcceptPathTemplate, "{offerId}", url.PathEscape(offerID), 1)
+	var body io.Reader
+	if d.cfg.Shape == ShapeFlex {
+		data, _ := json.Marshal(map[string]string{"offerId": offerID})
+		path, body = FlexAcceptPath, bytes.NewReader(data)
+	}
+	status, header, _ := d.send(ctx, KindAccept, offerID, method, path, body)
+	switch {
+	case status/100 == 2:
+		d.wins = append(d.wins, time.Now())
+		d.mu.Lock()
+		d.won = append(d.won, offerID)
+		d.mu.Unlock()
+	case status == http.StatusTooManyRequests && d.cfg.Class == ClassCompliantBot:
+		d.acceptPause = time.Now().Add(parseRetryAfter(header.Get("Retry-After"), time.Now()))
+	}
+}
+
+// send makes one request and records it unless ctx ended meanwhile. It returns the status
+// (0 without an answer), the answer's header and up to 1 MiB of its body.
+func (d *Driver) send(ctx context.Context, kind RequestKind, offerID, method, path string, body io.Reader) (int, http.Header, []byte) {
+	req, err := http.NewRequestWithContext(ctx, method, d.cfg.BaseURL+path, body)
+	if err != nil {
+		return 0, nil, nil
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set(d.cfg.IdentityHeader, d.cfg.ID)
+	req.Header.Set(RunHeader, d.cfg.RunID)
+
+	start := time.Now()
+	rec := Request{Kind: kind, OfferID: offerID}
+	var data []byte
+	var header http.Header
+	resp, err := d.cfg.Client.Do(req)
+	if err == nil {
+		data, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		_, _ = io.Copy(io.Discard, resp.Body) // drain, so the connection is reused
+		resp.Body.Close()
+		rec.Status, rec.Decision, header = resp.StatusCode, resp.Header.Get(DecisionHeader), resp.Header
+		if err != nil {
+			rec.Status = 0
+		}
+	}
+	rec.Latency = time.Since(start)
+	if rec.Status == 0 && ctx.Err() != nil {
+		return 0, nil, nil // cut short by the end of the run, not a failure
+	}
+	d.mu.Lock()
+	d.requests = append(d.requests, rec)
+	d.mu.Unlock()
+	return rec.Status, header, data
+}
+
+// parseRetryAfter reads a Retry-After header value: delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		return time.Duration(max(s, 0)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
+}
+
+// sleepUntil waits until t; it returns false if ctx ended first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	wait := time.Until(t)
+	if wait <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

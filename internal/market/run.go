@@ -1,0 +1,154 @@
+package market
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// recordsTimeout bounds reading the offer service's records after a run.
+const recordsTimeout = 3 * time.Second
+
+// Config configures one market run.
+type Config struct {
+	// Title heads the report, e.g. "Run 1: DryRun".
+	Title string
+	// BaseURL is where the drivers send their requests: the offer service itself or the
+	// gateway in front of it. Required.
+	BaseURL string
+	// Shape is the API shape; default ShapeREST.
+	Shape Shape
+	// IdentityHeader carries the driver id; default DefaultIdentityHeader.
+	IdentityHeader string
+	// Humans, Bots and CompliantBots are how many drivers of each class play.
+	Humans, Bots, CompliantBots int
+	// Policy is what compliant bots know of the gateway's policy (never scaled).
+	Policy Policy
+	// Duration is how long the drivers play, in wall-clock time (never scaled); zero plays
+	// until ctx ends.
+	Duration time.Duration
+	// Seed makes the drivers' random delays (and ServiceConfig's offers) deterministic.
+	Seed uint64
+	// Timing are the market's delays, including the offer rate; zero fields default.
+	Timing Timing
+	// Scale multiplies every delay of Timing (0.1: ten times faster); zero means 1.
+	Scale float64
+	// RunID tags the run's requests (header X-Market-Run) so the offer service keeps its
+	// records apart from other runs; default a fresh id.
+	RunID string
+	// Service, when the offer service runs in this process, is read directly for the
+	// records; otherwise Run reads them from BaseURL + RecordsPath.
+	Service *OfferService
+	// Client sends the drivers' requests; default a client tuned for many drivers.
+	Client *http.Client
+}
+
+// timing returns the run's delays with defaults applied and scaled.
+func (c Config) timing() Timing { return c.Timing.WithDefaults().Scaled(c.Scale) }
+
+// ServiceConfig returns the configuration of an offer service that matches c: its shape,
+// identity header and seed, and c's offer interval and TTL, scaled.
+func (c Config) ServiceConfig() ServiceConfig {
+	t := c.timing()
+	return ServiceConfig{Shape: c.Shape, IdentityHeader: c.IdentityHeader, Seed: c.Seed,
+		OfferInterval: t.OfferInterval, OfferTTL: t.OfferTTL}
+}
+
+// Run plays one market: it starts the configured drivers against cfg.BaseURL, stops them
+// after cfg.Duration (letting requests in flight finish), reads the offer service's records
+// of the run and reports. When ctx ends first, Run stops every driver at once, aborting
+// requests in flight, and returns the partial report with ctx.Err().
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if _, err := url.Parse(cfg.BaseURL); err != nil || cfg.BaseURL == "" {
+		return nil, fmt.Errorf("market: invalid base URL %q", cfg.BaseURL)
+	}
+	if cfg.Humans < 0 || cfg.Bots < 0 || cfg.CompliantBots < 0 || cfg.Humans+cfg.Bots+cfg.CompliantBots == 0 {
+		return nil, errors.New("market: driver counts must be ≥ 0 and not all zero")
+	}
+	cfg.Shape = cmp.Or(cfg.Shape, ShapeREST)
+	cfg.RunID = cmp.Or(cfg.RunID, fmt.Sprintf("run-%d", time.Now().UnixNano()))
+	client := cfg.Client
+	if client == nil {
+		client = newClient(cfg.Humans + cfg.Bots + cfg.CompliantBots)
+		defer client.CloseIdleConnections()
+	}
+
+	var drivers []*Driver
+	for _, c := range []struct {
+		class Class
+		n     int
+	}{{ClassHuman, cfg.Humans}, {ClassBot, cfg.Bots}, {ClassCompliantBot, cfg.CompliantBots}} {
+		for i := range c.n {
+			drivers = append(drivers, NewDriver(DriverConfig{
+				ID: fmt.Sprintf("%s-%02d", c.class, i+1), Class: c.class,
+				BaseURL: cfg.BaseURL, Shape: cfg.Shape, IdentityHeader: cfg.IdentityHeader, RunID: cfg.RunID,
+				Timing: cfg.timing(), Policy: cfg.Policy, Seed: cfg.Seed, Client: client,
+			}))
+		}
+	}
+
+	start := time.Now()
+	var end time.Time
+	if cfg.Duration > 0 {
+		end = start.Add(cfg.Duration)
+	}
+	var wg sync.WaitGroup
+	for _, d := range drivers {
+		wg.Go(func() { d.RunUntil(ctx, end) })
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	rep := newReport(cfg, drivers, elapsed)
+	if rec, err := readRecords(ctx, cfg, client); err != nil {
+		rep.RecordsError = err.Error()
+	} else {
+		rep.addRecords(rec)
+	}
+	rep.Interrupted = ctx.Err() != nil
+	return rep, ctx.Err()
+}
+
+// readRecords returns the offer service's records of the run.
+func readRecords(ctx context.Context, cfg Config, client *http.Client) (Records, error) {
+	if cfg.Service != nil {
+		return cfg.Service.Records(cfg.RunID), nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordsTimeout)
+	defer cancel()
+	u := strings.TrimSuffix(cfg.BaseURL, "/") + RecordsPath + "?run=" + url.QueryEscape(cfg.RunID)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return Records{}, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return Records{}, fmt.Errorf("reading offer service records: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return Records{}, fmt.Errorf("reading offer service records: %s", resp.Status)
+	}
+	var rec Records
+	if err := json.NewDecoder(resp.Body).Decode(&rec); err != nil {
+		return Records{}, fmt.Errorf("reading offer service records: %w", err)
+	}
+	return rec, nil
+}
+
+// newClient returns an HTTP client for n drivers: one idle connection per driver, no proxy.
+func newClient(n int) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.MaxIdleConns = n + 4
+	t.MaxIdleConnsPerHost = n + 4
+	t.IdleConnTimeout = 30 * time.Second
+	return &http.Client{Transport: t, Timeout: 30 * time.Second}
+}
