@@ -1,0 +1,150 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/offerfeed/offerfeed/internal/gateway"
+)
+
+func init() {
+	register("gateway", "run the gateway sidecar in front of an offer service", runGateway)
+}
+
+func runGateway(args []string) int {
+	fs := flag.NewFlagSet("offerfeed gateway", flag.ContinueOnError)
+	var (
+		configFile      = fs.String("config", "/etc/offerfeed/config.json", "gateway config `file` (ConfigMap offerfeed-gateway, key config.json); hot-reloaded; may be absent")
+		upstream        = fs.String("upstream", "", "offer service `URL`, such as http://127.0.0.1:8080 (required)")
+		listen          = fs.String("listen", ":8480", "`address` the proxy listens on")
+		adminListen     = fs.String("admin-listen", ":8481", "`address` of /metrics, /healthz and /readyz")
+		podLabels       = fs.String("pod-labels", "", "the pod's labels as `k=v,k2=v2`")
+		podLabelsFile   = fs.String("pod-labels-file", "", "downward API `file` with the pod's labels (key=\"value\" lines); hot-reloaded")
+		maxDrivers      = fs.Int("max-tracked-drivers", gateway.DefaultMaxTrackedDrivers, "most drivers whose state is kept; the least recently seen are forgotten first")
+		upstreamTimeout = fs.Duration("upstream-timeout", gateway.DefaultUpstreamTimeout, "wait at most this long for the offer service's response headers, then answer 504")
+		shutdownTimeout = fs.Duration("shutdown-timeout", 30*time.Second, "on SIGTERM, wait at most this long for requests in flight")
+		shutdownDelay   = fs.Duration("shutdown-delay", 0, "on SIGTERM, keep serving (with /readyz failing) this long before draining, while endpoints update")
+		namespace       = fs.String("namespace", os.Getenv("POD_NAMESPACE"), "the pod's namespace (default $POD_NAMESPACE); a config for another namespace is logged")
+		logLevel        = fs.String("log-level", "info", "log level: debug (refusals too), info or error")
+	)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	log, err := newLogger(*logLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "offerfeed gateway:", err)
+		return 2
+	}
+	up, err := url.Parse(*upstream)
+	if err != nil || up.Scheme == "" || up.Host == "" {
+		fmt.Fprintln(os.Stderr, "offerfeed gateway: --upstream must be a URL such as http://127.0.0.1:8080")
+		return 2
+	}
+	if *podLabels != "" && *podLabelsFile != "" {
+		fmt.Fprintln(os.Stderr, "offerfeed gateway: set --pod-labels or --pod-labels-file, not both")
+		return 2
+	}
+	labels, err := gateway.ParsePodLabelsList(*podLabels)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "offerfeed gateway:", err)
+		return 2
+	}
+	g, err := gateway.New(gateway.Options{
+		Upstream:          up,
+		UpstreamTimeout:   *upstreamTimeout,
+		PodLabels:         labels,
+		MaxTrackedDrivers: *maxDrivers,
+		Namespace:         *namespace,
+		Logger:            log,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "offerfeed gateway:", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- g.Watch(watchCtx, *configFile, *podLabelsFile) }()
+
+	proxyLn, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Error(err, "cannot listen", "address", *listen)
+		return 1
+	}
+	adminLn, err := net.Listen("tcp", *adminListen)
+	if err != nil {
+		log.Error(err, "cannot listen", "address", *adminListen)
+		return 1
+	}
+	proxySrv := &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logr.ToSlogHandler(log), slog.LevelDebug),
+	}
+	adminSrv := &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- proxySrv.Serve(proxyLn) }()
+	go func() { errc <- adminSrv.Serve(adminLn) }()
+	log.Info("gateway started", "listen", proxyLn.Addr().String(), "adminListen", adminLn.Addr().String(),
+		"upstream", up.String(), "config", *configFile, "maxTrackedDrivers", *maxDrivers, "upstreamTimeout", upstreamTimeout.String())
+
+	code := 0
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down; draining requests in flight", "delay", shutdownDelay.String(), "timeout", shutdownTimeout.String())
+	case err := <-errc:
+		log.Error(err, "server stopped")
+		code = 1
+	case err := <-watchDone:
+		log.Error(err, "config watcher stopped")
+		code = 1
+	}
+	g.SetDraining()
+	time.Sleep(*shutdownDelay)
+	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+	defer cancel()
+	if err := proxySrv.Shutdown(sctx); err != nil {
+		log.Error(err, "requests in flight did not finish in time")
+		code = 1
+	}
+	adminSrv.Close()
+	stopWatch()
+	log.Info("gateway stopped")
+	return code
+}
+
+// newLogger returns a JSON logger on stderr at level debug, info or error.
+func newLogger(level string) (logr.Logger, error) {
+	var l slog.Level
+	switch level {
+	case "debug":
+		l = slog.LevelDebug
+	case "info":
+		l = slog.LevelInfo
+	case "error":
+		l = slog.LevelError
+	default:
+		return logr.Logger{}, fmt.Errorf("--log-level %q: want debug, info or error", level)
+	}
+	return logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}

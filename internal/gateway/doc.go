@@ -1,0 +1,34 @@
+// Package gateway is the offerfeed gateway sidecar: a reverse proxy in front of one offer
+// service that enforces the OfferFeedPolicy of its pod, per driver.
+//
+// The gateway reads the config rendered by the operator (package gatewayconfig), picks the
+// first policy whose selector matches its pod's labels (no match: it proxies everything
+// unchanged) and decides each request of the policy's routes as DESIGN.md's table says:
+//
+//   - feed polls are paced by a GCRA pacer (minInterval, burst); a poll too soon gets 429
+//     feed-throttled with Retry-After and the RateLimit / RateLimit-Policy fields of
+//     draft-ietf-httpapi-ratelimit-headers-10, which allowed polls carry too;
+//   - accepts are counted in a sliding window (maxAccepts per window): 2xx answers count,
+//     forwarded accepts hold a slot while in flight, refused ones do not count (429
+//     accept-throttled with Retry-After);
+//   - the ids of the offers in feed answers (shownOffers.jsonPath) are read while the body
+//     streams to the driver; an accept sooner than minReactionTime after its offer was first
+//     shown gets 429 too-fast, an accept for an offer never shown gets 403 unseen-offer when
+//     requireShown;
+//   - a governed request without the identity header gets 400 missing-identity.
+//
+// Refusals carry the response header OfferFeed-Decision. In DryRun every request is forwarded
+// and the offer service sees the decision in the request header OfferFeed-Flag. Clients cannot
+// send OfferFeed-* headers: they are stripped.
+//
+// Drivers are known only by a 64-bit seeded hash of their identity header value; at most
+// Options.MaxTrackedDrivers are tracked, the least recently seen forgotten first. The state of
+// the policy in force survives config reloads while the policy keeps its name and identity
+// header. See docs/gateway.md for flags, metrics and reload behaviour.
+//
+// A Gateway is an http.Handler: tests and tools can put one in front of an httptest server:
+//
+//	g, err := gateway.New(gateway.Options{Upstream: upstreamURL, Now: clock.Now})
+//	err = g.Apply(cfg)
+//	srv := httptest.NewServer(g)
+package gateway

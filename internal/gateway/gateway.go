@@ -1,0 +1,306 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxTrackedDrivers = 1_000_000
+	DefaultUpstreamTimeout   = 15 * time.Second
+	DefaultMaxAcceptBody     = 64 << 10
+)
+
+// Options configure a Gateway.
+type Options struct {
+	// Upstream is the offer service, such as http://127.0.0.1:8080. Required.
+	Upstream *url.URL
+	// Transport forwards requests to Upstream; nil means a transport tuned for one local
+	// upstream, with UpstreamTimeout as its response header timeout.
+	Transport http.RoundTripper
+	// UpstreamTimeout is how long the gateway waits for the offer service's response headers
+	// before it answers 504. Zero means DefaultUpstreamTimeout. Used only when Transport is nil.
+	UpstreamTimeout time.Duration
+	// PodLabels are the labels of the gateway's pod; the first policy whose selector matches
+	// them applies.
+	PodLabels map[string]string
+	// MaxTrackedDrivers bounds the drivers whose state the gateway keeps; zero means
+	// DefaultMaxTrackedDrivers.
+	MaxTrackedDrivers int
+	// MaxAcceptBody is the most bytes of an accept's body read to find offerIdField; zero
+	// means DefaultMaxAcceptBody.
+	MaxAcceptBody int64
+	// Namespace, when set, is checked against the config's namespace (a mismatch is logged).
+	Namespace string
+	// Now is the clock; nil means time.Now. Tests inject a fake clock.
+	Now func() time.Time
+	// Logger receives structured logs; the zero value discards them.
+	Logger logr.Logger
+	// Registry receives the gateway's metrics; nil means a new registry of its own.
+	Registry *prometheus.Registry
+}
+
+// Gateway is the offerfeed gateway: an http.Handler that applies the policy of its pod to each
+// request and forwards what it allows to the offer service. Make one with New, give it a
+// config with Apply (or LoadFile / Watch), and serve AdminHandler on the admin port.
+type Gateway struct {
+	opts     Options
+	log      logr.Logger
+	now      func() time.Time
+	epoch    time.Time
+	seed     maphash.Seed
+	reg      *prometheus.Registry
+	m        *metrics
+	proxy    http.Handler
+	maxBody  int64
+	draining atomic.Bool
+
+	active atomic.Pointer[active]
+
+	// mu serializes config changes and guards the fields below.
+	mu        sync.Mutex
+	labels    labels.Set
+	gen       uint64
+	lastError string
+	lastErrAt time.Time
+	source    string // the config file, when loaded from one
+	fileSum   string // hash of the last config file bytes read (good or bad)
+}
+
+// active is the config in force. It is replaced whole on every change.
+type active struct {
+	cfg        *gatewayconfig.Config // nil: no config
+	configHash string
+	policy     *policy // nil: no policy matches; proxy everything
+	detail     string
+	gen        uint64
+}
+
+// New makes a Gateway with no config: it proxies everything until Apply gives it one.
+func New(opts Options) (*Gateway, error) {
+	if opts.Upstream == nil || opts.Upstream.Scheme == "" || opts.Upstream.Host == "" {
+		return nil, errors.New("gateway: Options.Upstream must be an absolute URL such as http://127.0.0.1:8080")
+	}
+	if opts.MaxTrackedDrivers <= 0 {
+		opts.MaxTrackedDrivers = DefaultMaxTrackedDrivers
+	}
+	if opts.UpstreamTimeout <= 0 {
+		opts.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+	if opts.MaxAcceptBody <= 0 {
+		opts.MaxAcceptBody = DefaultMaxAcceptBody
+	}
+	g := &Gateway{
+		opts:    opts,
+		log:     opts.Logger,
+		now:     opts.Now,
+		seed:    maphash.MakeSeed(),
+		reg:     opts.Registry,
+		maxBody: opts.MaxAcceptBody,
+		labels:  labels.Set(opts.PodLabels),
+	}
+	if g.log.GetSink() == nil {
+		g.log = logr.Discard()
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	g.epoch = g.now()
+	if g.reg == nil {
+		g.reg = prometheus.NewRegistry()
+	}
+	g.m = newMetrics(g.reg, g)
+	g.proxy = g.newProxy()
+	g.active.Store(&active{detail: "no config loaded; proxying everything unchanged"})
+	return g, nil
+}
+
+// nowNS is the gateway clock: ns since the gateway was made (monotonic with the real clock).
+func (g *Gateway) nowNS() int64 { return int64(g.now().Sub(g.epoch)) }
+
+// Apply puts cfg in force: it validates cfg, picks the first policy whose selector matches the
+// pod's labels, and keeps the driver state when that policy is the one in force already (same
+// namespace, name and identity header). A nil cfg means no config: proxy everything. An invalid
+// cfg is refused, counted as a reload failure, and the config in force stays.
+func (g *Gateway) Apply(cfg *gatewayconfig.Config) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.applyLocked(cfg); err != nil {
+		g.failLocked(err)
+		return err
+	}
+	return nil
+}
+
+func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
+	next := &active{cfg: cfg}
+	prev := g.active.Load()
+	if cfg == nil {
+		next.detail = "no config file; proxying everything unchanged"
+	} else {
+		if err := gatewayconfig.Validate(cfg); err != nil {
+			return fmt.Errorf("config refused: %w", err)
+		}
+		b, err := gatewayconfig.Marshal(cfg)
+		if err != nil {
+			return err
+		}
+		next.configHash = gatewayconfig.Hash(b)
+		if g.opts.Namespace != "" && cfg.Namespace != "" && cfg.Namespace != g.opts.Namespace {
+			g.log.Info("config is for another namespace", "configNamespace", cfg.Namespace, "podNamespace", g.opts.Namespace)
+		}
+		var chosen *gatewayconfig.Policy
+		for i := range cfg.Policies {
+			sel, err := metav1.LabelSelectorAsSelector(&cfg.Policies[i].Selector)
+			if err != nil {
+				return fmt.Errorf("policies[%d] (%s): selector: %w", i, cfg.Policies[i].Name, err)
+			}
+			if sel.Matches(g.labels) {
+				chosen = &cfg.Policies[i]
+				break
+			}
+		}
+		if chosen == nil {
+			next.detail = fmt.Sprintf("no policy of %d in the config matches this pod's labels; proxying everything unchanged", len(cfg.Policies))
+		} else {
+			p, err := compilePolicy(chosen, g.seed)
+			if err != nil {
+				return err
+			}
+			key := stateKey(cfg.Namespace, chosen)
+			if prev.policy != nil && prev.policy.table.key == key {
+				p.table = prev.policy.table
+			} else {
+				p.table = newDriverTable(key, g.opts.MaxTrackedDrivers)
+			}
+			g.m.bindCounters(p)
+			next.policy = p
+			next.detail = fmt.Sprintf("policy %s (%s) in force, mode %s", chosen.Name, chosen.Hash, chosen.Mode)
+		}
+	}
+	g.gen++
+	next.gen = g.gen
+	g.active.Store(next)
+	g.m.generation.Set(float64(g.gen))
+	g.m.policyInfo.Reset()
+	if p := next.policy; p != nil {
+		mode := string(gatewayconfig.ModeEnforce)
+		if p.dryRun {
+			mode = string(gatewayconfig.ModeDryRun)
+		}
+		g.m.policyInfo.WithLabelValues(p.name, p.hash, mode).Set(1)
+		g.log.Info("config applied", "generation", g.gen, "configHash", next.configHash, "policy", p.name, "policyHash", p.hash, "mode", mode,
+			"stateKept", prev.policy != nil && prev.policy.table == p.table)
+	} else {
+		g.log.Info("config applied; no policy in force, proxying everything unchanged", "generation", g.gen, "configHash", next.configHash, "detail", next.detail)
+	}
+	g.lastError, g.lastErrAt = "", time.Time{}
+	return nil
+}
+
+// failLocked records a refused config: logged, counted, and shown in /readyz.
+func (g *Gateway) failLocked(err error) {
+	g.m.reloadFailures.Inc()
+	g.lastError, g.lastErrAt = err.Error(), time.Now()
+	a := g.active.Load()
+	g.log.Error(err, "config refused; the last good config stays in force", "generation", a.gen, "configHash", a.configHash)
+}
+
+// SetPodLabels changes the pod's labels and picks the policy again from the config in force.
+func (g *Gateway) SetPodLabels(l map[string]string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if labels.Equals(g.labels, l) {
+		return nil
+	}
+	g.labels = labels.Set(l)
+	if err := g.applyLocked(g.active.Load().cfg); err != nil {
+		g.failLocked(err)
+		return err
+	}
+	return nil
+}
+
+// SetDraining marks the gateway as shutting down: /readyz answers 503 from then on.
+func (g *Gateway) SetDraining() { g.draining.Store(true) }
+
+// Registry returns the registry holding the gateway's metrics.
+func (g *Gateway) Registry() *prometheus.Registry { return g.reg }
+
+func (g *Gateway) trackedDrivers() int {
+	if p := g.active.Load().policy; p != nil {
+		return p.table.len()
+	}
+	return 0
+}
+
+func (g *Gateway) evictedDrivers() uint64 {
+	if p := g.active.Load().policy; p != nil {
+		return p.table.evicted.Load()
+	}
+	return 0
+}
+
+// Status is the gateway's state as /readyz reports it.
+type Status struct {
+	Ready           bool       `json:"ready"`
+	Draining        bool       `json:"draining,omitempty"`
+	ConfigFile      string     `json:"configFile,omitempty"`
+	ConfigLoaded    bool       `json:"configLoaded"`
+	ConfigHash      string     `json:"configHash,omitempty"`
+	Generation      uint64     `json:"generation"`
+	Policy          string     `json:"policy,omitempty"`
+	PolicyHash      string     `json:"policyHash,omitempty"`
+	Mode            string     `json:"mode,omitempty"`
+	Detail          string     `json:"detail"`
+	LastReloadError string     `json:"lastReloadError,omitempty"`
+	LastReloadAt    *time.Time `json:"lastReloadErrorTime,omitempty"`
+	TrackedDrivers  int        `json:"trackedDrivers"`
+	MaxDrivers      int        `json:"maxTrackedDrivers"`
+}
+
+// Status returns the gateway's state: the config and policy in force and the last reload error.
+func (g *Gateway) Status() Status {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	a := g.active.Load()
+	s := Status{
+		Ready:           !g.draining.Load(),
+		Draining:        g.draining.Load(),
+		ConfigFile:      g.source,
+		ConfigLoaded:    a.cfg != nil,
+		ConfigHash:      a.configHash,
+		Generation:      a.gen,
+		Detail:          a.detail,
+		LastReloadError: g.lastError,
+		MaxDrivers:      g.opts.MaxTrackedDrivers,
+	}
+	if !g.lastErrAt.IsZero() {
+		t := g.lastErrAt
+		s.LastReloadAt = &t
+	}
+	if p := a.policy; p != nil {
+		s.Policy, s.PolicyHash = p.name, p.hash
+		s.Mode = string(gatewayconfig.ModeEnforce)
+		if p.dryRun {
+			s.Mode = string(gatewayconfig.ModeDryRun)
+		}
+		s.TrackedDrivers = p.table.len()
+		s.MaxDrivers = p.table.capacity()
+	}
+	return s
+}

@@ -1,0 +1,70 @@
+package gateway
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the gateway's Prometheus metrics, in its own registry.
+type metrics struct {
+	decisions      *prometheus.CounterVec
+	generation     prometheus.Gauge
+	reloadFailures prometheus.Counter
+	policyInfo     *prometheus.GaugeVec
+	upstream       [numRoutes]prometheus.Observer
+	upstreamErrors *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
+	m := &metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "offerfeed_gateway_decisions_total",
+			Help: "Decisions on requests of governed routes, by policy, route (feed, accept) and decision (allowed or the refusal); in DryRun the decision flagged.",
+		}, []string{"policy", "route", "decision"}),
+		generation: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "offerfeed_gateway_config_generation",
+			Help: "Number of configs applied since start (the first load included).",
+		}),
+		reloadFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "offerfeed_gateway_config_reload_failures_total",
+			Help: "Config files refused (unreadable, not valid); the last good config stays in force.",
+		}),
+		policyInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "offerfeed_gateway_policy_info",
+			Help: "1 for the policy in force on this gateway, with its hash and mode.",
+		}, []string{"policy", "hash", "mode"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "offerfeed_gateway_upstream_errors_total",
+			Help: "Requests the gateway could not get an answer for from the offer service, by kind (unreachable: 502, timeout: 504, canceled: the client went away).",
+		}, []string{"kind"}),
+	}
+	hist := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "offerfeed_gateway_upstream_duration_seconds",
+		Help:    "Time from forwarding a request to the offer service's response headers, by route (feed, accept, other).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"route"})
+	for r := route(0); r < numRoutes; r++ {
+		m.upstream[r] = hist.WithLabelValues(routeNames[r])
+	}
+	tracked := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "offerfeed_gateway_tracked_drivers",
+		Help: "Drivers whose state the gateway holds (at most --max-tracked-drivers).",
+	}, func() float64 { return float64(g.trackedDrivers()) })
+	evictions := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "offerfeed_gateway_evicted_drivers_total",
+		Help: "Drivers forgotten, least recently seen first, to keep the state within its bound.",
+	}, func() float64 { return float64(g.evictedDrivers()) })
+	reg.MustRegister(m.decisions, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, hist, tracked, evictions,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// bindCounters resolves the decision counters of a policy once, at config load, so that the
+// hot path does not look up label values.
+func (m *metrics) bindCounters(p *policy) {
+	for r := routeFeed; r <= routeAccept; r++ {
+		for d := Decision(0); d < numDecisions; d++ {
+			p.counters[r][d] = m.decisions.WithLabelValues(p.name, routeNames[r], d.String())
+		}
+	}
+}

@@ -1,0 +1,272 @@
+package gateway
+
+import (
+	"fmt"
+	"hash/maphash"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
+)
+
+// Decision is what the gateway decided about one request on a governed route.
+type Decision uint8
+
+// The decisions of DESIGN.md's table. Allowed requests are proxied.
+const (
+	Allowed Decision = iota
+	FeedThrottled
+	AcceptThrottled
+	TooFast
+	UnseenOffer
+	MissingIdentity
+	numDecisions
+)
+
+var decisionNames = [numDecisions]string{"allowed", "feed-throttled", "accept-throttled", "too-fast", "unseen-offer", "missing-identity"}
+
+// String returns the decision's name, the value of headers OfferFeed-Decision and OfferFeed-Flag.
+func (d Decision) String() string {
+	if d < numDecisions {
+		return decisionNames[d]
+	}
+	return "unknown"
+}
+
+// Status is the HTTP status of a refusal with this decision (200 for Allowed).
+func (d Decision) Status() int {
+	switch d {
+	case FeedThrottled, AcceptThrottled, TooFast:
+		return http.StatusTooManyRequests
+	case UnseenOffer:
+		return http.StatusForbidden
+	case MissingIdentity:
+		return http.StatusBadRequest
+	}
+	return http.StatusOK
+}
+
+// Headers the gateway reads and writes.
+const (
+	// HeaderDecision is the response header naming the decision of a refused request.
+	HeaderDecision = "OfferFeed-Decision"
+	// HeaderFlag is the request header that tells the offer service, in DryRun, what the
+	// gateway would have decided.
+	HeaderFlag = "OfferFeed-Flag"
+	// headerPrefix is the prefix of the headers clients may not send.
+	headerPrefix = "offerfeed-"
+)
+
+// route is a governed route of a policy.
+type route uint8
+
+const (
+	routeFeed route = iota
+	routeAccept
+	routeOther
+	numRoutes
+)
+
+var routeNames = [numRoutes]string{"feed", "accept", "other"}
+
+// limits are the effective limits of a driver: the policy's, or an override's.
+type limits struct {
+	interval int64 // feed emission interval, ns
+	tau      int64 // feed burst tolerance, ns: (burst-1)*interval
+	burst    int32
+	// rlPolicy is the value of response header RateLimit-Policy for this driver.
+	rlPolicy []string
+
+	maxAccepts  int32
+	window      int64
+	minReaction int64
+}
+
+// policy is a gatewayconfig.Policy compiled for the hot path.
+type policy struct {
+	name, hash string
+	dryRun     bool
+	// identity is the canonical identity header key.
+	identity string
+
+	feed         *feedRoute
+	accept       *acceptRoute
+	shown        jsonPath // nil when the policy does not read shown offers
+	offerField   jsonPath // one step with the offerIdField, nil when the id is in the path
+	requireShown bool
+
+	base      limits
+	overrides map[uint64]*limits
+
+	table    *driverTable
+	counters [numRoutes][numDecisions]prometheus.Counter
+}
+
+// stateKey names the driver state a policy uses. State is kept across reloads while the
+// policy in force keeps its namespace, name and identity header: what the table records
+// (poll times, successful accepts, shown offers) stays true when limits change, and the new
+// limits apply to it from the next request.
+func stateKey(ns string, p *gatewayconfig.Policy) string {
+	return ns + "/" + p.Name + "\x00" + strings.ToLower(p.IdentityHeader)
+}
+
+func compilePolicy(p *gatewayconfig.Policy, seed maphash.Seed) (*policy, error) {
+	c := &policy{
+		name:     p.Name,
+		hash:     p.Hash,
+		dryRun:   p.Mode == gatewayconfig.ModeDryRun,
+		identity: http.CanonicalHeaderKey(p.IdentityHeader),
+	}
+	if p.Feed != nil {
+		r := compileFeedRoute(p.Feed)
+		c.feed = &r
+	}
+	if p.Accept != nil {
+		r := compileAcceptRoute(p.Accept)
+		c.accept = &r
+		c.requireShown = p.Accept.RequireShown
+		if p.Accept.OfferIDField != "" {
+			c.offerField = jsonPath{{name: p.Accept.OfferIDField, fold: true}}
+		}
+	}
+	if p.ShownOffers != nil {
+		jp, err := compileJSONPath(p.ShownOffers.JSONPath)
+		if err != nil {
+			return nil, fmt.Errorf("policy %s: shownOffers.jsonPath: %w", p.Name, err)
+		}
+		c.shown = jp
+	}
+	c.base = *makeLimits(p, nil)
+	for i := range p.Overrides {
+		o := &p.Overrides[i]
+		l := makeLimits(p, o)
+		for _, d := range o.Drivers {
+			k := maphash.String(seed, d)
+			if c.overrides == nil {
+				c.overrides = make(map[uint64]*limits)
+			}
+			if _, dup := c.overrides[k]; !dup { // the first override naming a driver applies
+				c.overrides[k] = l
+			}
+		}
+	}
+	return c, nil
+}
+
+func makeLimits(p *gatewayconfig.Policy, o *gatewayconfig.Override) *limits {
+	l := &limits{}
+	if f := p.Feed; f != nil {
+		iv, burst := f.MinInterval.D(), f.Burst
+		if o != nil && o.Feed != nil {
+			if o.Feed.MinInterval != 0 {
+				iv = o.Feed.MinInterval.D()
+			}
+			if o.Feed.Burst != 0 {
+				burst = o.Feed.Burst
+			}
+		}
+		if burst < 1 {
+			burst = 1
+		}
+		l.interval, l.burst = int64(iv), burst
+		l.tau = int64(burst-1) * l.interval
+		w := ceilSeconds(int64(burst) * l.interval)
+		l.rlPolicy = []string{`"feed";q=` + strconv.Itoa(int(burst)) + `;w=` + strconv.FormatInt(w, 10)}
+	}
+	if a := p.Accept; a != nil {
+		l.maxAccepts, l.window, l.minReaction = a.MaxAccepts, int64(a.Window), int64(a.MinReactionTime)
+		if o != nil && o.Accept != nil {
+			if o.Accept.MaxAccepts != 0 {
+				l.maxAccepts = o.Accept.MaxAccepts
+			}
+			if o.Accept.Window != 0 {
+				l.window = int64(o.Accept.Window)
+			}
+			if o.Accept.MinReactionTime != 0 {
+				l.minReaction = int64(o.Accept.MinReactionTime)
+			}
+		}
+	}
+	return l
+}
+
+// limitsFor returns the limits of the driver with identity hash key.
+func (p *policy) limitsFor(key uint64) *limits {
+	if p.overrides != nil {
+		if l, ok := p.overrides[key]; ok {
+			return l
+		}
+	}
+	return &p.base
+}
+
+// feedVerdict is the outcome of a feed decision.
+type feedVerdict struct {
+	decision  Decision
+	retry     int64 // ns until the next poll is allowed (refusals)
+	remaining int64 // polls left back to back (allowed)
+	reset     int64 // ns until the full burst is available again
+}
+
+// decideFeed is the GCRA pacer (virtual scheduling): a poll at now is allowed when the
+// theoretical arrival time tat is at most tau ahead of now; an allowed poll moves tat one
+// interval on. A refused poll (or one only flagged in DryRun) leaves the state alone, so the
+// pacer measures what Enforce would let through.
+func decideFeed(e *entry, l *limits, now int64) feedVerdict {
+	tat := e.tat
+	if tat < now {
+		tat = now
+	}
+	if tat-now > l.tau {
+		return feedVerdict{decision: FeedThrottled, retry: tat - l.tau - now, reset: tat - now}
+	}
+	next := tat + l.interval
+	e.tat = next
+	return feedVerdict{decision: Allowed, remaining: (now + l.tau + l.interval - next) / l.interval, reset: next - now}
+}
+
+// checkAccept decides an accept for offer id (known when hasID) of a driver with state x.
+// Checks run from the most specific to the quota: unseen-offer, too-fast, accept-throttled.
+// It changes no state; admit takes the in-flight slot of an allowed accept.
+func (p *policy) checkAccept(x *driverExt, l *limits, id uint64, hasID bool, now int64) (Decision, int64) {
+	if p.requireShown || l.minReaction > 0 {
+		if !hasID {
+			if p.requireShown {
+				return UnseenOffer, 0
+			}
+		} else if at, ok := x.shownAt(id); !ok {
+			if p.requireShown {
+				return UnseenOffer, 0
+			}
+		} else if l.minReaction > 0 && now-at < l.minReaction {
+			return TooFast, at + l.minReaction - now
+		}
+	}
+	if l.maxAccepts > 0 {
+		x.pruneAccepts(now, l.window)
+		used := int64(len(x.done)) + int64(x.inflight)
+		if used >= int64(l.maxAccepts) {
+			// The slot that frees first: the k-th oldest 2xx accept leaving the window. When
+			// only accepts in flight hold slots, one of them may fail soon: retry in a second.
+			k := used - int64(l.maxAccepts) + 1
+			retry := int64(1e9)
+			if k <= int64(len(x.done)) {
+				retry = x.done[k-1] + l.window - now
+			}
+			return AcceptThrottled, retry
+		}
+	}
+	return Allowed, 0
+}
+
+// ceilSeconds rounds a positive duration in ns up to whole seconds, at least 1.
+func ceilSeconds(ns int64) int64 {
+	s := (ns + 1e9 - 1) / 1e9
+	if s < 1 {
+		s = 1
+	}
+	return s
+}

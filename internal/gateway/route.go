@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"net/url"
+	"strings"
+
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
+)
+
+// Routes are matched on a normalized request path, so that an encoding of the same path cannot
+// slip past a governed route: each segment is percent-decoded on its own (an encoded '/' stays
+// inside its segment, as the offer id), empty and "." segments are dropped, ".." removes the
+// segment before it, and a trailing '/' is ignored except for a feed prefix. The request is
+// forwarded unchanged.
+
+// reqPath is the normalized path of a request: its segments, and whether it ended in '/'.
+type reqPath struct {
+	segs     []string
+	trailing bool
+	// buf backs segs for the common short path, so that matching does not allocate.
+	buf [16]string
+}
+
+// normalizePath splits an escaped request path into decoded segments. It allocates only when
+// the path has more than 16 segments or percent-escapes.
+func (p *reqPath) normalize(escaped string) {
+	p.segs = p.buf[:0]
+	p.trailing = strings.HasSuffix(escaped, "/")
+	for len(escaped) > 0 {
+		var seg string
+		i := strings.IndexByte(escaped, '/')
+		if i < 0 {
+			seg, escaped = escaped, ""
+		} else {
+			seg, escaped = escaped[:i], escaped[i+1:]
+		}
+		if strings.IndexByte(seg, '%') >= 0 {
+			if u, err := url.PathUnescape(seg); err == nil {
+				seg = u
+			}
+		}
+		switch seg {
+		case "", ".":
+			continue
+		case "..":
+			if len(p.segs) > 0 {
+				p.segs = p.segs[:len(p.segs)-1]
+			}
+			continue
+		}
+		p.segs = append(p.segs, seg)
+	}
+}
+
+// feedRoute matches the feed: an exact path, or every path below a prefix ending in '/'.
+type feedRoute struct {
+	method string
+	segs   []string
+	prefix bool
+}
+
+func compileFeedRoute(f *gatewayconfig.Feed) feedRoute {
+	var p reqPath
+	p.normalize(f.Path)
+	return feedRoute{method: f.Method, segs: append([]string(nil), p.segs...), prefix: strings.HasSuffix(f.Path, "/")}
+}
+
+func (r *feedRoute) match(method string, p *reqPath) bool {
+	if method != r.method {
+		return false
+	}
+	if r.prefix {
+		// /offers/ matches /offers/ and everything below, not /offers itself.
+		if len(p.segs) < len(r.segs) || (len(p.segs) == len(r.segs) && !p.trailing) {
+			return false
+		}
+	} else if len(p.segs) != len(r.segs) {
+		return false
+	}
+	for i, s := range r.segs {
+		if p.segs[i] != s {
+			return false
+		}
+	}
+	return true
+}
+
+// acceptRoute matches the accept path template; idSeg is the index of the {offerId} segment,
+// or -1 when the offer id is in the body.
+type acceptRoute struct {
+	method string
+	segs   []string
+	idSeg  int
+}
+
+func compileAcceptRoute(a *gatewayconfig.Accept) acceptRoute {
+	r := acceptRoute{method: a.Method, idSeg: -1}
+	for _, s := range strings.Split(a.PathTemplate, "/") {
+		if s == "" {
+			continue
+		}
+		if s == gatewayconfig.OfferIDSegment {
+			r.idSeg = len(r.segs)
+		}
+		r.segs = append(r.segs, s)
+	}
+	return r
+}
+
+// match reports whether the request is an accept, and the offer id from the path when the
+// template has a {offerId} segment.
+func (r *acceptRoute) match(method string, p *reqPath) (offerID string, ok bool) {
+	if method != r.method || len(p.segs) != len(r.segs) {
+		return "", false
+	}
+	for i, s := range r.segs {
+		if i == r.idSeg {
+			continue
+		}
+		if p.segs[i] != s {
+			return "", false
+		}
+	}
+	if r.idSeg >= 0 {
+		return p.segs[r.idSeg], true
+	}
+	return "", true
+}

@@ -1,0 +1,333 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"hash/maphash"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// reqState travels with a forwarded request of a governed route (in its context) to the
+// proxy's response and error hooks.
+type reqState struct {
+	route route
+	// shown is set on feed requests of a policy that reads shown offers.
+	shown *shownRecorder
+	// ticket is set on accepts that hold an in-flight slot.
+	ticket *acceptTicket
+}
+
+type reqStateKey struct{}
+
+func stateFrom(ctx context.Context) *reqState {
+	st, _ := ctx.Value(reqStateKey{}).(*reqState)
+	return st
+}
+
+// ServeHTTP applies the policy in force to r and forwards it, or answers a refusal.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	stripOfferFeedHeaders(r.Header)
+	p := g.active.Load().policy
+	if p == nil {
+		g.proxy.ServeHTTP(w, r)
+		return
+	}
+	var rp reqPath
+	rp.normalize(r.URL.EscapedPath())
+	rt := routeOther
+	var pathID string
+	if p.accept != nil {
+		if id, ok := p.accept.match(r.Method, &rp); ok {
+			rt, pathID = routeAccept, id
+		}
+	}
+	if rt == routeOther && p.feed != nil && p.feed.match(r.Method, &rp) {
+		rt = routeFeed
+	}
+	if rt == routeOther {
+		g.proxy.ServeHTTP(w, r)
+		return
+	}
+	var ident string
+	if v := r.Header[p.identity]; len(v) > 0 {
+		ident = v[0]
+	}
+	if ident == "" {
+		p.counters[rt][MissingIdentity].Inc()
+		if !p.dryRun {
+			g.refuse(w, r, p, rt, MissingIdentity, 0)
+			return
+		}
+		r.Header.Set(HeaderFlag, MissingIdentity.String())
+		g.forward(w, r, &reqState{route: rt})
+		return
+	}
+	key := maphash.String(g.seed, ident)
+	if rt == routeFeed {
+		g.serveFeed(w, r, p, key)
+		return
+	}
+	g.serveAccept(w, r, p, key, pathID)
+}
+
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, st *reqState) {
+	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), reqStateKey{}, st)))
+}
+
+// feedDecision decides a feed poll of driver key at now and returns the verdict, the driver's
+// limits and, when the policy reads shown offers and the poll goes on, the driver's state to
+// record them in. It is the hot path measured by BenchmarkFeedDecision.
+func (g *Gateway) feedDecision(p *policy, key uint64, now int64) (feedVerdict, *limits, *shard, *driverExt) {
+	l := p.limitsFor(key)
+	t := p.table
+	s := t.shard(key)
+	s.mu.Lock()
+	e := t.get(s, key)
+	v := decideFeed(e, l, now)
+	var x *driverExt
+	if p.shown != nil && (v.decision == Allowed || p.dryRun) {
+		x = e.extState()
+	}
+	s.mu.Unlock()
+	return v, l, s, x
+}
+
+func (g *Gateway) serveFeed(w http.ResponseWriter, r *http.Request, p *policy, key uint64) {
+	v, l, s, x := g.feedDecision(p, key, g.nowNS())
+	p.counters[routeFeed][v.decision].Inc()
+	setRateLimitHeaders(w.Header(), l, v)
+	if v.decision != Allowed {
+		if !p.dryRun {
+			g.refuse(w, r, p, routeFeed, v.decision, v.retry)
+			return
+		}
+		r.Header.Set(HeaderFlag, v.decision.String())
+	}
+	st := &reqState{route: routeFeed}
+	if x != nil {
+		st.shown = &shownRecorder{g: g, s: s, x: x, path: p.shown}
+	}
+	g.forward(w, r, st)
+}
+
+// setRateLimitHeaders writes the RateLimit and RateLimit-Policy fields of
+// draft-ietf-httpapi-ratelimit-headers-10 (structured fields): the policy "feed" allows q
+// polls per w seconds; r polls are left now and the full quota is back in t seconds.
+func setRateLimitHeaders(h http.Header, l *limits, v feedVerdict) {
+	var buf [64]byte
+	b := append(buf[:0], `"feed";r=`...)
+	b = strconv.AppendInt(b, v.remaining, 10)
+	b = append(b, ";t="...)
+	reset := int64(0)
+	if v.reset > 0 {
+		reset = ceilSeconds(v.reset)
+	}
+	b = strconv.AppendInt(b, reset, 10)
+	h["Ratelimit-Policy"] = l.rlPolicy
+	h["Ratelimit"] = []string{string(b)}
+}
+
+// acceptTicket is an accept that holds an in-flight slot of its driver until the offer service
+// answers: a 2xx answer turns the slot into a counted accept, anything else frees it.
+type acceptTicket struct {
+	g    *Gateway
+	s    *shard
+	x    *driverExt
+	done bool
+}
+
+func (t *acceptTicket) finish(status int) {
+	if t == nil || t.done {
+		return
+	}
+	t.done = true
+	now := t.g.nowNS()
+	t.s.mu.Lock()
+	t.x.inflight--
+	if status >= 200 && status < 300 {
+		t.x.done = append(t.x.done, now)
+	}
+	t.s.mu.Unlock()
+}
+
+// serveAccept decides an accept in two steps: the checks (unseen-offer, too-fast,
+// accept-throttled) and the admission that takes an in-flight slot. A fair draw (a later
+// issue) fits between them: an accept that passed the checks would be held for its offer's
+// draw, and admitted (or answered lost-draw) when the draw closes.
+func (g *Gateway) serveAccept(w http.ResponseWriter, r *http.Request, p *policy, key uint64, pathID string) {
+	var id uint64
+	var hasID bool
+	if p.offerField != nil {
+		id, hasID = g.offerFromBody(r, p.offerField)
+	} else if pathID != "" {
+		id, hasID = maphash.String(g.seed, pathID), true
+	}
+	l := p.limitsFor(key)
+	now := g.nowNS()
+	t := p.table
+	s := t.shard(key)
+	s.mu.Lock()
+	x := t.get(s, key).extState()
+	d, retry := p.checkAccept(x, l, id, hasID, now)
+	var ticket *acceptTicket
+	if d == Allowed && l.maxAccepts > 0 {
+		x.inflight++
+		ticket = &acceptTicket{g: g, s: s, x: x}
+	}
+	s.mu.Unlock()
+	p.counters[routeAccept][d].Inc()
+	if d != Allowed {
+		if !p.dryRun {
+			g.refuse(w, r, p, routeAccept, d, retry)
+			return
+		}
+		r.Header.Set(HeaderFlag, d.String())
+	}
+	// Free the slot if the proxy never reached the response or error hook (a panic, an
+	// aborted handler).
+	defer ticket.finish(0)
+	g.forward(w, r, &reqState{route: routeAccept, ticket: ticket})
+}
+
+// refuse answers a refused request itself.
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, p *policy, rt route, d Decision, retry int64) {
+	h := w.Header()
+	h.Set(HeaderDecision, d.String())
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	// Retry-After on the quota refusals only: on too-fast it would tell a bot the exact
+	// reaction time to wait for.
+	if (d == FeedThrottled || d == AcceptThrottled) && retry > 0 {
+		h.Set("Retry-After", strconv.FormatInt(ceilSeconds(retry), 10))
+	}
+	w.WriteHeader(d.Status())
+	io.WriteString(w, d.String()+"\n")
+	if l := g.log.V(1); l.Enabled() {
+		l.Info("request refused", "policy", p.name, "route", routeNames[rt], "decision", d.String(), "method", r.Method, "path", r.URL.Path)
+	}
+}
+
+// stripOfferFeedHeaders removes every OfferFeed-* header a client sent (in any case).
+func stripOfferFeedHeaders(h http.Header) {
+	for k := range h {
+		if len(k) >= len(headerPrefix) && strings.EqualFold(k[:len(headerPrefix)], headerPrefix) {
+			delete(h, k)
+		}
+	}
+}
+
+// offerFromBody reads at most maxBody bytes of an accept's body to find the offer id field, and
+// puts the body back unchanged (what was read, then the rest). The id counts only when the
+// whole body was read and is JSON; when the field appears more than once (in any case, as
+// encoding/json would match it) with different values, the id is unknown.
+func (g *Gateway) offerFromBody(r *http.Request, path jsonPath) (uint64, bool) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return 0, false
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, g.maxBody+1))
+	r.Body = &replayBody{Reader: io.MultiReader(bytes.NewReader(buf), r.Body), c: r.Body}
+	if err != nil || int64(len(buf)) > g.maxBody {
+		return 0, false
+	}
+	return offerIDFromJSON(buf, path, g.seed)
+}
+
+// offerIDFromJSON finds the value at path in the JSON document b: its hash, and whether it was
+// found exactly once (or always with the same value) in a valid document.
+func offerIDFromJSON(b []byte, path jsonPath, seed maphash.Seed) (uint64, bool) {
+	var id uint64
+	n, conflict := 0, false
+	var sc jsonScanner
+	sc.init(path, seed, func(h uint64) {
+		if n > 0 && h != id {
+			conflict = true
+		}
+		id = h
+		n++
+	})
+	sc.Write(b)
+	sc.Finish()
+	if !sc.Complete() || n == 0 || conflict {
+		return 0, false
+	}
+	return id, true
+}
+
+type replayBody struct {
+	io.Reader
+	c io.Closer
+}
+
+func (b *replayBody) Close() error { return b.c.Close() }
+
+// shownRecorder records the offers of a feed response in the driver's state as the body
+// streams to the client: the ids found in each chunk are recorded before the chunk is handed
+// on, so a driver can never accept an offer the gateway has not recorded as shown.
+type shownRecorder struct {
+	g     *Gateway
+	s     *shard
+	x     *driverExt
+	path  jsonPath
+	sc    jsonScanner
+	batch [maxShown]uint64
+	n     int
+}
+
+func (sr *shownRecorder) add(h uint64) {
+	if sr.n == len(sr.batch) {
+		sr.flush()
+	}
+	sr.batch[sr.n] = h
+	sr.n++
+}
+
+func (sr *shownRecorder) flush() {
+	if sr.n == 0 {
+		return
+	}
+	now := sr.g.nowNS()
+	sr.s.mu.Lock()
+	for _, h := range sr.batch[:sr.n] {
+		sr.x.recordShown(h, now)
+	}
+	sr.s.mu.Unlock()
+	sr.n = 0
+}
+
+// wrap returns body with the recorder scanning it.
+func (sr *shownRecorder) wrap(body io.ReadCloser) io.ReadCloser {
+	sr.sc.init(sr.path, sr.g.seed, sr.add)
+	return &shownBody{rc: body, sr: sr}
+}
+
+type shownBody struct {
+	rc io.ReadCloser
+	sr *shownRecorder
+}
+
+func (b *shownBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 && !b.sr.sc.Err() {
+		b.sr.sc.Write(p[:n])
+		b.sr.flush()
+	}
+	return n, err
+}
+
+func (b *shownBody) Close() error { return b.rc.Close() }
+
+// isJSON reports whether a Content-Type is JSON (application/json or a +json type).
+func isJSON(ct string) bool {
+	if ct == "" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}

@@ -1,0 +1,205 @@
+package gateway
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// driverTable holds the state of at most max drivers of one policy, keyed by a 64-bit hash of
+// the identity header value. It is split in shards, each an exact LRU list under its own
+// mutex, so that requests of different drivers rarely wait for each other. When a shard is
+// full the driver seen least recently in that shard is forgotten.
+//
+// A feed-only driver costs one entry (32 bytes) plus its map slot; see BenchmarkBytesPerDriver.
+type driverTable struct {
+	key      string // the policy state this table holds; see stateKey
+	shards   []shard
+	mask     uint64
+	perShard int32
+	evicted  atomic.Uint64
+}
+
+type shard struct {
+	mu    sync.Mutex
+	idx   map[uint64]int32
+	ents  []entry
+	head  int32 // most recently seen, or -1
+	tail  int32 // least recently seen, or -1
+	count atomic.Int32
+	_     [64]byte // keep shards on separate cache lines
+}
+
+// entry is one driver. ext is allocated only for drivers that accept or are shown offers.
+type entry struct {
+	key        uint64
+	tat        int64 // GCRA theoretical arrival time of the next feed poll, ns on the gateway clock
+	prev, next int32
+	ext        *driverExt
+}
+
+// driverExt is the accept and shown-offers state of a driver. It is guarded by the mutex of
+// the shard the driver was in when it was made; a request keeps a pointer to it, so a driver
+// evicted while its accept is in flight only loses the slot bookkeeping, never corrupts
+// another driver.
+type driverExt struct {
+	// done are the times (ns) of the 2xx accepts still inside the window, oldest first.
+	done []int64
+	// inflight is the number of forwarded accepts without an answer yet.
+	inflight int32
+	// shown is a ring of the last maxShown offers first shown to the driver.
+	shown     []shownOffer
+	shownNext int
+}
+
+type shownOffer struct {
+	id uint64
+	at int64
+}
+
+// maxShown is how many offers the gateway remembers per driver.
+const maxShown = 64
+
+func newDriverTable(key string, max int) *driverTable {
+	if max < 1 {
+		max = 1
+	}
+	n := 1
+	for n < 64 && n*2*16 <= max {
+		n *= 2
+	}
+	t := &driverTable{key: key, shards: make([]shard, n), mask: uint64(n - 1), perShard: int32(max / n)}
+	for i := range t.shards {
+		t.shards[i].idx = make(map[uint64]int32)
+		t.shards[i].head, t.shards[i].tail = -1, -1
+	}
+	return t
+}
+
+// capacity is the most drivers the table holds (at most the max it was made with).
+func (t *driverTable) capacity() int { return int(t.perShard) * len(t.shards) }
+
+// len is the number of drivers tracked.
+func (t *driverTable) len() int {
+	n := 0
+	for i := range t.shards {
+		n += int(t.shards[i].count.Load())
+	}
+	return n
+}
+
+func (t *driverTable) shard(key uint64) *shard {
+	// The low bits pick the map bucket; use the high bits for the shard.
+	return &t.shards[(key>>58)&t.mask]
+}
+
+// get returns the entry of key, made (evicting the least recently seen driver when the shard is
+// full) if needed, and marks it most recently seen. The caller holds s.mu.
+func (t *driverTable) get(s *shard, key uint64) *entry {
+	if i, ok := s.idx[key]; ok {
+		s.touch(i)
+		return &s.ents[i]
+	}
+	var i int32
+	if int32(len(s.ents)) < t.perShard {
+		s.ents = append(s.ents, entry{})
+		i = int32(len(s.ents) - 1)
+		s.count.Add(1)
+	} else {
+		i = s.tail
+		s.unlink(i)
+		delete(s.idx, s.ents[i].key)
+		t.evicted.Add(1)
+	}
+	s.ents[i] = entry{key: key, prev: -1, next: -1}
+	s.idx[key] = i
+	s.pushFront(i)
+	return &s.ents[i]
+}
+
+// lookup returns the entry of key without making one, or nil. The caller holds s.mu.
+func (s *shard) lookup(key uint64) *entry {
+	if i, ok := s.idx[key]; ok {
+		return &s.ents[i]
+	}
+	return nil
+}
+
+func (s *shard) touch(i int32) {
+	if s.head == i {
+		return
+	}
+	s.unlink(i)
+	s.pushFront(i)
+}
+
+func (s *shard) unlink(i int32) {
+	e := &s.ents[i]
+	if e.prev >= 0 {
+		s.ents[e.prev].next = e.next
+	} else {
+		s.head = e.next
+	}
+	if e.next >= 0 {
+		s.ents[e.next].prev = e.prev
+	} else {
+		s.tail = e.prev
+	}
+	e.prev, e.next = -1, -1
+}
+
+func (s *shard) pushFront(i int32) {
+	e := &s.ents[i]
+	e.prev, e.next = -1, s.head
+	if s.head >= 0 {
+		s.ents[s.head].prev = i
+	}
+	s.head = i
+	if s.tail < 0 {
+		s.tail = i
+	}
+}
+
+// ext returns the entry's accept and shown-offers state, made if needed.
+func (e *entry) extState() *driverExt {
+	if e.ext == nil {
+		e.ext = &driverExt{}
+	}
+	return e.ext
+}
+
+// recordShown remembers that offer id was shown at now, unless it is remembered already (the
+// first showing counts).
+func (x *driverExt) recordShown(id uint64, now int64) {
+	for i := range x.shown {
+		if x.shown[i].id == id {
+			return
+		}
+	}
+	if len(x.shown) < maxShown {
+		x.shown = append(x.shown, shownOffer{id: id, at: now})
+		return
+	}
+	x.shown[x.shownNext] = shownOffer{id: id, at: now}
+	x.shownNext = (x.shownNext + 1) % maxShown
+}
+
+// shownAt returns when offer id was first shown, if it is remembered.
+func (x *driverExt) shownAt(id uint64) (int64, bool) {
+	for i := range x.shown {
+		if x.shown[i].id == id {
+			return x.shown[i].at, true
+		}
+	}
+	return 0, false
+}
+
+// pruneAccepts forgets the 2xx accepts older than the window.
+func (x *driverExt) pruneAccepts(now, window int64) {
+	n := 0
+	for n < len(x.done) && x.done[n] <= now-window {
+		n++
+	}
+	if n > 0 {
+		x.done = append(x.done[:0], x.done[n:]...)
+	}
+}

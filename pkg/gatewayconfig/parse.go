@@ -1,0 +1,341 @@
+package gatewayconfig
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Bounds of the config format. They are the bounds of the OfferFeedPolicy schema, so that a
+// config the operator renders always parses, and a hand-written one is held to the same rules.
+const (
+	// MaxConfigBytes is the largest config file Parse reads (a ConfigMap holds at most 1 MiB).
+	MaxConfigBytes = 1 << 20
+	// MaxPolicies is the most policies one config may hold.
+	MaxPolicies = 1024
+	// MaxOverrides is the most overrides one policy may hold.
+	MaxOverrides = 64
+	// MaxOverrideDrivers is the most drivers one override may list.
+	MaxOverrideDrivers = 256
+	// MaxDriverLen is the longest driver identity an override may list.
+	MaxDriverLen = 256
+	// MaxPathLen is the longest feed path or accept path template.
+	MaxPathLen = 1024
+	// MaxJSONPathLen is the longest shownOffers.jsonPath.
+	MaxJSONPathLen = 256
+	// MaxFieldLen is the longest accept.offerIdField.
+	MaxFieldLen = 128
+	// MaxHeaderLen is the longest identity header name.
+	MaxHeaderLen = 128
+
+	// MinFeedInterval and MaxFeedInterval bound feed.minInterval.
+	MinFeedInterval = 10 * time.Millisecond
+	MaxFeedInterval = time.Hour
+	// MinBurst and MaxBurst bound feed.burst.
+	MinBurst = 1
+	MaxBurst = 100
+	// MaxMaxAccepts bounds accept.maxAccepts.
+	MaxMaxAccepts = 10000
+	// MinWindow and MaxWindow bound accept.window.
+	MinWindow = time.Second
+	MaxWindow = 24 * time.Hour
+	// MaxMinReactionTime bounds accept.minReactionTime.
+	MaxMinReactionTime = time.Minute
+
+	// OfferIDSegment is the path template segment that matches the offer id.
+	OfferIDSegment = "{offerId}"
+)
+
+var (
+	// jsonPathRE is the pattern of ShownOffers.JSONPath, as in the CRD.
+	jsonPathRE = regexp.MustCompile(`^(\[\]|[A-Za-z_][A-Za-z0-9_-]*(\[\])?)(\.[A-Za-z_][A-Za-z0-9_-]*(\[\])?)*$`)
+	// feedPathRE is the pattern of Feed.Path, as in the CRD.
+	feedPathRE = regexp.MustCompile(`^/[^?#\s]*$`)
+	// pathTemplateRE is the pattern of Accept.PathTemplate, as in the CRD.
+	pathTemplateRE = regexp.MustCompile(`^(/([^/{}?#\s]+|\{offerId\}))+/?$`)
+	// fieldRE is the pattern of Accept.OfferIDField, as in the CRD.
+	fieldRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
+	// headerRE is the pattern of an HTTP header name (RFC 9110 token).
+	headerRE = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`)
+	// hashRE is the form of Policy.Hash.
+	hashRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+)
+
+// Parse reads a config file strictly: unknown fields are refused, the schema version must be
+// SchemaVersion, and every policy must pass Validate. A policy without a Hash gets one computed
+// with PolicyHash. Errors name the policy (index and name) and the field.
+func Parse(data []byte) (*Config, error) {
+	if len(data) > MaxConfigBytes {
+		return nil, fmt.Errorf("config is %d bytes, more than the limit of %d", len(data), MaxConfigBytes)
+	}
+	// Peek at the version first, so that a config of another version gets a clear error rather
+	// than an unknown-field one.
+	var v struct {
+		SchemaVersion *int `json:"schemaVersion"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, fmt.Errorf("config is not valid JSON: %w", err)
+	}
+	if v.SchemaVersion == nil {
+		return nil, errors.New("schemaVersion: required")
+	}
+	if *v.SchemaVersion != SchemaVersion {
+		return nil, fmt.Errorf("schemaVersion: %d is not supported (this gateway reads version %d)", *v.SchemaVersion, SchemaVersion)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("config: unexpected data after the JSON object")
+	}
+	for i := range c.Policies {
+		if c.Policies[i].Hash == "" {
+			h, err := PolicyHash(c.Policies[i])
+			if err != nil {
+				return nil, err
+			}
+			c.Policies[i].Hash = h
+		}
+	}
+	if err := Validate(&c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Validate checks the semantic rules of a config: the rules of the OfferFeedPolicy schema and
+// its cross-field validations, plus that selectors parse. It returns every problem found,
+// joined, each naming the policy and field.
+func Validate(c *Config) error {
+	if c == nil {
+		return errors.New("config: nil")
+	}
+	var errs []error
+	if c.SchemaVersion != SchemaVersion {
+		errs = append(errs, fmt.Errorf("schemaVersion: %d is not supported (this gateway reads version %d)", c.SchemaVersion, SchemaVersion))
+	}
+	if len(c.Policies) > MaxPolicies {
+		errs = append(errs, fmt.Errorf("policies: %d policies, more than the limit of %d", len(c.Policies), MaxPolicies))
+	}
+	names := make(map[string]int, len(c.Policies))
+	for i := range c.Policies {
+		p := &c.Policies[i]
+		if j, dup := names[p.Name]; dup && p.Name != "" {
+			errs = append(errs, fmt.Errorf("policies[%d] (%s): name: duplicate of policies[%d]", i, p.Name, j))
+		}
+		names[p.Name] = i
+		for _, e := range validatePolicy(p) {
+			errs = append(errs, fmt.Errorf("policies[%d] (%s): %w", i, p.Name, e))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validatePolicy(p *Policy) []error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if p.Name == "" {
+		add("name", "required")
+	}
+	if p.Hash != "" && !hashRE.MatchString(p.Hash) {
+		add("hash", "%q is not \"sha256:\" and 64 lowercase hex digits", p.Hash)
+	}
+	if p.Mode != ModeEnforce && p.Mode != ModeDryRun {
+		add("mode", "%q is not Enforce or DryRun", p.Mode)
+	}
+	if _, err := metav1.LabelSelectorAsSelector(&p.Selector); err != nil {
+		add("selector", "does not parse: %v", err)
+	}
+	switch h := p.IdentityHeader; {
+	case h == "":
+		add("identityHeader", "required")
+	case len(h) > MaxHeaderLen:
+		add("identityHeader", "longer than %d characters", MaxHeaderLen)
+	case !headerRE.MatchString(h):
+		add("identityHeader", "%q is not a valid header name", h)
+	case strings.HasPrefix(strings.ToLower(h), "offerfeed-"):
+		add("identityHeader", "%q must not start with OfferFeed-: the gateway strips those headers from clients", h)
+	}
+	if p.Feed == nil && p.Accept == nil {
+		add("feed", "at least one of feed and accept must be set")
+	}
+	if f := p.Feed; f != nil {
+		if !validMethod(f.Method) {
+			add("feed.method", "%q is not one of GET, POST, PUT, PATCH", f.Method)
+		}
+		if len(f.Path) > MaxPathLen {
+			add("feed.path", "longer than %d characters", MaxPathLen)
+		} else if !feedPathRE.MatchString(f.Path) {
+			add("feed.path", "%q must start with '/' and hold no '?', '#' or white space", f.Path)
+		}
+		checkInterval(add, "feed.minInterval", f.MinInterval)
+		checkBurst(add, "feed.burst", f.Burst)
+	}
+	if a := p.Accept; a != nil {
+		if !validMethod(a.Method) {
+			add("accept.method", "%q is not one of GET, POST, PUT, PATCH", a.Method)
+		}
+		if len(a.PathTemplate) > MaxPathLen {
+			add("accept.pathTemplate", "longer than %d characters", MaxPathLen)
+		} else if !pathTemplateRE.MatchString(a.PathTemplate) {
+			add("accept.pathTemplate", "%q must be '/'-separated segments, each a literal without '{', '}', '?', '#' or white space, or {offerId}", a.PathTemplate)
+		} else if strings.Count(a.PathTemplate, OfferIDSegment) > 1 {
+			add("accept.pathTemplate", "%q holds {offerId} more than once", a.PathTemplate)
+		}
+		inPath := strings.Contains(a.PathTemplate, OfferIDSegment)
+		switch {
+		case inPath && a.OfferIDField != "":
+			add("accept.offerIdField", "must not be set when pathTemplate has a {offerId} segment: exactly one must name the offer")
+		case !inPath && a.OfferIDField == "":
+			add("accept.offerIdField", "required when pathTemplate has no {offerId} segment: exactly one must name the offer")
+		case a.OfferIDField != "" && (len(a.OfferIDField) > MaxFieldLen || !fieldRE.MatchString(a.OfferIDField)):
+			add("accept.offerIdField", "%q is not a JSON field name such as offerId", a.OfferIDField)
+		}
+		if a.MaxAccepts < 0 || a.MaxAccepts > MaxMaxAccepts {
+			add("accept.maxAccepts", "%d is not between 1 and %d", a.MaxAccepts, MaxMaxAccepts)
+		}
+		if (a.MaxAccepts > 0) != (a.Window > 0) {
+			add("accept.window", "maxAccepts and window must be set together")
+		}
+		if a.Window > 0 {
+			checkWindow(add, "accept.window", a.Window)
+		}
+		if a.MinReactionTime.D() > MaxMinReactionTime {
+			add("accept.minReactionTime", "%s is more than %s", a.MinReactionTime.D(), MaxMinReactionTime)
+		}
+		if a.Window > 0 && a.Window < a.MinReactionTime {
+			add("accept.window", "window must be at least minReactionTime")
+		}
+		if a.MaxAccepts == 0 && a.MinReactionTime == 0 && !a.RequireShown {
+			add("accept", "accept must limit something: set maxAccepts and window, minReactionTime, or requireShown")
+		}
+		if a.MinReactionTime > 0 && p.ShownOffers == nil {
+			add("accept.minReactionTime", "needs shownOffers, to learn when an offer was shown to a driver")
+		}
+		if a.RequireShown && p.ShownOffers == nil {
+			add("accept.requireShown", "needs shownOffers, to learn which offers a driver was shown")
+		}
+	}
+	if s := p.ShownOffers; s != nil {
+		if p.Feed == nil {
+			add("shownOffers", "needs feed: shown offers are read from feed responses")
+		}
+		if len(s.JSONPath) > MaxJSONPathLen || !jsonPathRE.MatchString(s.JSONPath) {
+			add("shownOffers.jsonPath", "%q is not a path such as offers[].id (names joined by '.', name[] walks an array)", s.JSONPath)
+		}
+	}
+	if len(p.Overrides) > MaxOverrides {
+		add("overrides", "%d overrides, more than the limit of %d", len(p.Overrides), MaxOverrides)
+	}
+	for i, o := range p.Overrides {
+		f := fmt.Sprintf("overrides[%d]", i)
+		if len(o.Drivers) == 0 || len(o.Drivers) > MaxOverrideDrivers {
+			add(f+".drivers", "must list 1 to %d drivers", MaxOverrideDrivers)
+		}
+		seen := make(map[string]bool, len(o.Drivers))
+		for j, d := range o.Drivers {
+			if d == "" || len(d) > MaxDriverLen {
+				add(fmt.Sprintf("%s.drivers[%d]", f, j), "must be 1 to %d characters", MaxDriverLen)
+			}
+			if seen[d] {
+				add(fmt.Sprintf("%s.drivers[%d]", f, j), "%q is listed twice", d)
+			}
+			seen[d] = true
+		}
+		if o.Feed == nil && o.Accept == nil {
+			add(f, "an override must change feed or accept")
+		}
+		if of := o.Feed; of != nil {
+			if p.Feed == nil {
+				add(f+".feed", "an override of feed needs feed to be set")
+			}
+			if of.MinInterval == 0 && of.Burst == 0 {
+				add(f+".feed", "a feed override must set minInterval or burst")
+			}
+			if of.MinInterval != 0 {
+				checkInterval(add, f+".feed.minInterval", of.MinInterval)
+			}
+			if of.Burst != 0 {
+				checkBurst(add, f+".feed.burst", of.Burst)
+			}
+		}
+		if oa := o.Accept; oa != nil {
+			if p.Accept == nil {
+				add(f+".accept", "an override of accept needs accept to be set")
+			}
+			if oa.MaxAccepts == 0 && oa.Window == 0 && oa.MinReactionTime == 0 {
+				add(f+".accept", "an accept override must set maxAccepts, window or minReactionTime")
+			}
+			if oa.MaxAccepts < 0 || oa.MaxAccepts > MaxMaxAccepts {
+				add(f+".accept.maxAccepts", "%d is not between 1 and %d", oa.MaxAccepts, MaxMaxAccepts)
+			}
+			if oa.Window != 0 {
+				checkWindow(add, f+".accept.window", oa.Window)
+			}
+			if oa.MinReactionTime.D() > MaxMinReactionTime {
+				add(f+".accept.minReactionTime", "%s is more than %s", oa.MinReactionTime.D(), MaxMinReactionTime)
+			}
+			if p.Accept != nil {
+				// The effective limits must still make sense.
+				maxA, win, mrt := p.Accept.MaxAccepts, p.Accept.Window, p.Accept.MinReactionTime
+				if oa.MaxAccepts != 0 {
+					maxA = oa.MaxAccepts
+				}
+				if oa.Window != 0 {
+					win = oa.Window
+				}
+				if oa.MinReactionTime != 0 {
+					mrt = oa.MinReactionTime
+				}
+				if (maxA > 0) != (win > 0) {
+					add(f+".accept", "maxAccepts and window must be set together (with the policy's values)")
+				}
+				if win > 0 && win < mrt {
+					add(f+".accept", "window must be at least minReactionTime (with the policy's values)")
+				}
+				if mrt > 0 && p.ShownOffers == nil {
+					add(f+".accept.minReactionTime", "needs shownOffers, to learn when an offer was shown to a driver")
+				}
+			}
+		}
+	}
+	return errs
+}
+
+func validMethod(m string) bool {
+	switch m {
+	case "GET", "POST", "PUT", "PATCH":
+		return true
+	}
+	return false
+}
+
+func checkInterval(add func(string, string, ...any), field string, d Duration) {
+	if d.D() < MinFeedInterval || d.D() > MaxFeedInterval {
+		add(field, "%s is not between %s and %s", d.D(), MinFeedInterval, MaxFeedInterval)
+	}
+}
+
+func checkBurst(add func(string, string, ...any), field string, b int32) {
+	if b < MinBurst || b > MaxBurst {
+		add(field, "%d is not between %d and %d", b, MinBurst, MaxBurst)
+	}
+}
+
+func checkWindow(add func(string, string, ...any), field string, d Duration) {
+	if d.D() < MinWindow || d.D() > MaxWindow {
+		add(field, "%s is not between %s and %s", d.D(), MinWindow, MaxWindow)
+	}
+}
