@@ -105,7 +105,7 @@ func TestDecisions(t *testing.T) {
 		{"feed: prefix path matches below it, not itself", prefixFeed, []step{
 			{method: "POST", path: "/offers/today", hdr: drv("d1"), status: 200, forwarded: true},
 			{method: "POST", path: "/offers/tomorrow", hdr: drv("d1"), status: 429, decision: "feed-throttled"},
-			{method: "POST", path: "/offers", hdr: drv("d1"), status: 200, forwarded: true}, // not governed
+			{method: "POST", path: "/offers", hdr: drv("d1"), status: 200, forwarded: true},      // not governed
 			{method: "GET", path: "/offers/today", hdr: drv("d1"), status: 200, forwarded: true}, // other method
 		}},
 		{"accept: more than maxAccepts in window is accept-throttled", quota2, []step{
