@@ -1,0 +1,176 @@
+package cmd
+
+import (
+	"bytes"
+	"context"
+	"github.com/go-logr/logr"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/offerfeed/offerfeed/api/v1alpha1"
+	"github.com/offerfeed/offerfeed/internal/manifest"
+	"github.com/offerfeed/offerfeed/internal/operator"
+	"github.com/offerfeed/offerfeed/internal/testenv"
+)
+
+func TestRenderExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	dup := filepath.Join(dir, "dup.yaml")
+	policy := `apiVersion: offerfeed.dev/v1alpha1
+kind: OfferFeedPolicy
+metadata: {name: NAME}
+spec:
+  targetSelector: {matchLabels: {app: offer-service}}
+  clientIdentity: {header: X-Driver-Id}
+  feed: {path: /offers, minInterval: 2s}
+`
+	if err := os.WriteFile(dup, []byte(strings.ReplaceAll(policy, "NAME", "a")+"---\n"+strings.ReplaceAll(policy, "NAME", "b")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	twoNS := filepath.Join(dir, "two.yaml")
+	if err := os.WriteFile(twoNS, []byte(strings.ReplaceAll(policy, "{name: NAME}", "{name: a, namespace: ns-x}")+"---\n"+strings.ReplaceAll(policy, "{name: NAME}", "{name: a, namespace: ns-y}")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		desc       string
+		files      []string
+		output     string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{"conflict is reported and fails", []string{dup}, "json", 1, `"name": "a"`, "default/b: not accepted (Conflicted): conflicts with policy a"},
+		{"several namespaces need -o configmap", []string{twoNS}, "json", 2, "", ""},
+		{"several namespaces as ConfigMaps", []string{twoNS}, "configmap", 0, "namespace: ns-y", ""},
+		{"missing file", []string{filepath.Join(dir, "nope.yaml")}, "json", 2, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code, err := renderManifests(&out, &errOut, tt.files, "default", tt.output)
+			if code != tt.wantCode {
+				t.Fatalf("code %d (err %v), want %d", code, err, tt.wantCode)
+			}
+			if !strings.Contains(out.String(), tt.wantStdout) || !strings.Contains(errOut.String(), tt.wantStderr) {
+				t.Errorf("stdout %q\nstderr %q", out.String(), errOut.String())
+			}
+		})
+	}
+}
+
+// TestRenderMatchesOperator applies manifests to a real API server with the manager running and
+// checks that `offerfeed render` prints exactly the bytes of the ConfigMap the operator writes.
+func TestRenderMatchesOperator(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a control plane")
+	}
+	logf.SetLogger(logr.Discard())
+	env, err := testenv.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	mgr, err := operator.NewManager(testenv.Unthrottled(cfg), operator.Options{Controller: "render-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	c, err := client.New(cfg, client.Options{Scheme: operator.NewScheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, files := range [][]string{
+		{"../render/testdata/rest-and-flex.in.yaml"},
+		{"../render/testdata/conflict.in.yaml"},
+		{"../../config/samples"},
+	} {
+		t.Run(files[0], func(t *testing.T) {
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "render-"}}
+			if err := c.Create(ctx, ns); err != nil {
+				t.Fatal(err)
+			}
+			docs, err := manifest.Read(files...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Both order policies by age, then name; render takes the age from the manifests'
+			// creationTimestamp. Creating them in that order, a second apart, makes the API
+			// server's timestamps agree with it.
+			slices.SortFunc(docs, func(a, b manifest.Document) int {
+				if c := a.Object.GetCreationTimestamp().Compare(b.Object.GetCreationTimestamp().Time); c != 0 {
+					return c
+				}
+				return strings.Compare(a.Object.GetName(), b.Object.GetName())
+			})
+			policies := 0
+			for _, d := range docs {
+				if d.Object.GetKind() != "OfferFeedPolicy" {
+					continue // pods would change conflicts, which render cannot know offline
+				}
+				obj := d.Object.DeepCopy()
+				obj.SetNamespace(ns.Name)
+				obj.SetCreationTimestamp(metav1.Time{})
+				if err := c.Create(ctx, obj); err != nil {
+					t.Fatal(err)
+				}
+				policies++
+				time.Sleep(1100 * time.Millisecond)
+			}
+			if policies == 0 {
+				t.Fatalf("no policies in %v", files)
+			}
+			var want bytes.Buffer
+			if _, err := renderManifests(&want, &bytes.Buffer{}, files, ns.Name, "json"); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				got, programmed := operatorConfig(t, c, ns.Name)
+				if programmed && got == want.String() {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("ConfigMap differs from render output:\n--- ConfigMap\n%s\n--- render\n%s", got, want.String())
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// operatorConfig returns the ConfigMap's config.json and whether every policy of ns has been
+// rendered at its generation.
+func operatorConfig(t *testing.T, c client.Client, ns string) (string, bool) {
+	var list v1alpha1.OfferFeedPolicyList
+	if err := c.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range list.Items {
+		if meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionAccepted) == nil || p.Status.ObservedGeneration != p.Generation {
+			return "", false
+		}
+	}
+	cm := &corev1.ConfigMap{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: v1alpha1.GatewayConfigMapName}, cm); err != nil {
+		return "", false
+	}
+	return cm.Data[v1alpha1.GatewayConfigKey], true
+}
