@@ -284,24 +284,22 @@ func WriteHTML(w io.Writer, runs []*Report) error {
 			}
 		}
 	}
-	const (
-		left, top, plotH, barW, gap, groupPad = 50, 20, 240, 44, 8, 40
-	)
+	const left, top, plotH, barW, gap, groupPad = 50, 20, 240, 44, 12, 48
 	groupW := len(classes)*(barW+gap) - gap + groupPad
-	width := left + max(len(runs), 1)*groupW + 20
-	height := top + plotH + 70
+	width := max(left+max(len(runs), 1)*groupW+20, 480)
+	height := top + plotH + 80
 
 	var b strings.Builder
 	b.WriteString(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>offerfeed demo: who wins the offers</title>
 <style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}pre{background:#f6f6f6;padding:1em;overflow-x:auto}
-svg text{font-size:12px;fill:#222}.legend span{display:inline-block;margin-right:1.5em}
-.swatch{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}</style>
+svg text{font-family:system-ui,sans-serif;font-size:12px;fill:#222}</style>
 </head><body>
 <h1>offerfeed demo: who wins the offers</h1>
-<p>Share of the offers won by each class of drivers in each run. The dashed line over a bar is the class's fair share (its share of the drivers).</p>
+<p>Share of the offers won by each class of drivers in each run. The dashed line on a bar is the
+class's fair share: its share of the drivers.</p>
 `)
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="offers won by class per run">`+"\n",
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="share of offers won by class per run">`+"\n",
 		width, height, width, height)
 	y := func(share float64) float64 { return top + plotH*(1-share) }
 	for _, tick := range []float64{0, 0.25, 0.5, 0.75, 1} {
@@ -319,17 +317,23 @@ svg text{font-size:12px;fill:#222}.legend span{display:inline-block;margin-right
 			fmt.Fprintf(&b, `<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s"><title>%s: %d of %d offers (%s), fair share %s</title></rect>`+"\n",
 				x, y(c.Share), barW, plotH*c.Share, classColors[class], class, c.OffersWon, r.OffersTaken, pct(c.Share), pct(c.FairShare))
 			fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="middle">%d</text>`+"\n", x+barW/2, y(c.Share)-4, c.OffersWon)
-			fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#222" stroke-width="2" stroke-dasharray="4 3"/>`+"\n",
-				x-3, y(c.FairShare), x+barW+3, y(c.FairShare))
+			fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#222" stroke-width="2" stroke-dasharray="5 3"/>`+"\n",
+				x, y(c.FairShare), x+barW, y(c.FairShare))
 		}
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`+"\n",
-			x0+(groupW-groupPad)/2, top+plotH+20, html.EscapeString(cmp.Or(r.Title, fmt.Sprintf("Run %d", i+1))))
+		mid := x0 + (groupW-groupPad)/2
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">%s</text>`+"\n",
+			mid, top+plotH+18, html.EscapeString(cmp.Or(r.Title, fmt.Sprintf("Run %d", i+1))))
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%d offers taken</text>`+"\n", mid, top+plotH+34, r.OffersTaken)
 	}
-	b.WriteString("</svg>\n<p class=\"legend\">")
+	lx, ly := left, top+plotH+62
 	for _, c := range classes {
-		fmt.Fprintf(&b, `<span><i class="swatch" style="background:%s"></i>%s</span>`, classColors[c], c)
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n",
+			lx, ly-10, classColors[c], lx+16, ly, c)
+		lx += 30 + 8*len(c)
 	}
-	b.WriteString("<span>- - - fair share</span></p>\n")
+	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#222" stroke-width="2" stroke-dasharray="5 3"/><text x="%d" y="%d">fair share</text>`+"\n",
+		lx, ly-4, lx+24, ly-4, lx+30, ly)
+	b.WriteString("</svg>\n")
 	for i, r := range runs {
 		var t strings.Builder
 		_ = r.WriteTable(&t)

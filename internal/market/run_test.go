@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -65,7 +66,7 @@ func checkConsistent(t *testing.T, rep *Report) {
 
 func TestRunAgainstOfferService(t *testing.T) {
 	before := runtime.NumGoroutine()
-	cfg := testConfig(ShapeREST, 2*time.Second)
+	cfg := testConfig(ShapeREST, 1500*time.Millisecond)
 	svc := NewOfferService(cfg.ServiceConfig())
 	srv := httptest.NewServer(svc)
 	cfg.BaseURL, cfg.Service = srv.URL, svc
@@ -181,19 +182,26 @@ func TestRunThroughGateway(t *testing.T) {
 
 func TestRawBotsIgnoreRetryAfter(t *testing.T) {
 	before := runtime.NumGoroutine()
-	polls := map[string]int{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "60")
 		w.WriteHeader(http.StatusTooManyRequests)
 	}))
+	var drivers []*Driver
+	var wg sync.WaitGroup
+	end := time.Now().Add(300 * time.Millisecond)
 	for _, class := range Classes {
 		d := NewDriver(DriverConfig{ID: string(class) + "-01", Class: class, BaseURL: srv.URL,
 			Timing: DefaultTiming().Scaled(0.01), Policy: Policy{MinInterval: 20 * time.Millisecond}})
-		d.RunUntil(context.Background(), time.Now().Add(300*time.Millisecond))
-		polls[string(class)] = len(d.Requests())
+		drivers = append(drivers, d)
+		wg.Go(func() { d.RunUntil(context.Background(), end) })
 	}
+	wg.Wait()
 	srv.Close()
-	if polls["human"] != 1 || polls["compliant-bot"] != 1 || polls["bot"] < 2 {
+	polls := map[Class]int{}
+	for _, d := range drivers {
+		polls[d.Class()] = len(d.Requests())
+	}
+	if polls[ClassHuman] != 1 || polls[ClassCompliantBot] != 1 || polls[ClassBot] < 2 {
 		t.Errorf("polls against Retry-After: 60: %v; want humans and compliant bots 1, bots more", polls)
 	}
 	checkNoGoroutinesLeft(t, before)

@@ -1,0 +1,100 @@
+package market_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/offerfeed/offerfeed/internal/gateway"
+	"github.com/offerfeed/offerfeed/internal/market"
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
+)
+
+// TestMarketThroughGateway plays the demo's story, ten times faster, through the real
+// gateway: in DryRun raw bots win and are flagged; in Enforce they are refused and bots that
+// obey the policy win more than they do.
+func TestMarketThroughGateway(t *testing.T) {
+	for _, tc := range []struct {
+		mode  gatewayconfig.Mode
+		shape market.Shape
+	}{
+		{gatewayconfig.ModeDryRun, market.ShapeREST},
+		{gatewayconfig.ModeEnforce, market.ShapeFlex},
+	} {
+		t.Run(string(tc.mode), func(t *testing.T) {
+			t.Parallel()
+			// The standard policy of DESIGN.md, scaled like the market.
+			known := market.Policy{MinInterval: 200 * time.Millisecond, MinReactionTime: 80 * time.Millisecond}
+			cfg := market.Config{
+				Title: "Run: " + string(tc.mode), Shape: tc.shape, Seed: 1, Scale: 0.1, Duration: 1500 * time.Millisecond,
+				Humans: 4, Bots: 2, CompliantBots: 2, Policy: known,
+			}
+			svc := market.NewOfferService(cfg.ServiceConfig())
+			upstream := httptest.NewServer(svc)
+			defer upstream.Close()
+			u, _ := url.Parse(upstream.URL)
+			g, err := gateway.New(gateway.Options{Upstream: u})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := g.Apply(gatewayConfig(tc.mode, tc.shape, known)); err != nil {
+				t.Fatal(err)
+			}
+			gw := httptest.NewServer(g)
+			defer gw.Close()
+			cfg.BaseURL, cfg.Service = gw.URL, svc
+
+			rep, err := market.Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var table strings.Builder
+			_ = rep.WriteTable(&table)
+			t.Logf("\n%s", table.String())
+
+			bot, compliant := rep.Class(market.ClassBot), rep.Class(market.ClassCompliantBot)
+			switch tc.mode {
+			case gatewayconfig.ModeDryRun:
+				if bot.Flags["feed-throttled"] == 0 || bot.Flags["too-fast"] == 0 || bot.WonFlagged == 0 {
+					t.Errorf("DryRun: raw bots should be flagged feed-throttled and too-fast: %v, won flagged %d", bot.Flags, bot.WonFlagged)
+				}
+				for _, c := range rep.Classes {
+					if len(c.Decisions) != 0 {
+						t.Errorf("DryRun refused %s: %v", c.Class, c.Decisions)
+					}
+				}
+				if bot.Share <= compliant.Share {
+					t.Errorf("DryRun: raw bots should win most: bot %v, compliant %v", bot.Share, compliant.Share)
+				}
+			case gatewayconfig.ModeEnforce:
+				if bot.Decisions["feed-throttled"] == 0 || bot.Decisions["too-fast"] == 0 || bot.PollsRefused == 0 {
+					t.Errorf("Enforce: raw bots should be refused: %v", bot.Decisions)
+				}
+				if bot.OffersWon >= compliant.OffersWon {
+					t.Errorf("Enforce: compliant bots should beat raw bots: bot %d, compliant %d", bot.OffersWon, compliant.OffersWon)
+				}
+			}
+		})
+	}
+}
+
+// gatewayConfig is a gateway config with one policy for shape, in mode, with the limits a
+// compliant bot knows.
+func gatewayConfig(mode gatewayconfig.Mode, shape market.Shape, known market.Policy) *gatewayconfig.Config {
+	p := gatewayconfig.Policy{
+		Name: "standard", Mode: mode, IdentityHeader: market.DefaultIdentityHeader,
+		Feed: &gatewayconfig.Feed{Method: "GET", Path: market.RESTFeedPath, MinInterval: gatewayconfig.Duration(known.MinInterval), Burst: 1},
+		Accept: &gatewayconfig.Accept{Method: "POST", PathTemplate: market.RESTAcceptPathTemplate, MaxAccepts: 30,
+			Window: gatewayconfig.Duration(time.Minute), MinReactionTime: gatewayconfig.Duration(known.MinReactionTime), RequireShown: true},
+		ShownOffers: &gatewayconfig.ShownOffers{JSONPath: "offers[].id"},
+	}
+	if shape == market.ShapeFlex {
+		p.Feed.Method, p.Feed.Path = "POST", market.FlexFeedPath
+		p.Accept.PathTemplate, p.Accept.OfferIDField = market.FlexAcceptPath, "offerId"
+		p.ShownOffers.JSONPath = "offerList[].offerId"
+	}
+	return &gatewayconfig.Config{SchemaVersion: gatewayconfig.SchemaVersion, Namespace: "offers", Policies: []gatewayconfig.Policy{p}}
+}
