@@ -50,11 +50,12 @@ lint: vet ## Check formatting and vet.
 
 .PHONY: controlplane
 controlplane: ## Build kube-apiserver, etcd and kubectl from Go modules for envtest (skips what exists).
-	ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/controlplane/build.sh >/dev/null
+	ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/controlplane/build.sh
 
 .PHONY: test
-test: controlplane lint verify-gen ## Build the control plane if needed, check generated files, run every test.
-	$(GO) test -race -count=1 $(TESTFLAGS) ./...
+test: lint verify-gen ## Build the control plane if needed, check generated files, run every test.
+	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/controlplane/build.sh)" \
+		$(GO) test -race -count=1 $(TESTFLAGS) ./...
 
 .PHONY: bench
 bench: ## Run the benchmarks (see BENCHMARKS.md for the figures).
