@@ -36,7 +36,8 @@ type Config struct {
 	Duration time.Duration
 	// Seed makes the drivers' random delays (and ServiceConfig's offers) deterministic.
 	Seed uint64
-	// Timing are the market's delays, including the offer rate; zero fields default.
+	// Timing are the market's delays; zero fields default. Its offer interval and TTL are
+	// those of the offer service, which Run does not run: ServiceConfig passes them on.
 	Timing Timing
 	// Scale multiplies every delay of Timing (0.1: ten times faster); zero means 1.
 	Scale float64
