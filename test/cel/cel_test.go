@@ -11,12 +11,14 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/offerfeed/offerfeed/internal/celcases"
+	"github.com/offerfeed/offerfeed/internal/validation"
 )
 
 // samplesDir holds the sample manifests of config/samples.
@@ -39,7 +41,7 @@ func entries(cases []celcases.Case, prefix string) []TableEntry {
 }
 
 var _ = Describe("OfferFeedPolicy validation by the API server", func() {
-	DescribeTable("refuses invalid specs with a message that names the mistake",
+	DescribeTable("refuses invalid specs with a message that names the mistake, as offerfeed validate does",
 		func(ctx context.Context, c celcases.Case, name string) {
 			obj, err := c.Object()
 			Expect(err).NotTo(HaveOccurred())
@@ -47,6 +49,33 @@ var _ = Describe("OfferFeedPolicy validation by the API server", func() {
 			Expect(err).To(HaveOccurred(), "the API server accepted an invalid spec")
 			for _, want := range c.WantErrors {
 				Expect(err.Error()).To(ContainSubstring(want))
+			}
+
+			// offerfeed validate finds the same errors, worded the same.
+			offline, err2 := c.Object()
+			Expect(err2).NotTo(HaveOccurred())
+			errs := validator.Validate(ctx, offline.Object, namespace)
+			Expect(errs).NotTo(BeEmpty())
+			var unknown, rest []validation.Error
+			for _, e := range errs {
+				if e.Type == validation.ErrorTypeUnknownField {
+					unknown = append(unknown, e)
+				} else {
+					rest = append(rest, e)
+				}
+			}
+			if len(unknown) > 0 {
+				// Strict decoding fails before validation: the API server reports only these,
+				// as `strict decoding error: unknown field "spec.x"`.
+				for _, e := range unknown {
+					Expect(err.Error()).To(ContainSubstring(e.Message))
+				}
+				return
+			}
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+			Expect(err.(apierrors.APIStatus).Status().Details.Causes).To(HaveLen(len(rest)), "%v", err)
+			for _, e := range rest {
+				Expect(err.Error()).To(ContainSubstring(e.String()))
 			}
 		},
 		entries(celcases.Invalid(), "invalid"),
