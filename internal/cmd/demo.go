@@ -1,0 +1,64 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/offerfeed/offerfeed/internal/demo"
+	"github.com/offerfeed/offerfeed/internal/market"
+)
+
+func init() {
+	register("demo", "run a simulated offer market through offerfeed on an embedded control plane", runDemo)
+}
+
+func runDemo(args []string) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	var opts demo.Options
+	fs.DurationVar(&opts.Duration, "duration", 20*time.Second, "how long each market run plays")
+	fs.IntVar(&opts.Humans, "humans", 8, "human drivers: poll every 3-6 s, react in 1-3 s")
+	fs.IntVar(&opts.Bots, "bots", 2, "bots: poll every 100 ms, accept within 50 ms, ignore Retry-After")
+	fs.IntVar(&opts.CompliantBots, "compliant-bots", 0, "bots that obey every limit of the policy exactly")
+	fs.Uint64Var(&opts.Seed, "seed", 1, "seed of the market's random delays and offers")
+	shape := fs.String("shape", string(market.ShapeREST), "offer API shape: rest (GET /offers) or flex (POST /GetOffersForProviderPost)")
+	fs.StringVar(&opts.ReportFile, "report", "offerfeed-demo.html", "HTML chart of the runs; empty for none")
+	verbose := fs.Bool("v", false, "show the manager's and gateway's logs")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	opts.Shape = market.Shape(*shape)
+	if opts.Shape != market.ShapeREST && opts.Shape != market.ShapeFlex {
+		fmt.Fprintf(os.Stderr, "offerfeed demo: --shape must be rest or flex, not %q\n", *shape)
+		return 2
+	}
+	opts.Out = os.Stdout
+	level := zapcore.ErrorLevel
+	if *verbose {
+		level = zapcore.InfoLevel
+	}
+	opts.Logger = zap.New(zap.WriteTo(os.Stderr), zap.Level(level))
+	ctrl.SetLogger(opts.Logger)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_, err := demo.Run(ctx, opts)
+	switch {
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(os.Stderr, "offerfeed demo: interrupted; everything it started is stopped")
+		return 130
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "offerfeed demo: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,417 @@
+// Package demo is `offerfeed demo`: a whole offerfeed installation on one machine. It starts the
+// envtest control plane (a real kube-apiserver and etcd), installs the CRD, runs the manager in
+// process, applies a policy, and then plays a simulated offer market (package market) through
+// the gateway with the config the operator rendered — first with the policy in DryRun, then
+// switched to Enforce by updating the resource — and reports who won the offers.
+package demo
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/offerfeed/offerfeed/api/v1alpha1"
+	"github.com/offerfeed/offerfeed/internal/gateway"
+	"github.com/offerfeed/offerfeed/internal/market"
+	"github.com/offerfeed/offerfeed/internal/operator"
+	"github.com/offerfeed/offerfeed/internal/testenv"
+)
+
+// Namespace and PolicyName are where the demo's policy lives.
+const (
+	Namespace  = "offers"
+	PolicyName = "standard"
+	// AppLabel is the label of the demo's offer-service pod, selected by the policy.
+	AppLabel = "offer-service"
+)
+
+// Options configure the demo.
+type Options struct {
+	// Out receives the progress lines and the tables.
+	Out io.Writer
+	// Duration is how long each market run plays (wall clock). Default 20s.
+	Duration time.Duration
+	// Humans, Bots and CompliantBots are the drivers of each class. Defaults 8, 2, 0.
+	Humans, Bots, CompliantBots int
+	// Seed makes the market's random delays and offers deterministic. Default 1.
+	Seed uint64
+	// Scale multiplies every delay of the market (0.1: ten times faster); 0 means 1. The
+	// policy's limits are not scaled.
+	Scale float64
+	// Shape is the offer API shape: market.ShapeREST (default) or market.ShapeFlex.
+	Shape market.Shape
+	// ReportFile is where the HTML chart is written; empty writes none.
+	ReportFile string
+	// Logger receives the manager's and gateway's logs; the zero value discards them.
+	Logger logr.Logger
+}
+
+// Result is what the demo measured.
+type Result struct {
+	// Runs are the market reports: DryRun first, then Enforce.
+	Runs []*market.Report
+	// InjectedPod is the offer-service pod as the API server stored it.
+	InjectedPod *corev1.Pod
+}
+
+func (o *Options) defaults() {
+	o.Out = cmp.Or[io.Writer](o.Out, io.Discard)
+	o.Duration = cmp.Or(o.Duration, 20*time.Second)
+	if o.Humans == 0 && o.Bots == 0 && o.CompliantBots == 0 {
+		o.Humans, o.Bots = 8, 2
+	}
+	o.Seed = cmp.Or(o.Seed, 1)
+	o.Shape = cmp.Or(o.Shape, market.ShapeREST)
+	if o.Logger.GetSink() == nil {
+		o.Logger = logr.Discard()
+	}
+}
+
+// demo holds the running parts.
+type demo struct {
+	opts    Options
+	env     *envtest.Environment
+	c       client.Client
+	gw      *gateway.Gateway
+	service *market.OfferService
+	gwURL   string
+}
+
+// Run runs the demo until it is done or ctx ends; everything it started is stopped before it
+// returns.
+func Run(ctx context.Context, opts Options) (res *Result, err error) {
+	opts.defaults()
+	d := &demo{opts: opts}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	d.step("starting the control plane (kube-apiserver %s and etcd, built from Go modules)", testenv.KubernetesVersion)
+	env, err := testenv.New()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting the control plane: %w", err)
+	}
+	d.env = env
+	defer func() {
+		if stopErr := env.Stop(); stopErr != nil && err == nil {
+			err = fmt.Errorf("stopping the control plane: %w", stopErr)
+		}
+	}()
+	d.c, err = client.New(cfg, client.Options{Scheme: operator.NewScheme()})
+	if err != nil {
+		return nil, err
+	}
+
+	d.step("starting the offerfeed manager in this process")
+	mgr, err := operator.NewManager(testenv.Unthrottled(cfg), operator.Options{})
+	if err != nil {
+		return nil, err
+	}
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Start(ctx) }()
+	defer func() {
+		cancel()
+		if mgrErr := <-mgrDone; mgrErr != nil && err == nil && !errors.Is(mgrErr, context.Canceled) {
+			err = fmt.Errorf("manager: %w", mgrErr)
+		}
+	}()
+
+	res = &Result{}
+	if err := d.setUpCluster(ctx, res); err != nil {
+		return res, err
+	}
+	if err := d.startServices(ctx, res.InjectedPod.Labels); err != nil {
+		return res, err
+	}
+
+	for i, mode := range []v1alpha1.PolicyMode{v1alpha1.ModeDryRun, v1alpha1.ModeEnforce} {
+		if i > 0 {
+			d.step("switching policy %s/%s to %s (kubectl edit, in effect)", Namespace, PolicyName, mode)
+			if err := d.setMode(ctx, mode); err != nil {
+				return res, err
+			}
+		}
+		if err := d.waitGateway(ctx, mode); err != nil {
+			return res, err
+		}
+		title := fmt.Sprintf("Run %d: policy in %s", i+1, mode)
+		d.step("playing the market for %s: %s", d.opts.Duration, title)
+		rep, err := market.Run(ctx, d.marketConfig(title, fmt.Sprintf("demo-%d", i+1)))
+		if rep != nil {
+			res.Runs = append(res.Runs, rep)
+			fmt.Fprintln(d.opts.Out)
+			_ = rep.WriteTable(d.opts.Out)
+			fmt.Fprintln(d.opts.Out)
+		}
+		if err != nil {
+			return res, err
+		}
+	}
+	d.summary(res)
+	if d.opts.ReportFile != "" {
+		if err := writeReport(d.opts.ReportFile, res.Runs); err != nil {
+			return res, err
+		}
+		abs, _ := filepath.Abs(d.opts.ReportFile)
+		d.step("wrote the chart to %s", abs)
+	}
+	return res, nil
+}
+
+func (d *demo) step(format string, args ...any) {
+	fmt.Fprintf(d.opts.Out, "▸ "+format+"\n", args...)
+}
+
+// Policy returns the demo's policy: the REST or Flex example of DESIGN.md in the given mode.
+func Policy(shape market.Shape, mode v1alpha1.PolicyMode) *v1alpha1.OfferFeedPolicy {
+	p := &v1alpha1.OfferFeedPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: PolicyName, Namespace: Namespace},
+		Spec: v1alpha1.OfferFeedPolicySpec{
+			TargetSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": AppLabel}},
+			Mode:           mode,
+			ClientIdentity: v1alpha1.ClientIdentity{Header: market.DefaultIdentityHeader},
+			Feed:           &v1alpha1.FeedLimits{Method: "GET", Path: market.RESTFeedPath, MinInterval: "2s", Burst: 1},
+			Accept: &v1alpha1.AcceptLimits{Method: "POST", PathTemplate: market.RESTAcceptPathTemplate,
+				MaxAccepts: ptr.To[int32](3), Window: ptr.To[v1alpha1.Duration]("10m"),
+				MinReactionTime: ptr.To[v1alpha1.Duration]("800ms"), RequireShown: ptr.To(true)},
+			ShownOffers: &v1alpha1.ShownOffers{JSONPath: "offers[].id"},
+		},
+	}
+	if shape == market.ShapeFlex {
+		p.Spec.Feed.Method, p.Spec.Feed.Path = "POST", market.FlexFeedPath
+		p.Spec.Accept.PathTemplate, p.Spec.Accept.OfferIDField = market.FlexAcceptPath, "offerId"
+		p.Spec.ShownOffers.JSONPath = "offerList[].offerId"
+	}
+	return p
+}
+
+// setUpCluster creates the namespace, the policy in DryRun and the offer-service pod, and waits
+// for the policy to be programmed.
+func (d *demo) setUpCluster(ctx context.Context, res *Result) error {
+	d.step("creating namespace %s, labelled %s=enabled", Namespace, v1alpha1.InjectionLabel)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace,
+		Labels: map[string]string{v1alpha1.InjectionLabel: "enabled"}}}
+	if err := d.c.Create(ctx, ns); err != nil {
+		return fmt.Errorf("creating namespace: %w", err)
+	}
+	d.step("applying OfferFeedPolicy %s/%s (mode DryRun, minInterval 2s, minReactionTime 800ms, maxAccepts 3 per 10m)", Namespace, PolicyName)
+	if err := d.c.Create(ctx, Policy(d.opts.Shape, v1alpha1.ModeDryRun)); err != nil {
+		return fmt.Errorf("creating the policy: %w", err)
+	}
+	d.step("creating the offer-service pod")
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "offer-service-0", Namespace: Namespace,
+			Labels:      map[string]string{"app": AppLabel},
+			Annotations: map[string]string{v1alpha1.UpstreamPortAnnotation: "http"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "offer-service", Image: "example.com/offer-service:1",
+			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+		}}},
+	}
+	if err := d.c.Create(ctx, pod); err != nil {
+		return fmt.Errorf("creating the pod: %w", err)
+	}
+	res.InjectedPod = pod
+	d.describePod(pod)
+
+	return d.waitProgrammed(ctx, v1alpha1.ModeDryRun)
+}
+
+// describePod prints the pod's containers as the API server stored them.
+func (d *demo) describePod(pod *corev1.Pod) {
+	for _, c := range pod.Spec.InitContainers {
+		policy := ""
+		if c.RestartPolicy != nil {
+			policy = " restartPolicy=" + string(*c.RestartPolicy)
+		}
+		fmt.Fprintf(d.opts.Out, "    init container %-18s %s%s\n", c.Name, c.Image, policy)
+	}
+	for _, c := range pod.Spec.Containers {
+		fmt.Fprintf(d.opts.Out, "    container      %-18s %s\n", c.Name, c.Image)
+	}
+}
+
+// waitProgrammed waits until the policy is Programmed in the given mode, at its generation.
+func (d *demo) waitProgrammed(ctx context.Context, mode v1alpha1.PolicyMode) error {
+	start := time.Now()
+	for {
+		p := &v1alpha1.OfferFeedPolicy{}
+		if err := d.c.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: PolicyName}, p); err != nil {
+			return err
+		}
+		if meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionProgrammed) &&
+			p.Status.ObservedGeneration == p.Generation && p.Spec.Mode == mode {
+			d.step("policy is Accepted and Programmed in %s (%s) after %s", v1alpha1.GatewayConfigMapName,
+				shortHash(p.Status.ConfigHash), time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// startServices starts the offer service and the gateway on loopback, the gateway reading the
+// ConfigMap through a kubelet-like projection into a directory.
+func (d *demo) startServices(ctx context.Context, podLabels map[string]string) error {
+	mc := d.marketConfig("", "")
+	d.service = market.NewOfferService(mc.ServiceConfig())
+	upstream, err := serve(ctx, d.service)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "offerfeed-demo-")
+	if err != nil {
+		return err
+	}
+	context.AfterFunc(ctx, func() { _ = os.RemoveAll(dir) })
+	proj := &projector{c: d.c, key: client.ObjectKey{Namespace: Namespace, Name: v1alpha1.GatewayConfigMapName}, dir: dir}
+	go proj.run(ctx)
+
+	u, _ := url.Parse(upstream)
+	d.gw, err = gateway.New(gateway.Options{Upstream: u, PodLabels: podLabels, Namespace: Namespace,
+		Logger: d.opts.Logger.WithName("gateway")})
+	if err != nil {
+		return err
+	}
+	configFile := filepath.Join(dir, v1alpha1.GatewayConfigKey)
+	go func() { _ = d.gw.Watch(ctx, configFile, "") }()
+	d.gwURL, err = serve(ctx, d.gw)
+	if err != nil {
+		return err
+	}
+	d.step("offer service on %s; gateway on %s reading %s as the kubelet would mount it", upstream, d.gwURL, configFile)
+	return nil
+}
+
+// waitGateway waits until the gateway enforces the policy's current config.
+func (d *demo) waitGateway(ctx context.Context, mode v1alpha1.PolicyMode) error {
+	start := time.Now()
+	for {
+		p := &v1alpha1.OfferFeedPolicy{}
+		if err := d.c.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: PolicyName}, p); err != nil {
+			return err
+		}
+		st := d.gw.Status()
+		if st.PolicyHash != "" && st.PolicyHash == p.Status.ConfigHash && st.Mode == string(mode) {
+			d.step("gateway enforces policy %s in %s (config generation %d, %s after the update)",
+				st.Policy, st.Mode, st.Generation, time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return fmt.Errorf("waiting for the gateway to load the config (status %+v): %w", st, err)
+		}
+	}
+}
+
+// setMode updates the policy's mode, as `kubectl edit` would, and waits until it is programmed.
+func (d *demo) setMode(ctx context.Context, mode v1alpha1.PolicyMode) error {
+	p := &v1alpha1.OfferFeedPolicy{}
+	if err := d.c.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: PolicyName}, p); err != nil {
+		return err
+	}
+	p.Spec.Mode = mode
+	if err := d.c.Update(ctx, p); err != nil {
+		return fmt.Errorf("updating the policy: %w", err)
+	}
+	return d.waitProgrammed(ctx, mode)
+}
+
+func (d *demo) marketConfig(title, runID string) market.Config {
+	pol := Policy(d.opts.Shape, v1alpha1.ModeEnforce).Spec
+	return market.Config{
+		Title: title, BaseURL: d.gwURL, Shape: d.opts.Shape, RunID: runID,
+		Humans: d.opts.Humans, Bots: d.opts.Bots, CompliantBots: d.opts.CompliantBots,
+		Policy: market.Policy{
+			MinInterval:     mustDuration(pol.Feed.MinInterval),
+			MinReactionTime: mustDuration(*pol.Accept.MinReactionTime),
+			MaxAccepts:      int(*pol.Accept.MaxAccepts), Window: mustDuration(*pol.Accept.Window),
+		},
+		Duration: d.opts.Duration, Seed: d.opts.Seed, Scale: d.opts.Scale, Service: d.service,
+	}
+}
+
+// summary prints the one-line verdict of each run.
+func (d *demo) summary(res *Result) {
+	fmt.Fprintln(d.opts.Out, "Offers won by class")
+	for _, r := range res.Runs {
+		line := fmt.Sprintf("  %-26s", r.Title)
+		for _, c := range r.Classes {
+			line += fmt.Sprintf("  %s %d (%.0f%%, fair %.0f%%)", c.Class, c.OffersWon, 100*c.Share, 100*c.FairShare)
+		}
+		fmt.Fprintln(d.opts.Out, line)
+	}
+}
+
+func writeReport(path string, runs []*market.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("writing the chart: %w", err)
+	}
+	if err := market.WriteHTML(f, runs); err != nil {
+		f.Close()
+		return fmt.Errorf("writing the chart: %w", err)
+	}
+	return f.Close()
+}
+
+// serve serves h on a loopback port until ctx ends and returns its URL.
+func serve(ctx context.Context, h http.Handler) (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	})
+	return "http://" + l.Addr().String(), nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func mustDuration(d v1alpha1.Duration) time.Duration {
+	v, err := time.ParseDuration(string(d))
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func shortHash(h string) string {
+	if len(h) > 19 {
+		return h[:19] + "…"
+	}
+	return h
+}
