@@ -307,6 +307,24 @@ func Invalid() []Case {
 				Flex(p)
 				p.Spec.Accept.PathTemplate = "/GetOffersForProviderPost"
 			},
+			WantErrors: []string{"spec: Invalid value", "feed and accept must not be the same route: the gateway matches accept first, so the feed would never be paced"},
+		},
+		{
+			Desc: "feed path equal to the accept path but for a trailing slash",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.Feed.Method = "POST"
+				p.Spec.Feed.Path = "/offers"
+				p.Spec.Accept.PathTemplate = "/offers/"
+				p.Spec.Accept.OfferIDField = "offerId"
+			},
+			WantErrors: []string{"feed and accept must not be the same route"},
+		},
+		{
+			Desc: "feed path equal to the accept path template",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.Feed.Method = "POST"
+				p.Spec.Feed.Path = "/offers/{offerId}/accept"
+			},
 			WantErrors: []string{"feed and accept must not be the same route"},
 		},
 
@@ -773,6 +791,10 @@ func Valid() []Case {
 			p.Spec.Feed.Method = "PUT"
 			p.Spec.Accept.Method = "PATCH"
 			p.Spec.Accept.PathTemplate = "/v2/offers/{offerId}/"
+		}},
+		{Desc: "feed prefix above the accept path, same method", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+			p.Spec.Feed.Method = "POST"
+			p.Spec.Feed.Path = "/offers/"
 		}},
 		{Desc: "feed and accept on one path with different methods", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
 			Flex(p)
