@@ -51,8 +51,8 @@ type Options struct {
 	Humans, Bots, CompliantBots int
 	// Seed makes the market's random delays and offers deterministic. Default 1.
 	Seed uint64
-	// Scale multiplies every delay of the market (0.1: ten times faster); 0 means 1. The
-	// policy's limits are not scaled.
+	// Scale multiplies every delay of the market and of the policy (0.1: ten times faster);
+	// 0 means 1. Tests play a faster market.
 	Scale float64
 	// Shape is the offer API shape: market.ShapeREST (default) or market.ShapeFlex.
 	Shape market.Shape
@@ -181,18 +181,28 @@ func (d *demo) step(format string, args ...any) {
 	fmt.Fprintf(d.opts.Out, "▸ "+format+"\n", args...)
 }
 
-// Policy returns the demo's policy: the REST or Flex example of DESIGN.md in the given mode.
-func Policy(shape market.Shape, mode v1alpha1.PolicyMode) *v1alpha1.OfferFeedPolicy {
+// Policy returns the demo's policy: the REST or Flex example of DESIGN.md in the given mode,
+// its durations multiplied by scale (0 means 1) to match a market played faster.
+func Policy(shape market.Shape, mode v1alpha1.PolicyMode, scale float64) *v1alpha1.OfferFeedPolicy {
+	dur := func(d time.Duration) v1alpha1.Duration {
+		if scale > 0 {
+			d = time.Duration(float64(d) * scale)
+		}
+		if d%time.Second == 0 {
+			return v1alpha1.Duration(fmt.Sprintf("%ds", d/time.Second))
+		}
+		return v1alpha1.Duration(fmt.Sprintf("%dms", d/time.Millisecond))
+	}
 	p := &v1alpha1.OfferFeedPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: PolicyName, Namespace: Namespace},
 		Spec: v1alpha1.OfferFeedPolicySpec{
 			TargetSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": AppLabel}},
 			Mode:           mode,
 			ClientIdentity: v1alpha1.ClientIdentity{Header: market.DefaultIdentityHeader},
-			Feed:           &v1alpha1.FeedLimits{Method: "GET", Path: market.RESTFeedPath, MinInterval: "2s", Burst: 1},
+			Feed:           &v1alpha1.FeedLimits{Method: "GET", Path: market.RESTFeedPath, MinInterval: dur(2 * time.Second), Burst: 1},
 			Accept: &v1alpha1.AcceptLimits{Method: "POST", PathTemplate: market.RESTAcceptPathTemplate,
-				MaxAccepts: ptr.To[int32](3), Window: ptr.To[v1alpha1.Duration]("10m"),
-				MinReactionTime: ptr.To[v1alpha1.Duration]("800ms"), RequireShown: ptr.To(true)},
+				MaxAccepts: ptr.To[int32](3), Window: ptr.To(dur(10 * time.Minute)),
+				MinReactionTime: ptr.To(dur(800 * time.Millisecond)), RequireShown: ptr.To(true)},
 			ShownOffers: &v1alpha1.ShownOffers{JSONPath: "offers[].id"},
 		},
 	}
@@ -214,7 +224,7 @@ func (d *demo) setUpCluster(ctx context.Context, res *Result) error {
 		return fmt.Errorf("creating namespace: %w", err)
 	}
 	d.step("applying OfferFeedPolicy %s/%s (mode DryRun, minInterval 2s, minReactionTime 800ms, maxAccepts 3 per 10m)", Namespace, PolicyName)
-	if err := d.c.Create(ctx, Policy(d.opts.Shape, v1alpha1.ModeDryRun)); err != nil {
+	if err := d.c.Create(ctx, Policy(d.opts.Shape, v1alpha1.ModeDryRun, d.opts.Scale)); err != nil {
 		return fmt.Errorf("creating the policy: %w", err)
 	}
 	d.step("creating the offer-service pod")
@@ -337,7 +347,7 @@ func (d *demo) setMode(ctx context.Context, mode v1alpha1.PolicyMode) error {
 }
 
 func (d *demo) marketConfig(title, runID string) market.Config {
-	pol := Policy(d.opts.Shape, v1alpha1.ModeEnforce).Spec
+	pol := Policy(d.opts.Shape, v1alpha1.ModeEnforce, d.opts.Scale).Spec
 	return market.Config{
 		Title: title, BaseURL: d.gwURL, Shape: d.opts.Shape, RunID: runID,
 		Humans: d.opts.Humans, Bots: d.opts.Bots, CompliantBots: d.opts.CompliantBots,
