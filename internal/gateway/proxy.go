@@ -47,16 +47,24 @@ func (t *timedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// bufferPool recycles the proxy's 32 KiB copy buffers (held as array pointers, so that Put
+// does not allocate).
 type bufferPool struct{ p sync.Pool }
 
+const copyBufferSize = 32 << 10
+
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
+	if v, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return v[:]
 	}
-	return make([]byte, 32<<10)
+	return new([copyBufferSize]byte)[:]
 }
 
-func (b *bufferPool) Put(v []byte) { b.p.Put(&v) }
+func (b *bufferPool) Put(v []byte) {
+	if len(v) == copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(v))
+	}
+}
 
 func (g *Gateway) newProxy() http.Handler {
 	up := g.opts.Upstream
@@ -99,7 +107,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	st.ticket.finish(resp.StatusCode)
 	if st.shown != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 &&
 		resp.Header.Get("Content-Encoding") == "" && isJSON(resp.Header.Get("Content-Type")) {
-		resp.Body = st.shown.wrap(resp.Body)
+		resp.Body = g.wrapShown(resp.Body, st.shown)
 	}
 	return nil
 }

@@ -5,18 +5,18 @@ import (
 	"context"
 	"hash/maphash"
 	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // reqState travels with a forwarded request of a governed route (in its context) to the
 // proxy's response and error hooks.
 type reqState struct {
 	route route
-	// shown is set on feed requests of a policy that reads shown offers.
-	shown *shownRecorder
+	// shown is set on feed requests of a policy that reads shown offers: where to record them.
+	shown *shownTarget
 	// ticket is set on accepts that hold an in-flight slot.
 	ticket *acceptTicket
 }
@@ -109,7 +109,7 @@ func (g *Gateway) serveFeed(w http.ResponseWriter, r *http.Request, p *policy, k
 	}
 	st := &reqState{route: routeFeed}
 	if x != nil {
-		st.shown = &shownRecorder{g: g, s: s, x: x, path: p.shown}
+		st.shown = &shownTarget{s: s, x: x, path: p.shown}
 	}
 	g.forward(w, r, st)
 }
@@ -268,16 +268,28 @@ func (b *replayBody) Close() error { return b.c.Close() }
 // streams to the client: the ids found in each chunk are recorded before the chunk is handed
 // on, so a driver can never accept an offer the gateway has not recorded as shown.
 type shownRecorder struct {
-	g     *Gateway
-	s     *shard
-	x     *driverExt
-	path  jsonPath
+	g *Gateway
+	shownTarget
 	sc    jsonScanner
-	batch [maxShown]uint64
+	batch [16]uint64
 	n     int
+	add   func(uint64)
 }
 
-func (sr *shownRecorder) add(h uint64) {
+// shownTarget is the driver state a feed answer's offers are recorded in.
+type shownTarget struct {
+	s    *shard
+	x    *driverExt
+	path jsonPath
+}
+
+var recorderPool = sync.Pool{New: func() any {
+	sr := &shownRecorder{}
+	sr.add = sr.record
+	return sr
+}}
+
+func (sr *shownRecorder) record(h uint64) {
 	if sr.n == len(sr.batch) {
 		sr.flush()
 	}
@@ -298,9 +310,11 @@ func (sr *shownRecorder) flush() {
 	sr.n = 0
 }
 
-// wrap returns body with the recorder scanning it.
-func (sr *shownRecorder) wrap(body io.ReadCloser) io.ReadCloser {
-	sr.sc.init(sr.path, sr.g.seed, sr.add)
+// wrapShown returns body with a recorder scanning it for the offers shown to t's driver.
+func (g *Gateway) wrapShown(body io.ReadCloser, t *shownTarget) io.ReadCloser {
+	sr := recorderPool.Get().(*shownRecorder)
+	sr.g, sr.shownTarget, sr.n = g, *t, 0
+	sr.sc.init(t.path, g.seed, sr.add)
 	return &shownBody{rc: body, sr: sr}
 }
 
@@ -311,23 +325,32 @@ type shownBody struct {
 
 func (b *shownBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	if n > 0 && !b.sr.sc.Err() {
-		b.sr.sc.Write(p[:n])
-		b.sr.flush()
+	if sr := b.sr; n > 0 && sr != nil && !sr.sc.Err() {
+		sr.sc.Write(p[:n])
+		sr.flush()
 	}
 	return n, err
 }
 
-func (b *shownBody) Close() error { return b.rc.Close() }
+func (b *shownBody) Close() error {
+	if sr := b.sr; sr != nil {
+		b.sr = nil
+		sr.g, sr.shownTarget = nil, shownTarget{}
+		recorderPool.Put(sr)
+	}
+	return b.rc.Close()
+}
 
 // isJSON reports whether a Content-Type is JSON (application/json or a +json type).
 func isJSON(ct string) bool {
-	if ct == "" {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = strings.TrimSpace(ct)
+	const app = "application/"
+	if len(ct) < len(app) || !strings.EqualFold(ct[:len(app)], app) {
 		return false
 	}
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return false
-	}
-	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+	sub := ct[len(app):]
+	return strings.EqualFold(sub, "json") || len(sub) > 5 && strings.EqualFold(sub[len(sub)-5:], "+json")
 }

@@ -1,0 +1,196 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestInFlightAcceptSlots: ten parallel accepts against maxAccepts=3 with a slow offer
+// service: exactly three reach it, the others are refused while those three are in flight,
+// and the three 2xx answers then count.
+func TestInFlightAcceptSlots(t *testing.T) {
+	release := make(chan struct{})
+	var reached atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/offers" {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"offers":[{"id":"o1"},{"id":"o2"}]}`)
+			return
+		}
+		reached.Add(1)
+		<-release
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer up.Close()
+	u, _ := url.Parse(up.URL)
+	clock := newFakeClock()
+	g, err := New(Options{Upstream: u, Now: clock.Now, PodLabels: map[string]string{"app": "offer-service"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Apply(configOf(standardPolicy())); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	send := func(method, path string) (int, string) {
+		req, _ := http.NewRequest(method, srv.URL+path, nil)
+		req.Header.Set("X-Driver-Id", "d1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0, ""
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get(HeaderDecision)
+	}
+	if code, _ := send("GET", "/offers"); code != 200 {
+		t.Fatalf("feed %d", code)
+	}
+	clock.Advance(time.Second)
+
+	var wg sync.WaitGroup
+	codes := make(chan string, 10)
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, d := send("POST", "/offers/o1/accept")
+			codes <- fmt.Sprintf("%d %s", code, d)
+		}()
+	}
+	// Seven refusals come back while three accepts wait in the offer service.
+	refused := 0
+	for refused < 7 {
+		c := <-codes
+		if c != "429 accept-throttled" {
+			t.Fatalf("got %q before the offer service answered, want 429 accept-throttled", c)
+		}
+		refused++
+	}
+	eventually(t, "three accepts to reach the offer service", func() bool { return reached.Load() == 3 })
+	close(release)
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != "200 " {
+			t.Errorf("in-flight accept answered %q, want 200", c)
+		}
+	}
+	if reached.Load() != 3 {
+		t.Errorf("%d accepts reached the offer service, want 3", reached.Load())
+	}
+	// The three count: a fourth accept is refused.
+	if code, d := send("POST", "/offers/o2/accept"); code != 429 || d != "accept-throttled" {
+		t.Errorf("after three 2xx accepts: %d %s, want 429 accept-throttled", code, d)
+	}
+}
+
+// TestEviction: with ten times more distinct drivers than the bound, at most the bound is
+// tracked, and the least recently seen are the ones forgotten.
+func TestEviction(t *testing.T) {
+	h := newHarness(t, configOf(standardPolicy()), func(o *Options) { o.MaxTrackedDrivers = 100 })
+	for i := 0; i < 1000; i++ {
+		expect(t, h.do("GET", "/offers", "", drv(fmt.Sprint("d", i))...), 200, "")
+		if n := h.g.trackedDrivers(); n > 100 {
+			t.Fatalf("%d drivers tracked, bound 100", n)
+		}
+	}
+	st := h.g.Status()
+	if st.TrackedDrivers > 100 || st.TrackedDrivers < 90 || st.MaxDrivers > 100 {
+		t.Errorf("tracked %d of %d, want at most 100 and close to it", st.TrackedDrivers, st.MaxDrivers)
+	}
+	if ev := h.g.evictedDrivers(); ev != uint64(1000-st.TrackedDrivers) {
+		t.Errorf("evicted %d", ev)
+	}
+	// The latest driver is still paced; the first one was forgotten.
+	expect(t, h.do("GET", "/offers", "", drv("d999")...), 429, "feed-throttled")
+	expect(t, h.do("GET", "/offers", "", drv("d0")...), 200, "")
+	if !hasMetric(t, h.g, fmt.Sprintf("offerfeed_gateway_tracked_drivers %d", h.g.trackedDrivers())) {
+		t.Error("tracked drivers gauge")
+	}
+}
+
+// TestUpstreamFaults: a down offer service answers 502 at once, a slow one 504 after the
+// timeout, and neither leaves goroutines behind.
+func TestUpstreamFaults(t *testing.T) {
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL, _ := url.Parse(down.URL)
+	down.Close()
+	g, _ := New(Options{Upstream: downURL})
+	w := httptest.NewRecorder()
+	g.ServeHTTP(w, httptest.NewRequest("GET", "/offers", nil))
+	if w.Code != http.StatusBadGateway {
+		t.Errorf("down upstream: %d, want 502", w.Code)
+	}
+
+	stop := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-stop:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	defer close(stop)
+	slowURL, _ := url.Parse(slow.URL)
+	g, _ = New(Options{Upstream: slowURL, UpstreamTimeout: 50 * time.Millisecond, PodLabels: map[string]string{"app": "offer-service"}})
+	g.Apply(configOf(standardPolicy()))
+	base := runtime.NumGoroutine()
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest("GET", "/offers", nil)
+			r.Header.Set("X-Driver-Id", fmt.Sprint("d", i))
+			g.ServeHTTP(w, r)
+			if w.Code != http.StatusGatewayTimeout {
+				t.Errorf("slow upstream: %d, want 504", w.Code)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if !hasMetric(t, g, `offerfeed_gateway_upstream_errors_total{kind="timeout"} 20`) {
+		t.Error("timeouts not counted")
+	}
+	eventually(t, "goroutines to settle", func() bool { return runtime.NumGoroutine() <= base+5 })
+}
+
+// TestConcurrentDrivers hammers one gateway from many goroutines (run with -race).
+func TestConcurrentDrivers(t *testing.T) {
+	p := standardPolicy()
+	p.Feed.MinInterval = dur("10ms")
+	h := newHarness(t, configOf(p), func(o *Options) { o.MaxTrackedDrivers = 64; o.Now = nil })
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for j := 0; j < 50; j++ {
+				d := drv(fmt.Sprint("d", (i*50+j)%100))
+				h.do("GET", "/offers", "", d...)
+				h.do("POST", "/offers/o1/accept", "", d...)
+			}
+		}(i)
+	}
+	// Reload while requests run.
+	for i := 0; i < 5; i++ {
+		p.Feed.Burst = int32(i + 1)
+		if err := h.g.Apply(configOf(p)); err != nil {
+			t.Error(err)
+		}
+	}
+	wg.Wait()
+	if n := h.g.trackedDrivers(); n > 64 {
+		t.Errorf("%d tracked, bound 64", n)
+	}
+}
