@@ -142,7 +142,8 @@ type FeedLimits struct {
 // +kubebuilder:validation:XValidation:rule="self.pathTemplate.contains('{offerId}') != has(self.offerIdField)",message="exactly one of a {offerId} segment in pathTemplate and offerIdField must name the offer"
 // +kubebuilder:validation:XValidation:rule="has(self.maxAccepts) == has(self.window)",message="maxAccepts and window must be set together"
 // +kubebuilder:validation:XValidation:rule="!has(self.window) || !has(self.minReactionTime) || duration(self.window) >= duration(self.minReactionTime)",message="window must be at least minReactionTime"
-// +kubebuilder:validation:XValidation:rule="has(self.maxAccepts) || has(self.minReactionTime) || (has(self.requireShown) && self.requireShown)",message="accept must limit something: set maxAccepts and window, minReactionTime, or requireShown"
+// +kubebuilder:validation:XValidation:rule="has(self.maxAccepts) || has(self.minReactionTime) || (has(self.requireShown) && self.requireShown) || has(self.fairness)",message="accept must limit something: set maxAccepts and window, minReactionTime, requireShown, or fairness"
+// +kubebuilder:validation:XValidation:rule="!has(self.fairness) || self.pathTemplate.contains('{offerId}') || has(self.offerIdField)",message="fairness needs the offer id of each accept: a {offerId} segment in pathTemplate or offerIdField"
 type AcceptLimits struct {
 	// method is the HTTP method of the accept request.
 	//
@@ -197,6 +198,42 @@ type AcceptLimits struct {
 	//
 	// +optional
 	RequireShown *bool `json:"requireShown,omitempty"`
+
+	// fairness turns first-come-first-served into a fair draw: the accepts for one offer that
+	// arrive within fairness.window of the first compete equally, and the offer goes to the
+	// winner of a draw. Accepts are held for at most the window.
+	//
+	// +optional
+	Fairness *Fairness `json:"fairness,omitempty"`
+}
+
+// FairnessAward is how a fair draw picks among the accepts for one offer.
+//
+// +kubebuilder:validation:Enum=Random;LeastRecentlyWon
+type FairnessAward string
+
+const (
+	// AwardRandom draws the candidates in a uniformly random order.
+	AwardRandom FairnessAward = "Random"
+	// AwardLeastRecentlyWon puts first the drivers whose last win is oldest (never won
+	// first), breaking ties at random.
+	AwardLeastRecentlyWon FairnessAward = "LeastRecentlyWon"
+)
+
+// Fairness configures fair draws of offers among the accepts that arrive close together.
+type Fairness struct {
+	// window is how long after the first accept for an offer other accepts for it still join
+	// the draw. From 100ms to 30s.
+	//
+	// +required
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('30s')",message="fairness.window must be between 100ms and 30s"
+	Window Duration `json:"window"`
+
+	// award is how the draw orders the candidates: Random or LeastRecentlyWon.
+	//
+	// +optional
+	// +kubebuilder:default=Random
+	Award FairnessAward `json:"award,omitempty"`
 }
 
 // ShownOffers says where the feed response lists the ids of the offers shown to the driver.

@@ -562,7 +562,7 @@ func Invalid() []Case {
 				p.Spec.Accept.MaxAccepts, p.Spec.Accept.Window, p.Spec.Accept.MinReactionTime = nil, nil, nil
 				p.Spec.Accept.RequireShown = ptr.To(false)
 			},
-			WantErrors: []string{"spec.accept", "accept must limit something: set maxAccepts and window, minReactionTime, or requireShown"},
+			WantErrors: []string{"spec.accept", "accept must limit something: set maxAccepts and window, minReactionTime, requireShown, or fairness"},
 		},
 		{
 			Desc:       "maxAccepts 0",
@@ -596,6 +596,35 @@ func Invalid() []Case {
 			Desc:       "minReactionTime above 1m",
 			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Accept.MinReactionTime = dur("61s") },
 			WantErrors: []string{"spec.accept.minReactionTime", "minReactionTime must be at most 1m"},
+		},
+		{
+			Desc: "fairness window below 100ms",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "50ms"}
+			},
+			WantErrors: []string{"spec.accept.fairness.window", "fairness.window must be between 100ms and 30s"},
+		},
+		{
+			Desc: "fairness window above 30s",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "1m"}
+			},
+			WantErrors: []string{"spec.accept.fairness.window", "fairness.window must be between 100ms and 30s"},
+		},
+		{
+			Desc: "fairness award unknown",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "3s", Award: "Fastest"}
+			},
+			WantErrors: []string{"spec.accept.fairness.award", `supported values: "Random", "LeastRecentlyWon"`},
+		},
+		{
+			Desc: "fairness without an offer id",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.Accept.PathTemplate = "/accept"
+				p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "3s"}
+			},
+			WantErrors: []string{"fairness needs the offer id of each accept", "exactly one of a {offerId} segment in pathTemplate and offerIdField must name the offer"},
 		},
 		{
 			Desc:       "minReactionTime in days",
@@ -763,6 +792,14 @@ func Valid() []Case {
 			AcceptOnly(p)
 			p.Spec.Accept.PathTemplate = "/AcceptOffer"
 			p.Spec.Accept.OfferIDField = "offerId"
+		}},
+		{Desc: "fair draws, award by least recent win", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+			p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "3s", Award: v1alpha1.AwardLeastRecentlyWon}
+		}},
+		{Desc: "accept limited by fairness only (Flex shape)", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+			Flex(p)
+			p.Spec.Accept.MaxAccepts, p.Spec.Accept.Window, p.Spec.Accept.MinReactionTime, p.Spec.Accept.RequireShown = nil, nil, nil, nil
+			p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "100ms"}
 		}},
 		{Desc: "accept limited by requireShown only", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
 			p.Spec.Accept.MaxAccepts, p.Spec.Accept.Window, p.Spec.Accept.MinReactionTime = nil, nil, nil

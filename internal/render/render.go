@@ -187,6 +187,12 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 			MinReactionTime: dur("spec.accept.minReactionTime", a.MinReactionTime),
 			RequireShown:    deref(a.RequireShown),
 		}
+		if f := a.Fairness; f != nil {
+			out.Accept.Fairness = &gatewayconfig.Fairness{
+				Window: dur("spec.accept.fairness.window", &f.Window),
+				Award:  string(cmp.Or(f.Award, v1alpha1.AwardRandom)),
+			}
+		}
 	}
 	if so := s.ShownOffers; so != nil {
 		out.ShownOffers = &gatewayconfig.ShownOffers{JSONPath: so.JSONPath}

@@ -93,6 +93,17 @@ type Accept struct {
 	MinReactionTime Duration `json:"minReactionTime,omitempty"`
 	// RequireShown refuses accepts for offers never shown to the driver.
 	RequireShown bool `json:"requireShown,omitempty"`
+	// Fairness holds accepts for one offer in a window and awards it by a draw; nil means
+	// first come, first served.
+	Fairness *Fairness `json:"fairness,omitempty"`
+}
+
+// Fairness configures fair draws.
+type Fairness struct {
+	// Window is how long after the first accept for an offer others still join its draw.
+	Window Duration `json:"window"`
+	// Award is Random or LeastRecentlyWon.
+	Award string `json:"award"`
 }
 
 // ShownOffers locates the offer ids in a JSON feed response.
