@@ -71,6 +71,14 @@ func TestValidateExitCodesAndText(t *testing.T) {
 			},
 		},
 		{
+			name:     "items of a List",
+			args:     []string{"-f", filepath.Join(validateTestdata, "list.yaml"), "-v"},
+			wantCode: 1,
+			wantStdout: filepath.Join(validateTestdata, "list.yaml") + ":DOC#1: OfferFeedPolicy/offers/listed-ok: valid\n" +
+				filepath.Join(validateTestdata, "list.yaml") + `:DOC#1: OfferFeedPolicy/offers/listed-bad: spec.clientIdentity.header: Invalid value: "OfferFeed-Driver": header must not start with OfferFeed-: the gateway strips those headers from clients` + "\n" +
+				"offerfeed validate: 1 file, 2 documents: 1 valid, 1 invalid (1 error), 0 ignored\n",
+		},
+		{
 			name:     "unparsable YAML and duplicate keys",
 			args:     []string{"-f", broken},
 			wantCode: 1,

@@ -36,6 +36,8 @@ type Result struct {
 	File string `json:"file"`
 	// Document is the 1-based position of the document among the non-empty documents of File.
 	Document int `json:"document"`
+	// Item is the index in items of an object of a List document; nil for other documents.
+	Item *int `json:"item,omitempty"`
 	// APIVersion, Kind, Namespace and Name identify the object, as far as the document says.
 	APIVersion string `json:"apiVersion,omitempty"`
 	Kind       string `json:"kind,omitempty"`
@@ -106,7 +108,7 @@ func (v *Validator) Check(ctx context.Context, file string, data []byte, namespa
 	docs, splitErr := splitDocuments(data)
 	var out []Result
 	for i, d := range docs {
-		out = append(out, v.checkDocument(ctx, file, i+1, d, namespace))
+		out = append(out, v.checkDocument(ctx, file, i+1, d, namespace)...)
 	}
 	if splitErr != nil {
 		out = append(out, Result{File: file, Document: len(docs) + 1, Status: StatusInvalid,
@@ -115,20 +117,34 @@ func (v *Validator) Check(ctx context.Context, file string, data []byte, namespa
 	return out
 }
 
-func (v *Validator) checkDocument(ctx context.Context, file string, index int, d document, namespace string) Result {
+func (v *Validator) checkDocument(ctx context.Context, file string, index int, d document, namespace string) []Result {
 	res := Result{File: file, Document: index}
-	invalid := func(msg string) Result {
-		res.Status = StatusInvalid
-		res.Errors = append(res.Errors, Error{Type: "DocumentInvalid", Message: msg})
-		return res
-	}
 	if d.err != nil {
-		return invalid(d.err.Error())
+		return []Result{res.invalid(d.err.Error())}
 	}
 	var raw any
 	if err := utiljson.Unmarshal(d.json, &raw); err != nil {
-		return invalid(fmt.Sprintf("not valid JSON: %v", err))
+		return []Result{res.invalid(fmt.Sprintf("not valid JSON: %v", err))}
 	}
+	// A List (kind List, or any *List with items, as kubectl get -o yaml writes) is checked
+	// item by item, as kubectl apply creates its items one by one.
+	if m, ok := raw.(map[string]any); ok {
+		kind, _ := m["kind"].(string)
+		if items, ok := m["items"].([]any); ok && strings.HasSuffix(kind, "List") {
+			out := make([]Result, 0, len(items))
+			for i, item := range items {
+				r := res
+				r.Item = ptrTo(i)
+				out = append(out, v.checkObject(ctx, r, item, namespace))
+			}
+			return out
+		}
+	}
+	return []Result{v.checkObject(ctx, res, raw, namespace)}
+}
+
+// checkObject checks one decoded document, or one item of a List.
+func (v *Validator) checkObject(ctx context.Context, res Result, raw any, namespace string) Result {
 	obj, ok := raw.(map[string]any)
 	if !ok {
 		res.Status, res.Reason = StatusIgnored, fmt.Sprintf("not a Kubernetes object (a %s)", jsonKind(raw))
@@ -146,11 +162,11 @@ func (v *Validator) checkDocument(ctx context.Context, file string, index int, d
 	if !v.Handles(res.APIVersion, res.Kind) {
 		switch {
 		case v.handlesGroup(res.APIVersion):
-			return invalid(fmt.Sprintf("kind %q is not a kind of %s", res.Kind, res.APIVersion))
+			return res.invalid(fmt.Sprintf("kind %q is not a kind of %s", res.Kind, res.APIVersion))
 		case res.Kind == "" && res.APIVersion == "":
 			res.Status, res.Reason = StatusIgnored, "not a Kubernetes object (no apiVersion and kind)"
 		case res.APIVersion == "" && v.handlesKind(res.Kind):
-			return invalid("apiVersion: Required value")
+			return res.invalid("apiVersion: Required value")
 		default:
 			res.Status, res.Reason = StatusIgnored, fmt.Sprintf("kind %s of %s is not validated", res.Kind, res.APIVersion)
 		}
@@ -163,6 +179,15 @@ func (v *Validator) checkDocument(ctx context.Context, file string, index int, d
 	}
 	return res
 }
+
+// invalid returns r refused for a reason about the whole document.
+func (r Result) invalid(msg string) Result {
+	r.Status = StatusInvalid
+	r.Errors = append(r.Errors, Error{Type: "DocumentInvalid", Message: msg})
+	return r
+}
+
+func ptrTo[T any](v T) *T { return &v }
 
 // handlesGroup reports whether apiVersion is of a group the validator knows.
 func (v *Validator) handlesGroup(apiVersion string) bool {

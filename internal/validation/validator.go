@@ -147,7 +147,7 @@ func (v *Validator) Handles(apiVersion, kind string) bool {
 
 // Validate checks obj, an object as decoded from JSON (numbers as int64 or float64), as the API
 // server checks it on create, and returns what the API server would refuse it for: unknown fields
-// first (sorted), then the errors of validation. obj is changed as the API server changes it
+// first, then the errors of validation, each sorted by field path. obj is changed as the API server changes it
 // before validating: unknown fields pruned, defaults applied, status dropped. A namespaced obj
 // without a namespace is validated as if in namespace, or DefaultNamespace when that is empty.
 func (v *Validator) Validate(ctx context.Context, obj map[string]any, namespace string) []Error {
@@ -202,11 +202,23 @@ func (v *Validator) Validate(ctx context.Context, obj map[string]any, namespace 
 	}
 	defer restore()
 
-	errs := v.validate(ctx, check, ki, ver)
-	for _, e := range errs {
-		out = append(out, fromFieldError(e))
+	// The API server's order of CEL errors follows Go map iteration; sort for stable output,
+	// by field path, errors about the whole object last.
+	var found []Error
+	for _, e := range v.validate(ctx, check, ki, ver) {
+		found = append(found, fromFieldError(e))
 	}
-	return out
+	sort.SliceStable(found, func(i, j int) bool {
+		a, b := found[i], found[j]
+		if (a.Field == "") != (b.Field == "") {
+			return b.Field == ""
+		}
+		if a.Field != b.Field {
+			return a.Field < b.Field
+		}
+		return a.Message < b.Message
+	})
+	return append(out, found...)
 }
 
 // validate is customResourceStrategy.Validate for a create.
