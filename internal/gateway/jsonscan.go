@@ -103,6 +103,7 @@ type jsonScanner struct {
 	hexN     int
 	highSurr rune
 	h        maphash.Hash
+	val      [maxIDLen]byte
 	valLen   int
 
 	tmp [utf8.UTFMax]byte
@@ -236,8 +237,7 @@ func (s *jsonScanner) Write(p []byte) (int, error) {
 		case stNumber:
 			if (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-' {
 				if s.capture {
-					s.valLen++
-					s.h.WriteByte(c)
+					s.addVal(c)
 				}
 				continue
 			}
@@ -339,8 +339,7 @@ func (s *jsonScanner) startValue(c byte) {
 	case c == '-' || (c >= '0' && c <= '9'):
 		s.beginCapture(target)
 		if s.capture {
-			s.valLen++
-			s.h.WriteByte(c)
+			s.addVal(c)
 		}
 		s.state = stNumber
 	case c == 't':
@@ -356,19 +355,42 @@ func (s *jsonScanner) startValue(c byte) {
 
 func (s *jsonScanner) beginCapture(target bool) {
 	s.capture = target
-	if target {
-		s.h.Reset()
-		s.valLen = 0
-	}
+	s.valLen = 0
 }
 
+func (s *jsonScanner) addVal(c byte) {
+	if s.valLen < maxIDLen {
+		s.val[s.valLen] = c
+	}
+	s.valLen++
+}
+
+// endValue reports a captured value: its hash, after replacing each byte of invalid UTF-8 with
+// U+FFFD as encoding/json does. Values longer than maxIDLen are not reported.
 func (s *jsonScanner) endValue() {
-	if s.capture {
-		s.capture = false
-		if s.valLen <= maxIDLen && s.found != nil {
-			s.found(s.h.Sum64())
+	if !s.capture {
+		return
+	}
+	s.capture = false
+	if s.valLen > maxIDLen || s.found == nil {
+		return
+	}
+	v := s.val[:s.valLen]
+	s.h.Reset()
+	if utf8.Valid(v) {
+		s.h.Write(v)
+	} else {
+		for len(v) > 0 {
+			r, n := utf8.DecodeRune(v)
+			if r == utf8.RuneError && n == 1 {
+				s.h.WriteString("\uFFFD")
+			} else {
+				s.h.Write(v[:n])
+			}
+			v = v[n:]
 		}
 	}
+	s.found(s.h.Sum64())
 }
 
 func (s *jsonScanner) pop() {
@@ -419,10 +441,10 @@ func (s *jsonScanner) strBytes(b []byte) {
 		return
 	}
 	if s.capture {
-		s.valLen += len(b)
-		if s.valLen <= maxIDLen {
-			s.h.Write(b)
+		if s.valLen+len(b) <= maxIDLen {
+			copy(s.val[s.valLen:], b)
 		}
+		s.valLen += len(b)
 	}
 }
 
