@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"os"
 
+	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/offerfeed/offerfeed/internal/operator"
+	"github.com/offerfeed/offerfeed/internal/webhook"
 )
 
 func init() {
@@ -24,6 +26,12 @@ func runManager(args []string) int {
 	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the manager's own)")
 	fs.StringVar(&opts.PodSelector, "pod-selector", "", "only cache and count pods with these labels (label selector); default all pods")
 	fs.IntVar(&opts.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "namespaces reconciled at once")
+	fs.StringVar(&opts.Gateway.Image, "gateway-image", "", "image of the gateway sidecar that the pod injection webhook adds (normally the manager's own); empty turns the webhook off")
+	pullPolicy := fs.String("gateway-image-pull-policy", "", "pull policy of the gateway sidecar: Always, IfNotPresent or Never (default: the API server's)")
+	port := fs.Int("gateway-port", int(webhook.DefaultPort), "the gateway's proxy port in injected pods (container port named offerfeed)")
+	adminPort := fs.Int("gateway-admin-port", int(webhook.DefaultAdminPort), "the gateway's admin port in injected pods (/metrics, /healthz, /readyz; named offerfeed-admin)")
+	fs.IntVar(&opts.WebhookPort, "webhook-port", operator.DefaultWebhookPort, "port of the webhook server (HTTPS)")
+	fs.StringVar(&opts.WebhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the webhook server's tls.crt and tls.key (reloaded on change)")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -31,6 +39,20 @@ func runManager(args []string) int {
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("manager")
+	switch p := corev1.PullPolicy(*pullPolicy); p {
+	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+		opts.Gateway.ImagePullPolicy = p
+	default:
+		fmt.Fprintf(os.Stderr, "offerfeed manager: --gateway-image-pull-policy %q: want Always, IfNotPresent or Never\n", p)
+		return 2
+	}
+	opts.Gateway.Port, opts.Gateway.AdminPort = int32(*port), int32(*adminPort)
+	if opts.Gateway.Image != "" {
+		if err := opts.Gateway.Validate(); err != nil {
+			fmt.Fprintf(os.Stderr, "offerfeed manager: %v\n", err)
+			return 2
+		}
+	}
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -42,7 +64,7 @@ func runManager(args []string) int {
 		log.Error(err, "unable to create manager")
 		return 1
 	}
-	log.Info("starting manager", "leaderElection", opts.LeaderElection)
+	log.Info("starting manager", "leaderElection", opts.LeaderElection, "gatewayImage", opts.Gateway.Image)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		log.Error(err, "manager stopped with an error")
 		return 1

@@ -20,9 +20,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/offerfeed/offerfeed/api/v1alpha1"
 	"github.com/offerfeed/offerfeed/controllers"
+	"github.com/offerfeed/offerfeed/internal/webhook"
 )
 
 // LeaderElectionID is the name of the Lease the manager replicas elect a leader with.
@@ -49,7 +51,21 @@ type Options struct {
 	// Controller is a unique controller name suffix, for several managers in one process
 	// (parallel test suites); empty in production.
 	Controller string
+
+	// Gateway is what the pod injection webhook injects. The webhook (and its HTTPS server)
+	// runs only when Gateway.Image is set.
+	Gateway webhook.Config
+	// WebhookHost is the address the webhook server listens on (default: all).
+	WebhookHost string
+	// WebhookPort is the webhook server's port (default 9443).
+	WebhookPort int
+	// WebhookCertDir holds the webhook server's tls.crt and tls.key, reloaded when they
+	// change (default: controller-runtime's, <temp dir>/k8s-webhook-server/serving-certs).
+	WebhookCertDir string
 }
+
+// DefaultWebhookPort is the webhook server's port unless Options.WebhookPort says otherwise.
+const DefaultWebhookPort = 9443
 
 // NewScheme returns a scheme with the Kubernetes built-in kinds and offerfeed's.
 func NewScheme() *runtime.Scheme {
@@ -92,6 +108,11 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 			&corev1.ConfigMap{}:       {Label: managed},
 			controllers.PodMetadata(): podCache,
 		}},
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
+			Host:    opts.WebhookHost,
+			Port:    cmp.Or(opts.WebhookPort, DefaultWebhookPort),
+			CertDir: opts.WebhookCertDir,
+		}),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
@@ -107,12 +128,25 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("setting up policy controller: %w", err)
 	}
+	// The webhook server runs on every replica, leader or not, so both serve admissions.
+	if opts.Gateway.Image != "" {
+		if err := webhook.SetupWithManager(mgr, opts.Gateway, name+"-webhook"); err != nil {
+			return nil, err
+		}
+	}
 	if opts.ProbeAddr != "" {
 		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 			return nil, err
 		}
 		if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 			return nil, err
+		}
+		if opts.Gateway.Image != "" {
+			// Ready once the webhook server serves, so the webhook Service only sends
+			// admissions to replicas that can answer them.
+			if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return mgr, nil
