@@ -261,3 +261,29 @@ func readInput(t *testing.T, file string) ([]v1alpha1.OfferFeedPolicy, []Pod) {
 	}
 	return policies, pods
 }
+
+// TestGoldenSamples renders config/samples in namespace "offers" into testdata/samples.out.json,
+// which the controller suite compares with the ConfigMap after `kubectl apply -f config/samples/`.
+func TestGoldenSamples(t *testing.T) {
+	policies, pods := readInput(t, "../../config/samples")
+	if len(policies) < 2 || len(pods) != 0 {
+		t.Fatalf("config/samples: %d policies, %d pods", len(policies), len(pods))
+	}
+	res, err := Render("offers", policies, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const out = "testdata/samples.out.json"
+	if *update {
+		if err := os.WriteFile(out, res.Data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("%v (run go test ./internal/render -update)", err)
+	}
+	if string(want) != string(res.Data) {
+		t.Errorf("%s differs from the rendered samples (run go test ./internal/render -update):\n%s", out, res.Data)
+	}
+}
