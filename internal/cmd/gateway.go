@@ -146,5 +146,14 @@ func newLogger(level string) (logr.Logger, error) {
 	default:
 		return logr.Logger{}, fmt.Errorf("--log-level %q: want debug, info or error", level)
 	}
-	return logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+	// logr's V(1) is slog level -1: name every level below info "DEBUG".
+	replace := func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.LevelKey {
+			if lv, ok := a.Value.Any().(slog.Level); ok && lv < slog.LevelInfo {
+				a.Value = slog.StringValue("DEBUG")
+			}
+		}
+		return a
+	}
+	return logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l, ReplaceAttr: replace})), nil
 }
