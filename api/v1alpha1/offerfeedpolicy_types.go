@@ -48,6 +48,7 @@ type OfferFeedPolicySpec struct {
 	//
 	// +required
 	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="targetSelector must set matchLabels or matchExpressions; an empty selector would govern every pod in the namespace"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'] && (e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0))",message="targetSelector.matchExpressions: operator must be In or NotIn with values, or Exists or DoesNotExist without"
 	TargetSelector metav1.LabelSelector `json:"targetSelector"`
 
 	// mode is Enforce (refused requests are answered by the gateway) or DryRun (every request

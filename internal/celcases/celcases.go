@@ -340,6 +340,27 @@ func Invalid() []Case {
 			WantErrors:   []string{"spec.targetSelector", "targetSelector must set matchLabels or matchExpressions"},
 		},
 		{
+			Desc: "targetSelector with an unknown operator",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.TargetSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Equals", Values: []string{"offer-service"}}}
+			},
+			WantErrors: []string{"spec.targetSelector", "targetSelector.matchExpressions: operator must be In or NotIn with values, or Exists or DoesNotExist without"},
+		},
+		{
+			Desc: "targetSelector In without values",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.TargetSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "app", Operator: metav1.LabelSelectorOpIn}}
+			},
+			WantErrors: []string{"spec.targetSelector", "targetSelector.matchExpressions: operator must be In or NotIn with values, or Exists or DoesNotExist without"},
+		},
+		{
+			Desc: "targetSelector Exists with values",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.TargetSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "app", Operator: metav1.LabelSelectorOpExists, Values: []string{"offer-service"}}}
+			},
+			WantErrors: []string{"spec.targetSelector", "targetSelector.matchExpressions: operator must be In or NotIn with values, or Exists or DoesNotExist without"},
+		},
+		{
 			Desc:         "targetSelector missing",
 			MutateObject: unset("spec", "targetSelector"),
 			WantErrors:   []string{"spec.targetSelector: " + requiredValue},
@@ -822,6 +843,13 @@ func Valid() []Case {
 			p.Spec.TargetSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
 				{Key: "app", Operator: metav1.LabelSelectorOpIn, Values: []string{"offer-service", "offer-service-canary"}},
 			}}
+		}},
+		{Desc: "targetSelector with every operator", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+			p.Spec.TargetSelector.MatchExpressions = []metav1.LabelSelectorRequirement{
+				{Key: "tier", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"batch"}},
+				{Key: "offerfeed.dev/governed", Operator: metav1.LabelSelectorOpExists},
+				{Key: "canary", Operator: metav1.LabelSelectorOpDoesNotExist},
+			}
 		}},
 		{Desc: "feed path prefix and PUT/PATCH methods", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
 			p.Spec.Feed.Path = "/v2/offers/"
