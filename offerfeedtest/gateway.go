@@ -1,0 +1,140 @@
+package offerfeedtest
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/offerfeed/offerfeed/internal/gateway"
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
+)
+
+// Headers of the gateway, and the values of HeaderDecision and HeaderFlag: the decisions of
+// the table in offerfeed's DESIGN.md.
+const (
+	// HeaderDecision is the response header that names the decision of a refused request.
+	HeaderDecision = "OfferFeed-Decision"
+	// HeaderFlag is the request header that tells the offer service, in DryRun, what the
+	// gateway would have decided.
+	HeaderFlag = "OfferFeed-Flag"
+
+	// DecisionFeedThrottled: a poll sooner than minInterval (beyond burst); 429.
+	DecisionFeedThrottled = "feed-throttled"
+	// DecisionAcceptThrottled: more than maxAccepts accepts in window; 429.
+	DecisionAcceptThrottled = "accept-throttled"
+	// DecisionTooFast: an accept sooner than minReactionTime after the offer was shown; 429.
+	DecisionTooFast = "too-fast"
+	// DecisionUnseenOffer: an accept for an offer never shown to this driver; 403.
+	DecisionUnseenOffer = "unseen-offer"
+	// DecisionMissingIdentity: a governed request without the identity header; 400.
+	DecisionMissingIdentity = "missing-identity"
+)
+
+// GatewayOption configures NewGateway.
+type GatewayOption func(*gateway.Options)
+
+// WithClock makes the gateway read the time from now instead of time.Now, so that a test
+// decides when minInterval, window and minReactionTime have passed: see FakeClock. Any
+// func() time.Time fits, such as the Now method of k8s.io/utils/clock/testing.FakeClock.
+func WithClock(now func() time.Time) GatewayOption {
+	return func(o *gateway.Options) { o.Now = now }
+}
+
+// WithMaxTrackedDrivers bounds the drivers whose state the gateway keeps (default one
+// million); beyond it the least recently seen driver is forgotten.
+func WithMaxTrackedDrivers(n int) GatewayOption {
+	return func(o *gateway.Options) { o.MaxTrackedDrivers = n }
+}
+
+// WithUpstreamTransport makes the gateway forward requests with rt, for example an
+// httptest.Server's Client().Transport for a TLS upstream.
+func WithUpstreamTransport(rt http.RoundTripper) GatewayOption {
+	return func(o *gateway.Options) { o.Transport = rt }
+}
+
+// Gateway is the offerfeed gateway sidecar as an http.Handler: it applies the policy of its
+// pod to each request, as the sidecar does, and forwards what it allows to the upstream.
+// Serve it directly (handler.ServeHTTP with an httptest.ResponseRecorder) or behind an
+// httptest.Server. It is safe for concurrent use.
+type Gateway struct {
+	g *gateway.Gateway
+}
+
+// NewGateway returns the gateway of a pod with labels podLabels, with config cfg, forwarding
+// to upstreamURL (such as an httptest.Server's URL). As the sidecar does, it applies the
+// first policy of cfg whose selector matches podLabels; with none (or a nil cfg) it forwards
+// every request unchanged: Policy tells which policy is in force. cfg is checked as the
+// sidecar checks a config file: an invalid one is an error.
+//
+// Each Gateway has its own driver state and its own metrics registry; nothing is shared.
+func NewGateway(cfg *gatewayconfig.Config, upstreamURL string, podLabels map[string]string, opts ...GatewayOption) (*Gateway, error) {
+	u, err := url.Parse(upstreamURL)
+	if err != nil {
+		return nil, fmt.Errorf("offerfeedtest: upstream URL: %w", err)
+	}
+	if u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("offerfeedtest: upstream URL %q is not absolute, such as http://127.0.0.1:8080", upstreamURL)
+	}
+	o := gateway.Options{Upstream: u, PodLabels: podLabels}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	g, err := gateway.New(o)
+	if err != nil {
+		return nil, fmt.Errorf("offerfeedtest: %w", err)
+	}
+	if cfg != nil {
+		if err := g.Apply(cfg); err != nil {
+			return nil, fmt.Errorf("offerfeedtest: %w", err)
+		}
+	}
+	return &Gateway{g: g}, nil
+}
+
+// ServeHTTP decides r and forwards it to the upstream or refuses it, as the sidecar does.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.g.ServeHTTP(w, r) }
+
+// Apply puts a new config in force, as the sidecar does when its config file changes: driver
+// state is kept while the same policy (name and identity header) stays in force. An invalid
+// cfg is an error and the config in force stays. A nil cfg forwards everything.
+func (g *Gateway) Apply(cfg *gatewayconfig.Config) error { return g.g.Apply(cfg) }
+
+// SetPodLabels changes the pod's labels and picks the policy in force again.
+func (g *Gateway) SetPodLabels(labels map[string]string) error { return g.g.SetPodLabels(labels) }
+
+// Policy returns the name of the policy in force, "" when none applies to the pod.
+func (g *Gateway) Policy() string { return g.g.Status().Policy }
+
+// Mode returns the mode of the policy in force (Enforce or DryRun), "" when none applies.
+func (g *Gateway) Mode() gatewayconfig.Mode { return gatewayconfig.Mode(g.g.Status().Mode) }
+
+// FakeClock is a clock for WithClock that moves only when told to. It is safe for concurrent
+// use.
+type FakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewFakeClock returns a FakeClock that reads start.
+func NewFakeClock(start time.Time) *FakeClock { return &FakeClock{now: start} }
+
+// Now returns the clock's time.
+func (c *FakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d; a negative d is refused with a panic, as a gateway's
+// clock never goes back.
+func (c *FakeClock) Advance(d time.Duration) {
+	if d < 0 {
+		panic(errors.New("offerfeedtest: FakeClock.Advance with a negative duration"))
+	}
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
