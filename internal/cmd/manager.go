@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -18,41 +19,18 @@ func init() {
 }
 
 func runManager(args []string) int {
-	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
-	var opts operator.Options
-	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 turns it off")
-	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
-	fs.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect a leader among manager replicas; only the leader reconciles")
-	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the manager's own)")
-	fs.StringVar(&opts.PodSelector, "pod-selector", "", "only cache and count pods with these labels (label selector); default all pods")
-	fs.IntVar(&opts.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "namespaces reconciled at once")
-	fs.StringVar(&opts.Gateway.Image, "gateway-image", "", "image of the gateway sidecar that the pod injection webhook adds (normally the manager's own); empty turns the webhook off")
-	pullPolicy := fs.String("gateway-image-pull-policy", "", "pull policy of the gateway sidecar: Always, IfNotPresent or Never (default: the API server's)")
-	port := fs.Int("gateway-port", int(webhook.DefaultPort), "the gateway's proxy port in injected pods (container port named offerfeed)")
-	adminPort := fs.Int("gateway-admin-port", int(webhook.DefaultAdminPort), "the gateway's admin port in injected pods (/metrics, /healthz, /readyz; named offerfeed-admin)")
-	fs.IntVar(&opts.WebhookPort, "webhook-port", operator.DefaultWebhookPort, "port of the webhook server (HTTPS)")
-	fs.StringVar(&opts.WebhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the webhook server's tls.crt and tls.key (reloaded on change)")
-	zapOpts := zap.Options{}
-	zapOpts.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	opts, zapOpts, err := parseManagerFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	log := ctrl.Log.WithName("manager")
-	switch p := corev1.PullPolicy(*pullPolicy); p {
-	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
-		opts.Gateway.ImagePullPolicy = p
-	default:
-		fmt.Fprintf(os.Stderr, "offerfeed manager: --gateway-image-pull-policy %q: want Always, IfNotPresent or Never\n", p)
-		return 2
-	}
-	opts.Gateway.Port, opts.Gateway.AdminPort = int32(*port), int32(*adminPort)
-	if opts.Gateway.Image != "" {
-		if err := opts.Gateway.Validate(); err != nil {
+	if err != nil {
+		if !errors.Is(err, errFlagParse) {
 			fmt.Fprintf(os.Stderr, "offerfeed manager: %v\n", err)
-			return 2
 		}
+		return 2
 	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(zapOpts)))
+	log := ctrl.Log.WithName("manager")
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -70,4 +48,54 @@ func runManager(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// errFlagParse marks an error the flag package has already printed.
+var errFlagParse = errors.New("bad flags")
+
+// parseManagerFlags parses the command line of `offerfeed manager` (without the subcommand).
+func parseManagerFlags(args []string) (operator.Options, *zap.Options, error) {
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	var opts operator.Options
+	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 turns it off")
+	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	fs.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect a leader among manager replicas; only the leader reconciles")
+	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the manager's own)")
+	fs.StringVar(&opts.PodSelector, "pod-selector", "", "only cache and count pods with these labels (label selector); default all pods")
+	fs.IntVar(&opts.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "namespaces reconciled at once")
+	fs.StringVar(&opts.Gateway.Image, "gateway-image", "", "image of the gateway sidecar that the pod injection webhook adds (normally the manager's own); empty turns the webhook off")
+	pullPolicy := fs.String("gateway-image-pull-policy", "", "pull policy of the gateway sidecar: Always, IfNotPresent or Never (default: the API server's)")
+	port := fs.Int("gateway-port", int(webhook.DefaultPort), "the gateway's proxy port in injected pods (container port named offerfeed)")
+	adminPort := fs.Int("gateway-admin-port", int(webhook.DefaultAdminPort), "the gateway's admin port in injected pods (/metrics, /healthz, /readyz; named offerfeed-admin)")
+	fs.IntVar(&opts.WebhookPort, "webhook-port", operator.DefaultWebhookPort, "port of the webhook server (HTTPS)")
+	fs.StringVar(&opts.WebhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the webhook server's tls.crt and tls.key (reloaded on change)")
+	zapOpts := &zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return opts, nil, err
+		}
+		return opts, nil, errFlagParse
+	}
+	if fs.NArg() > 0 {
+		return opts, nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	switch p := corev1.PullPolicy(*pullPolicy); p {
+	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+		opts.Gateway.ImagePullPolicy = p
+	default:
+		return opts, nil, fmt.Errorf("--gateway-image-pull-policy %q: want Always, IfNotPresent or Never", p)
+	}
+	for _, p := range []*int{port, adminPort, &opts.WebhookPort} {
+		if *p < 1 || *p > 65535 {
+			return opts, nil, fmt.Errorf("port %d out of range 1-65535", *p)
+		}
+	}
+	opts.Gateway.Port, opts.Gateway.AdminPort = int32(*port), int32(*adminPort)
+	if opts.Gateway.Image != "" {
+		if err := opts.Gateway.Validate(); err != nil {
+			return opts, nil, err
+		}
+	}
+	return opts, zapOpts, nil
 }

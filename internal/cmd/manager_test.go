@@ -1,0 +1,73 @@
+package cmd
+
+import (
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/offerfeed/offerfeed/internal/kustomize"
+	"github.com/offerfeed/offerfeed/internal/operator"
+)
+
+// TestManagerFlagsOfTheInstall parses the manager's command line from the Deployment that
+// `kustomize build config/default` produces, as the kubelet would run it.
+func TestManagerFlagsOfTheInstall(t *testing.T) {
+	docs, err := kustomize.Build("../../config/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d *appsv1.Deployment
+	for _, doc := range docs {
+		if doc.Object.GetKind() == "Deployment" {
+			d = &appsv1.Deployment{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(doc.Object.Object, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if d == nil {
+		t.Fatal("no Deployment in config/default")
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	if len(c.Command) != 0 || len(c.Args) == 0 || c.Args[0] != "manager" {
+		t.Fatalf("command %q args %q: want the image's entrypoint with `manager`", c.Command, c.Args)
+	}
+	// The kubelet expands $(VAR) from the container's env.
+	args := c.Args[1:]
+	for i, a := range args {
+		for _, e := range c.Env {
+			a = strings.ReplaceAll(a, "$("+e.Name+")", e.Value)
+		}
+		args[i] = a
+	}
+	opts, _, err := parseManagerFlags(args)
+	if err != nil {
+		t.Fatalf("parsing %q: %v", args, err)
+	}
+	if !opts.LeaderElection || opts.ProbeAddr != ":8081" || opts.MetricsAddr != ":8080" {
+		t.Errorf("options %+v", opts)
+	}
+	if opts.Gateway.Image != c.Image {
+		t.Errorf("gateway image %q, want the manager's own %q", opts.Gateway.Image, c.Image)
+	}
+	if opts.WebhookPort != operator.DefaultWebhookPort || opts.WebhookCertDir != "/tmp/k8s-webhook-server/serving-certs" {
+		t.Errorf("webhook port %d cert dir %q", opts.WebhookPort, opts.WebhookCertDir)
+	}
+}
+
+func TestManagerFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--gateway-image-pull-policy=Sometimes"},
+		{"--gateway-image=x", "--gateway-port=8481"},
+		{"--webhook-port=0"},
+		{"--gateway-port=70000"},
+		{"--no-such-flag"},
+		{"extra"},
+	} {
+		if _, _, err := parseManagerFlags(args); err == nil {
+			t.Errorf("%q: no error", args)
+		}
+	}
+}
