@@ -218,7 +218,10 @@ func FuzzPathTemplate(f *testing.F) {
 		var rp reqPath
 		rp.normalize(path)
 		r.match("POST", &rp)
-		if a.OfferIDField != "" || id == "" || id == "." || id == ".." {
+		if a.OfferIDField != "" || id == "" || id == "." || id == ".." || slices.ContainsFunc(strings.Split(tmpl, "/"), func(s string) bool {
+			u, _ := url.PathUnescape(s)
+			return u == "." || u == ".."
+		}) {
 			return
 		}
 		built := strings.Replace(tmpl, gatewayconfig.OfferIDSegment, url.PathEscape(id), 1)

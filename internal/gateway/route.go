@@ -94,13 +94,28 @@ type acceptRoute struct {
 }
 
 func compileAcceptRoute(a *gatewayconfig.Accept) acceptRoute {
+	// Literal segments are normalized as request paths are (so /a%20b matches "a b"); the
+	// {offerId} segment is recognized before decoding.
 	r := acceptRoute{method: a.Method, idSeg: -1}
 	for _, s := range strings.Split(a.PathTemplate, "/") {
-		if s == "" {
-			continue
-		}
 		if s == gatewayconfig.OfferIDSegment {
 			r.idSeg = len(r.segs)
+			r.segs = append(r.segs, s)
+			continue
+		}
+		if strings.IndexByte(s, '%') >= 0 {
+			if u, err := url.PathUnescape(s); err == nil {
+				s = u
+			}
+		}
+		switch s {
+		case "", ".":
+			continue
+		case "..":
+			if n := len(r.segs); n > 0 && n-1 != r.idSeg {
+				r.segs = r.segs[:n-1]
+			}
+			continue
 		}
 		r.segs = append(r.segs, s)
 	}
