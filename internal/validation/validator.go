@@ -146,10 +146,11 @@ func (v *Validator) Handles(apiVersion, kind string) bool {
 }
 
 // Validate checks obj, an object as decoded from JSON (numbers as int64 or float64), as the API
-// server checks it on create, and returns what the API server would refuse it for: unknown fields
-// first, then the errors of validation, each sorted by field path. obj is changed as the API server changes it
-// before validating: unknown fields pruned, defaults applied, status dropped. A namespaced obj
-// without a namespace is validated as if in namespace, or DefaultNamespace when that is empty.
+// server checks it on create, and returns what the API server would refuse it for: unknown
+// fields first, then the errors of validation sorted by field path. obj is changed as the API
+// server changes it before validating: unknown fields pruned, defaults applied, status dropped.
+// A namespaced obj without a namespace is validated as if in namespace, or DefaultNamespace when
+// that is empty.
 func (v *Validator) Validate(ctx context.Context, obj map[string]any, namespace string) []Error {
 	u := &unstructured.Unstructured{Object: obj}
 	gv, err := schema.ParseGroupVersion(u.GetAPIVersion())
