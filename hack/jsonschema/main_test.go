@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
+)
+
+const (
+	schemaFile = "../../config/gateway/config.schema.json"
+	goldenGlob = "../../internal/render/testdata/*.out.json"
+)
+
+func generate(t *testing.T) []byte {
+	t.Helper()
+	out, err := Generate("../../pkg/gatewayconfig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestCommittedSchemaIsCurrent fails when config/gateway/config.schema.json is stale.
+func TestCommittedSchemaIsCurrent(t *testing.T) {
+	committed, err := os.ReadFile(schemaFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(committed, generate(t)) {
+		t.Fatalf("%s differs from the generator's output; run `make generate` and commit it", schemaFile)
+	}
+}
+
+// compile compiles the generated schema, checking it against the JSON Schema 2020-12
+// meta-schema on the way.
+func compile(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(generate(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource(SchemaID, doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile(SchemaID)
+	if err != nil {
+		t.Fatalf("the schema does not compile: %v", err)
+	}
+	return s
+}
+
+func validate(t *testing.T, s *jsonschema.Schema, data []byte) error {
+	t.Helper()
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Validate(v)
+}
+
+// TestGoldenOutputsValidate checks that every config the render golden files hold (the
+// operator's output byte for byte) is valid under the schema.
+func TestGoldenOutputsValidate(t *testing.T) {
+	s := compile(t)
+	files, err := filepath.Glob(goldenGlob)
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden outputs match %s: %v", goldenGlob, err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := validate(t, s, data); err != nil {
+			t.Errorf("%s: %v", filepath.Base(f), err)
+		}
+	}
+}
+
+// TestSchemaAgreesWithParse changes one field of a valid config at a time and checks that the
+// schema and gatewayconfig.Parse agree on whether the result is valid. (Rules across fields and
+// duration ranges are Parse's alone and not listed here.)
+func TestSchemaAgreesWithParse(t *testing.T) {
+	s := compile(t)
+	base, err := os.ReadFile("../../internal/render/testdata/rest-and-flex.out.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p0 := func(m map[string]any) map[string]any { return m["policies"].([]any)[0].(map[string]any) }
+	sub := func(m map[string]any, keys ...string) map[string]any {
+		for _, k := range keys {
+			m = m[k].(map[string]any)
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		desc   string
+		mutate func(m map[string]any)
+		valid  bool
+	}{
+		{"as rendered", func(map[string]any) {}, true},
+		{"unknown field", func(m map[string]any) { m["extra"] = 1 }, false},
+		{"unknown field in a selector", func(m map[string]any) { sub(p0(m), "selector")["matchFoo"] = 1 }, false},
+		{"schemaVersion 2", func(m map[string]any) { m["schemaVersion"] = 2 }, false},
+		{"no schemaVersion", func(m map[string]any) { delete(m, "schemaVersion") }, false},
+		{"no hash", func(m map[string]any) { delete(p0(m), "hash") }, true},
+		{"short hash", func(m map[string]any) { p0(m)["hash"] = "sha256:abc" }, false},
+		{"no name", func(m map[string]any) { delete(p0(m), "name") }, false},
+		{"mode Audit", func(m map[string]any) { p0(m)["mode"] = "Audit" }, false},
+		{"identity header with a space", func(m map[string]any) { p0(m)["identityHeader"] = "X Driver" }, false},
+		{"no identity header", func(m map[string]any) { delete(p0(m), "identityHeader") }, false},
+		{"minInterval 1m30s", func(m map[string]any) { sub(p0(m), "feed")["minInterval"] = "1m30s" }, true},
+		{"minInterval 1.5s", func(m map[string]any) { sub(p0(m), "feed")["minInterval"] = "1.5s" }, true},
+		{"minInterval 2 seconds", func(m map[string]any) { sub(p0(m), "feed")["minInterval"] = "2 seconds" }, false},
+		{"minInterval -2s", func(m map[string]any) { sub(p0(m), "feed")["minInterval"] = "-2s" }, false},
+		{"minInterval a number", func(m map[string]any) { sub(p0(m), "feed")["minInterval"] = 2 }, false},
+		{"burst 0", func(m map[string]any) { sub(p0(m), "feed")["burst"] = 0 }, false},
+		{"burst 101", func(m map[string]any) { sub(p0(m), "feed")["burst"] = 101 }, false},
+		{"feed method DELETE", func(m map[string]any) { sub(p0(m), "feed")["method"] = "DELETE" }, false},
+		{"feed path without /", func(m map[string]any) { sub(p0(m), "feed")["path"] = "offers" }, false},
+		{"feed path prefix", func(m map[string]any) { sub(p0(m), "feed")["path"] = "/offers/" }, true},
+		{"path template {id}", func(m map[string]any) { sub(p0(m), "accept")["pathTemplate"] = "/offers/{id}/accept" }, false},
+		{"maxAccepts 10001", func(m map[string]any) { sub(p0(m), "accept")["maxAccepts"] = 10001 }, false},
+		{"jsonPath offers..id", func(m map[string]any) { sub(p0(m), "shownOffers")["jsonPath"] = "offers..id" }, false},
+		{"jsonPath data.offers[].offer_id", func(m map[string]any) {
+			sub(p0(m), "shownOffers")["jsonPath"] = "data.offers[].offer_id"
+		}, true},
+		{"selector expression", func(m map[string]any) {
+			sub(p0(m), "selector")["matchExpressions"] = []any{map[string]any{"key": "track", "operator": "In", "values": []any{"canary"}}}
+		}, true},
+		{"selector expression with operator Foo", func(m map[string]any) {
+			sub(p0(m), "selector")["matchExpressions"] = []any{map[string]any{"key": "track", "operator": "Foo"}}
+		}, false},
+		{"override without drivers", func(m map[string]any) {
+			p0(m)["overrides"].([]any)[0].(map[string]any)["drivers"] = []any{}
+		}, false},
+		{"override naming a driver twice", func(m map[string]any) {
+			p0(m)["overrides"].([]any)[0].(map[string]any)["drivers"] = []any{"d1", "d1"}
+		}, false},
+		{"override burst 101", func(m map[string]any) {
+			p0(m)["overrides"].([]any)[0].(map[string]any)["feed"] = map[string]any{"burst": 101}
+		}, false},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			var m map[string]any
+			if err := json.Unmarshal(base, &m); err != nil {
+				t.Fatal(err)
+			}
+			tc.mutate(m)
+			data, err := json.Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			schemaErr := validate(t, s, data)
+			_, parseErr := gatewayconfig.Parse(data)
+			if (schemaErr == nil) != tc.valid || (parseErr == nil) != tc.valid {
+				t.Fatalf("want valid=%v; schema: %v; Parse: %v", tc.valid, schemaErr, parseErr)
+			}
+		})
+	}
+}
+
+// TestGenerateIsDeterministic guards against map order leaking into the output.
+func TestGenerateIsDeterministic(t *testing.T) {
+	a, b := generate(t), generate(t)
+	if !bytes.Equal(a, b) {
+		t.Fatal("two runs of the generator differ")
+	}
+}
