@@ -141,7 +141,7 @@ func TestRenderMatchesOperator(t *testing.T) {
 			if _, err := renderManifests(&want, &bytes.Buffer{}, files, ns.Name, "json"); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(30 * time.Second)
+			deadline := time.Now().Add(time.Minute)
 			for {
 				got, programmed := operatorConfig(t, c, ns.Name)
 				if programmed && got == want.String() {
