@@ -93,15 +93,17 @@ func (g *Gateway) Watch(ctx context.Context, configFile, labelsFile string) erro
 	if labelsFile != "" {
 		dirs[filepath.Dir(labelsFile)] = false
 	}
-	addDirs := func() {
+	// addDirs watches the directories not watched yet and reports whether it added one.
+	addDirs := func() (added bool) {
 		for d, ok := range dirs {
 			if ok {
 				continue
 			}
 			if err := w.Add(d); err == nil {
-				dirs[d] = true
+				dirs[d], added = true, true
 			}
 		}
+		return added
 	}
 	reload := func() {
 		if labelsFile != "" {
@@ -118,6 +120,9 @@ func (g *Gateway) Watch(ctx context.Context, configFile, labelsFile string) erro
 	debounce.Stop()
 	resync := time.NewTicker(resyncInterval)
 	defer resync.Stop()
+	// A directory that does not exist yet (or went away) is retried every second.
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -141,6 +146,10 @@ func (g *Gateway) Watch(ctx context.Context, configFile, labelsFile string) erro
 			debounce.Reset(reloadDebounce)
 		case <-debounce.C:
 			reload()
+		case <-retry.C:
+			if addDirs() {
+				reload()
+			}
 		case <-resync.C:
 			addDirs()
 			reload()

@@ -235,3 +235,17 @@ func TestParsePodLabels(t *testing.T) {
 		t.Error("bad list accepted")
 	}
 }
+
+// TestReloadDirectoryAppears: the config's directory does not exist at start; the gateway
+// proxies everything, and applies the config once the directory and file appear.
+func TestReloadDirectoryAppears(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "later")
+	h := newHarness(t, nil)
+	startWatch(t, h.g, filepath.Join(dir, "config.json"), "")
+	eventually(t, "the missing config to be noticed", func() bool { return strings.Contains(h.g.Status().Detail, "no config file") })
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "config.json"), marshal(t, configOf(standardPolicy())), 0o644)
+	eventually(t, "the config", func() bool { return h.g.Status().Policy == "standard" })
+}
