@@ -9,9 +9,11 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"github.com/offerfeed/offerfeed/api/v1alpha1"
 	"github.com/offerfeed/offerfeed/internal/operator"
 )
 
@@ -76,7 +78,7 @@ type Manager struct {
 // StartManager starts the offerfeed manager (the policy controller, which renders each
 // namespace's OfferFeedPolicies into ConfigMap offerfeed-gateway and writes their status)
 // against the API server of cfg, such as the rest.Config that envtest.Environment.Start
-// returns. The offerfeed CRDs must be installed (see CRDs).
+// returns. The offerfeed CRDs must be installed (see CRDs); StartManager fails when they are not.
 //
 // The manager runs without leader election and without metrics, health probe or webhook
 // servers, with unique controller names (see WithControllerName). cfg is copied, not changed;
@@ -107,6 +109,12 @@ func StartManager(ctx context.Context, cfg *rest.Config, opts ...ManagerOption) 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("offerfeedtest: %w", err)
+	}
+	// Without the CRDs the controller would wait for them and fail minutes later; say so now.
+	gk := schema.GroupKind{Group: v1alpha1.GroupVersion.Group, Kind: "OfferFeedPolicy"}
+	if _, err := mgr.GetRESTMapper().RESTMapping(gk, v1alpha1.GroupVersion.Version); err != nil {
+		return nil, fmt.Errorf("offerfeedtest: the API server does not serve %s %s; install the offerfeed CRDs "+
+			"(envtest.Environment.CRDInstallOptions.CRDs: offerfeedtest.CRDs()): %w", v1alpha1.GroupVersion, gk.Kind, err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	m := &Manager{name: o.name, cancel: cancel, done: make(chan struct{})}

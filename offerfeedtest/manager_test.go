@@ -177,6 +177,29 @@ func TestManagers(t *testing.T) {
 	}
 }
 
+// TestStartManagerWithoutCRDs checks that a control plane without the offerfeed CRDs is an
+// error that says what to do, not a manager that waits for them.
+func TestStartManagerWithoutCRDs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a control plane")
+	}
+	t.Parallel()
+	dir, err := testenv.AssetsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &envtest.Environment{BinaryAssetsDirectory: dir}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Stop() //nolint:errcheck
+	_, err = offerfeedtest.StartManager(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "install the offerfeed CRDs") {
+		t.Fatalf("StartManager without CRDs: %v, want an error asking for the CRDs", err)
+	}
+}
+
 // TestStartManagerErrors covers a manager that cannot start and one whose context ends.
 func TestStartManagerErrors(t *testing.T) {
 	t.Parallel()
