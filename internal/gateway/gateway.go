@@ -190,6 +190,11 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 			g.m.bindCounters(p)
 			next.policy = p
 			next.detail = fmt.Sprintf("policy %s (%s) in force, mode %s", chosen.Name, chosen.Hash, chosen.Mode)
+			if chosen.Accept != nil && chosen.Accept.Fairness != nil {
+				// Fair draws are a later issue; the rest of the policy is enforced.
+				next.detail += "; accept.fairness is not implemented by this gateway: accepts are first come, first served"
+				g.log.Info("accept.fairness is not implemented by this gateway; accepts are first come, first served", "policy", chosen.Name)
+			}
 		}
 	}
 	g.gen++

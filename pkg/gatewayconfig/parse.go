@@ -48,6 +48,9 @@ const (
 	MaxWindow = 24 * time.Hour
 	// MaxMinReactionTime bounds accept.minReactionTime.
 	MaxMinReactionTime = time.Minute
+	// MinFairnessWindow and MaxFairnessWindow bound accept.fairness.window.
+	MinFairnessWindow = 100 * time.Millisecond
+	MaxFairnessWindow = 30 * time.Second
 
 	// OfferIDSegment is the path template segment that matches the offer id.
 	OfferIDSegment = "{offerId}"
@@ -218,8 +221,16 @@ func validatePolicy(p *Policy) []error {
 		if a.Window > 0 && a.Window < a.MinReactionTime {
 			add("accept.window", "window must be at least minReactionTime")
 		}
-		if a.MaxAccepts == 0 && a.MinReactionTime == 0 && !a.RequireShown {
-			add("accept", "accept must limit something: set maxAccepts and window, minReactionTime, or requireShown")
+		if a.MaxAccepts == 0 && a.MinReactionTime == 0 && !a.RequireShown && a.Fairness == nil {
+			add("accept", "accept must limit something: set maxAccepts and window, minReactionTime, requireShown, or fairness")
+		}
+		if f := a.Fairness; f != nil {
+			if f.Window.D() < MinFairnessWindow || f.Window.D() > MaxFairnessWindow {
+				add("accept.fairness.window", "%s is not between %s and %s", f.Window.D(), MinFairnessWindow, MaxFairnessWindow)
+			}
+			if f.Award != "Random" && f.Award != "LeastRecentlyWon" {
+				add("accept.fairness.award", "%q is not Random or LeastRecentlyWon", f.Award)
+			}
 		}
 		if a.MinReactionTime > 0 && p.ShownOffers == nil {
 			add("accept.minReactionTime", "needs shownOffers, to learn when an offer was shown to a driver")

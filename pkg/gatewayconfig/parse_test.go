@@ -127,6 +127,16 @@ func TestParseRefuses(t *testing.T) {
 		}, []string{"(standard): overrides[0]: an override must change feed or accept"}},
 		{"duplicate names", func(s string) string { return strings.Replace(s, `"name": "flex"`, `"name": "standard"`, 1) },
 			[]string{"duplicate"}},
+		{"fairness window", func(s string) string {
+			return strings.Replace(s, `"requireShown": true},
+      "shownOffers": {"jsonPath": "offers[].id"}`, `"requireShown": true, "fairness": {"window": "50ms", "award": "Random"}},
+      "shownOffers": {"jsonPath": "offers[].id"}`, 1)
+		}, []string{"(standard): accept.fairness.window"}},
+		{"fairness award", func(s string) string {
+			return strings.Replace(s, `"requireShown": true},
+      "shownOffers": {"jsonPath": "offers[].id"}`, `"requireShown": true, "fairness": {"window": "3s", "award": "Fastest"}},
+      "shownOffers": {"jsonPath": "offers[].id"}`, 1)
+		}, []string{"(standard): accept.fairness.award"}},
 		{"bad hash", func(s string) string {
 			return strings.Replace(s, `"name": "flex",`, `"name": "flex", "hash": "md5:x",`, 1)
 		}, []string{"(flex): hash"}},
@@ -149,7 +159,7 @@ func TestParseRefuses(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(validConfig))
 	f.Add([]byte(`{"schemaVersion":1,"namespace":"x","policies":[]}`))
-	f.Add([]byte(`{"schemaVersion":1,"policies":[{"name":"a","mode":"DryRun","selector":{},"identityHeader":"X","accept":{"method":"POST","pathTemplate":"/a/{offerId}","requireShown":true}}]}`))
+	f.Add([]byte(`{"schemaVersion":1,"policies":[{"name":"a","mode":"DryRun","selector":{},"identityHeader":"X","accept":{"method":"POST","pathTemplate":"/a/{offerId}","fairness":{"window":"3s","award":"Random"}}}]}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"schemaVersion":"1"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
