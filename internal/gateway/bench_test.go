@@ -118,30 +118,42 @@ func BenchmarkShownOffersScan(b *testing.B) {
 	}
 }
 
-// BenchmarkBytesPerDriver measures the heap a tracked feed-only driver costs: the live heap
-// after tracking N drivers, minus before, over N (map slots and entries included).
+// BenchmarkBytesPerDriver measures the heap a tracked driver costs: the live heap after
+// tracking N drivers, minus before, over N (map slots and entries included). "feed" drivers
+// only poll; "shown64" drivers were also shown 64 offers (a full shown-offers ring).
 func BenchmarkBytesPerDriver(b *testing.B) {
-	for _, n := range []int{100_000, 1_000_000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			for b.Loop() {
-				var before, after runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&before)
-				t := newDriverTable("bench", n)
-				for i := 0; i < n; i++ {
-					key := uint64(i) * 0x9E3779B97F4A7C15
-					s := t.shard(key)
-					s.mu.Lock()
-					e := t.get(s, key)
-					decideFeed(e, &limits{interval: 1e9}, 0)
-					s.mu.Unlock()
-				}
-				runtime.GC()
-				runtime.ReadMemStats(&after)
-				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(t.len()), "B/driver")
-				runtime.KeepAlive(t)
+	for _, kind := range []string{"feed", "shown64"} {
+		for _, n := range []int{100_000, 1_000_000} {
+			if kind == "shown64" && n > 100_000 {
+				continue
 			}
-		})
+			b.Run(fmt.Sprint(kind, "/", n), func(b *testing.B) {
+				for b.Loop() {
+					var before, after runtime.MemStats
+					runtime.GC()
+					runtime.ReadMemStats(&before)
+					t := newDriverTable("bench", n)
+					for i := 0; i < n; i++ {
+						key := uint64(i) * 0x9E3779B97F4A7C15
+						s := t.shard(key)
+						s.mu.Lock()
+						e := t.get(s, key)
+						decideFeed(e, &limits{interval: 1e9}, 0)
+						if kind == "shown64" {
+							x := e.extState()
+							for j := uint64(0); j < maxShown; j++ {
+								x.recordShown(key+j, 1)
+							}
+						}
+						s.mu.Unlock()
+					}
+					runtime.GC()
+					runtime.ReadMemStats(&after)
+					b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(t.len()), "B/driver")
+					runtime.KeepAlive(t)
+				}
+			})
+		}
 	}
 }
 
