@@ -34,25 +34,27 @@ const (
 )
 
 // GatewayOption configures NewGateway.
-type GatewayOption func(*gateway.Options)
+type GatewayOption func(*gatewayOptions)
+
+type gatewayOptions struct{ gateway.Options }
 
 // WithClock makes the gateway read the time from now instead of time.Now, so that a test
 // decides when minInterval, window and minReactionTime have passed: see FakeClock. Any
 // func() time.Time fits, such as the Now method of k8s.io/utils/clock/testing.FakeClock.
 func WithClock(now func() time.Time) GatewayOption {
-	return func(o *gateway.Options) { o.Now = now }
+	return func(o *gatewayOptions) { o.Now = now }
 }
 
 // WithMaxTrackedDrivers bounds the drivers whose state the gateway keeps (default one
 // million); beyond it the least recently seen driver is forgotten.
 func WithMaxTrackedDrivers(n int) GatewayOption {
-	return func(o *gateway.Options) { o.MaxTrackedDrivers = n }
+	return func(o *gatewayOptions) { o.MaxTrackedDrivers = n }
 }
 
 // WithUpstreamTransport makes the gateway forward requests with rt, for example an
 // httptest.Server's Client().Transport for a TLS upstream.
 func WithUpstreamTransport(rt http.RoundTripper) GatewayOption {
-	return func(o *gateway.Options) { o.Transport = rt }
+	return func(o *gatewayOptions) { o.Transport = rt }
 }
 
 // Gateway is the offerfeed gateway sidecar as an http.Handler: it applies the policy of its
@@ -78,11 +80,11 @@ func NewGateway(cfg *gatewayconfig.Config, upstreamURL string, podLabels map[str
 	if u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("offerfeedtest: upstream URL %q is not absolute, such as http://127.0.0.1:8080", upstreamURL)
 	}
-	o := gateway.Options{Upstream: u, PodLabels: podLabels}
+	o := gatewayOptions{gateway.Options{Upstream: u, PodLabels: podLabels}}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	g, err := gateway.New(o)
+	g, err := gateway.New(o.Options)
 	if err != nil {
 		return nil, fmt.Errorf("offerfeedtest: %w", err)
 	}

@@ -226,3 +226,37 @@ func TestFakeClock(t *testing.T) {
 	}()
 	c.Advance(-time.Second)
 }
+
+type countingTransport struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func TestGatewayOptions(t *testing.T) {
+	t.Parallel()
+	up := newOfferService(t)
+	rt := &countingTransport{}
+	clock := offerfeedtest.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	gw, err := offerfeedtest.NewGateway(config(gatewayconfig.ModeEnforce), up.URL, podLabels,
+		offerfeedtest.WithClock(clock.Now), offerfeedtest.WithMaxTrackedDrivers(1), offerfeedtest.WithUpstreamTransport(rt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, do(gw, "GET", "/offers", "d1"), 200, "")
+	expect(t, do(gw, "GET", "/offers", "d1"), 429, offerfeedtest.DecisionFeedThrottled)
+	// One tracked driver: d2 pushes d1 out, and d1 starts afresh.
+	expect(t, do(gw, "GET", "/offers", "d2"), 200, "")
+	expect(t, do(gw, "GET", "/offers", "d1"), 200, "")
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.n != 3 {
+		t.Fatalf("the transport forwarded %d requests, want 3", rt.n)
+	}
+}
