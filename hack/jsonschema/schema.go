@@ -378,6 +378,10 @@ func (g *generator) schema(t reflect.Type) (*Schema, error) {
 		return &Schema{Type: "integer", Minimum: ptr[int64](-1 << 31), Maximum: ptr[int64](1<<31 - 1)}, nil
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
 		return &Schema{Type: "integer"}, nil
+	case t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64:
+		return &Schema{Type: "integer", Minimum: ptr[int64](0)}, nil
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		return &Schema{Type: "number"}, nil
 	case t.Kind() == reflect.Slice:
 		items, err := g.schema(t.Elem())
 		if err != nil {
