@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -172,5 +176,55 @@ func TestGenerateIsDeterministic(t *testing.T) {
 	a, b := generate(t), generate(t)
 	if !bytes.Equal(a, b) {
 		t.Fatal("two runs of the generator differ")
+	}
+}
+
+// TestDurationPattern checks that every duration the gateway config writes matches the pattern
+// of Duration, and some it cannot read do not.
+func TestDurationPattern(t *testing.T) {
+	re := regexp.MustCompile(durationPattern)
+	for _, d := range []time.Duration{0, 1, 999, time.Microsecond, 1500 * time.Microsecond, 800 * time.Millisecond,
+		2 * time.Second, 2500 * time.Millisecond, 10 * time.Minute, time.Hour, 36*time.Hour + 90*time.Second} {
+		if s := d.String(); !re.MatchString(s) {
+			t.Errorf("%q (written for %d) does not match %s", s, int64(d), durationPattern)
+		}
+		b, _ := gatewayconfig.Duration(d).MarshalJSON()
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil || !re.MatchString(s) {
+			t.Errorf("Duration(%d) is written as %s, which does not match", int64(d), b)
+		}
+	}
+	for _, s := range []string{"", "2", "-2s", "2 s", "2S", "s", "1d", "2s "} {
+		if re.MatchString(s) {
+			t.Errorf("%q matches %s", s, durationPattern)
+		}
+	}
+}
+
+// TestRequired checks that fields without omitempty are required, except those Parse fills in.
+func TestRequired(t *testing.T) {
+	var s struct {
+		Required []string `json:"required"`
+		Defs     map[string]struct {
+			Required []string `json:"required"`
+		} `json:"$defs"`
+	}
+	if err := json.Unmarshal(generate(t), &s); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]string{
+		"":         {"schemaVersion", "namespace", "policies"},
+		"Policy":   {"name", "mode", "selector", "identityHeader"},
+		"Accept":   {"method", "pathTemplate"},
+		"Feed":     {"method", "path", "minInterval", "burst"},
+		"Override": {"drivers"},
+	} {
+		got := s.Required
+		if name != "" {
+			got = s.Defs[name].Required
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: required %v, want %v", cmp.Or(name, "Config"), got, want)
+		}
 	}
 }
