@@ -1,0 +1,460 @@
+// Package e2e runs the offerfeed binary as the install runs it: `offerfeed manager` with the
+// Deployment's arguments from `kustomize build config/default`, under the install's RBAC, on
+// the envtest control plane; and `offerfeed gateway` with exactly the command line the webhook
+// gives the sidecar.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/offerfeed/offerfeed/api/v1alpha1"
+	"github.com/offerfeed/offerfeed/internal/kustomize"
+	"github.com/offerfeed/offerfeed/internal/manifest"
+	"github.com/offerfeed/offerfeed/internal/operator"
+	"github.com/offerfeed/offerfeed/internal/render"
+	"github.com/offerfeed/offerfeed/internal/testenv"
+	"github.com/offerfeed/offerfeed/internal/webhook"
+)
+
+const (
+	// managerNamespace and managerUser are the install's namespace and its manager's
+	// ServiceAccount, as RBAC knows it.
+	managerNamespace = "offerfeed-system"
+	managerUser      = "system:serviceaccount:offerfeed-system:offerfeed-controller-manager"
+	timeout          = 30 * time.Second
+)
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// offerfeedBinary builds the offerfeed binary once per test run.
+func offerfeedBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the offerfeed binary")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "offerfeed-e2e-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "offerfeed")
+		if out, err := exec.Command("go", "build", "-o", binary, "../..").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binary != "" {
+		os.RemoveAll(filepath.Dir(binary))
+	}
+	os.Exit(code)
+}
+
+// process is a running offerfeed command whose output is logged when the test fails.
+type process struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func start(t *testing.T, env []string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(offerfeedBinary(t), args...), out: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("offerfeed %s output:\n%s", args[0], p.out.String())
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM, as the kubelet does, and wants a clean exit.
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Errorf("offerfeed exited with %v after SIGTERM", err)
+		}
+	case <-time.After(timeout):
+		t.Errorf("offerfeed still running %s after SIGTERM", timeout)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// eventually retries f until it returns nil or timeout passes.
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func httpGet(url string, header http.Header) (int, string, http.Header, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	req.Header = header
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Do(req)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header, err
+}
+
+func wantOK(url string) func() error {
+	return func() error {
+		code, body, _, err := httpGet(url, nil)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK {
+			return fmt.Errorf("GET %s: %d %s", url, code, body)
+		}
+		return nil
+	}
+}
+
+func decode[T any](t *testing.T, d manifest.Document) *T {
+	t.Helper()
+	v := new(T)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(d.Object.Object, v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestManagerAsInstalled runs `offerfeed manager` with the install's arguments and RBAC and
+// has it inject a pod and count it in its policy's status.
+func TestManagerAsInstalled(t *testing.T) {
+	offerfeedBinary(t)
+	docs, err := kustomize.Build("../../config/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	webhookDocs, err := kustomize.Build("../../config/webhook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := testenv.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range webhookDocs {
+		if d.Object.GetKind() == "MutatingWebhookConfiguration" {
+			env.WebhookInstallOptions.MutatingWebhooks = append(env.WebhookInstallOptions.MutatingWebhooks,
+				decode[admissionregistrationv1.MutatingWebhookConfiguration](t, d))
+		}
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	ctx := context.Background()
+	admin, err := client.New(cfg, client.Options{Scheme: operator.NewScheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The install's namespace and RBAC; the manager runs as its ServiceAccount's user.
+	var deploy *appsv1.Deployment
+	for _, kinds := range [][]string{{"Namespace"}, {"ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}} {
+		for _, d := range docs {
+			if slices.Contains(kinds, d.Object.GetKind()) {
+				if err := admin.Create(ctx, d.Object); err != nil {
+					t.Fatalf("creating %s %s: %v", d.Object.GetKind(), d.Object.GetName(), err)
+				}
+			}
+			if d.Object.GetKind() == "Deployment" {
+				deploy = decode[appsv1.Deployment](t, d)
+			}
+		}
+	}
+	user, err := env.AddUser(envtest.User{Name: managerUser, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + managerNamespace}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfigFile := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfigFile, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// The Deployment's arguments as the kubelet expands them; then what differs outside a
+	// pod (later flags win): the webhook's port and certificate from envtest, local probe
+	// and metrics addresses, and the Lease namespace, which in a pod is the pod's own.
+	c := deploy.Spec.Template.Spec.Containers[0]
+	var args []string
+	for _, a := range c.Args {
+		for _, e := range c.Env {
+			a = strings.ReplaceAll(a, "$("+e.Name+")", e.Value)
+		}
+		args = append(args, a)
+	}
+	wo := env.WebhookInstallOptions
+	probeAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	args = append(args,
+		"--webhook-port="+strconv.Itoa(wo.LocalServingPort),
+		"--webhook-cert-dir="+wo.LocalServingCertDir,
+		"--health-probe-bind-address="+probeAddr,
+		"--metrics-bind-address=0",
+		"--leader-election-namespace="+managerNamespace)
+	mgr := start(t, []string{"KUBECONFIG=" + kubeconfigFile}, args...)
+	// Ready includes the webhook server serving.
+	eventually(t, "manager ready", wantOK("http://"+probeAddr+"/readyz"))
+	eventually(t, "leader elected", func() error {
+		lease := &coordinationv1.Lease{}
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: operator.LeaderElectionID}, lease); err != nil {
+			return err
+		}
+		if ptr.Deref(lease.Spec.HolderIdentity, "") == "" {
+			return fmt.Errorf("lease without holder")
+		}
+		return nil
+	})
+
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "offers-", Labels: map[string]string{
+		v1alpha1.InjectionLabel: "enabled", "pod-security.kubernetes.io/enforce": "restricted",
+	}}}
+	if err := admin.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	sel := map[string]string{"app": "offer-service"}
+	if err := admin.Create(ctx, &v1alpha1.OfferFeedPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "standard", Namespace: ns.Name},
+		Spec: v1alpha1.OfferFeedPolicySpec{
+			TargetSelector: metav1.LabelSelector{MatchLabels: sel},
+			ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
+			Feed:           &v1alpha1.FeedLimits{Path: "/offers", MinInterval: "2s"},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "offers-1", Namespace: ns.Name, Labels: sel,
+			Annotations: map[string]string{v1alpha1.UpstreamPortAnnotation: "http"}},
+		Spec: corev1.PodSpec{
+			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](1000),
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+			Containers: []corev1.Container{{Name: "app", Image: "offer-service:1",
+				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+				SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: ptr.To(false),
+					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}}},
+		},
+	}
+	if err := admin.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if !webhook.Injected(pod) {
+		t.Fatalf("pod not injected by the manager binary: %+v", pod.Spec)
+	}
+	if img := pod.Spec.InitContainers[0].Image; img != c.Image {
+		t.Errorf("sidecar image %q, want the manager's %q", img, c.Image)
+	}
+	eventually(t, "policy programmed, counting the pod", func() error {
+		p := &v1alpha1.OfferFeedPolicy{}
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "standard"}, p); err != nil {
+			return err
+		}
+		if !meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionProgrammed) || p.Status.TargetedPods != 1 {
+			return fmt.Errorf("status %+v", p.Status)
+		}
+		return nil
+	})
+	mgr.stop(t)
+	if strings.Contains(mgr.out.String(), "forbidden") {
+		t.Errorf("the manager was refused something under the install's RBAC:\n%s", mgr.out.String())
+	}
+}
+
+// TestInjectedGatewayRuns starts `offerfeed gateway` with the sidecar's command line from
+// Inject (paths moved to a temporary directory, as the volumes would be mounted): its probes
+// answer, it proxies to the app, and it enforces the policy once its ConfigMap appears.
+func TestInjectedGatewayRuns(t *testing.T) {
+	offerfeedBinary(t)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"offers":[]}`)
+	}))
+	t.Cleanup(app.Close)
+	appPort := app.Listener.Addr().(*net.TCPAddr).Port
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "offers-1", Namespace: "offers", Labels: map[string]string{"app": "offer-service"},
+			Annotations: map[string]string{v1alpha1.UpstreamPortAnnotation: strconv.Itoa(appPort)}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "offer-service:1"}}},
+	}
+	port, adminPort := freePort(t), freePort(t)
+	changed, warning := webhook.Inject(pod, webhook.Config{Image: "offerfeed:test", Port: int32(port), AdminPort: int32(adminPort)})
+	if !changed {
+		t.Fatalf("not injected: %s", warning)
+	}
+	sc := pod.Spec.InitContainers[0]
+
+	// The volumes: the ConfigMap's (empty: optional, the namespace has no policy yet) and the
+	// downward API's labels file.
+	root := t.TempDir()
+	configDir, podInfoDir := filepath.Join(root, "offerfeed"), filepath.Join(root, "podinfo")
+	for _, d := range []string{configDir, podInfoDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(podInfoDir, "labels"), []byte(`app="offer-service"`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	for _, a := range sc.Args {
+		a = strings.Replace(a, webhook.ConfigDir, configDir, 1)
+		a = strings.Replace(a, webhook.PodInfoDir, podInfoDir, 1)
+		args = append(args, a)
+	}
+	if sc.Command != nil {
+		t.Fatalf("sidecar command %q: want the image's entrypoint", sc.Command)
+	}
+	// The env as the kubelet resolves it.
+	env := []string{"POD_NAMESPACE=offers", "GOMEMLIMIT=" + strconv.FormatInt(sc.Resources.Limits.Memory().Value(), 10)}
+	for _, e := range sc.Env {
+		if e.Name != "POD_NAMESPACE" && e.Name != "GOMEMLIMIT" {
+			t.Errorf("env %s not set by this test", e.Name)
+		}
+	}
+	gw := start(t, env, args...)
+
+	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	for _, p := range []*corev1.Probe{sc.StartupProbe, sc.ReadinessProbe, sc.LivenessProbe} {
+		eventually(t, "probe "+p.HTTPGet.Path, wantOK(admin+p.HTTPGet.Path))
+	}
+	proxy := fmt.Sprintf("http://127.0.0.1:%d/offers", port)
+	driver := http.Header{"X-Driver-Id": {"driver-1"}}
+	for range 3 {
+		if code, body, _, err := httpGet(proxy, driver); err != nil || code != http.StatusOK || body != `{"offers":[]}` {
+			t.Fatalf("without a policy, GET /offers = %d %q %v; want the app's answer", code, body, err)
+		}
+	}
+
+	// The operator writes the ConfigMap; the kubelet updates the file; the gateway reloads.
+	res, err := render.Render("offers", []v1alpha1.OfferFeedPolicy{{
+		ObjectMeta: metav1.ObjectMeta{Name: "standard", Namespace: "offers", CreationTimestamp: metav1.Now()},
+		Spec: v1alpha1.OfferFeedPolicySpec{
+			TargetSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "offer-service"}},
+			ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
+			Feed:           &v1alpha1.FeedLimits{Path: "/offers", MinInterval: "1m"},
+		},
+	}}, []render.Pod{{Name: "offers-1", Labels: pod.Labels, Injected: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(configDir, v1alpha1.GatewayConfigKey), res.Data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	eventually(t, "policy enforced after the config appeared", func() error {
+		n++
+		h := http.Header{"X-Driver-Id": {fmt.Sprintf("driver-%d", n+1)}}
+		httpGet(proxy, h)
+		code, _, header, err := httpGet(proxy, h)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusTooManyRequests || header.Get("OfferFeed-Decision") != "feed-throttled" {
+			return fmt.Errorf("second poll: %d %q", code, header.Get("OfferFeed-Decision"))
+		}
+		return nil
+	})
+	gw.stop(t)
+}
