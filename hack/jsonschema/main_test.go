@@ -142,6 +142,15 @@ func TestSchemaAgreesWithParse(t *testing.T) {
 		{"selector expression with operator Foo", func(m map[string]any) {
 			sub(p0(m), "selector")["matchExpressions"] = []any{map[string]any{"key": "track", "operator": "Foo"}}
 		}, false},
+		{"fairness", func(m map[string]any) {
+			sub(p0(m), "accept")["fairness"] = map[string]any{"window": "3s", "award": "LeastRecentlyWon"}
+		}, true},
+		{"fairness award Fastest", func(m map[string]any) {
+			sub(p0(m), "accept")["fairness"] = map[string]any{"window": "3s", "award": "Fastest"}
+		}, false},
+		{"fairness without award", func(m map[string]any) {
+			sub(p0(m), "accept")["fairness"] = map[string]any{"window": "3s"}
+		}, false},
 		{"override without drivers", func(m map[string]any) {
 			p0(m)["overrides"].([]any)[0].(map[string]any)["drivers"] = []any{}
 		}, false},
