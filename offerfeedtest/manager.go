@@ -82,7 +82,8 @@ type Manager struct {
 //
 // The manager runs without leader election and without metrics, health probe or webhook
 // servers, with unique controller names (see WithControllerName). cfg is copied, not changed;
-// the copy is not rate limited on the client side, as in production.
+// unless cfg sets a QPS or a rate limiter, the copy is not rate limited on the client side,
+// as ctrl.GetConfig leaves the production manager.
 //
 // StartManager returns once the controller runs. The manager runs until Stop is called or
 // ctx is done; call Stop in either case, to wait for it to finish.
