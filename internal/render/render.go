@@ -100,7 +100,7 @@ func Render(namespace string, policies []v1alpha1.OfferFeedPolicy, pods []Pod) (
 		}
 		if w, why := conflict(c, winners, pods); w != nil {
 			res.Policies[p.Name] = PolicyResult{Reason: v1alpha1.ReasonConflicted,
-				Message: fmt.Sprintf("conflicts with policy %s, which %s and takes precedence (older, or as old with a smaller name); this policy takes over when %s goes away", w.policy.Name, why, w.policy.Name),
+				Message:        fmt.Sprintf("conflicts with policy %s, which %s and takes precedence (older, or as old with a smaller name); this policy takes over when %s goes away", w.policy.Name, why, w.policy.Name),
 				UninjectedPods: uninjected}
 			continue
 		}
