@@ -115,7 +115,7 @@ func Inject(pod *corev1.Pod, cfg Config) (changed bool, warning string) {
 	if v, ok := pod.Annotations[v1alpha1.InjectAnnotation]; ok {
 		inject, err := strconv.ParseBool(v)
 		if err != nil {
-			return false, skipped("annotation %s is %q; want \"true\" or \"false\"", v1alpha1.InjectAnnotation, v)
+			return false, skipped("annotation %s is %q; want \"true\" or \"false\"", v1alpha1.InjectAnnotation, truncate(v, 64))
 		}
 		if !inject {
 			return false, ""
@@ -180,7 +180,7 @@ func upstreamPort(pod *corev1.Pod, cfg Config) (int32, string) {
 	} else {
 		port = namedPort(pod, v)
 		if port == 0 {
-			return 0, fmt.Sprintf("annotation %s names port %q, which no container of the pod declares (as TCP)", v1alpha1.UpstreamPortAnnotation, v)
+			return 0, fmt.Sprintf("annotation %s names port %q, which no container of the pod declares (as TCP)", v1alpha1.UpstreamPortAnnotation, truncate(v, 64))
 		}
 	}
 	if port == cfg.Port || port == cfg.AdminPort {
