@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func benchGateway(b *testing.B, rt http.RoundTripper) (*Gateway, *policy) {
@@ -158,3 +159,16 @@ func BenchmarkBytesPerDriver(b *testing.B) {
 }
 
 func maphashString(seed maphash.Seed, s string) uint64 { return maphash.String(seed, s) }
+
+var clockSink int64
+
+// BenchmarkClock is a calibration: the cost of time.Now alone, which every decision pays.
+func BenchmarkClock(b *testing.B) {
+	b.RunParallel(func(pb *testing.PB) {
+		var s int64
+		for pb.Next() {
+			s += time.Now().UnixNano()
+		}
+		clockSink = s
+	})
+}
