@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
+	"hash/maphash"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -193,4 +195,71 @@ func TestConcurrentDrivers(t *testing.T) {
 	if n := h.g.trackedDrivers(); n > 64 {
 		t.Errorf("%d tracked, bound 64", n)
 	}
+}
+
+// TestAcceptCountedWhenClientHangsUp: a driver that hangs up right after sending an accept
+// does not free its slot: the gateway waits for the offer service, and its 2xx counts.
+func TestAcceptCountedWhenClientHangsUp(t *testing.T) {
+	release := make(chan struct{})
+	answered := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/offers" {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"offers":[{"id":"o1"},{"id":"o2"}]}`)
+			return
+		}
+		<-release
+		w.WriteHeader(http.StatusOK)
+		close(answered)
+	}))
+	defer up.Close()
+	u, _ := url.Parse(up.URL)
+	clock := newFakeClock()
+	g, _ := New(Options{Upstream: u, Now: clock.Now, PodLabels: map[string]string{"app": "offer-service"}})
+	p := standardPolicy()
+	p.Accept.MaxAccepts, p.Accept.Window = 1, dur("1m")
+	if err := g.Apply(configOf(p)); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/offers", nil)
+	req.Header.Set("X-Driver-Id", "bot")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	clock.Advance(time.Second)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ = http.NewRequestWithContext(ctx, "POST", srv.URL+"/offers/o1/accept", nil)
+	req.Header.Set("X-Driver-Id", "bot")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := http.DefaultClient.Do(req)
+		errc <- err
+	}()
+	eventually(t, "the accept to be in flight", func() bool {
+		return hasMetric(t, g, `offerfeed_gateway_decisions_total{decision="allowed",policy="standard",route="accept"} 1`)
+	})
+	cancel()
+	<-errc
+	close(release)
+	<-answered
+	// The 2xx counts: no accept in flight, one counted.
+	key := maphash.String(g.seed, "bot")
+	pol := g.active.Load().policy
+	eventually(t, "the hung-up accept to be counted", func() bool {
+		s := pol.table.shard(key)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		e := s.lookup(key)
+		return e != nil && e.ext != nil && e.ext.inflight == 0 && len(e.ext.done) == 1
+	})
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("POST", "/offers/o2/accept", nil)
+	r.Header.Set("X-Driver-Id", "bot")
+	g.ServeHTTP(w, r)
+	expect(t, w, 429, "accept-throttled")
 }
