@@ -159,13 +159,15 @@ func TestDecisions(t *testing.T) {
 			{method: "POST", path: "/offers/o3/accept", hdr: drv("d1"), status: 200, forwarded: true},
 			{method: "POST", path: "/offers/o4/accept", hdr: drv("d1"), status: 429, decision: "accept-throttled"},
 		}},
-		{"encoded and unclean paths cannot slip past a route", standardPolicy(), []step{
+		{"encoded and unclean paths, and method case, cannot slip past a route", standardPolicy(), []step{
 			feed(0, "d1", 200, ""),
 			{method: "GET", path: "/offers/", hdr: drv("d1"), status: 429, decision: "feed-throttled"},
 			{method: "GET", path: "//offers", hdr: drv("d1"), status: 429, decision: "feed-throttled"},
 			{method: "GET", path: "/x/../%6Fffers", hdr: drv("d1"), status: 429, decision: "feed-throttled"},
 			{method: "POST", path: "/offers/o9/%61ccept", hdr: drv("d1"), status: 403, decision: "unseen-offer"},
 			{method: "POST", path: "/offers/a%2Fb/accept", hdr: drv("d1"), status: 403, decision: "unseen-offer"},
+			{method: "post", path: "/offers/o9/accept", hdr: drv("d1"), status: 403, decision: "unseen-offer"},
+			{method: "get", path: "/offers", hdr: drv("d1"), status: 429, decision: "feed-throttled"},
 		}},
 	}
 	for _, tc := range cases {

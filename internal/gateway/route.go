@@ -66,7 +66,7 @@ func compileFeedRoute(f *gatewayconfig.Feed) feedRoute {
 }
 
 func (r *feedRoute) match(method string, p *reqPath) bool {
-	if method != r.method {
+	if !strings.EqualFold(method, r.method) {
 		return false
 	}
 	if r.prefix {
@@ -125,7 +125,7 @@ func compileAcceptRoute(a *gatewayconfig.Accept) acceptRoute {
 // match reports whether the request is an accept, and the offer id from the path when the
 // template has a {offerId} segment.
 func (r *acceptRoute) match(method string, p *reqPath) (offerID string, ok bool) {
-	if method != r.method || len(p.segs) != len(r.segs) {
+	if !strings.EqualFold(method, r.method) || len(p.segs) != len(r.segs) {
 		return "", false
 	}
 	for i, s := range r.segs {
