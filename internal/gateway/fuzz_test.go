@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"hash/maphash"
 	"io"
+	"math/bits"
 	"net/url"
 	"slices"
 	"strings"
@@ -218,6 +219,15 @@ func FuzzPathTemplate(f *testing.F) {
 		var rp reqPath
 		rp.normalize(path)
 		r.match("POST", &rp)
+		// Bounded allocation: none for a plain path of at most 16 segments; otherwise one per
+		// percent-escaped segment plus the growth of the segment list.
+		limit := float64(strings.Count(path, "%") + bits.Len(uint(len(path))) + 1)
+		if !strings.Contains(path, "%") && strings.Count(path, "/") <= 16 {
+			limit = 0
+		}
+		if n := testing.AllocsPerRun(1, func() { rp.normalize(path); r.match("POST", &rp) }); n > limit {
+			t.Fatalf("%q: %v allocations, limit %v", path, n, limit)
+		}
 		if a.OfferIDField != "" || id == "" || id == "." || id == ".." || slices.ContainsFunc(strings.Split(tmpl, "/"), func(s string) bool {
 			u, _ := url.PathUnescape(s)
 			return u == "." || u == ".."
