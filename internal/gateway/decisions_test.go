@@ -451,3 +451,17 @@ func TestFairnessNotImplemented(t *testing.T) {
 	h.clock.Advance(time.Second)
 	expect(t, h.do("POST", "/offers/o1/accept", "", drv("d1")...), 200, "")
 }
+
+func TestPolicyNameOption(t *testing.T) {
+	a, b := standardPolicy(), standardPolicy()
+	a.Name, b.Name = "a", "b"
+	b.Selector.MatchLabels = map[string]string{"app": "elsewhere"}
+	h := newHarness(t, configOf(a, b), func(o *Options) { o.PolicyName = "b"; o.PodLabels = nil })
+	if got := h.g.Status().Policy; got != "b" {
+		t.Fatalf("policy %q, want b", got)
+	}
+	h2 := newHarness(t, configOf(a), func(o *Options) { o.PolicyName = "zz" })
+	if st := h2.g.Status(); st.Policy != "" || !strings.Contains(st.Detail, "no policy named zz") {
+		t.Fatalf("status %+v", st)
+	}
+}

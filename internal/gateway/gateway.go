@@ -38,6 +38,9 @@ type Options struct {
 	// PodLabels are the labels of the gateway's pod; the first policy whose selector matches
 	// them applies.
 	PodLabels map[string]string
+	// PolicyName, when set, picks the policy of that name whatever the selectors and pod
+	// labels say (for tests and tools that put a gateway in front of a test server).
+	PolicyName string
 	// MaxTrackedDrivers bounds the drivers whose state the gateway keeps; zero means
 	// DefaultMaxTrackedDrivers.
 	MaxTrackedDrivers int
@@ -169,12 +172,21 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 			if err != nil {
 				return fmt.Errorf("policies[%d] (%s): selector: %w", i, cfg.Policies[i].Name, err)
 			}
+			if g.opts.PolicyName != "" {
+				if cfg.Policies[i].Name == g.opts.PolicyName {
+					chosen = &cfg.Policies[i]
+					break
+				}
+				continue
+			}
 			if sel.Matches(g.labels) {
 				chosen = &cfg.Policies[i]
 				break
 			}
 		}
-		if chosen == nil {
+		if chosen == nil && g.opts.PolicyName != "" {
+			next.detail = fmt.Sprintf("no policy named %s in the config; proxying everything unchanged", g.opts.PolicyName)
+		} else if chosen == nil {
 			next.detail = fmt.Sprintf("no policy of %d in the config matches this pod's labels; proxying everything unchanged", len(cfg.Policies))
 		} else {
 			p, err := compilePolicy(chosen, g.seed)
