@@ -179,14 +179,19 @@ func TestConcurrentDrivers(t *testing.T) {
 			defer wg.Done()
 			for j := 0; j < 50; j++ {
 				d := drv(fmt.Sprint("d", (i*50+j)%100))
-				h.do("GET", "/offers", "", d...)
-				h.do("POST", "/offers/o1/accept", "", d...)
+				// No request fails while configs change under it.
+				if w := h.do("GET", "/offers", "", d...); w.Code != 200 && w.Code != 429 {
+					t.Errorf("feed answered %d during reloads", w.Code)
+				}
+				if w := h.do("POST", "/offers/o1/accept", "", d...); w.Code != 200 && w.Code != 429 && w.Code != 403 {
+					t.Errorf("accept answered %d during reloads", w.Code)
+				}
 			}
 		}(i)
 	}
 	// Reload while requests run.
-	for i := 0; i < 5; i++ {
-		p.Feed.Burst = int32(i + 1)
+	for i := 0; i < 20; i++ {
+		p.Feed.Burst = int32(i%5 + 1)
 		if err := h.g.Apply(configOf(p)); err != nil {
 			t.Error(err)
 		}
