@@ -465,3 +465,21 @@ func TestPolicyNameOption(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+// TestFeedAskedUncompressed: drivers' apps ask for gzip; the gateway asks the offer service for
+// an uncompressed answer so that it can read the shown offers.
+func TestFeedAskedUncompressed(t *testing.T) {
+	h := newHarness(t, configOf(standardPolicy()))
+	w := h.do("GET", "/offers", "", "X-Driver-Id", "d1", "Accept-Encoding", "gzip, deflate")
+	expect(t, w, 200, "")
+	if ae := h.up.last().Header.Get("Accept-Encoding"); ae != "" {
+		t.Errorf("offer service asked for Accept-Encoding %q", ae)
+	}
+	h.clock.Advance(time.Second)
+	expect(t, h.do("POST", "/offers/o1/accept", "", drv("d1")...), 200, "")
+	// Other routes keep the header.
+	h.do("GET", "/other", "", "Accept-Encoding", "gzip")
+	if ae := h.up.last().Header.Get("Accept-Encoding"); ae != "gzip" {
+		t.Errorf("other route: Accept-Encoding %q", ae)
+	}
+}

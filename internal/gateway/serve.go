@@ -110,6 +110,9 @@ func (g *Gateway) serveFeed(w http.ResponseWriter, r *http.Request, p *policy, k
 	st := &reqState{route: routeFeed}
 	if x != nil {
 		st.shown = &shownTarget{s: s, x: x, path: p.shown}
+		// The gateway must read the offers of the answer: ask for it uncompressed (every
+		// client accepts identity). An answer compressed all the same is not read.
+		r.Header.Del("Accept-Encoding")
 	}
 	g.forward(w, r, st)
 }
