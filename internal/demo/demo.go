@@ -8,6 +8,7 @@ package demo
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -27,10 +29,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/offerfeed/offerfeed/api/v1alpha1"
+	cfgwebhook "github.com/offerfeed/offerfeed/config/webhook"
 	"github.com/offerfeed/offerfeed/internal/gateway"
 	"github.com/offerfeed/offerfeed/internal/market"
 	"github.com/offerfeed/offerfeed/internal/operator"
 	"github.com/offerfeed/offerfeed/internal/testenv"
+	"github.com/offerfeed/offerfeed/internal/webhook"
 )
 
 // Namespace and PolicyName are where the demo's policy lives.
@@ -39,6 +43,9 @@ const (
 	PolicyName = "standard"
 	// AppLabel is the label of the demo's offer-service pod, selected by the policy.
 	AppLabel = "offer-service"
+	// GatewayImage is the image the demo's manager injects (no kubelet runs it: the demo runs
+	// the gateway in process).
+	GatewayImage = "offerfeed:demo"
 )
 
 // Options configure the demo.
@@ -101,9 +108,12 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	d.step("starting the control plane (kube-apiserver %s and etcd, built from Go modules)", testenv.KubernetesVersion)
+	d.step("starting the control plane (kube-apiserver %s and etcd, built from Go modules) with the CRD and the injection webhook", testenv.KubernetesVersion)
 	env, err := testenv.New()
 	if err != nil {
+		return nil, err
+	}
+	if env.WebhookInstallOptions.MutatingWebhooks, err = cfgwebhook.MutatingWebhookConfigurations(); err != nil {
 		return nil, err
 	}
 	cfg, err := env.Start()
@@ -122,7 +132,11 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 
 	d.step("starting the offerfeed manager in this process")
-	mgr, err := operator.NewManager(testenv.Unthrottled(cfg), operator.Options{})
+	wo := env.WebhookInstallOptions
+	mgr, err := operator.NewManager(testenv.Unthrottled(cfg), operator.Options{
+		Gateway:     webhook.Config{Image: GatewayImage},
+		WebhookHost: wo.LocalServingHost, WebhookPort: wo.LocalServingPort, WebhookCertDir: wo.LocalServingCertDir,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +148,10 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 			err = fmt.Errorf("manager: %w", mgrErr)
 		}
 	}()
+
+	if err := waitWebhook(ctx, net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort))); err != nil {
+		return nil, err
+	}
 
 	res = &Result{}
 	if err := d.setUpCluster(ctx, res); err != nil {
@@ -241,6 +259,10 @@ func (d *demo) setUpCluster(ctx context.Context, res *Result) error {
 		return fmt.Errorf("creating the pod: %w", err)
 	}
 	res.InjectedPod = pod
+	if _, ok := pod.Annotations[v1alpha1.InjectedAnnotation]; !ok {
+		return fmt.Errorf("the webhook did not inject the gateway into pod %s", pod.Name)
+	}
+	d.step("the webhook injected the gateway sidecar; the pod as stored:")
 	d.describePod(pod)
 
 	return d.waitProgrammed(ctx, v1alpha1.ModeDryRun)
@@ -248,15 +270,36 @@ func (d *demo) setUpCluster(ctx context.Context, res *Result) error {
 
 // describePod prints the pod's containers as the API server stored them.
 func (d *demo) describePod(pod *corev1.Pod) {
+	ports := func(c corev1.Container) string {
+		out := ""
+		for _, p := range c.Ports {
+			out += fmt.Sprintf(" %s:%d", p.Name, p.ContainerPort)
+		}
+		return out
+	}
 	for _, c := range pod.Spec.InitContainers {
 		policy := ""
 		if c.RestartPolicy != nil {
-			policy = " restartPolicy=" + string(*c.RestartPolicy)
+			policy = " (native sidecar: restartPolicy " + string(*c.RestartPolicy) + ")"
 		}
-		fmt.Fprintf(d.opts.Out, "    init container %-18s %s%s\n", c.Name, c.Image, policy)
+		fmt.Fprintf(d.opts.Out, "    initContainer %-18s %-16s ports%s%s\n", c.Name, c.Image, ports(c), policy)
 	}
 	for _, c := range pod.Spec.Containers {
-		fmt.Fprintf(d.opts.Out, "    container      %-18s %s\n", c.Name, c.Image)
+		fmt.Fprintf(d.opts.Out, "    container     %-18s %-16s ports%s\n", c.Name, c.Image, ports(c))
+	}
+}
+
+// waitWebhook waits until the manager's webhook server accepts TLS connections.
+func waitWebhook(ctx context.Context, addr string) error {
+	for {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr,
+			&tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a readiness probe; nothing is sent
+		if err == nil {
+			return conn.Close()
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return fmt.Errorf("waiting for the webhook server on %s: %w", addr, err)
+		}
 	}
 }
 
@@ -269,9 +312,9 @@ func (d *demo) waitProgrammed(ctx context.Context, mode v1alpha1.PolicyMode) err
 			return err
 		}
 		if meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionProgrammed) &&
-			p.Status.ObservedGeneration == p.Generation && p.Spec.Mode == mode {
-			d.step("policy is Accepted and Programmed in %s (%s) after %s", v1alpha1.GatewayConfigMapName,
-				shortHash(p.Status.ConfigHash), time.Since(start).Round(time.Millisecond))
+			p.Status.ObservedGeneration == p.Generation && p.Spec.Mode == mode && p.Status.TargetedPods > 0 {
+			d.step("policy is Accepted and Programmed in ConfigMap %s (%s), governing %d pod, after %s", v1alpha1.GatewayConfigMapName,
+				shortHash(p.Status.ConfigHash), p.Status.TargetedPods, time.Since(start).Round(time.Millisecond))
 			return nil
 		}
 		if err := sleep(ctx, 50*time.Millisecond); err != nil {
