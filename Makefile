@@ -79,6 +79,17 @@ demo: controlplane build ## Run the demo market on an embedded control plane.
 docker-build: ## Build the image (needs a Docker engine).
 	docker build -t $(IMG) .
 
+PLATFORMS ?= linux/amd64,linux/arm64
+.PHONY: docker-buildx
+docker-buildx: ## Build and push the image for PLATFORMS (needs docker buildx).
+	docker buildx build --platform $(PLATFORMS) -t $(IMG) --push .
+
+.PHONY: build-installer
+build-installer: ## Write dist/install.yaml: the whole install (config/default) with image IMG.
+	mkdir -p dist
+	cd config/manager && $(GO) tool kustomize edit set image offerfeed=$(IMG)
+	$(GO) tool kustomize build config/default > dist/install.yaml
+
 ##@ Deployment
 
 .PHONY: install
@@ -97,3 +108,12 @@ deploy: ## Deploy offerfeed (config/default, needs cert-manager) with image IMG.
 .PHONY: undeploy
 undeploy: ## Remove offerfeed from the cluster.
 	$(GO) tool kustomize build config/default | kubectl delete --ignore-not-found -f -
+
+.PHONY: deploy-no-certmanager
+deploy-no-certmanager: ## Deploy without cert-manager (create the webhook Secret first: docs/install.md).
+	cd config/manager && $(GO) tool kustomize edit set image offerfeed=$(IMG)
+	$(GO) tool kustomize build config/default-no-certmanager | kubectl apply --server-side -f -
+
+.PHONY: undeploy-no-certmanager
+undeploy-no-certmanager: ## Remove an install made with deploy-no-certmanager.
+	$(GO) tool kustomize build config/default-no-certmanager | kubectl delete --ignore-not-found -f -
