@@ -26,14 +26,14 @@ manifests: ## Generate the CRD, RBAC and webhook manifests from the markers.
 .PHONY: generate
 generate: ## Generate deepcopy code and the gateway config JSON Schema.
 	$(GO) tool controller-gen object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
-	@if [ -d hack/jsonschema ]; then $(GO) run ./hack/jsonschema > config/gateway/config.schema.json; fi
+	$(GO) run ./hack/jsonschema > config/gateway/config.schema.json.tmp
+	mv config/gateway/config.schema.json.tmp config/gateway/config.schema.json
 
 .PHONY: verify-gen
 verify-gen: manifests generate ## Fail when generated files differ from what is committed.
-	@git add -N config api >/dev/null 2>&1 || true
-	@if ! git diff --quiet -- config api; then \
-		echo "generated files are out of date; run 'make manifests generate' and commit:"; \
-		git diff --stat -- config api; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- config api)" ]; then \
+		echo "generated files differ from the commit; run 'make manifests generate' and commit:"; \
+		git status --porcelain -- config api; git diff -- config api | head -40; exit 1; fi
 	@echo "generated files are up to date"
 
 .PHONY: fmt
