@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -481,5 +482,16 @@ func TestFeedAskedUncompressed(t *testing.T) {
 	h.do("GET", "/other", "", "Accept-Encoding", "gzip")
 	if ae := h.up.last().Header.Get("Accept-Encoding"); ae != "gzip" {
 		t.Errorf("other route: Accept-Encoding %q", ae)
+	}
+}
+
+func TestSharedRegistryRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	u, _ := url.Parse(h.up.URL)
+	if _, err := New(Options{Upstream: u, Registry: h.g.Registry()}); err == nil {
+		t.Error("a second gateway registered its metrics in the first one's registry")
+	}
+	if _, err := New(Options{}); err == nil {
+		t.Error("no upstream accepted")
 	}
 }

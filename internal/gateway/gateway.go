@@ -53,7 +53,8 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives structured logs; the zero value discards them.
 	Logger logr.Logger
-	// Registry receives the gateway's metrics; nil means a new registry of its own.
+	// Registry receives the gateway's metrics; nil means a new registry of its own. Two
+	// gateways cannot share a registry.
 	Registry *prometheus.Registry
 }
 
@@ -126,7 +127,11 @@ func New(opts Options) (*Gateway, error) {
 	if g.reg == nil {
 		g.reg = prometheus.NewRegistry()
 	}
-	g.m = newMetrics(g.reg, g)
+	m, err := newMetrics(g.reg, g)
+	if err != nil {
+		return nil, err
+	}
+	g.m = m
 	g.proxy = g.newProxy()
 	g.active.Store(&active{detail: "no config loaded; proxying everything unchanged"})
 	return g, nil

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -15,7 +17,7 @@ type metrics struct {
 	upstreamErrors *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
+func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 	m := &metrics{
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "offerfeed_gateway_decisions_total",
@@ -54,9 +56,13 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) *metrics {
 		Name: "offerfeed_gateway_evicted_drivers_total",
 		Help: "Drivers forgotten, least recently seen first, to keep the state within its bound.",
 	}, func() float64 { return float64(g.evictedDrivers()) })
-	reg.MustRegister(m.decisions, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, hist, tracked, evictions,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
+	for _, c := range []prometheus.Collector{m.decisions, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, hist,
+		tracked, evictions, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("gateway: registering metrics (each gateway needs a registry of its own): %w", err)
+		}
+	}
+	return m, nil
 }
 
 // bindCounters resolves the decision counters of a policy once, at config load, so that the
