@@ -6,11 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -32,7 +34,7 @@ func runGateway(args []string) int {
 		adminListen     = fs.String("admin-listen", ":8481", "`address` of /metrics, /healthz and /readyz")
 		podLabels       = fs.String("pod-labels", "", "the pod's labels as `k=v,k2=v2`")
 		podLabelsFile   = fs.String("pod-labels-file", "", "downward API `file` with the pod's labels (key=\"value\" lines); hot-reloaded")
-		maxDrivers      = fs.Int("max-tracked-drivers", gateway.DefaultMaxTrackedDrivers, "most drivers whose state is kept; the least recently seen are forgotten first")
+		maxDrivers      = fs.Int("max-tracked-drivers", gateway.DefaultMaxTrackedDrivers, "most drivers whose state is kept; the least recently seen are forgotten first (when not set and GOMEMLIMIT is, lowered to fit half of it)")
 		upstreamTimeout = fs.Duration("upstream-timeout", gateway.DefaultUpstreamTimeout, "wait at most this long for the offer service's response headers, then answer 504")
 		shutdownTimeout = fs.Duration("shutdown-timeout", 30*time.Second, "on SIGTERM, wait at most this long for requests in flight")
 		shutdownDelay   = fs.Duration("shutdown-delay", 0, "on SIGTERM, keep serving (with /readyz failing) this long before draining, while endpoints update")
@@ -58,6 +60,18 @@ func runGateway(args []string) int {
 	if *podLabels != "" && *podLabelsFile != "" {
 		fmt.Fprintln(os.Stderr, "offerfeed gateway: set --pod-labels or --pod-labels-file, not both")
 		return 2
+	}
+	maxSet := false
+	fs.Visit(func(f *flag.Flag) { maxSet = maxSet || f.Name == "max-tracked-drivers" })
+	if !maxSet {
+		// Without an explicit bound, keep the state within half the memory limit (GOMEMLIMIT,
+		// which the injected sidecar gets from its container's memory limit).
+		if lim := debug.SetMemoryLimit(-1); lim != math.MaxInt64 {
+			if fit := int(lim / 2 / gateway.BytesPerShownDriver); fit < *maxDrivers {
+				*maxDrivers = max(fit, 1000)
+				log.Info("max tracked drivers lowered to fit the memory limit", "maxTrackedDrivers", *maxDrivers, "memoryLimitBytes", lim)
+			}
+		}
 	}
 	labels, err := gateway.ParsePodLabelsList(*podLabels)
 	if err != nil {

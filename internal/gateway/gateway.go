@@ -23,6 +23,11 @@ const (
 	DefaultMaxTrackedDrivers = 1_000_000
 	DefaultUpstreamTimeout   = 15 * time.Second
 	DefaultMaxAcceptBody     = 64 << 10
+
+	// BytesPerShownDriver is about what a tracked driver costs when it was shown a full ring
+	// of offers (BenchmarkBytesPerDriver: 1,159 B), the most a driver costs apart from its
+	// counted accepts. A feed-only driver costs about 76 B.
+	BytesPerShownDriver = 1200
 )
 
 // Options configure a Gateway.
