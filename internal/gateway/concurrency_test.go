@@ -268,3 +268,34 @@ func TestAcceptCountedWhenClientHangsUp(t *testing.T) {
 	g.ServeHTTP(w, r)
 	expect(t, w, 429, "accept-throttled")
 }
+
+func TestShownRing(t *testing.T) {
+	x := &driverExt{}
+	x.recordShown(1, 1_500_000) // the ring's base
+	x.recordShown(2, 2_200_000) // 0.7ms later: kept as 1ms later, never earlier than the truth
+	if at, ok := x.shownAt(2); !ok || at != 2_500_000 {
+		t.Errorf("shownAt = %d %v", at, ok)
+	}
+	x.recordShown(1, 9e9) // the first showing counts
+	if at, _ := x.shownAt(1); at != 1_500_000 {
+		t.Errorf("re-shown offer moved to %d", at)
+	}
+	for i := uint64(3); i <= maxShown+1; i++ {
+		x.recordShown(i, 3e6)
+	}
+	if _, ok := x.shownAt(1); ok {
+		t.Error("the oldest offer was not forgotten after 64 more")
+	}
+	if len(x.shown) != maxShown {
+		t.Errorf("ring holds %d", len(x.shown))
+	}
+	// Fifty days later the ms offsets no longer fit in 32 bits: the base moves.
+	later := int64(50 * 24 * time.Hour)
+	x.recordShown(1000, later)
+	if at, ok := x.shownAt(1000); !ok || at < later || at > later+1e6 {
+		t.Errorf("after rebase: %d %v, want about %d", at, ok, later)
+	}
+	if at, ok := x.shownAt(maxShown + 1); !ok || later-at < int64(time.Minute) {
+		t.Errorf("an old offer after rebase: %d %v; want remembered, long ago", at, ok)
+	}
+}

@@ -25,9 +25,9 @@ const (
 	DefaultMaxAcceptBody     = 64 << 10
 
 	// BytesPerShownDriver is about what a tracked driver costs when it was shown a full ring
-	// of offers (BenchmarkBytesPerDriver: 1,159 B), the most a driver costs apart from its
+	// of offers (BenchmarkBytesPerDriver: 663 B), the most a driver costs apart from its
 	// counted accepts. A feed-only driver costs about 76 B.
-	BytesPerShownDriver = 1200
+	BytesPerShownDriver = 700
 )
 
 // Options configure a Gateway.

@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // driverTable holds the state of at most max drivers of one policy, keyed by a 64-bit hash of
@@ -46,15 +48,23 @@ type driverExt struct {
 	done []int64
 	// inflight is the number of forwarded accepts without an answer yet.
 	inflight int32
-	// shown is a ring of the last maxShown offers first shown to the driver.
+	// shown is a ring of the last maxShown offers first shown to the driver, compact: a
+	// 32-bit fold of the offer id's hash and the time in ms after shownBase.
 	shown     []shownOffer
-	shownNext int
+	shownNext int32
+	shownBase int64 // ns
 }
 
+// shownOffer is one remembered offer: 8 bytes.
 type shownOffer struct {
-	id uint64
-	at int64
+	id uint32 // fold of the 64-bit offer id hash
+	at uint32 // ms after shownBase, rounded up
 }
+
+// foldID folds a 64-bit offer id hash to the 32 bits the ring keeps. With a random seed per
+// process, an offer never shown matches one of a driver's 64 remembered offers with
+// probability 64/2³² ≈ 1.5·10⁻⁸, and an outsider cannot aim for a match.
+func foldID(h uint64) uint32 { return uint32(h) ^ uint32(h>>32) }
 
 // maxShown is how many offers the gateway remembers per driver.
 const maxShown = 64
@@ -170,24 +180,47 @@ func (e *entry) extState() *driverExt {
 // recordShown remembers that offer id was shown at now, unless it is remembered already (the
 // first showing counts).
 func (x *driverExt) recordShown(id uint64, now int64) {
+	f := foldID(id)
 	for i := range x.shown {
-		if x.shown[i].id == id {
+		if x.shown[i].id == f {
 			return
 		}
 	}
+	if x.shown == nil {
+		x.shownBase = now
+	}
+	at := (now - x.shownBase + 1e6 - 1) / 1e6 // rounded up: never earlier than the truth
+	if at > math.MaxUint32 {
+		x.rebaseShown(now)
+		at = (now - x.shownBase + 1e6 - 1) / 1e6
+	}
+	o := shownOffer{id: f, at: uint32(at)}
 	if len(x.shown) < maxShown {
-		x.shown = append(x.shown, shownOffer{id: id, at: now})
+		x.shown = append(x.shown, o)
 		return
 	}
-	x.shown[x.shownNext] = shownOffer{id: id, at: now}
+	x.shown[x.shownNext] = o
 	x.shownNext = (x.shownNext + 1) % maxShown
 }
 
-// shownAt returns when offer id was first shown, if it is remembered.
-func (x *driverExt) shownAt(id uint64) (int64, bool) {
+// rebaseShown moves shownBase to an hour before now (after about 49 days of uptime). Offers
+// shown before the new base are kept as shown at the base: still remembered as shown, and far
+// longer ago than any minReactionTime (at most 1m).
+func (x *driverExt) rebaseShown(now int64) {
+	nb := now - int64(time.Hour)
 	for i := range x.shown {
-		if x.shown[i].id == id {
-			return x.shown[i].at, true
+		abs := x.shownBase + int64(x.shown[i].at)*1e6
+		x.shown[i].at = uint32(max(0, (abs-nb+1e6-1)/1e6))
+	}
+	x.shownBase = nb
+}
+
+// shownAt returns when offer id was first shown (rounded up to the ms), if it is remembered.
+func (x *driverExt) shownAt(id uint64) (int64, bool) {
+	f := foldID(id)
+	for i := range x.shown {
+		if x.shown[i].id == f {
+			return x.shownBase + int64(x.shown[i].at)*1e6, true
 		}
 	}
 	return 0, false
