@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -297,5 +299,61 @@ func TestShownRing(t *testing.T) {
 	}
 	if at, ok := x.shownAt(maxShown + 1); !ok || later-at < int64(time.Minute) {
 		t.Errorf("an old offer after rebase: %d %v; want remembered, long ago", at, ok)
+	}
+}
+
+// TestLargeFeedStreams: a 4 MB feed answer, written in small chunks, reaches the driver byte
+// for byte, and the offers near its end are recorded as shown.
+func TestLargeFeedStreams(t *testing.T) {
+	var body strings.Builder
+	body.WriteString(`{"meta":{"note":"` + strings.Repeat("x", 1<<20) + `"},"offers":[`)
+	for i := 0; i < 40000; i++ {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"id":"offer-%05d","station":"DXX1","price":42.5}`, i)
+	}
+	body.WriteString(`]}`)
+	want := body.String()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		for s := want; len(s) > 0; {
+			n := min(len(s), 1000)
+			io.WriteString(w, s[:n])
+			s = s[n:]
+		}
+	}))
+	defer up.Close()
+	u, _ := url.Parse(up.URL)
+	clock := newFakeClock()
+	g, _ := New(Options{Upstream: u, Now: clock.Now, PodLabels: map[string]string{"app": "offer-service"}})
+	if err := g.Apply(configOf(standardPolicy())); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/offers", nil)
+	req.Header.Set("X-Driver-Id", "d1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != want {
+		t.Fatalf("feed answer changed on the way: %d bytes, want %d", len(got), len(want))
+	}
+	clock.Advance(time.Second)
+	for _, c := range []struct {
+		offer string
+		code  int
+	}{{"offer-39999", 200}, {"offer-39936", 200}, {"offer-00001", 403}} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("POST", "/offers/"+c.offer+"/accept", nil)
+		r.Header.Set("X-Driver-Id", "d1")
+		g.ServeHTTP(w, r)
+		if w.Code != c.code {
+			t.Errorf("accept %s: %d, want %d (the last 64 offers are remembered)", c.offer, w.Code, c.code)
+		}
 	}
 }
