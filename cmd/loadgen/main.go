@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/offerfeed/offerfeed/internal/loadtest"
 )
@@ -28,9 +29,20 @@ func main() {
 	flag.IntVar(&cfg.UpstreamSlots, "upstream-slots", cfg.UpstreamSlots, "requests the limited offer service serves at a time")
 	flag.DurationVar(&cfg.UpstreamWork, "upstream-work", cfg.UpstreamWork, "time the limited offer service takes per request")
 	flag.StringVar(&cfg.Phases, "phases", cfg.Phases, "phases to run: throughput,latency,flood")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to `file`")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if err := loadtest.Run(cfg, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }

@@ -98,7 +98,7 @@ func TestInFlightAcceptSlots(t *testing.T) {
 }
 
 // TestEviction: with ten times more distinct drivers than the bound, at most the bound is
-// tracked, and the least recently seen are the ones forgotten.
+// tracked, and drivers not seen recently are the ones forgotten.
 func TestEviction(t *testing.T) {
 	h := newHarness(t, configOf(standardPolicy()), func(o *Options) { o.MaxTrackedDrivers = 100 })
 	for i := 0; i < 1000; i++ {

@@ -22,7 +22,8 @@
 // send OfferFeed-* headers: they are stripped.
 //
 // Drivers are known only by a 64-bit seeded hash of their identity header value; at most
-// Options.MaxTrackedDrivers are tracked, the least recently seen forgotten first. The state of
+// Options.MaxTrackedDrivers are tracked; when full, a driver not seen recently is forgotten
+// (CLOCK, per shard). The state of
 // the policy in force survives config reloads while the policy keeps its name and identity
 // header. See docs/gateway.md for flags, metrics and reload behaviour.
 //

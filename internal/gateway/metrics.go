@@ -54,7 +54,7 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 	}, func() float64 { return float64(g.trackedDrivers()) })
 	evictions := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "offerfeed_gateway_evicted_drivers_total",
-		Help: "Drivers forgotten, least recently seen first, to keep the state within its bound.",
+		Help: "Drivers forgotten (not seen recently, by CLOCK) to keep the state within its bound.",
 	}, func() float64 { return float64(g.evictedDrivers()) })
 	for _, c := range []prometheus.Collector{m.decisions, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, hist,
 		tracked, evictions, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {

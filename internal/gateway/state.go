@@ -8,9 +8,11 @@ import (
 )
 
 // driverTable holds the state of at most max drivers of one policy, keyed by a 64-bit hash of
-// the identity header value. It is split in shards, each an exact LRU list under its own
-// mutex, so that requests of different drivers rarely wait for each other. When a shard is
-// full the driver seen least recently in that shard is forgotten.
+// the identity header value. It is split in shards, each under its own mutex, so that requests
+// of different drivers rarely wait for each other. When a shard is full it forgets a driver not
+// seen recently, chosen by the CLOCK algorithm (second chance): a hit only sets the driver's
+// reference bit, so it writes nothing but the driver's own entry — unlike an LRU list, whose
+// move-to-front writes three neighbours, cache lines that bounce between cores.
 //
 // A feed-only driver costs one entry (32 bytes) plus its map slot; see BenchmarkBytesPerDriver.
 type driverTable struct {
@@ -25,18 +27,17 @@ type shard struct {
 	mu    sync.Mutex
 	idx   map[uint64]int32
 	ents  []entry
-	head  int32 // most recently seen, or -1
-	tail  int32 // least recently seen, or -1
+	hand  int32 // the CLOCK hand: the next entry to consider for eviction
 	count atomic.Int32
 	_     [64]byte // keep shards on separate cache lines
 }
 
 // entry is one driver. ext is allocated only for drivers that accept or are shown offers.
 type entry struct {
-	key        uint64
-	tat        int64 // GCRA theoretical arrival time of the next feed poll, ns on the gateway clock
-	prev, next int32
-	ext        *driverExt
+	key uint64
+	tat int64 // GCRA theoretical arrival time of the next feed poll, ns on the gateway clock
+	ext *driverExt
+	ref bool // seen since the CLOCK hand last passed
 }
 
 // driverExt is the accept and shown-offers state of a driver. It is guarded by the mutex of
@@ -80,7 +81,6 @@ func newDriverTable(key string, max int) *driverTable {
 	t := &driverTable{key: key, shards: make([]shard, n), mask: uint64(n - 1), perShard: int32(max / n)}
 	for i := range t.shards {
 		t.shards[i].idx = make(map[uint64]int32)
-		t.shards[i].head, t.shards[i].tail = -1, -1
 	}
 	return t
 }
@@ -102,12 +102,15 @@ func (t *driverTable) shard(key uint64) *shard {
 	return &t.shards[(key>>58)&t.mask]
 }
 
-// get returns the entry of key, made (evicting the least recently seen driver when the shard is
-// full) if needed, and marks it most recently seen. The caller holds s.mu.
+// get returns the entry of key, made if needed (forgetting a driver not seen recently when the
+// shard is full), and marks it seen. The caller holds s.mu.
 func (t *driverTable) get(s *shard, key uint64) *entry {
 	if i, ok := s.idx[key]; ok {
-		s.touch(i)
-		return &s.ents[i]
+		e := &s.ents[i]
+		if !e.ref {
+			e.ref = true
+		}
+		return e
 	}
 	var i int32
 	if int32(len(s.ents)) < t.perShard {
@@ -115,15 +118,28 @@ func (t *driverTable) get(s *shard, key uint64) *entry {
 		i = int32(len(s.ents) - 1)
 		s.count.Add(1)
 	} else {
-		i = s.tail
-		s.unlink(i)
+		i = s.victim()
 		delete(s.idx, s.ents[i].key)
 		t.evicted.Add(1)
 	}
-	s.ents[i] = entry{key: key, prev: -1, next: -1}
+	s.ents[i] = entry{key: key}
 	s.idx[key] = i
-	s.pushFront(i)
 	return &s.ents[i]
+}
+
+// victim moves the CLOCK hand to the first entry not seen since the hand last passed,
+// clearing the reference bits it passes (at most one full turn), and returns it.
+func (s *shard) victim() int32 {
+	for {
+		i := s.hand
+		if s.hand++; int(s.hand) == len(s.ents) {
+			s.hand = 0
+		}
+		if !s.ents[i].ref {
+			return i
+		}
+		s.ents[i].ref = false
+	}
 }
 
 // lookup returns the entry of key without making one, or nil. The caller holds s.mu.
@@ -132,41 +148,6 @@ func (s *shard) lookup(key uint64) *entry {
 		return &s.ents[i]
 	}
 	return nil
-}
-
-func (s *shard) touch(i int32) {
-	if s.head == i {
-		return
-	}
-	s.unlink(i)
-	s.pushFront(i)
-}
-
-func (s *shard) unlink(i int32) {
-	e := &s.ents[i]
-	if e.prev >= 0 {
-		s.ents[e.prev].next = e.next
-	} else {
-		s.head = e.next
-	}
-	if e.next >= 0 {
-		s.ents[e.next].prev = e.prev
-	} else {
-		s.tail = e.prev
-	}
-	e.prev, e.next = -1, -1
-}
-
-func (s *shard) pushFront(i int32) {
-	e := &s.ents[i]
-	e.prev, e.next = -1, s.head
-	if s.head >= 0 {
-		s.ents[s.head].prev = i
-	}
-	s.head = i
-	if s.tail < 0 {
-		s.tail = i
-	}
 }
 
 // ext returns the entry's accept and shown-offers state, made if needed.
