@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,10 +26,11 @@ func init() {
 func runDemo(args []string) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	var opts demo.Options
-	fs.DurationVar(&opts.Duration, "duration", 20*time.Second, "how long each market run plays")
+	fs.DurationVar(&opts.Duration, "duration", 15*time.Second, "how long each market run plays")
 	fs.IntVar(&opts.Humans, "humans", 8, "human drivers: poll every 3-6 s, react in 1-3 s")
 	fs.IntVar(&opts.Bots, "bots", 2, "bots: poll every 100 ms, accept within 50 ms, ignore Retry-After")
-	fs.IntVar(&opts.CompliantBots, "compliant-bots", 0, "bots that obey every limit of the policy exactly")
+	fs.IntVar(&opts.CompliantBots, "compliant-bots", 1, "bots that obey every limit of the policy exactly")
+	runs := fs.String("runs", strings.Join(demo.RunNames, ","), "the market runs to play, in order: dryrun, enforce, fair (Enforce with fair draws)")
 	fs.Uint64Var(&opts.Seed, "seed", 1, "seed of the market's random delays and offers")
 	shape := fs.String("shape", string(market.ShapeREST), "offer API shape: rest (GET /offers) or flex (POST /GetOffersForProviderPost)")
 	fs.StringVar(&opts.ReportFile, "report", "offerfeed-demo.html", "HTML chart of the runs; empty for none")
@@ -37,6 +39,7 @@ func runDemo(args []string) int {
 		return 2
 	}
 	opts.Shape = market.Shape(*shape)
+	opts.Runs = strings.Split(*runs, ",")
 	if opts.Shape != market.ShapeREST && opts.Shape != market.ShapeFlex {
 		fmt.Fprintf(os.Stderr, "offerfeed demo: --shape must be rest or flex, not %q\n", *shape)
 		return 2

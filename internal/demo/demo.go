@@ -43,6 +43,11 @@ const (
 	PolicyName = "standard"
 	// AppLabel is the label of the demo's offer-service pod, selected by the policy.
 	AppLabel = "offer-service"
+	// MaxAccepts is the demo policy's accept.maxAccepts per 10m: a cap on volume, loose
+	// enough that pacing, reaction time and fair draws decide who wins.
+	MaxAccepts = 20
+	// FairnessWindow is the fair-draw window of the demo's last run.
+	FairnessWindow = 3 * time.Second
 	// GatewayImage is the image the demo's manager injects (no kubelet runs it: the demo runs
 	// the gateway in process).
 	GatewayImage = "offerfeed:demo"
@@ -54,7 +59,7 @@ type Options struct {
 	Out io.Writer
 	// Duration is how long each market run plays (wall clock). Default 20s.
 	Duration time.Duration
-	// Humans, Bots and CompliantBots are the drivers of each class. Defaults 8, 2, 0.
+	// Humans, Bots and CompliantBots are the drivers of each class. Defaults 8, 2, 1.
 	Humans, Bots, CompliantBots int
 	// Seed makes the market's random delays and offers deterministic. Default 1.
 	Seed uint64
@@ -67,27 +72,80 @@ type Options struct {
 	ReportFile string
 	// Logger receives the manager's and gateway's logs; the zero value discards them.
 	Logger logr.Logger
+	// Runs names the market runs, in order, from RunNames; default all of them.
+	Runs []string
+
+	runs []runSpec
+}
+
+// runSpec is one market run: the policy's mode and whether it holds fair draws.
+type runSpec struct {
+	name, title string
+	mode        v1alpha1.PolicyMode
+	fair        bool
+}
+
+// RunNames are the runs the demo can play, in their default order.
+var RunNames = []string{"dryrun", "enforce", "fair"}
+
+var runSpecs = map[string]runSpec{
+	"dryrun":  {name: "dryrun", title: "policy in DryRun", mode: v1alpha1.ModeDryRun},
+	"enforce": {name: "enforce", title: "policy in Enforce", mode: v1alpha1.ModeEnforce},
+	"fair":    {name: "fair", title: "policy in Enforce with fair draws", mode: v1alpha1.ModeEnforce, fair: true},
+}
+
+func (r runSpec) describe() string {
+	if r.fair {
+		return fmt.Sprintf("mode %s with fair draws (window %s, award Random)", r.mode, FairnessWindow)
+	}
+	return "mode " + string(r.mode)
+}
+
+// apply sets the run's mode and fairness on p.
+func (r runSpec) apply(p *v1alpha1.OfferFeedPolicy, scale float64) {
+	p.Spec.Mode = r.mode
+	p.Spec.Accept.Fairness = nil
+	if r.fair {
+		w := FairnessWindow
+		if scale > 0 {
+			w = time.Duration(float64(w) * scale)
+		}
+		p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: v1alpha1.Duration(fmt.Sprintf("%dms", w/time.Millisecond)),
+			Award: v1alpha1.AwardRandom}
+	}
 }
 
 // Result is what the demo measured.
 type Result struct {
-	// Runs are the market reports: DryRun first, then Enforce.
+	// Runs are the market reports, in the order of Options.Runs.
 	Runs []*market.Report
 	// InjectedPod is the offer-service pod as the API server stored it.
 	InjectedPod *corev1.Pod
 }
 
-func (o *Options) defaults() {
+func (o *Options) defaults() error {
+	if len(o.Runs) == 0 {
+		o.Runs = RunNames
+	}
+	o.runs = nil
+	for _, n := range o.Runs {
+		r, ok := runSpecs[n]
+		if !ok {
+			return fmt.Errorf("unknown run %q; runs are %v", n, RunNames)
+		}
+		o.runs = append(o.runs, r)
+	}
 	o.Out = cmp.Or[io.Writer](o.Out, io.Discard)
 	o.Duration = cmp.Or(o.Duration, 20*time.Second)
 	if o.Humans == 0 && o.Bots == 0 && o.CompliantBots == 0 {
-		o.Humans, o.Bots = 8, 2
+		o.Humans, o.Bots, o.CompliantBots = 8, 2, 1
 	}
 	o.Seed = cmp.Or(o.Seed, 1)
 	o.Shape = cmp.Or(o.Shape, market.ShapeREST)
 	if o.Logger.GetSink() == nil {
 		o.Logger = logr.Discard()
 	}
+	return nil
 }
 
 // demo holds the running parts.
@@ -103,7 +161,9 @@ type demo struct {
 // Run runs the demo until it is done or ctx ends; everything it started is stopped before it
 // returns.
 func Run(ctx context.Context, opts Options) (res *Result, err error) {
-	opts.defaults()
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
 	d := &demo{opts: opts}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -161,19 +221,23 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		return res, err
 	}
 
-	for i, mode := range []v1alpha1.PolicyMode{v1alpha1.ModeDryRun, v1alpha1.ModeEnforce} {
+	for i, run := range d.opts.runs {
 		if i > 0 {
-			d.step("switching policy %s/%s to %s (kubectl edit, in effect)", Namespace, PolicyName, mode)
-			if err := d.setMode(ctx, mode); err != nil {
+			d.step("updating policy %s/%s to %s (kubectl edit, in effect)", Namespace, PolicyName, run.describe())
+			if err := d.update(ctx, run); err != nil {
 				return res, err
 			}
 		}
-		if err := d.waitGateway(ctx, mode); err != nil {
+		if err := d.waitGateway(ctx, run.mode); err != nil {
 			return res, err
 		}
-		title := fmt.Sprintf("Run %d: policy in %s", i+1, mode)
+		title := fmt.Sprintf("Run %d: %s", i+1, run.title)
 		d.step("playing the market for %s: %s", d.opts.Duration, title)
-		rep, err := market.Run(ctx, d.marketConfig(title, fmt.Sprintf("demo-%d", i+1)))
+		mc := d.marketConfig(title, fmt.Sprintf("demo-%d", i+1))
+		// Fresh identities per run: the gateway remembers drivers, and one run's accepts
+		// should not count against the next run's maxAccepts.
+		mc.DriverSuffix = fmt.Sprintf(".run%d", i+1)
+		rep, err := market.Run(ctx, mc)
 		if rep != nil {
 			res.Runs = append(res.Runs, rep)
 			fmt.Fprintln(d.opts.Out)
@@ -219,7 +283,7 @@ func Policy(shape market.Shape, mode v1alpha1.PolicyMode, scale float64) *v1alph
 			ClientIdentity: v1alpha1.ClientIdentity{Header: market.DefaultIdentityHeader},
 			Feed:           &v1alpha1.FeedLimits{Method: "GET", Path: market.RESTFeedPath, MinInterval: dur(2 * time.Second), Burst: 1},
 			Accept: &v1alpha1.AcceptLimits{Method: "POST", PathTemplate: market.RESTAcceptPathTemplate,
-				MaxAccepts: ptr.To[int32](3), Window: ptr.To(dur(10 * time.Minute)),
+				MaxAccepts: ptr.To[int32](MaxAccepts), Window: ptr.To(dur(10 * time.Minute)),
 				MinReactionTime: ptr.To(dur(800 * time.Millisecond)), RequireShown: ptr.To(true)},
 			ShownOffers: &v1alpha1.ShownOffers{JSONPath: "offers[].id"},
 		},
@@ -241,8 +305,13 @@ func (d *demo) setUpCluster(ctx context.Context, res *Result) error {
 	if err := d.c.Create(ctx, ns); err != nil {
 		return fmt.Errorf("creating namespace: %w", err)
 	}
-	d.step("applying OfferFeedPolicy %s/%s (mode DryRun, minInterval 2s, minReactionTime 800ms, maxAccepts 3 per 10m)", Namespace, PolicyName)
-	if err := d.c.Create(ctx, Policy(d.opts.Shape, v1alpha1.ModeDryRun, d.opts.Scale)); err != nil {
+	first := d.opts.runs[0]
+	p := Policy(d.opts.Shape, first.mode, d.opts.Scale)
+	first.apply(p, d.opts.Scale)
+	d.step("applying OfferFeedPolicy %s/%s: %s, feed minInterval %s, accept minReactionTime %s, maxAccepts %d per %s, requireShown",
+		Namespace, PolicyName, first.describe(), p.Spec.Feed.MinInterval, *p.Spec.Accept.MinReactionTime,
+		*p.Spec.Accept.MaxAccepts, *p.Spec.Accept.Window)
+	if err := d.c.Create(ctx, p); err != nil {
 		return fmt.Errorf("creating the policy: %w", err)
 	}
 	d.step("creating the offer-service pod")
@@ -265,7 +334,7 @@ func (d *demo) setUpCluster(ctx context.Context, res *Result) error {
 	d.step("the webhook injected the gateway sidecar; the pod as stored:")
 	d.describePod(pod)
 
-	return d.waitProgrammed(ctx, v1alpha1.ModeDryRun)
+	return d.waitProgrammed(ctx, first.mode)
 }
 
 // describePod prints the pod's containers as the API server stored them.
@@ -376,17 +445,18 @@ func (d *demo) waitGateway(ctx context.Context, mode v1alpha1.PolicyMode) error 
 	}
 }
 
-// setMode updates the policy's mode, as `kubectl edit` would, and waits until it is programmed.
-func (d *demo) setMode(ctx context.Context, mode v1alpha1.PolicyMode) error {
+// update changes the policy's mode and fairness, as `kubectl edit` would, and waits until it
+// is programmed.
+func (d *demo) update(ctx context.Context, run runSpec) error {
 	p := &v1alpha1.OfferFeedPolicy{}
 	if err := d.c.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: PolicyName}, p); err != nil {
 		return err
 	}
-	p.Spec.Mode = mode
+	run.apply(p, d.opts.Scale)
 	if err := d.c.Update(ctx, p); err != nil {
 		return fmt.Errorf("updating the policy: %w", err)
 	}
-	return d.waitProgrammed(ctx, mode)
+	return d.waitProgrammed(ctx, run.mode)
 }
 
 func (d *demo) marketConfig(title, runID string) market.Config {
@@ -405,9 +475,13 @@ func (d *demo) marketConfig(title, runID string) market.Config {
 
 // summary prints the one-line verdict of each run.
 func (d *demo) summary(res *Result) {
-	fmt.Fprintln(d.opts.Out, "Offers won by class")
+	fmt.Fprintln(d.opts.Out, "Offers won by class (share of won offers; fair share = share of drivers)")
+	width := 0
 	for _, r := range res.Runs {
-		line := fmt.Sprintf("  %-26s", r.Title)
+		width = max(width, len(r.Title))
+	}
+	for _, r := range res.Runs {
+		line := fmt.Sprintf("  %-*s", width, r.Title)
 		for _, c := range r.Classes {
 			line += fmt.Sprintf("  %s %d (%.0f%%, fair %.0f%%)", c.Class, c.OffersWon, 100*c.Share, 100*c.FairShare)
 		}

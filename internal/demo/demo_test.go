@@ -21,7 +21,7 @@ func TestDemo(t *testing.T) {
 	var out bytes.Buffer
 	report := filepath.Join(t.TempDir(), "demo.html")
 	res, err := Run(context.Background(), Options{Out: &out, Duration: 6 * time.Second, Scale: 0.25,
-		Humans: 6, Bots: 2, Seed: 7, ReportFile: report})
+		Humans: 6, Bots: 2, Seed: 7, ReportFile: report, Runs: []string{"dryrun", "enforce"}})
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)

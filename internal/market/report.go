@@ -143,7 +143,7 @@ func newReport(cfg Config, drivers []*Driver, elapsed time.Duration) *Report {
 // addRecords adds the offer service's records of the run.
 func (r *Report) addRecords(rec Records) {
 	r.OffersTaken = len(rec.Taken)
-	// Run names drivers "<class>-<n>".
+	// Run names drivers "<class>-<n><suffix>", the suffix without '-'.
 	classOf := func(driver string) *ClassReport {
 		i := strings.LastIndexByte(driver, '-')
 		if i < 0 {
