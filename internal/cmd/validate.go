@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/offerfeed/offerfeed/internal/manifest"
 	"github.com/offerfeed/offerfeed/internal/validation"
 )
 
@@ -105,7 +106,7 @@ func validateMain(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		return validateUsage
 	}
 
-	paths, err := validation.Files(files)
+	paths, err := manifest.Files(files)
 	if err != nil {
 		fmt.Fprintf(stderr, "offerfeed validate: %v\n", err)
 		return validateUsage

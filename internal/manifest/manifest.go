@@ -35,52 +35,62 @@ type Document struct {
 func (d Document) Where() string { return fmt.Sprintf("%s:DOC#%d", d.File, d.Index) }
 
 // Read reads every document of the given files, and of the *.yaml, *.yml and *.json files
-// below the given directories, in lexical order. "-" reads standard input. A List is expanded
-// into its items.
+// below the given directories, in lexical order (see Files). "-" reads standard input. A List
+// is expanded into its items.
 func Read(paths ...string) ([]Document, error) {
+	files, err := Files(paths)
+	if err != nil {
+		return nil, err
+	}
 	var docs []Document
-	for _, p := range paths {
-		files, err := expand(p)
+	for _, f := range files {
+		d, err := readFile(f)
 		if err != nil {
 			return nil, err
 		}
-		for _, f := range files {
-			d, err := readFile(f)
-			if err != nil {
-				return nil, err
-			}
-			docs = append(docs, d...)
-		}
+		docs = append(docs, d...)
 	}
 	return docs, nil
 }
 
-func expand(p string) ([]string, error) {
-	if p == "-" {
-		return []string{p}, nil
-	}
-	info, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	if !info.IsDir() {
-		return []string{p}, nil
-	}
-	var files []string
-	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+// Files expands paths into the files to read: a file is taken as it is (whatever its
+// extension); a directory is walked recursively for *.yaml, *.yml and *.json, in lexical
+// order. "-" stands for standard input and is kept.
+func Files(paths []string) ([]string, error) {
+	var out []string
+	for _, p := range paths {
+		if p == "-" {
+			out = append(out, p)
+			continue
+		}
+		info, err := os.Stat(p)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		switch strings.ToLower(filepath.Ext(path)) {
-		case ".yaml", ".yml", ".json":
-			if !d.IsDir() && filepath.Base(path) != "kustomization.yaml" {
-				files = append(files, path)
+		if !info.IsDir() {
+			out = append(out, p)
+			continue
+		}
+		var found []string
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
 			}
+			switch strings.ToLower(filepath.Ext(path)) {
+			case ".yaml", ".yml", ".json":
+				if !d.IsDir() {
+					found = append(found, path)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		return nil
-	})
-	slices.Sort(files)
-	return files, err
+		slices.Sort(found)
+		out = append(out, found...)
+	}
+	return out, nil
 }
 
 func readFile(name string) ([]Document, error) {

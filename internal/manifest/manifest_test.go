@@ -78,7 +78,7 @@ func TestReadDirectory(t *testing.T) {
 	write("b.yaml", pod("b"))
 	write("a.yml", pod("a"))
 	write("sub/c.json", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"c"}}`)
-	write("kustomization.yaml", "resources: [a.yml]\n")
+	write("kustomization.yaml", "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nmetadata: {name: k}\n")
 	write("notes.txt", "not a manifest")
 	docs, err := Read(dir)
 	if err != nil {
@@ -88,8 +88,8 @@ func TestReadDirectory(t *testing.T) {
 	for _, d := range docs {
 		names = append(names, d.Object.GetName())
 	}
-	if strings.Join(names, ",") != "a,b,c" {
-		t.Errorf("read %v, want a,b,c in lexical order without kustomization.yaml and notes.txt", names)
+	if strings.Join(names, ",") != "a,b,k,c" {
+		t.Errorf("read %v, want a,b,k,c: lexical order of the paths, notes.txt left out", names)
 	}
 	if _, err := Read(filepath.Join(dir, "missing.yaml")); err == nil {
 		t.Error("a missing file is no error")

@@ -7,10 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 
 	utiljson "k8s.io/apimachinery/pkg/util/json"
@@ -226,44 +222,4 @@ func jsonKind(x any) string {
 	default:
 		return "number"
 	}
-}
-
-// manifestExts are the file name extensions read in directories.
-var manifestExts = map[string]bool{".yaml": true, ".yml": true, ".json": true}
-
-// Files expands paths into the files to check: a file is taken as it is (whatever its
-// extension); a directory is walked recursively for *.yaml, *.yml and *.json, in lexical order.
-// "-" stands for standard input and is kept.
-func Files(paths []string) ([]string, error) {
-	var out []string
-	for _, p := range paths {
-		if p == "-" {
-			out = append(out, p)
-			continue
-		}
-		st, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		if !st.IsDir() {
-			out = append(out, p)
-			continue
-		}
-		var found []string
-		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if !d.IsDir() && manifestExts[strings.ToLower(filepath.Ext(path))] {
-				found = append(found, path)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		sort.Strings(found)
-		out = append(out, found...)
-	}
-	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/offerfeed/offerfeed/internal/celcases"
+	"github.com/offerfeed/offerfeed/internal/manifest"
 )
 
 func newValidator(t *testing.T) *Validator {
@@ -69,7 +70,7 @@ func TestValidCases(t *testing.T) {
 // TestSamples checks the sample manifests of config/samples offline.
 func TestSamples(t *testing.T) {
 	v := newValidator(t)
-	files, err := Files([]string{"../../config/samples"})
+	files, err := manifest.Files([]string{"../../config/samples"})
 	if err != nil {
 		t.Fatal(err)
 	}
