@@ -439,20 +439,6 @@ func TestDecisionStrings(t *testing.T) {
 	}
 }
 
-// TestFairnessNotImplemented: a policy with accept.fairness is enforced without draws, and
-// /readyz says so.
-func TestFairnessNotImplemented(t *testing.T) {
-	p := standardPolicy()
-	p.Accept.Fairness = &gatewayconfig.Fairness{Window: dur("3s"), Award: "Random"}
-	h := newHarness(t, configOf(p))
-	if d := h.g.Status().Detail; !strings.Contains(d, "fairness is not implemented") {
-		t.Errorf("detail %q", d)
-	}
-	expect(t, h.do("GET", "/offers", "", drv("d1")...), 200, "")
-	h.clock.Advance(time.Second)
-	expect(t, h.do("POST", "/offers/o1/accept", "", drv("d1")...), 200, "")
-}
-
 func TestPolicyNameOption(t *testing.T) {
 	a, b := standardPolicy(), standardPolicy()
 	a.Name, b.Name = "a", "b"

@@ -61,6 +61,19 @@ type Options struct {
 	// Registry receives the gateway's metrics; nil means a new registry of its own. Two
 	// gateways cannot share a registry.
 	Registry *prometheus.Registry
+
+	// AfterFunc calls f, in a goroutine of its own, once d has passed on the clock of Now, and
+	// returns a function that stops the timer (as time.AfterFunc(d, f).Stop does). It times
+	// the windows of fair draws; nil means time.AfterFunc. Tests that inject Now inject it.
+	AfterFunc func(d time.Duration, f func()) (stop func() bool)
+	// DrawSeed, when not zero, seeds the random order of fair draws (tests); zero means a seed
+	// from crypto/rand for each policy.
+	DrawSeed uint64
+	// MaxDraws bounds the fair draws a policy runs at once; zero means DefaultMaxDraws.
+	MaxDraws int
+	// MaxDrawCandidates bounds the candidates of one fair draw; zero means
+	// DefaultMaxDrawCandidates.
+	MaxDrawCandidates int
 }
 
 // Gateway is the offerfeed gateway: an http.Handler that applies the policy of its pod to each
@@ -74,6 +87,7 @@ type Gateway struct {
 	seed     maphash.Seed
 	reg      *prometheus.Registry
 	m        *metrics
+	dm       *drawMetrics
 	proxy    http.Handler
 	maxBody  int64
 	draining atomic.Bool
@@ -137,6 +151,9 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.m = m
+	if g.dm, err = newDrawMetrics(g.reg, g); err != nil {
+		return nil, fmt.Errorf("gateway: registering metrics (each gateway needs a registry of its own): %w", err)
+	}
 	g.proxy = g.newProxy()
 	g.active.Store(&active{detail: "no config loaded; proxying everything unchanged"})
 	return g, nil
@@ -212,16 +229,16 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 			g.m.bindCounters(p)
 			next.policy = p
 			next.detail = fmt.Sprintf("policy %s (%s) in force, mode %s", chosen.Name, chosen.Hash, chosen.Mode)
-			if chosen.Accept != nil && chosen.Accept.Fairness != nil {
-				// Fair draws are a later issue; the rest of the policy is enforced.
-				next.detail += "; accept.fairness is not implemented by this gateway: accepts are first come, first served"
-				g.log.Info("accept.fairness is not implemented by this gateway; accepts are first come, first served", "policy", chosen.Name)
+			g.bindDraws(prev.policy, p, chosen)
+			if f := chosen.Accept; f != nil && f.Fairness != nil {
+				next.detail += fmt.Sprintf("; fair draws: window %s, award %s", f.Fairness.Window.D(), f.Fairness.Award)
 			}
 		}
 	}
 	g.gen++
 	next.gen = g.gen
 	g.active.Store(next)
+	stopReplacedDraws(prev.policy, next.policy)
 	g.m.generation.Set(float64(g.gen))
 	g.m.policyInfo.Reset()
 	if p := next.policy; p != nil {
@@ -262,8 +279,14 @@ func (g *Gateway) SetPodLabels(l map[string]string) error {
 	return nil
 }
 
-// SetDraining marks the gateway as shutting down: /readyz answers 503 from then on.
-func (g *Gateway) SetDraining() { g.draining.Store(true) }
+// SetDraining marks the gateway as shutting down: /readyz answers 503 from then on, the open
+// windows of fair draws close at once (their draws run, so every held accept is answered) and
+// later accepts are forwarded as usual.
+func (g *Gateway) SetDraining() {
+	g.draining.Store(true)
+	// Held accepts are answered: every open fair draw window closes now and its draw runs.
+	g.stopDraws()
+}
 
 // Registry returns the registry holding the gateway's metrics.
 func (g *Gateway) Registry() *prometheus.Registry { return g.reg }

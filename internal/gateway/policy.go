@@ -102,6 +102,7 @@ type policy struct {
 	overrides map[uint64]*limits
 
 	table    *driverTable
+	draws    *drawTable // nil without accept.fairness
 	counters [numRoutes][numDecisions]prometheus.Counter
 }
 

@@ -105,6 +105,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		return nil
 	}
 	st.ticket.finish(resp.StatusCode)
+	st.draw.answered(resp.StatusCode)
 	if st.shown != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 &&
 		resp.Header.Get("Content-Encoding") == "" && isJSON(resp.Header.Get("Content-Type")) {
 		resp.Body = g.wrapShown(resp.Body, st.shown)
@@ -117,6 +118,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	if st := stateFrom(r.Context()); st != nil {
 		st.ticket.finish(http.StatusBadGateway)
+		st.draw.answered(http.StatusBadGateway)
 	}
 	kind, code := "unreachable", http.StatusBadGateway
 	var ne net.Error

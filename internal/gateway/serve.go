@@ -19,6 +19,8 @@ type reqState struct {
 	shown *shownTarget
 	// ticket is set on accepts that hold an in-flight slot.
 	ticket *acceptTicket
+	// draw is set on accepts of a policy with fairness: it records wins and settles draws.
+	draw *drawTry
 }
 
 type reqStateKey struct{}
@@ -158,9 +160,9 @@ func (t *acceptTicket) finish(status int) {
 }
 
 // serveAccept decides an accept in two steps: the checks (unseen-offer, too-fast,
-// accept-throttled) and the admission that takes an in-flight slot. A fair draw (a later
-// issue) fits between them: an accept that passed the checks would be held for its offer's
-// draw, and admitted (or answered lost-draw) when the draw closes.
+// accept-throttled) and the admission that takes an in-flight slot. With accept.fairness the
+// accept then goes to serveFairAccept (draw.go), which holds it, slot and all, for its offer's
+// draw.
 func (g *Gateway) serveAccept(w http.ResponseWriter, r *http.Request, p *policy, key uint64, pathID string) {
 	var id uint64
 	var hasID bool
@@ -189,6 +191,10 @@ func (g *Gateway) serveAccept(w http.ResponseWriter, r *http.Request, p *policy,
 			return
 		}
 		r.Header.Set(HeaderFlag, d.String())
+	}
+	if p.draws != nil {
+		g.serveFairAccept(w, r, p, d, ticket, s, x, key, id, hasID)
+		return
 	}
 	// Free the slot if the proxy never reached the response or error hook (a panic, an
 	// aborted handler).

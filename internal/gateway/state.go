@@ -49,6 +49,9 @@ type driverExt struct {
 	done []int64
 	// inflight is the number of forwarded accepts without an answer yet.
 	inflight int32
+	// lastWin is when the offer service last answered an accept of the driver with 2xx, ns
+	// on the gateway clock plus one; 0 means never (fair draws, LeastRecentlyWon).
+	lastWin int64
 	// shown is a ring of the last maxShown offers first shown to the driver, compact: a
 	// 32-bit fold of the offer id's hash and the time in ms after shownBase.
 	shown     []shownOffer

@@ -1,0 +1,620 @@
+package gateway
+
+import (
+	"cmp"
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
+)
+
+// Fair draws (accept.fairness): the first accept for an offer that passed every check opens
+// the offer's window; the accepts for that offer that arrive within it are held, each in its
+// own request goroutine, with its in-flight slot. When the window closes (one timer per draw)
+// the candidates are put in award order and tried one at a time: the candidate whose turn it
+// is forwards its own request; a 2xx answer wins and the candidates not tried yet are answered
+// 409 lost-draw, anything else goes back to its driver and the next candidate is tried. So the
+// gateway never forwards two accepts of one draw at the same time.
+//
+// All the state of a policy's draws is in its drawTable, under one mutex; a candidate is
+// signalled once, through a channel with room for that one signal, so that a signal never
+// blocks while the mutex is held.
+
+// Defaults of the draw bounds.
+const (
+	// DefaultMaxDraws bounds the draws a policy runs at once (window open, or candidates
+	// still being tried). An accept that would open one more is forwarded as usual.
+	DefaultMaxDraws = 10_000
+	// DefaultMaxDrawCandidates bounds the candidates of one draw. An accept for an offer
+	// whose draw is full is answered 409 lost-draw at once.
+	DefaultMaxDrawCandidates = 1_000
+
+	// drawMemory is how long the gateway remembers that an offer's window closed: accepts
+	// for it are forwarded as usual, rather than opening another window. At most
+	// 4 × MaxDraws offers are remembered; beyond that the oldest are forgotten first.
+	drawMemory = 5 * time.Minute
+)
+
+// Values of the OfferFeed-Decision and OfferFeed-Flag headers for fair draws.
+const (
+	// DecisionLostDraw answers (409) an accept that was held for its offer's draw and not
+	// tried, because another candidate won; also an accept for an offer whose draw is full.
+	DecisionLostDraw = "lost-draw"
+	// DecisionDuplicateAccept answers (409) an accept of a driver that is already a
+	// candidate of the offer's open draw: a driver has one place in a draw.
+	DecisionDuplicateAccept = "duplicate-accept"
+	// FlagDraw is the OfferFeed-Flag, in DryRun, of an accept that Enforce would have held
+	// for a draw (the accept that opens the window included).
+	FlagDraw = "draw"
+)
+
+// drawResult is what a draw did with an accept of a policy with fairness.
+type drawResult uint8
+
+const (
+	resWon          drawResult = iota // tried; the offer service answered 2xx
+	resLost                           // held, not tried: 409 lost-draw
+	resFailed                         // tried; the offer service answered something else
+	resLeft                           // the client gave up before its turn
+	resDuplicate                      // the driver was a candidate already: 409 duplicate-accept
+	resFull                           // the draw had MaxDrawCandidates: 409 lost-draw
+	resMaxDraws                       // MaxDraws draws ran: forwarded as usual
+	resWindowClosed                   // the offer's window had closed: forwarded as usual
+	resStopped                        // draining, or the policy was replaced: forwarded as usual
+	resNoOfferID                      // no offer id: forwarded as usual
+	resDryRun                         // DryRun: forwarded at once, flagged "draw"
+	numDrawResults
+)
+
+var drawResultNames = [numDrawResults]string{"won", "lost", "failed", "left", "duplicate", "full",
+	"max-draws", "window-closed", "stopped", "no-offer-id", "dry-run"}
+
+// Outcomes of a draw, counted when its last candidate was settled.
+const (
+	outWon          = iota // a candidate was answered 2xx
+	outUnwon               // every candidate failed or left
+	outDryFirstCame        // DryRun: the award order's first candidate was the first to come
+	outDryReordered        // DryRun: another candidate would have been tried first
+	numDrawOutcomes
+)
+
+var drawOutcomeNames = [numDrawOutcomes]string{"won", "unwon", "dry-run-first-came", "dry-run-reordered"}
+
+// drawMetrics are the fair draw metrics, in the gateway's registry.
+type drawMetrics struct {
+	opened     *prometheus.CounterVec
+	draws      *prometheus.CounterVec
+	candidates *prometheus.HistogramVec
+	hold       *prometheus.HistogramVec
+	accepts    *prometheus.CounterVec
+}
+
+func newDrawMetrics(reg prometheus.Registerer, g *Gateway) (*drawMetrics, error) {
+	m := &drawMetrics{
+		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "offerfeed_gateway_draws_opened_total",
+			Help: "Fair draws opened: the first accept for an offer that passed every check opened its window.",
+		}, []string{"policy"}),
+		draws: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "offerfeed_gateway_draws_total",
+			Help: "Fair draws finished, by policy, award rule and outcome (won, unwon; in DryRun dry-run-first-came or dry-run-reordered).",
+		}, []string{"policy", "award", "outcome"}),
+		candidates: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "offerfeed_gateway_draw_candidates",
+			Help:    "Candidates of a fair draw when its window closed.",
+			Buckets: []float64{1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000},
+		}, []string{"policy"}),
+		hold: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "offerfeed_gateway_draw_hold_seconds",
+			Help:    "Time an accept was held for its fair draw, from its arrival to its turn, its lost-draw answer or its client giving up.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 3, 5, 10, 20, 30, 60},
+		}, []string{"policy"}),
+		accepts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "offerfeed_gateway_draw_accepts_total",
+			Help: "Accepts of policies with fairness that passed every check, by what the draw did with them: won, lost, failed, left, duplicate, full (refused by the candidate bound), max-draws (forwarded as usual: the draw bound), window-closed, stopped, no-offer-id (forwarded as usual), dry-run.",
+		}, []string{"policy", "result"}),
+	}
+	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "offerfeed_gateway_draws_live",
+		Help: "Fair draws of the policy in force with an open window or candidates still being tried (at most MaxDraws).",
+	}, func() float64 {
+		if p := g.active.Load().policy; p != nil && p.draws != nil {
+			return float64(p.draws.live.Load())
+		}
+		return 0
+	})
+	for _, c := range []prometheus.Collector{m.opened, m.draws, m.candidates, m.hold, m.accepts, live} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// drawTable holds the fair draws of one policy.
+type drawTable struct {
+	policy    string
+	award     string // Random or LeastRecentlyWon
+	lrw       bool
+	window    time.Duration
+	dry       bool
+	dt        *driverTable
+	now       func() int64
+	afterFunc func(time.Duration, func()) func() bool
+	maxDraws  int
+	maxCands  int
+	maxShut   int
+
+	// metrics, bound at creation
+	mOpened     prometheus.Counter
+	mCandidates prometheus.Observer
+	mHold       prometheus.Observer
+	mDraws      [numDrawOutcomes]prometheus.Counter
+	mResults    [numDrawResults]prometheus.Counter
+
+	live atomic.Int64 // draws opened and not finished
+
+	mu      sync.Mutex
+	stopped bool
+	open    map[uint64]*draw // offers whose window is open
+	shut    map[uint64]int64 // offers whose window closed, and when (ns)
+	shutQ   []shutMark       // shut in closing order, from shutHead
+	shutHd  int
+	rng     *rand.Rand
+}
+
+type shutMark struct {
+	id uint64
+	at int64
+}
+
+// draw is the draw of one offer.
+type draw struct {
+	id        uint64
+	opened    int64
+	cands     []*candidate // in arrival order
+	order     []*candidate // award order, once the window closed
+	pos       int          // the next candidate of order to try
+	stopTimer func() bool
+	closed    bool // the window closed
+	won       bool
+}
+
+// Candidate states.
+const (
+	candWaiting = iota
+	candTrying
+	candDone // tried, answered lost-draw, or left
+)
+
+// candidate is a held accept.
+type candidate struct {
+	key     uint64
+	joined  int64
+	lastWin int64     // when the driver last won (0: never), for LeastRecentlyWon
+	turn    chan bool // one signal: true to forward now, false for lost-draw (nil in DryRun)
+	state   uint8
+}
+
+// newDrawTable makes the draw table of policy p (nil when p has no fairness).
+func (g *Gateway) newDrawTable(p *policy, gp *gatewayconfig.Policy) *drawTable {
+	if gp.Accept == nil || gp.Accept.Fairness == nil || p.accept == nil {
+		return nil
+	}
+	f := gp.Accept.Fairness
+	t := &drawTable{
+		policy:    p.name,
+		award:     f.Award,
+		lrw:       f.Award == "LeastRecentlyWon",
+		window:    f.Window.D(),
+		dry:       p.dryRun,
+		dt:        p.table,
+		now:       g.nowNS,
+		afterFunc: g.opts.AfterFunc,
+		maxDraws:  g.opts.MaxDraws,
+		maxCands:  g.opts.MaxDrawCandidates,
+		open:      make(map[uint64]*draw),
+		shut:      make(map[uint64]int64),
+		stopped:   g.draining.Load(),
+	}
+	if t.afterFunc == nil {
+		t.afterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+	}
+	if t.maxDraws <= 0 {
+		t.maxDraws = DefaultMaxDraws
+	}
+	if t.maxCands <= 0 {
+		t.maxCands = DefaultMaxDrawCandidates
+	}
+	t.maxShut = 4 * t.maxDraws
+	var seed [32]byte
+	if g.opts.DrawSeed != 0 {
+		binary.LittleEndian.PutUint64(seed[:], g.opts.DrawSeed)
+	} else if _, err := io.ReadFull(crand.Reader, seed[:]); err != nil {
+		binary.LittleEndian.PutUint64(seed[:], uint64(time.Now().UnixNano()))
+	}
+	t.rng = rand.New(rand.NewChaCha8(seed))
+	m := g.dm
+	t.mOpened = m.opened.WithLabelValues(p.name)
+	t.mCandidates = m.candidates.WithLabelValues(p.name)
+	t.mHold = m.hold.WithLabelValues(p.name)
+	for o := range t.mDraws {
+		t.mDraws[o] = m.draws.WithLabelValues(p.name, f.Award, drawOutcomeNames[o])
+	}
+	for r := range t.mResults {
+		t.mResults[r] = m.accepts.WithLabelValues(p.name, drawResultNames[r])
+	}
+	return t
+}
+
+// bindDraws gives the new policy p its draw table: the one in force when p is the same
+// policy (same hash, same driver state), so that its open draws go on; a new one otherwise.
+// It runs under g.mu, before p is put in force.
+func (g *Gateway) bindDraws(prev, p *policy, gp *gatewayconfig.Policy) {
+	if prev != nil && prev.draws != nil && prev.hash == p.hash && prev.table == p.table {
+		p.draws = prev.draws
+		return
+	}
+	p.draws = g.newDrawTable(p, gp)
+}
+
+// stopReplacedDraws runs at once the open draws of the policy that was in force, when the
+// policy now in force does not keep them. It runs under g.mu, after next is in force.
+func stopReplacedDraws(prev, next *policy) {
+	if prev == nil || prev.draws == nil || next != nil && next.draws == prev.draws {
+		return
+	}
+	prev.draws.stop()
+}
+
+// stopDraws closes every open window of the policy in force at once (draining).
+func (g *Gateway) stopDraws() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p := g.active.Load().policy; p != nil && p.draws != nil {
+		p.draws.stop()
+	}
+}
+
+// stop closes every open window now and runs its draw; accepts that come later are forwarded
+// as usual. Held accepts are all answered: each draw runs until it is won or every candidate
+// was tried.
+func (t *drawTable) stop() {
+	t.mu.Lock()
+	t.stopped = true
+	ds := make([]*draw, 0, len(t.open))
+	for _, d := range t.open {
+		ds = append(ds, d)
+	}
+	t.mu.Unlock()
+	for _, d := range ds {
+		d.stopTimer()
+		t.close(d)
+	}
+}
+
+// join puts the accept of driver key for offer id in the offer's draw, opening it when
+// needed. It returns the draw and the candidate, or nil and why the accept is not held.
+func (t *drawTable) join(id, key uint64, lastWin, now int64) (*draw, *candidate, drawResult) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return nil, nil, resStopped
+	}
+	t.forgetShut(now)
+	if _, ok := t.shut[id]; ok {
+		return nil, nil, resWindowClosed
+	}
+	d := t.open[id]
+	if d == nil {
+		if t.live.Load() >= int64(t.maxDraws) {
+			return nil, nil, resMaxDraws
+		}
+		d = &draw{id: id, opened: now}
+		t.open[id] = d
+		t.live.Add(1)
+		t.mOpened.Inc()
+		d.stopTimer = t.afterFunc(t.window, func() { t.close(d) })
+	} else {
+		for _, c := range d.cands {
+			if c.key == key {
+				return nil, nil, resDuplicate
+			}
+		}
+		if len(d.cands) >= t.maxCands {
+			return nil, nil, resFull
+		}
+	}
+	c := &candidate{key: key, joined: now, lastWin: lastWin}
+	if !t.dry {
+		c.turn = make(chan bool, 1)
+	}
+	d.cands = append(d.cands, c)
+	return d, c, 0
+}
+
+// forgetShut forgets the closed windows older than drawMemory. The caller holds t.mu.
+func (t *drawTable) forgetShut(now int64) {
+	for t.shutHd < len(t.shutQ) && (t.shutQ[t.shutHd].at+int64(drawMemory) <= now || len(t.shutQ)-t.shutHd > t.maxShut) {
+		t.popShut()
+	}
+}
+
+func (t *drawTable) popShut() {
+	m := t.shutQ[t.shutHd]
+	if at, ok := t.shut[m.id]; ok && at == m.at {
+		delete(t.shut, m.id)
+	}
+	t.shutQ[t.shutHd] = shutMark{}
+	t.shutHd++
+	if t.shutHd > len(t.shutQ)/2 {
+		n := copy(t.shutQ, t.shutQ[t.shutHd:])
+		t.shutQ = t.shutQ[:n]
+		t.shutHd = 0
+	}
+}
+
+// close closes the window of d (once) and starts its draw: the candidates in award order, the
+// first one signalled to forward.
+func (t *drawTable) close(d *draw) {
+	now := t.now()
+	t.mu.Lock()
+	if d.closed {
+		t.mu.Unlock()
+		return
+	}
+	d.closed = true
+	delete(t.open, d.id)
+	t.shut[d.id] = now
+	t.shutQ = append(t.shutQ, shutMark{d.id, now})
+	if len(t.shutQ)-t.shutHd > t.maxShut {
+		t.popShut()
+	}
+	cands := d.cands // no candidate joins a closed window
+	t.mu.Unlock()
+
+	if t.lrw && !t.dry {
+		// The last wins now: a candidate may have won another draw while held.
+		for _, c := range cands {
+			c.lastWin = t.lastWin(c.key)
+		}
+	}
+	t.mCandidates.Observe(float64(len(cands)))
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d.order = t.orderLocked(cands)
+	if t.dry {
+		if len(d.order) > 0 && d.order[0] == cands[0] {
+			t.finishLocked(d, outDryFirstCame)
+		} else {
+			t.finishLocked(d, outDryReordered)
+		}
+		return
+	}
+	t.advanceLocked(d)
+}
+
+// lastWin reads when driver key last won (0: never, or forgotten).
+func (t *drawTable) lastWin(key uint64) int64 {
+	s := t.dt.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.lookup(key); e != nil && e.ext != nil {
+		return e.ext.lastWin
+	}
+	return 0
+}
+
+// orderLocked returns the candidates in award order: a uniformly random permutation
+// (Random), or the oldest last win first, never-won first, ties in random order
+// (LeastRecentlyWon). The caller holds t.mu (the random source).
+func (t *drawTable) orderLocked(cands []*candidate) []*candidate {
+	order := slices.Clone(cands)
+	t.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	if t.lrw {
+		slices.SortStableFunc(order, func(a, b *candidate) int { return cmp.Compare(a.lastWin, b.lastWin) })
+	}
+	return order
+}
+
+// advanceLocked signals the next waiting candidate to forward its accept, or finishes the
+// draw when none is left. The caller holds t.mu.
+func (t *drawTable) advanceLocked(d *draw) {
+	for d.pos < len(d.order) {
+		c := d.order[d.pos]
+		d.pos++
+		if c.state != candWaiting {
+			continue // left
+		}
+		c.state = candTrying
+		c.turn <- true
+		return
+	}
+	t.finishLocked(d, outUnwon)
+}
+
+// settle records the answer to the candidate whose turn it was: a win answers the other
+// waiting candidates lost-draw; anything else passes the turn on.
+func (t *drawTable) settle(d *draw, c *candidate, won bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c.state != candTrying {
+		return
+	}
+	c.state = candDone
+	if !won {
+		t.advanceLocked(d)
+		return
+	}
+	d.won = true
+	for _, o := range d.order[d.pos:] {
+		if o.state == candWaiting {
+			o.state = candDone
+			o.turn <- false
+		}
+	}
+	d.pos = len(d.order)
+	t.finishLocked(d, outWon)
+}
+
+// leave takes a waiting candidate whose client gave up out of the draw. It reports false when
+// the candidate was signalled already (its signal is in its channel).
+func (t *drawTable) leave(c *candidate) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c.state != candWaiting {
+		return false
+	}
+	c.state = candDone
+	return true
+}
+
+// finishLocked counts a draw whose every candidate is settled and frees its place.
+func (t *drawTable) finishLocked(d *draw, outcome int) {
+	d.cands, d.order = nil, nil
+	t.live.Add(-1)
+	t.mDraws[outcome].Inc()
+}
+
+// drawTry is a forwarded accept of a policy with fairness: its answer records the driver's
+// win (for LeastRecentlyWon) and, when it is a draw candidate's turn, settles the draw.
+type drawTry struct {
+	g    *Gateway
+	s    *shard
+	x    *driverExt
+	t    *drawTable
+	d    *draw // nil: not a draw candidate
+	c    *candidate
+	done bool
+}
+
+// answered is called with the offer service's status (502 when it gave no answer, 0 when the
+// proxy never got that far), once; later calls do nothing.
+func (a *drawTry) answered(status int) {
+	if a == nil || a.done {
+		return
+	}
+	a.done = true
+	won := status >= 200 && status < 300
+	if won {
+		now := a.g.nowNS()
+		a.s.mu.Lock()
+		a.x.lastWin = now + 1 // never 0, which means never won
+		a.s.mu.Unlock()
+	}
+	if a.d == nil {
+		return
+	}
+	if won {
+		a.t.mResults[resWon].Inc()
+	} else {
+		a.t.mResults[resFailed].Inc()
+	}
+	a.t.settle(a.d, a.c, won)
+}
+
+// serveFairAccept serves an accept of a policy with fairness, after its checks (decision d;
+// in Enforce it is Allowed) and the admission that took its in-flight slot (ticket).
+func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *policy, d Decision, ticket *acceptTicket,
+	s *shard, x *driverExt, key, id uint64, hasID bool) {
+	defer ticket.finish(0) // a lost or abandoned accept frees its slot
+	t := p.draws
+	try := &drawTry{g: g, s: s, x: x, t: t}
+	st := &reqState{route: routeAccept, ticket: ticket, draw: try}
+	if d != Allowed {
+		g.forwardAccept(w, r, st) // DryRun: flagged with the decision already
+		return
+	}
+	if !hasID {
+		t.mResults[resNoOfferID].Inc()
+		g.forwardAccept(w, r, st)
+		return
+	}
+	s.mu.Lock()
+	lastWin := x.lastWin
+	s.mu.Unlock()
+	now := g.nowNS()
+	dr, c, res := t.join(id, key, lastWin, now)
+	if dr == nil {
+		t.mResults[res].Inc()
+		switch res {
+		case resDuplicate, resFull:
+			dec := DecisionLostDraw
+			if res == resDuplicate {
+				dec = DecisionDuplicateAccept
+			}
+			if !p.dryRun {
+				answerDraw(w, dec)
+				return
+			}
+			r.Header.Set(HeaderFlag, dec)
+		}
+		g.forwardAccept(w, r, st)
+		return
+	}
+	if t.dry {
+		t.mResults[resDryRun].Inc()
+		r.Header.Set(HeaderFlag, FlagDraw)
+		g.forwardAccept(w, r, st)
+		return
+	}
+	var turn bool
+	select {
+	case turn = <-c.turn:
+	case <-r.Context().Done():
+		if t.leave(c) {
+			t.mHold.Observe(float64(g.nowNS()-c.joined) / 1e9)
+			t.mResults[resLeft].Inc()
+			return // the client is gone: nothing to answer
+		}
+		turn = <-c.turn
+	}
+	t.mHold.Observe(float64(g.nowNS()-c.joined) / 1e9)
+	if !turn {
+		t.mResults[resLost].Inc()
+		answerDraw(w, DecisionLostDraw)
+		return
+	}
+	if r.Context().Err() != nil {
+		// The client gave up as its turn came: it leaves, and the next candidate is tried.
+		t.mResults[resLeft].Inc()
+		t.settle(dr, c, false)
+		return
+	}
+	try.d, try.c = dr, c
+	g.forwardAccept(w, r, st)
+}
+
+// forwardAccept forwards an accept. One that holds a slot or is a draw's try waits for the
+// offer service's answer even when its driver hangs up (at most the upstream timeout), as
+// serveAccept does: its 2xx must count, and a draw must know whether its offer was taken.
+func (g *Gateway) forwardAccept(w http.ResponseWriter, r *http.Request, st *reqState) {
+	if st.ticket != nil || st.draw.d != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), g.opts.UpstreamTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
+	defer st.draw.answered(0) // the proxy never reached its hooks (a panic, an aborted handler)
+	g.forward(w, r, st)
+}
+
+// answerDraw answers an accept that is not forwarded because of a draw: 409 with the decision.
+func answerDraw(w http.ResponseWriter, decision string) {
+	h := w.Header()
+	h.Set(HeaderDecision, decision)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusConflict)
+	io.WriteString(w, decision+"\n")
+}

@@ -1,0 +1,687 @@
+package gateway
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
+)
+
+// timerClock is a fake clock with timers: Advance fires, in the caller's goroutine, the
+// timers that are due.
+type timerClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+type fakeTimer struct {
+	at   time.Time
+	f    func()
+	done bool // fired or stopped
+}
+
+func newTimerClock() *timerClock {
+	return &timerClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func (c *timerClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *timerClock) AfterFunc(d time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, t)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if t.done {
+			return false
+		}
+		t.done = true
+		return true
+	}
+}
+
+func (c *timerClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	var due []*fakeTimer
+	keep := c.timers[:0]
+	for _, t := range c.timers {
+		switch {
+		case t.done:
+		case !t.at.After(c.now):
+			t.done = true
+			due = append(due, t)
+		default:
+			keep = append(keep, t)
+		}
+	}
+	c.timers = keep
+	c.mu.Unlock()
+	for _, t := range due {
+		t.f()
+	}
+}
+
+// offerService is an offer service for draws: an accept for an offer is answered by status
+// (nil: 200 for the first accept of the offer, 410 once it is taken). It records the drivers
+// whose accepts it saw, per offer, and the most accepts of one offer it answered at once.
+type offerService struct {
+	*httptest.Server
+	mu          sync.Mutex
+	status      func(offer, driver string, try int) int
+	taken       map[string]bool
+	wins        map[string]int
+	tries       map[string][]string
+	flags       map[string][]string
+	inflight    map[string]int
+	maxInflight int
+}
+
+func newOfferService(t testing.TB) *offerService {
+	s := &offerService{taken: map[string]bool{}, wins: map[string]int{}, tries: map[string][]string{},
+		flags: map[string][]string{}, inflight: map[string]int{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		offer, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/offers/"), "/accept")
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		driver := r.Header.Get("X-Driver-Id")
+		s.mu.Lock()
+		s.inflight[offer]++
+		s.maxInflight = max(s.maxInflight, s.inflight[offer])
+		s.tries[offer] = append(s.tries[offer], driver)
+		s.flags[offer] = append(s.flags[offer], r.Header.Get(HeaderFlag))
+		code := http.StatusGone
+		if s.status != nil {
+			code = s.status(offer, driver, len(s.tries[offer])-1)
+		} else if !s.taken[offer] {
+			code = http.StatusOK
+		}
+		if code >= 200 && code < 300 {
+			s.taken[offer] = true
+			s.wins[offer]++
+		}
+		s.inflight[offer]--
+		s.mu.Unlock()
+		w.WriteHeader(code)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *offerService) triesOf(offer string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.tries[offer])
+}
+
+func (s *offerService) flagsOf(offer string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.flags[offer])
+}
+
+// fairPolicy is the standard policy with a fair draw, without the shown-offer checks (so that
+// accepts need no feed poll first).
+func fairPolicy(award string) gatewayconfig.Policy {
+	p := standardPolicy()
+	p.Accept.RequireShown, p.Accept.MinReactionTime = false, 0
+	p.Accept.Fairness = &gatewayconfig.Fairness{Window: dur("3s"), Award: award}
+	return p
+}
+
+const testDrawSeed = 42
+
+type drawHarness struct {
+	t     testing.TB
+	clock *timerClock
+	svc   *offerService
+	g     *Gateway
+}
+
+func newDrawHarness(t testing.TB, p gatewayconfig.Policy, mod ...func(*Options)) *drawHarness {
+	t.Helper()
+	h := &drawHarness{t: t, clock: newTimerClock(), svc: newOfferService(t)}
+	u, _ := url.Parse(h.svc.URL)
+	opts := Options{Upstream: u, Now: h.clock.Now, AfterFunc: h.clock.AfterFunc, DrawSeed: testDrawSeed,
+		PodLabels: map[string]string{"app": "offer-service"}}
+	for _, m := range mod {
+		m(&opts)
+	}
+	g, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Apply(configOf(p)); err != nil {
+		t.Fatal(err)
+	}
+	h.g = g
+	return h
+}
+
+type answer struct {
+	code     int
+	decision string
+	driver   string
+}
+
+// accept sends an accept of driver for offer in a goroutine of its own; its answer comes on
+// the channel.
+func (h *drawHarness) accept(ctx context.Context, driver, offer string) <-chan answer {
+	ch := make(chan answer, 1)
+	go func() {
+		r := httptest.NewRequest("POST", "/offers/"+offer+"/accept", nil).WithContext(ctx)
+		r.Header.Set("X-Driver-Id", driver)
+		w := httptest.NewRecorder()
+		h.g.ServeHTTP(w, r)
+		ch <- answer{w.Code, w.Header().Get(HeaderDecision), driver}
+	}()
+	return ch
+}
+
+// held is the number of candidates that joined the open draw of offer.
+func (h *drawHarness) held(offer string) int {
+	t := h.g.active.Load().policy.draws
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if d := t.open[maphash.String(h.g.seed, offer)]; d != nil {
+		return len(d.cands)
+	}
+	return 0
+}
+
+// hold sends the accepts of drivers for offer one after the other, each once the previous one
+// is held (so that they arrive in this order).
+func (h *drawHarness) hold(offer string, drivers ...string) []<-chan answer {
+	h.t.Helper()
+	var chs []<-chan answer
+	n := h.held(offer)
+	for _, d := range drivers {
+		chs = append(chs, h.accept(context.Background(), d, offer))
+		n++
+		eventually(h.t, fmt.Sprintf("%s to be held for %s", d, offer), func() bool { return h.held(offer) == n })
+	}
+	return chs
+}
+
+// answers waits for the answers (a test deadlock shows as the eventually timeout).
+func answers(t testing.TB, chs []<-chan answer) []answer {
+	t.Helper()
+	var out []answer
+	for _, ch := range chs {
+		select {
+		case a := <-ch:
+			out = append(out, a)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no answer after %d of %d", len(out), len(chs))
+		}
+	}
+	return out
+}
+
+// notAnswered checks that none of chs has an answer now.
+func notAnswered(t testing.TB, chs ...<-chan answer) {
+	t.Helper()
+	for i, ch := range chs {
+		select {
+		case a := <-ch:
+			t.Fatalf("accept %d answered %d %q while it should be held", i, a.code, a.decision)
+		default:
+		}
+	}
+}
+
+// seededOrder is the Random award order of n candidates of the first draw of a policy, for
+// the gateway's DrawSeed: what the draw's shuffle gives.
+func seededOrder(n int) []int {
+	var seed [32]byte
+	binary.LittleEndian.PutUint64(seed[:], testDrawSeed)
+	rng := rand.New(rand.NewChaCha8(seed))
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	rng.Shuffle(n, func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+	return idx
+}
+
+func drawMetric(name string, labels ...string) string {
+	return name + "{" + strings.Join(labels, ",") + "}"
+}
+
+// TestDrawWindow: the first accept opens the window and is held with the others until it
+// closes; an accept after the window is forwarded at once.
+func TestDrawWindow(t *testing.T) {
+	cases := []struct {
+		desc    string
+		joins   []time.Duration // when each accept comes, after the first
+		closeAt time.Duration   // when the window closes after the last join
+		held    int             // accepts held in the draw
+	}{
+		{"one accept, held for the whole window", []time.Duration{0}, 3 * time.Second, 1},
+		{"three accepts within the window", []time.Duration{0, time.Second, 1999 * time.Millisecond}, 1001 * time.Millisecond, 3},
+		{"an accept at the last nanosecond of the window joins", []time.Duration{0, 3*time.Second - 1}, 1, 2},
+	}
+	for _, c := range cases {
+		t.Run(c.desc, func(t *testing.T) {
+			h := newDrawHarness(t, fairPolicy("Random"))
+			var chs []<-chan answer
+			at := time.Duration(0)
+			for i, j := range c.joins {
+				h.clock.Advance(j - at)
+				at = j
+				chs = append(chs, h.hold("o1", fmt.Sprint("d", i))...)
+			}
+			if n := len(h.svc.triesOf("o1")); n != 0 {
+				t.Fatalf("%d accepts reached the offer service while the window is open", n)
+			}
+			h.clock.Advance(c.closeAt - 1)
+			if h.held("o1") != c.held {
+				t.Fatalf("held %d, want %d", h.held("o1"), c.held)
+			}
+			notAnswered(t, chs...)
+			h.clock.Advance(1)
+			got := answers(t, chs)
+			won := 0
+			for _, a := range got {
+				switch {
+				case a.code == 200:
+					won++
+				case a.code != 409 || a.decision != DecisionLostDraw:
+					t.Errorf("%s: %d %q", a.driver, a.code, a.decision)
+				}
+			}
+			if won != 1 || len(h.svc.triesOf("o1")) != 1 {
+				t.Errorf("%d won, %d tried; want one of each", won, len(h.svc.triesOf("o1")))
+			}
+			// After the window: forwarded at once (and the offer is gone).
+			h.clock.Advance(time.Millisecond)
+			late := answers(t, []<-chan answer{h.accept(context.Background(), "late", "o1")})[0]
+			if late.code != http.StatusGone || late.decision != "" {
+				t.Errorf("late accept: %d %q, want the offer service's 410", late.code, late.decision)
+			}
+			if !hasMetric(t, h.g, drawMetric("offerfeed_gateway_draw_accepts_total", `policy="standard"`, `result="window-closed"`)+" 1") {
+				t.Error("late accept not counted as window-closed")
+			}
+			if !hasMetric(t, h.g, drawMetric("offerfeed_gateway_draws_total", `award="Random"`, `outcome="won"`, `policy="standard"`)+" 1") ||
+				!hasMetric(t, h.g, `offerfeed_gateway_draws_opened_total{policy="standard"} 1`) ||
+				!hasMetric(t, h.g, fmt.Sprintf(`offerfeed_gateway_draw_candidates_sum{policy="standard"} %d`, c.held)) {
+				t.Error(metricText(t, h.g))
+			}
+		})
+	}
+}
+
+// TestDrawAwardOrder: Random tries the candidates in the seeded order; LeastRecentlyWon puts
+// the drivers who never won first, then the oldest win.
+func TestDrawAwardOrder(t *testing.T) {
+	fail := func(string, string, int) int { return http.StatusInternalServerError }
+	t.Run("Random", func(t *testing.T) {
+		h := newDrawHarness(t, fairPolicy("Random"))
+		h.svc.status = fail
+		drivers := []string{"d0", "d1", "d2", "d3", "d4", "d5"}
+		chs := h.hold("o1", drivers...)
+		h.clock.Advance(3 * time.Second)
+		answers(t, chs)
+		var want []string
+		for _, i := range seededOrder(len(drivers)) {
+			want = append(want, drivers[i])
+		}
+		if got := h.svc.triesOf("o1"); !slices.Equal(got, want) {
+			t.Errorf("tried %v, want the seeded order %v", got, want)
+		}
+	})
+	t.Run("LeastRecentlyWon", func(t *testing.T) {
+		h := newDrawHarness(t, fairPolicy("LeastRecentlyWon"))
+		// "old" wins o1 in a draw; "recent" wins o2 a minute later outside a draw (after its
+		// window closed).
+		ch := h.hold("o1", "old")
+		h.clock.Advance(3 * time.Second)
+		answers(t, ch)
+		h.clock.Advance(time.Minute)
+		h.svc.status = func(offer, driver string, _ int) int {
+			if driver == "recent" {
+				return 200
+			}
+			return 410
+		}
+		ch = h.hold("o2", "x")
+		h.clock.Advance(3 * time.Second)
+		answers(t, ch)
+		if a := answers(t, []<-chan answer{h.accept(context.Background(), "recent", "o2")})[0]; a.code != 200 {
+			t.Fatalf("recent: %d", a.code)
+		}
+		h.clock.Advance(time.Minute)
+		h.svc.status = fail
+		chs := h.hold("o3", "recent", "old", "new1", "new2")
+		h.clock.Advance(3 * time.Second)
+		answers(t, chs)
+		got := h.svc.triesOf("o3")
+		if len(got) != 4 || !(got[0] == "new1" || got[0] == "new2") || !(got[1] == "new1" || got[1] == "new2") ||
+			got[2] != "old" || got[3] != "recent" {
+			t.Errorf("tried %v, want new1 and new2 (never won, in random order), old, recent", got)
+		}
+	})
+}
+
+// TestDrawTries: a failing first candidate passes the turn; when all fail each gets the
+// offer service's answer; never two tries at once.
+func TestDrawTries(t *testing.T) {
+	cases := []struct {
+		desc   string
+		status func(offer, driver string, try int) int
+		want   map[int]int // answers: code → how many
+		result string      // a draw_accepts_total result that must be counted ...
+		n      int         // ... this many times
+		out    string      // the draw's outcome
+	}{
+		{"first try 410, second wins", func(_, _ string, try int) int {
+			return map[bool]int{true: 410, false: 200}[try == 0]
+		}, map[int]int{410: 1, 200: 1, 409: 3}, "failed", 1, "won"},
+		{"first two 500, third wins", func(_, _ string, try int) int {
+			return map[bool]int{true: 500, false: 200}[try < 2]
+		}, map[int]int{500: 2, 200: 1, 409: 2}, "lost", 2, "won"},
+		{"all fail: each gets the service's answer", func(_, _ string, try int) int { return 503 },
+			map[int]int{503: 5}, "failed", 5, "unwon"},
+	}
+	for _, c := range cases {
+		t.Run(c.desc, func(t *testing.T) {
+			h := newDrawHarness(t, fairPolicy("Random"))
+			h.svc.status = c.status
+			chs := h.hold("o1", "a", "b", "c", "d", "e")
+			h.clock.Advance(3 * time.Second)
+			got := map[int]int{}
+			for _, a := range answers(t, chs) {
+				got[a.code]++
+				if a.code == 409 && a.decision != DecisionLostDraw || a.code != 409 && a.decision != "" {
+					t.Errorf("%d with decision %q", a.code, a.decision)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(c.want) {
+				t.Errorf("answers %v, want %v", got, c.want)
+			}
+			if h.svc.maxInflight != 1 {
+				t.Errorf("%d accepts of one draw at the offer service at once", h.svc.maxInflight)
+			}
+			if !hasMetric(t, h.g, drawMetric("offerfeed_gateway_draw_accepts_total", `policy="standard"`, `result="`+c.result+`"`)+fmt.Sprint(" ", c.n)) ||
+				!hasMetric(t, h.g, drawMetric("offerfeed_gateway_draws_total", `award="Random"`, `outcome="`+c.out+`"`, `policy="standard"`)+" 1") {
+				t.Error(metricText(t, h.g))
+			}
+			if h.g.active.Load().policy.draws.live.Load() != 0 {
+				t.Error("draw still live")
+			}
+		})
+	}
+}
+
+// TestDrawCandidateLeaves: a client that gives up before the window closes leaves the draw:
+// it is never tried, and its slot is free.
+func TestDrawCandidateLeaves(t *testing.T) {
+	h := newDrawHarness(t, fairPolicy("Random"))
+	h.svc.status = func(string, string, int) int { return 500 }
+	ctx, cancel := context.WithCancel(context.Background())
+	quitter := h.accept(ctx, "quitter", "o1")
+	eventually(t, "quitter held", func() bool { return h.held("o1") == 1 })
+	chs := h.hold("o1", "a", "b")
+	cancel()
+	<-quitter
+	eventually(t, "quitter to leave", func() bool {
+		return hasMetric(t, h.g, drawMetric("offerfeed_gateway_draw_accepts_total", `policy="standard"`, `result="left"`)+" 1")
+	})
+	h.clock.Advance(3 * time.Second)
+	for _, a := range answers(t, chs) {
+		if a.code != 500 {
+			t.Errorf("%s: %d, want the service's 500", a.driver, a.code)
+		}
+	}
+	if got := h.svc.triesOf("o1"); len(got) != 2 || slices.Contains(got, "quitter") {
+		t.Errorf("tried %v", got)
+	}
+	// The quitter's slot was freed: three accepts of it are held at once (maxAccepts 3).
+	var more []<-chan answer
+	for _, o := range []string{"o2", "o3", "o4"} {
+		more = append(more, h.hold(o, "quitter")...)
+	}
+	h.svc.status = nil
+	h.clock.Advance(3 * time.Second)
+	for _, a := range answers(t, more) {
+		if a.code != 200 {
+			t.Errorf("quitter's later accept: %d %q", a.code, a.decision)
+		}
+	}
+}
+
+// TestDrawSlots: a held accept holds its maxAccepts slot; a lost draw frees it.
+func TestDrawSlots(t *testing.T) {
+	p := fairPolicy("Random")
+	p.Accept.MaxAccepts = 1
+	h := newDrawHarness(t, p)
+	// d1 never gets the offer: tried, it gets 410; otherwise it loses the draw.
+	h.svc.status = func(_, driver string, _ int) int { return map[bool]int{true: 410, false: 200}[driver == "d1"] }
+	lost := 0
+	for i := 0; i < 4; i++ {
+		offer := fmt.Sprint("o", i)
+		chs := h.hold(offer, "d1")
+		// While d1 is held its slot is taken: another accept is throttled.
+		a := answers(t, []<-chan answer{h.accept(context.Background(), "d1", "other")})[0]
+		if a.code != 429 || a.decision != "accept-throttled" {
+			t.Fatalf("second accept while held: %d %q, want 429 accept-throttled", a.code, a.decision)
+		}
+		chs = append(chs, h.hold(offer, fmt.Sprint("w", i))...)
+		h.clock.Advance(3 * time.Second)
+		for _, a := range answers(t, chs) {
+			switch {
+			case a.driver != "d1":
+			case a.code == 409:
+				lost++
+			case a.code != 410:
+				t.Fatalf("d1: %d %q", a.code, a.decision)
+			}
+		}
+	}
+	if lost == 0 {
+		t.Fatal("d1 never lost a draw with this seed: the test proves nothing")
+	}
+	// d1's slot is free: it wins the next offer.
+	h.svc.status = nil
+	chs := h.hold("mine", "d1")
+	h.clock.Advance(3 * time.Second)
+	if a := answers(t, chs)[0]; a.code != 200 {
+		t.Fatalf("d1 after lost draws: %d %q, want 200", a.code, a.decision)
+	}
+}
+
+// TestDrawShutdown: draining answers every held accept at once; later accepts are forwarded
+// as usual.
+func TestDrawShutdown(t *testing.T) {
+	h := newDrawHarness(t, fairPolicy("LeastRecentlyWon"))
+	var chs []<-chan answer
+	for _, o := range []string{"o1", "o2", "o3"} {
+		chs = append(chs, h.hold(o, "a", "b", "c")...)
+	}
+	h.g.SetDraining()
+	got := answers(t, chs) // the clock did not move
+	codes := map[int]int{}
+	for _, a := range got {
+		codes[a.code]++
+	}
+	if codes[200] != 3 || codes[409] != 6 {
+		t.Errorf("answers %v, want three 200 and six 409", codes)
+	}
+	if a := answers(t, []<-chan answer{h.accept(context.Background(), "z", "o9")})[0]; a.code != 200 {
+		t.Errorf("accept while draining: %d", a.code)
+	}
+	if !hasMetric(t, h.g, drawMetric("offerfeed_gateway_draw_accepts_total", `policy="standard"`, `result="stopped"`)+" 1") {
+		t.Error(metricText(t, h.g))
+	}
+	// A config applied while draining makes no draws either.
+	p := fairPolicy("Random")
+	if err := h.g.Apply(configOf(p)); err != nil {
+		t.Fatal(err)
+	}
+	if a := answers(t, []<-chan answer{h.accept(context.Background(), "z", "o10")})[0]; a.code != 200 {
+		t.Errorf("accept while draining, new policy: %d", a.code)
+	}
+}
+
+// TestDrawReload: a reload that keeps the policy keeps its open draws; one that changes it
+// runs them at once.
+func TestDrawReload(t *testing.T) {
+	p := fairPolicy("Random")
+	h := newDrawHarness(t, p)
+	chs := h.hold("o1", "a", "b")
+	h.clock.Advance(time.Second)
+	if err := h.g.Apply(configOf(p)); err != nil { // the same policy
+		t.Fatal(err)
+	}
+	chs = append(chs, h.hold("o1", "c")...) // joins the same draw
+	notAnswered(t, chs...)
+	h.clock.Advance(2 * time.Second)
+	if got := answers(t, chs); len(got) != 3 || len(h.svc.triesOf("o1")) != 1 {
+		t.Fatalf("kept draw: %v, tried %v", got, h.svc.triesOf("o1"))
+	}
+
+	chs = h.hold("o2", "a", "b")
+	p.Accept.Fairness.Window = dur("5s") // another policy hash
+	if err := h.g.Apply(configOf(p)); err != nil {
+		t.Fatal(err)
+	}
+	codes := map[int]int{}
+	for _, a := range answers(t, chs) { // the clock did not move
+		codes[a.code]++
+	}
+	if codes[200] != 1 || codes[409] != 1 {
+		t.Errorf("changed policy: %v", codes)
+	}
+	// The new policy draws with its own window.
+	chs = h.hold("o3", "a")
+	h.clock.Advance(3 * time.Second)
+	notAnswered(t, chs...)
+	h.clock.Advance(2 * time.Second)
+	answers(t, chs)
+
+	// A config without the policy runs its draws too.
+	chs = h.hold("o4", "a")
+	if err := h.g.Apply(nil); err != nil {
+		t.Fatal(err)
+	}
+	if a := answers(t, chs)[0]; a.code != 200 {
+		t.Errorf("policy gone: %d", a.code)
+	}
+}
+
+// TestDrawDryRun: nothing is held; the accepts that would have been are flagged "draw", and
+// the draw is counted when its window closes.
+func TestDrawDryRun(t *testing.T) {
+	p := fairPolicy("Random")
+	p.Mode = gatewayconfig.ModeDryRun
+	h := newDrawHarness(t, p)
+	var got []answer
+	for i := 0; i < 4; i++ {
+		got = append(got, answers(t, []<-chan answer{h.accept(context.Background(), fmt.Sprint("d", i), "o1")})...)
+		h.clock.Advance(500 * time.Millisecond)
+	}
+	if got[0].code != 200 || got[1].code != 410 || got[1].decision != "" {
+		t.Errorf("answers %v: want first come, first served", got)
+	}
+	if f := h.svc.flagsOf("o1"); !slices.Equal(f, []string{"draw", "draw", "draw", "draw"}) {
+		t.Errorf("flags %q", f)
+	}
+	h.clock.Advance(time.Second) // 3s after the first: the window closes
+	answers(t, []<-chan answer{h.accept(context.Background(), "late", "o1")})
+	if f := h.svc.flagsOf("o1"); f[4] != "" {
+		t.Errorf("late accept flagged %q", f[4])
+	}
+	// The seeded order's first of 4: the first to come, or another.
+	out := "dry-run-reordered"
+	if seededOrder(4)[0] == 0 {
+		out = "dry-run-first-came"
+	}
+	if !hasMetric(t, h.g, drawMetric("offerfeed_gateway_draws_total", `award="Random"`, `outcome="`+out+`"`, `policy="standard"`)+" 1") ||
+		!hasMetric(t, h.g, drawMetric("offerfeed_gateway_draw_accepts_total", `policy="standard"`, `result="dry-run"`)+" 4") {
+		t.Error(metricText(t, h.g))
+	}
+	// A duplicate is flagged with what Enforce would have answered.
+	h.accept(context.Background(), "x", "o5")
+	answers(t, []<-chan answer{h.accept(context.Background(), "x", "o5")})
+	eventually(t, "both accepts of x", func() bool { return len(h.svc.flagsOf("o5")) == 2 })
+	if f := h.svc.flagsOf("o5"); !slices.Contains(f, DecisionDuplicateAccept) {
+		t.Errorf("duplicate flagged %q", f)
+	}
+}
+
+// TestDrawBounds: beyond MaxDraws an accept is forwarded as usual; beyond MaxDrawCandidates
+// it is answered lost-draw at once; a driver has one place in a draw.
+func TestDrawBounds(t *testing.T) {
+	h := newDrawHarness(t, fairPolicy("Random"), func(o *Options) { o.MaxDraws, o.MaxDrawCandidates = 2, 3 })
+	chs := h.hold("o1", "a", "b", "c")
+	chs = append(chs, h.hold("o2", "x")...)
+	// A third draw: forwarded as usual.
+	if a := answers(t, []<-chan answer{h.accept(context.Background(), "y", "o3")})[0]; a.code != 200 || a.decision != "" {
+		t.Errorf("over MaxDraws: %d %q, want forwarded", a.code, a.decision)
+	}
+	// A fourth candidate: lost-draw at once.
+	if a := answers(t, []<-chan answer{h.accept(context.Background(), "d", "o1")})[0]; a.code != 409 || a.decision != DecisionLostDraw {
+		t.Errorf("over MaxDrawCandidates: %d %q", a.code, a.decision)
+	}
+	// A second accept of a candidate: duplicate.
+	if a := answers(t, []<-chan answer{h.accept(context.Background(), "x", "o2")})[0]; a.code != 409 || a.decision != DecisionDuplicateAccept {
+		t.Errorf("duplicate: %d %q", a.code, a.decision)
+	}
+	for r, n := range map[string]int{"max-draws": 1, "full": 1, "duplicate": 1} {
+		if !hasMetric(t, h.g, drawMetric("offerfeed_gateway_draw_accepts_total", `policy="standard"`, `result="`+r+`"`)+fmt.Sprint(" ", n)) {
+			t.Errorf("%s not counted", r)
+		}
+	}
+	if !hasMetric(t, h.g, "offerfeed_gateway_draws_live 2") {
+		t.Error("live draws")
+	}
+	h.clock.Advance(3 * time.Second)
+	answers(t, chs)
+	if !hasMetric(t, h.g, "offerfeed_gateway_draws_live 0") {
+		t.Error("live draws after")
+	}
+	// Closed windows are remembered for drawMemory, then forgotten.
+	h.clock.Advance(drawMemory)
+	chs = h.hold("o1", "e")
+	h.clock.Advance(3 * time.Second)
+	answers(t, chs)
+}
+
+// TestDrawNoOfferID: with the offer id in the body, an accept without it cannot be drawn and
+// is forwarded as usual.
+func TestDrawNoOfferID(t *testing.T) {
+	p := flexPolicy()
+	p.Accept.RequireShown, p.Accept.MinReactionTime = false, 0
+	p.Accept.Fairness = &gatewayconfig.Fairness{Window: dur("3s"), Award: "Random"}
+	h := newDrawHarness(t, p)
+	r := httptest.NewRequest("POST", "/AcceptOffer", strings.NewReader(`not json`))
+	r.Header.Set("X-Amz-Access-Token", "t1")
+	w := httptest.NewRecorder()
+	h.g.ServeHTTP(w, r)
+	if w.Code != 404 { // the test service does not know /AcceptOffer: it was forwarded
+		t.Errorf("%d", w.Code)
+	}
+	if !hasMetric(t, h.g, drawMetric("offerfeed_gateway_draw_accepts_total", `policy="flex"`, `result="no-offer-id"`)+" 1") {
+		t.Error(metricText(t, h.g))
+	}
+}
