@@ -15,7 +15,18 @@
 //     streams to the driver; an accept sooner than minReactionTime after its offer was first
 //     shown gets 429 too-fast, an accept for an offer never shown gets 403 unseen-offer when
 //     requireShown;
-//   - a governed request without the identity header gets 400 missing-identity.
+//   - a governed request without the identity header gets 400 missing-identity;
+//   - with accept.fairness, accepts that passed every check are held for a fair draw: the
+//     first accept for an offer opens the offer's window, the accepts for it within the
+//     window join (one place per driver); when the window closes they are tried one at a
+//     time in award order (Random, or LeastRecentlyWon: never-won and oldest win first) until
+//     the offer service answers one 2xx; the candidates never tried get 409 lost-draw and
+//     their maxAccepts slots back. Accepts after the window are forwarded as usual. Draws are
+//     bounded (Options.MaxDraws per policy: beyond, forwarded as usual; MaxDrawCandidates per
+//     draw: beyond, 409 lost-draw), and SetDraining or a reload that replaces the policy runs
+//     the open draws at once, so that no held accept is left unanswered. In DryRun nothing is
+//     held: accepts that would have been are flagged "draw", and who would have been tried
+//     first is counted when the window closes. See docs/gateway.md, "Fair draws".
 //
 // Refusals carry the response header OfferFeed-Decision. In DryRun every request is forwarded
 // and the offer service sees the decision in the request header OfferFeed-Flag. Clients cannot

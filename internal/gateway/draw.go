@@ -576,7 +576,8 @@ func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *pol
 		if t.leave(c) {
 			t.mHold.Observe(float64(g.nowNS()-c.joined) / 1e9)
 			t.mResults[resLeft].Inc()
-			return // the client is gone: nothing to answer
+			answerDraw(w, DecisionLostDraw) // to no one, but logs see what happened
+			return
 		}
 		turn = <-c.turn
 	}
@@ -590,6 +591,7 @@ func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *pol
 		// The client gave up as its turn came: it leaves, and the next candidate is tried.
 		t.mResults[resLeft].Inc()
 		t.settle(dr, c, false)
+		answerDraw(w, DecisionLostDraw)
 		return
 	}
 	try.d, try.c = dr, c
