@@ -143,9 +143,7 @@ func newDrawMetrics(reg prometheus.Registerer, g *Gateway) (*drawMetrics, error)
 
 // drawTable holds the fair draws of one policy.
 type drawTable struct {
-	policy    string
-	award     string // Random or LeastRecentlyWon
-	lrw       bool
+	lrw       bool // LeastRecentlyWon; else Random
 	window    time.Duration
 	dry       bool
 	dt        *driverTable
@@ -168,7 +166,7 @@ type drawTable struct {
 	stopped bool
 	open    map[uint64]*draw // offers whose window is open
 	shut    map[uint64]int64 // offers whose window closed, and when (ns)
-	shutQ   []shutMark       // shut in closing order, from shutHead
+	shutQ   []shutMark       // shut in closing order, from shutHd
 	shutHd  int
 	rng     *rand.Rand
 }
@@ -187,7 +185,6 @@ type draw struct {
 	pos       int          // the next candidate of order to try
 	stopTimer func() bool
 	closed    bool // the window closed
-	won       bool
 }
 
 // Candidate states.
@@ -213,8 +210,6 @@ func (g *Gateway) newDrawTable(p *policy, gp *gatewayconfig.Policy) *drawTable {
 	}
 	f := gp.Accept.Fairness
 	t := &drawTable{
-		policy:    p.name,
-		award:     f.Award,
 		lrw:       f.Award == "LeastRecentlyWon",
 		window:    f.Window.D(),
 		dry:       p.dryRun,
@@ -457,7 +452,6 @@ func (t *drawTable) settle(d *draw, c *candidate, won bool) {
 		t.advanceLocked(d)
 		return
 	}
-	d.won = true
 	for _, o := range d.order[d.pos:] {
 		if o.state == candWaiting {
 			o.state = candDone

@@ -179,9 +179,10 @@ func newDrawHarness(t testing.TB, p gatewayconfig.Policy, mod ...func(*Options))
 }
 
 type answer struct {
-	code     int
-	decision string
-	driver   string
+	code      int
+	decision  string
+	driver    string
+	rateLimit string
 }
 
 // accept sends an accept of driver for offer in a goroutine of its own; its answer comes on
@@ -193,7 +194,7 @@ func (h *drawHarness) accept(ctx context.Context, driver, offer string) <-chan a
 		r.Header.Set("X-Driver-Id", driver)
 		w := httptest.NewRecorder()
 		h.g.ServeHTTP(w, r)
-		ch <- answer{w.Code, w.Header().Get(HeaderDecision), driver}
+		ch <- answer{w.Code, w.Header().Get(HeaderDecision), driver, w.Header().Get("RateLimit") + w.Header().Get("Retry-After")}
 	}()
 	return ch
 }
@@ -412,7 +413,7 @@ func TestDrawTries(t *testing.T) {
 			got := map[int]int{}
 			for _, a := range answers(t, chs) {
 				got[a.code]++
-				if a.code == 409 && a.decision != DecisionLostDraw || a.code != 409 && a.decision != "" {
+				if a.code == 409 && a.decision != DecisionLostDraw || a.code != 409 && a.decision != "" || a.rateLimit != "" {
 					t.Errorf("%d with decision %q", a.code, a.decision)
 				}
 			}
@@ -548,6 +549,9 @@ func TestDrawShutdown(t *testing.T) {
 func TestDrawReload(t *testing.T) {
 	p := fairPolicy("Random")
 	h := newDrawHarness(t, p)
+	if d := h.g.Status().Detail; !strings.Contains(d, "fair draws: window 3s, award Random") {
+		t.Errorf("detail %q", d)
+	}
 	chs := h.hold("o1", "a", "b")
 	h.clock.Advance(time.Second)
 	if err := h.g.Apply(configOf(p)); err != nil { // the same policy
