@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
@@ -152,6 +153,8 @@ type drawTable struct {
 	maxDraws  int
 	maxCands  int
 	maxShut   int
+	policy    string
+	log       logr.Logger
 
 	// metrics, bound at creation
 	mOpened     prometheus.Counter
@@ -210,6 +213,8 @@ func (g *Gateway) newDrawTable(p *policy, gp *gatewayconfig.Policy) *drawTable {
 	}
 	f := gp.Accept.Fairness
 	t := &drawTable{
+		policy:    p.name,
+		log:       g.log,
 		lrw:       f.Award == "LeastRecentlyWon",
 		window:    f.Window.D(),
 		dry:       p.dryRun,
@@ -476,6 +481,10 @@ func (t *drawTable) leave(c *candidate) bool {
 
 // finishLocked counts a draw whose every candidate is settled and frees its place.
 func (t *drawTable) finishLocked(d *draw, outcome int) {
+	if l := t.log.V(1); l.Enabled() {
+		l.Info("fair draw finished", "policy", t.policy, "outcome", drawOutcomeNames[outcome],
+			"candidates", len(d.cands), "tried", d.pos, "heldSeconds", float64(t.now()-d.opened)/1e9)
+	}
 	d.cands, d.order = nil, nil
 	t.live.Add(-1)
 	t.mDraws[outcome].Inc()

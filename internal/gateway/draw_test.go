@@ -689,3 +689,43 @@ func TestDrawNoOfferID(t *testing.T) {
 		t.Error(metricText(t, h.g))
 	}
 }
+
+// TestDrawOrderUniform: over 6,000 Random draws of three candidates (fixed seed), each of the
+// six orders comes about equally often; LeastRecentlyWon sorts by last win, never-won first,
+// and breaks ties both ways.
+func TestDrawOrderUniform(t *testing.T) {
+	h := newDrawHarness(t, fairPolicy("Random"))
+	tb := h.g.active.Load().policy.draws
+	cands := []*candidate{{key: 0}, {key: 1}, {key: 2}}
+	counts := map[string]int{}
+	tb.mu.Lock()
+	for i := 0; i < 6000; i++ {
+		var k string
+		for _, c := range tb.orderLocked(cands) {
+			k += fmt.Sprint(c.key)
+		}
+		counts[k]++
+	}
+	tb.mu.Unlock()
+	for _, k := range []string{"012", "021", "102", "120", "201", "210"} {
+		if counts[k] < 850 || counts[k] > 1150 { // 1000 ± 4.9σ
+			t.Errorf("order %s came %d times of 6000: %v", k, counts[k], counts)
+		}
+	}
+
+	tb.lrw = true
+	lrw := []*candidate{{key: 0, lastWin: 50}, {key: 1, lastWin: 0}, {key: 2, lastWin: 10}, {key: 3, lastWin: 0}}
+	firsts := map[uint64]int{}
+	tb.mu.Lock()
+	for i := 0; i < 100; i++ {
+		o := tb.orderLocked(lrw)
+		if o[2].key != 2 || o[3].key != 0 {
+			t.Fatalf("order %v %v %v %v", o[0].key, o[1].key, o[2].key, o[3].key)
+		}
+		firsts[o[0].key]++
+	}
+	tb.mu.Unlock()
+	if firsts[1] == 0 || firsts[3] == 0 {
+		t.Errorf("never-won ties always broken one way: %v", firsts)
+	}
+}
