@@ -15,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/offerfeed/offerfeed/api/v1alpha1"
 	"github.com/offerfeed/offerfeed/internal/demo"
 	"github.com/offerfeed/offerfeed/internal/market"
 )
@@ -26,13 +27,15 @@ func init() {
 func runDemo(args []string) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	var opts demo.Options
-	fs.DurationVar(&opts.Duration, "duration", 15*time.Second, "how long each market run plays")
+	fs.DurationVar(&opts.Duration, "duration", 18*time.Second, "how long each market run plays")
 	fs.IntVar(&opts.Humans, "humans", 8, "human drivers: poll every 3-6 s, react in 1-3 s")
 	fs.IntVar(&opts.Bots, "bots", 2, "bots: poll every 100 ms, accept within 50 ms, ignore Retry-After")
 	fs.IntVar(&opts.CompliantBots, "compliant-bots", 1, "bots that obey every limit of the policy exactly")
 	runs := fs.String("runs", strings.Join(demo.RunNames, ","), "the market runs to play, in order: dryrun, enforce, fair (Enforce with fair draws)")
 	fs.Uint64Var(&opts.Seed, "seed", 1, "seed of the market's random delays and offers")
 	shape := fs.String("shape", string(market.ShapeREST), "offer API shape: rest (GET /offers) or flex (POST /GetOffersForProviderPost)")
+	award := fs.String("award", string(v1alpha1.AwardLeastRecentlyWon), "award rule of the fair draws: Random or LeastRecentlyWon")
+	fs.DurationVar(&opts.OfferInterval, "offer-interval", demo.DefaultOfferInterval, "time between two offers of the offer service")
 	fs.StringVar(&opts.ReportFile, "report", "offerfeed-demo.html", "HTML chart of the runs; empty for none")
 	verbose := fs.Bool("v", false, "show the manager's and gateway's logs")
 	if err := fs.Parse(args); err != nil {
@@ -40,6 +43,11 @@ func runDemo(args []string) int {
 	}
 	opts.Shape = market.Shape(*shape)
 	opts.Runs = strings.Split(*runs, ",")
+	opts.Award = v1alpha1.FairnessAward(*award)
+	if opts.Award != v1alpha1.AwardRandom && opts.Award != v1alpha1.AwardLeastRecentlyWon {
+		fmt.Fprintf(os.Stderr, "offerfeed demo: --award must be Random or LeastRecentlyWon, not %q\n", *award)
+		return 2
+	}
 	if opts.Shape != market.ShapeREST && opts.Shape != market.ShapeFlex {
 		fmt.Fprintf(os.Stderr, "offerfeed demo: --shape must be rest or flex, not %q\n", *shape)
 		return 2

@@ -46,6 +46,9 @@ const (
 	// MaxAccepts is the demo policy's accept.maxAccepts per 10m: a cap on volume, loose
 	// enough that pacing, reaction time and fair draws decide who wins.
 	MaxAccepts = 20
+	// DefaultOfferInterval is the time between two offers: offers are scarce, as they are
+	// where bots pay off (eight people together accept about one offer every second or two).
+	DefaultOfferInterval = 4 * time.Second
 	// FairnessWindow is the fair-draw window of the demo's last run.
 	FairnessWindow = 3 * time.Second
 	// GatewayImage is the image the demo's manager injects (no kubelet runs it: the demo runs
@@ -57,7 +60,7 @@ const (
 type Options struct {
 	// Out receives the progress lines and the tables.
 	Out io.Writer
-	// Duration is how long each market run plays (wall clock). Default 20s.
+	// Duration is how long each market run plays (wall clock). Default 18s.
 	Duration time.Duration
 	// Humans, Bots and CompliantBots are the drivers of each class. Defaults 8, 2, 1.
 	Humans, Bots, CompliantBots int
@@ -74,6 +77,10 @@ type Options struct {
 	Logger logr.Logger
 	// Runs names the market runs, in order, from RunNames; default all of them.
 	Runs []string
+	// Award is the fair draws' award rule; default LeastRecentlyWon.
+	Award v1alpha1.FairnessAward
+	// OfferInterval is the time between two offers (before Scale); default DefaultOfferInterval.
+	OfferInterval time.Duration
 
 	runs []runSpec
 }
@@ -94,15 +101,15 @@ var runSpecs = map[string]runSpec{
 	"fair":    {name: "fair", title: "policy in Enforce with fair draws", mode: v1alpha1.ModeEnforce, fair: true},
 }
 
-func (r runSpec) describe() string {
+func (r runSpec) describe(award v1alpha1.FairnessAward) string {
 	if r.fair {
-		return fmt.Sprintf("mode %s with fair draws (window %s, award Random)", r.mode, FairnessWindow)
+		return fmt.Sprintf("mode %s with fair draws (window %s, award %s)", r.mode, FairnessWindow, award)
 	}
 	return "mode " + string(r.mode)
 }
 
 // apply sets the run's mode and fairness on p.
-func (r runSpec) apply(p *v1alpha1.OfferFeedPolicy, scale float64) {
+func (r runSpec) apply(p *v1alpha1.OfferFeedPolicy, scale float64, award v1alpha1.FairnessAward) {
 	p.Spec.Mode = r.mode
 	p.Spec.Accept.Fairness = nil
 	if r.fair {
@@ -111,7 +118,7 @@ func (r runSpec) apply(p *v1alpha1.OfferFeedPolicy, scale float64) {
 			w = time.Duration(float64(w) * scale)
 		}
 		p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: v1alpha1.Duration(fmt.Sprintf("%dms", w/time.Millisecond)),
-			Award: v1alpha1.AwardRandom}
+			Award: award}
 	}
 }
 
@@ -136,11 +143,13 @@ func (o *Options) defaults() error {
 		o.runs = append(o.runs, r)
 	}
 	o.Out = cmp.Or[io.Writer](o.Out, io.Discard)
-	o.Duration = cmp.Or(o.Duration, 20*time.Second)
+	o.Duration = cmp.Or(o.Duration, 18*time.Second)
+	o.OfferInterval = cmp.Or(o.OfferInterval, DefaultOfferInterval)
 	if o.Humans == 0 && o.Bots == 0 && o.CompliantBots == 0 {
 		o.Humans, o.Bots, o.CompliantBots = 8, 2, 1
 	}
 	o.Seed = cmp.Or(o.Seed, 1)
+	o.Award = cmp.Or(o.Award, v1alpha1.AwardLeastRecentlyWon)
 	o.Shape = cmp.Or(o.Shape, market.ShapeREST)
 	if o.Logger.GetSink() == nil {
 		o.Logger = logr.Discard()
@@ -223,7 +232,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 	for i, run := range d.opts.runs {
 		if i > 0 {
-			d.step("updating policy %s/%s to %s (kubectl edit, in effect)", Namespace, PolicyName, run.describe())
+			d.step("updating policy %s/%s to %s (kubectl edit, in effect)", Namespace, PolicyName, run.describe(d.opts.Award))
 			if err := d.update(ctx, run); err != nil {
 				return res, err
 			}
@@ -307,9 +316,9 @@ func (d *demo) setUpCluster(ctx context.Context, res *Result) error {
 	}
 	first := d.opts.runs[0]
 	p := Policy(d.opts.Shape, first.mode, d.opts.Scale)
-	first.apply(p, d.opts.Scale)
+	first.apply(p, d.opts.Scale, d.opts.Award)
 	d.step("applying OfferFeedPolicy %s/%s: %s, feed minInterval %s, accept minReactionTime %s, maxAccepts %d per %s, requireShown",
-		Namespace, PolicyName, first.describe(), p.Spec.Feed.MinInterval, *p.Spec.Accept.MinReactionTime,
+		Namespace, PolicyName, first.describe(d.opts.Award), p.Spec.Feed.MinInterval, *p.Spec.Accept.MinReactionTime,
 		*p.Spec.Accept.MaxAccepts, *p.Spec.Accept.Window)
 	if err := d.c.Create(ctx, p); err != nil {
 		return fmt.Errorf("creating the policy: %w", err)
@@ -452,7 +461,7 @@ func (d *demo) update(ctx context.Context, run runSpec) error {
 	if err := d.c.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: PolicyName}, p); err != nil {
 		return err
 	}
-	run.apply(p, d.opts.Scale)
+	run.apply(p, d.opts.Scale, d.opts.Award)
 	if err := d.c.Update(ctx, p); err != nil {
 		return fmt.Errorf("updating the policy: %w", err)
 	}
@@ -470,6 +479,7 @@ func (d *demo) marketConfig(title, runID string) market.Config {
 			MaxAccepts:      int(*pol.Accept.MaxAccepts), Window: mustDuration(*pol.Accept.Window),
 		},
 		Duration: d.opts.Duration, Seed: d.opts.Seed, Scale: d.opts.Scale, Service: d.service,
+		Timing: market.Timing{OfferInterval: d.opts.OfferInterval},
 	}
 }
 

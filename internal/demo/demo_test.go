@@ -13,7 +13,8 @@ import (
 )
 
 // TestDemo plays a short, four times faster demo and checks its story: bots win most offers
-// while the policy only flags them, humans win most once it is enforced.
+// while the policy only flags them; once it is enforced raw bots win nothing; fair draws hold
+// accepts and let people win.
 func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a control plane and plays two markets")
@@ -21,28 +22,35 @@ func TestDemo(t *testing.T) {
 	var out bytes.Buffer
 	report := filepath.Join(t.TempDir(), "demo.html")
 	res, err := Run(context.Background(), Options{Out: &out, Duration: 6 * time.Second, Scale: 0.25,
-		Humans: 6, Bots: 2, Seed: 7, ReportFile: report, Runs: []string{"dryrun", "enforce"}})
+		Humans: 6, Bots: 2, CompliantBots: 1, Seed: 7, ReportFile: report})
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Runs) != 2 {
-		t.Fatalf("%d runs, want 2", len(res.Runs))
+	if len(res.Runs) != 3 {
+		t.Fatalf("%d runs, want 3", len(res.Runs))
 	}
-	dry, enforce := res.Runs[0], res.Runs[1]
+	dry, enforce, fair := res.Runs[0], res.Runs[1], res.Runs[2]
 	if h, b := dry.Class(market.ClassHuman), dry.Class(market.ClassBot); b.OffersWon <= h.OffersWon {
 		t.Errorf("DryRun: bots won %d, humans %d; bots should win most", b.OffersWon, h.OffersWon)
 	}
 	if dry.Class(market.ClassBot).Flags["too-fast"] == 0 {
 		t.Error("DryRun: the offer service saw no too-fast flags on bot accepts")
 	}
-	if h, b := enforce.Class(market.ClassHuman), enforce.Class(market.ClassBot); h.OffersWon <= b.OffersWon {
-		t.Errorf("Enforce: humans won %d, bots %d; humans should win most", h.OffersWon, b.OffersWon)
+	if b := enforce.Class(market.ClassBot); b.OffersWon != 0 || b.Decisions["too-fast"] == 0 {
+		t.Errorf("Enforce: raw bots won %d offers (accepts refused too-fast: %d); they should win none", b.OffersWon, b.Decisions["too-fast"])
+	}
+	if fair.Class(market.ClassBot).OffersWon != 0 || fair.Class(market.ClassHuman).OffersWon == 0 {
+		t.Errorf("fair draws: raw bots won %d, humans %d", fair.Class(market.ClassBot).OffersWon, fair.Class(market.ClassHuman).OffersWon)
+	}
+	lost := fair.Class(market.ClassHuman).Decisions["lost-draw"] + fair.Class(market.ClassCompliantBot).Decisions["lost-draw"]
+	if lost == 0 {
+		t.Error("fair draws: no accept lost a draw; were accepts held?")
 	}
 	if enforce.Class(market.ClassBot).Decisions["feed-throttled"] == 0 {
 		t.Error("Enforce: no bot poll was refused")
 	}
-	for _, want := range []string{"Run 1: policy in DryRun", "Run 2: policy in Enforce", "gateway enforces policy standard in Enforce", "Offers won by class"} {
+	for _, want := range []string{"Run 1: policy in DryRun", "Run 2: policy in Enforce", "Run 3: policy in Enforce with fair draws", "gateway enforces policy standard in Enforce", "Offers won by class"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}
