@@ -31,6 +31,10 @@ const (
 	DecisionUnseenOffer = "unseen-offer"
 	// DecisionMissingIdentity: a governed request without the identity header; 400.
 	DecisionMissingIdentity = "missing-identity"
+	// DecisionLostDraw: an accept held for its offer's fair draw that another driver won; 409.
+	DecisionLostDraw = "lost-draw"
+	// DecisionDuplicateAccept: a second accept of a driver already in the offer's open draw; 409.
+	DecisionDuplicateAccept = "duplicate-accept"
 )
 
 // GatewayOption configures NewGateway.

@@ -43,6 +43,8 @@ func TestDecisionNames(t *testing.T) {
 		offerfeedtest.DecisionTooFast:         gateway.TooFast.String(),
 		offerfeedtest.DecisionUnseenOffer:     gateway.UnseenOffer.String(),
 		offerfeedtest.DecisionMissingIdentity: gateway.MissingIdentity.String(),
+		offerfeedtest.DecisionLostDraw:        gateway.DecisionLostDraw,
+		offerfeedtest.DecisionDuplicateAccept: gateway.DecisionDuplicateAccept,
 	} {
 		if got != want {
 			t.Errorf("offerfeedtest says %q, the gateway %q", got, want)
