@@ -279,7 +279,10 @@ func Policy(shape market.Shape, mode v1alpha1.PolicyMode, scale float64) *v1alph
 		if scale > 0 {
 			d = time.Duration(float64(d) * scale)
 		}
-		if d%time.Second == 0 {
+		switch {
+		case d%time.Minute == 0:
+			return v1alpha1.Duration(fmt.Sprintf("%dm", d/time.Minute))
+		case d%time.Second == 0:
 			return v1alpha1.Duration(fmt.Sprintf("%ds", d/time.Second))
 		}
 		return v1alpha1.Duration(fmt.Sprintf("%dms", d/time.Millisecond))
