@@ -27,7 +27,7 @@ func init() {
 func runDemo(args []string) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	var opts demo.Options
-	fs.DurationVar(&opts.Duration, "duration", 18*time.Second, "how long each market run plays")
+	fs.DurationVar(&opts.Duration, "duration", 16*time.Second, "how long each market run plays")
 	fs.IntVar(&opts.Humans, "humans", 8, "human drivers: poll every 3-6 s, react in 1-3 s")
 	fs.IntVar(&opts.Bots, "bots", 2, "bots: poll every 100 ms, accept within 50 ms, ignore Retry-After")
 	fs.IntVar(&opts.CompliantBots, "compliant-bots", 1, "bots that obey every limit of the policy exactly")

@@ -60,7 +60,7 @@ const (
 type Options struct {
 	// Out receives the progress lines and the tables.
 	Out io.Writer
-	// Duration is how long each market run plays (wall clock). Default 18s.
+	// Duration is how long each market run plays (wall clock). Default 16s.
 	Duration time.Duration
 	// Humans, Bots and CompliantBots are the drivers of each class. Defaults 8, 2, 1.
 	Humans, Bots, CompliantBots int
@@ -143,7 +143,7 @@ func (o *Options) defaults() error {
 		o.runs = append(o.runs, r)
 	}
 	o.Out = cmp.Or[io.Writer](o.Out, io.Discard)
-	o.Duration = cmp.Or(o.Duration, 18*time.Second)
+	o.Duration = cmp.Or(o.Duration, 16*time.Second)
 	o.OfferInterval = cmp.Or(o.OfferInterval, DefaultOfferInterval)
 	if o.Humans == 0 && o.Bots == 0 && o.CompliantBots == 0 {
 		o.Humans, o.Bots, o.CompliantBots = 8, 2, 1
