@@ -166,6 +166,21 @@ func TestUpstreamFaults(t *testing.T) {
 	if !hasMetric(t, g, `offerfeed_gateway_upstream_errors_total{kind="timeout"} 20`) {
 		t.Error("timeouts not counted")
 	}
+
+	// Accepts are forwarded with a deadline of their own; its expiry is a timeout too.
+	p := standardPolicy()
+	p.Accept.RequireShown, p.Accept.MinReactionTime = false, 0
+	g.Apply(configOf(p))
+	w = httptest.NewRecorder()
+	r := httptest.NewRequest("POST", "/offers/o1/accept", nil)
+	r.Header.Set("X-Driver-Id", "acceptor")
+	g.ServeHTTP(w, r)
+	if w.Code != http.StatusGatewayTimeout {
+		t.Errorf("slow upstream, accept: %d, want 504", w.Code)
+	}
+	if !hasMetric(t, g, `offerfeed_gateway_upstream_errors_total{kind="timeout"} 21`) {
+		t.Error("accept timeout not counted as a timeout")
+	}
 	eventually(t, "goroutines to settle", func() bool { return runtime.NumGoroutine() <= base+5 })
 }
 

@@ -142,6 +142,9 @@ func TestDecisions(t *testing.T) {
 			{method: "GET", path: "/offers", status: 400, decision: "missing-identity"},
 			{method: "POST", path: "/offers/o1/accept", status: 400, decision: "missing-identity"},
 			{method: "GET", path: "/offers", hdr: []string{"X-Driver-Id", ""}, status: 400, decision: "missing-identity"},
+			// An identity sent twice with different values is none (an appending ingress).
+			{method: "GET", path: "/offers", hdr: []string{"X-Driver-Id", "bot", "X-Driver-Id", "fresh-1"}, status: 400, decision: "missing-identity"},
+			{method: "GET", path: "/offers", hdr: []string{"X-Driver-Id", "d1", "X-Driver-Id", "d1"}, status: 200, forwarded: true},
 			{method: "GET", path: "/health", status: 200, forwarded: true}, // not governed
 		}},
 		{"anything else is proxied", standardPolicy(), []step{

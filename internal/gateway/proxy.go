@@ -122,11 +122,14 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	}
 	kind, code := "unreachable", http.StatusBadGateway
 	var ne net.Error
+	// Accepts are forwarded with a deadline of their own (they wait for the answer even when
+	// the driver hangs up), so an expired request context is a timeout, not a cancellation.
 	switch {
+	case errors.Is(r.Context().Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &ne) && ne.Timeout():
+		kind, code = "timeout", http.StatusGatewayTimeout
 	case r.Context().Err() != nil:
 		kind = "canceled"
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		kind, code = "timeout", http.StatusGatewayTimeout
 	}
 	g.m.upstreamErrors.WithLabelValues(kind).Inc()
 	if l := g.log.V(1); l.Enabled() {

@@ -54,9 +54,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.proxy.ServeHTTP(w, r)
 		return
 	}
+	// The identity is one value. A header sent several times with different values is no
+	// identity: an ingress that appends rather than replaces would otherwise let a client pick
+	// a new identity on every request.
 	var ident string
 	if v := r.Header[p.identity]; len(v) > 0 {
 		ident = v[0]
+		for _, o := range v[1:] {
+			if o != ident {
+				ident = ""
+				break
+			}
+		}
 	}
 	if ident == "" {
 		p.counters[rt][MissingIdentity].Inc()
