@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -32,6 +33,11 @@ import (
 // ConfigHashAnnotation on the gateway ConfigMap holds the hash of its config.json.
 const ConfigHashAnnotation = "offerfeed.dev/config-hash"
 
+// foreignConfigMapRecheck is how often a namespace whose offerfeed-gateway ConfigMap is not
+// offerfeed's is looked at again: the cache holds only offerfeed's ConfigMaps, so the removal
+// of a foreign one raises no event.
+const foreignConfigMapRecheck = time.Minute
+
 // PodMetadata is the metadata-only form of a Pod that the controller watches and caches.
 func PodMetadata() *metav1.PartialObjectMetadata {
 	m := &metav1.PartialObjectMetadata{}
@@ -43,6 +49,8 @@ func PodMetadata() *metav1.PartialObjectMetadata {
 // requests are keyed by the ConfigMap: namespace and name offerfeed-gateway.
 type OfferFeedPolicyReconciler struct {
 	client.Client
+	// APIReader reads past the cache, for the ConfigMaps the cache does not hold.
+	APIReader client.Reader
 	// Recorder records events on policies, on transitions only.
 	Recorder recorder.EventRecorder
 }
@@ -83,6 +91,9 @@ func (r *OfferFeedPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		}
 	}
 	logger.V(1).Info("reconciled gateway config", "policies", len(policies.Items), "programmed", len(res.Config.Policies))
+	if !managed {
+		return ctrl.Result{RequeueAfter: foreignConfigMapRecheck}, nil
+	}
 	return ctrl.Result{}, nil
 }
 
@@ -117,6 +128,17 @@ func (r *OfferFeedPolicyReconciler) applyConfigMap(ctx context.Context, ns strin
 	case apierrors.IsNotFound(err):
 		if !create {
 			return true, nil
+		}
+		// Not in the cache: not there, or not offerfeed's. Ask the API server before writing.
+		if r.APIReader != nil {
+			foreign := &metav1.PartialObjectMetadata{}
+			foreign.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+			switch err := r.APIReader.Get(ctx, key, foreign); {
+			case err == nil:
+				return false, nil
+			case !apierrors.IsNotFound(err):
+				return false, fmt.Errorf("getting ConfigMap %s: %w", key, err)
+			}
 		}
 		cm = &corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{
@@ -179,11 +201,11 @@ func (r *OfferFeedPolicyReconciler) applyStatus(ctx context.Context, p *v1alpha1
 	}
 	accepted := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionAccepted)
 	if accepted.Status == metav1.ConditionFalse && (wasAccepted || !hadAccepted) {
-		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, accepted.Reason, "Render", accepted.Message)
+		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, accepted.Reason, "Render", "%s", accepted.Message)
 	}
 	programmed := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionProgrammed)
 	if programmed.Status == metav1.ConditionTrue && !wasProgrammed {
-		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, programmed.Reason, "Program", programmed.Message)
+		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, programmed.Reason, "Program", "%s", programmed.Message)
 	}
 	return nil
 }

@@ -268,6 +268,25 @@ var _ = Describe("OfferFeedPolicy controller", func() {
 		cm := &corev1.ConfigMap{}
 		Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: v1alpha1.GatewayConfigMapName}, cm)).To(Succeed())
 		Expect(cm.Data).To(Equal(map[string]string{"mine": "yes"}))
+
+		By("not trying to create it again on every reconcile")
+		Eventually(func() int64 {
+			before := writes.Load()
+			time.Sleep(time.Second)
+			return writes.Load() - before
+		}).WithTimeout(timeout).Should(BeZero())
+		before := writes.Load()
+		Eventually(func(g Gomega) {
+			p := getPolicy(g, ns, "standard")
+			p.Spec.Feed.MinInterval = "3s" // a reconcile that renders something new
+			g.Expect(k8s.Update(ctx(), p)).To(Succeed())
+		}).WithTimeout(timeout).Should(Succeed())
+		Eventually(func(g Gomega) {
+			p := getPolicy(g, ns, "standard")
+			g.Expect(p.Status.ObservedGeneration).To(Equal(p.Generation))
+		}).WithTimeout(timeout).Should(Succeed())
+		// One status patch for the new generation, and no POST of the ConfigMap.
+		Consistently(func() int64 { return writes.Load() - before }).WithTimeout(settle).Should(BeNumerically("<=", 1))
 	})
 
 	It("makes no API writes once converged", func() {

@@ -121,7 +121,8 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 	if opts.Controller != "" {
 		name += "-" + opts.Controller
 	}
-	r := &controllers.OfferFeedPolicyReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder(name)}
+	r := &controllers.OfferFeedPolicyReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+		Recorder: mgr.GetEventRecorder(name)}
 	if err := r.SetupWithManager(mgr, controllers.Options{
 		MaxConcurrentReconciles: cmp.Or(opts.MaxConcurrentReconciles, 4),
 		Name:                    opts.Controller,
