@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -160,6 +161,8 @@ func (o *Options) defaults() error {
 // demo holds the running parts.
 type demo struct {
 	opts    Options
+	wg      sync.WaitGroup // the background goroutines: servers, projector, file watch
+	dir     string         // the projected ConfigMap volume
 	env     *envtest.Environment
 	c       client.Client
 	gw      *gateway.Gateway
@@ -221,6 +224,15 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if err := waitWebhook(ctx, net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort))); err != nil {
 		return nil, err
 	}
+
+	// Runs before the manager and the control plane stop (defers run last first).
+	defer func() {
+		cancel()
+		d.wg.Wait()
+		if d.dir != "" {
+			_ = os.RemoveAll(d.dir)
+		}
+	}()
 
 	res = &Result{}
 	if err := d.setUpCluster(ctx, res); err != nil {
@@ -409,7 +421,7 @@ func (d *demo) waitProgrammed(ctx context.Context, mode v1alpha1.PolicyMode) err
 func (d *demo) startServices(ctx context.Context, podLabels map[string]string) error {
 	mc := d.marketConfig("", "")
 	d.service = market.NewOfferService(mc.ServiceConfig())
-	upstream, err := serve(ctx, d.service)
+	upstream, err := d.serve(ctx, d.service)
 	if err != nil {
 		return err
 	}
@@ -417,9 +429,9 @@ func (d *demo) startServices(ctx context.Context, podLabels map[string]string) e
 	if err != nil {
 		return err
 	}
-	context.AfterFunc(ctx, func() { _ = os.RemoveAll(dir) })
+	d.dir = dir
 	proj := &projector{c: d.c, key: client.ObjectKey{Namespace: Namespace, Name: v1alpha1.GatewayConfigMapName}, dir: dir}
-	go proj.run(ctx)
+	d.wg.Go(func() { proj.run(ctx) })
 
 	u, _ := url.Parse(upstream)
 	d.gw, err = gateway.New(gateway.Options{Upstream: u, PodLabels: podLabels, Namespace: Namespace,
@@ -428,8 +440,8 @@ func (d *demo) startServices(ctx context.Context, podLabels map[string]string) e
 		return err
 	}
 	configFile := filepath.Join(dir, v1alpha1.GatewayConfigKey)
-	go func() { _ = d.gw.Watch(ctx, configFile, "") }()
-	d.gwURL, err = serve(ctx, d.gw)
+	d.wg.Go(func() { _ = d.gw.Watch(ctx, configFile, "") })
+	d.gwURL, err = d.serve(ctx, d.gw)
 	if err != nil {
 		return err
 	}
@@ -514,16 +526,18 @@ func writeReport(path string, runs []*market.Report) error {
 	return f.Close()
 }
 
-// serve serves h on a loopback port until ctx ends and returns its URL.
-func serve(ctx context.Context, h http.Handler) (string, error) {
+// serve serves h on a loopback port until ctx ends and returns its URL; Run waits for the
+// server to shut down.
+func (d *demo) serve(ctx context.Context, h http.Handler) (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	context.AfterFunc(ctx, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	d.wg.Go(func() { _ = srv.Serve(l) })
+	d.wg.Go(func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	})
