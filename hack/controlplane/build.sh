@@ -9,7 +9,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 version="${ENVTEST_K8S_VERSION:-1.37.2}"
-dir="${ENVTEST_ASSETS_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/kubebuilder-envtest/k8s/${version}-linux-amd64}"
+dir="${ENVTEST_ASSETS_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/kubebuilder-envtest/k8s/${version}-$(go env GOOS)-$(go env GOARCH)}"
 mkdir -p "$dir"
 
 # build NAME MODULE_DIR PACKAGE

@@ -23,7 +23,7 @@ func init() {
 	register("render", "print the gateway config the operator would write for policy manifests", runRender)
 }
 
-// stringList is a repeatable string flag.
+// stringList is a repeatable string flag, such as -f of render and validate.
 type stringList []string
 
 func (s *stringList) String() string     { return fmt.Sprint(*s) }

@@ -24,12 +24,6 @@ const (
 	validateUsage   = 2 // usage error, or a file that cannot be read
 )
 
-// fileFlags is the repeatable -f flag.
-type fileFlags []string
-
-func (f *fileFlags) String() string     { return fmt.Sprint(*f) }
-func (f *fileFlags) Set(v string) error { *f = append(*f, v); return nil }
-
 func runValidate(args []string) int {
 	return validateMain(context.Background(), args, os.Stdin, os.Stdout, os.Stderr)
 }
@@ -54,7 +48,7 @@ type validateSummary struct {
 func validateMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var files fileFlags
+	var files stringList
 	fs.Var(&files, "f", "manifest file or directory, read recursively for *.yaml, *.yml and *.json (repeatable; - for standard input)")
 	fs.Var(&files, "filename", "same as -f")
 	var output, namespace string

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -18,16 +19,20 @@ import (
 const KubernetesVersion = "1.37.2"
 
 // AssetsDir returns the directory holding kube-apiserver, etcd and kubectl: $KUBEBUILDER_ASSETS
-// when set, else the directory setup-envtest uses, where hack/controlplane/build.sh puts them.
+// when set, else $ENVTEST_ASSETS_DIR (as for hack/controlplane/build.sh), else the directory
+// setup-envtest uses, where hack/controlplane/build.sh puts them by default.
 func AssetsDir() (string, error) {
 	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
 		return d, nil
 	}
-	base, err := envtest.SetupEnvtestDefaultBinaryAssetsDirectory()
-	if err != nil {
-		return "", fmt.Errorf("locating envtest binaries: %w", err)
+	dir := os.Getenv("ENVTEST_ASSETS_DIR")
+	if dir == "" {
+		base, err := envtest.SetupEnvtestDefaultBinaryAssetsDirectory()
+		if err != nil {
+			return "", fmt.Errorf("locating envtest binaries: %w", err)
+		}
+		dir = filepath.Join(base, KubernetesVersion+"-"+runtime.GOOS+"-"+runtime.GOARCH)
 	}
-	dir := filepath.Join(base, KubernetesVersion+"-linux-amd64")
 	for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
 			return "", fmt.Errorf("envtest binary %s missing in %s; run `make controlplane` (hack/controlplane/build.sh): %w", b, dir, err)
