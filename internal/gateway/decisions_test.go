@@ -214,7 +214,9 @@ func TestOverrides(t *testing.T) {
 	p.Overrides = []gatewayconfig.Override{
 		{Drivers: []string{"fast", "both"}, Feed: &gatewayconfig.FeedOverride{MinInterval: dur("500ms")}},
 		{Drivers: []string{"both", "burst"}, Feed: &gatewayconfig.FeedOverride{Burst: 3}},
-		{Drivers: []string{"eager"}, Accept: &gatewayconfig.AcceptOverride{MinReactionTime: dur("100ms"), MaxAccepts: 1}},
+		{Drivers: []string{"eager"}, Accept: &gatewayconfig.AcceptOverride{MinReactionTime: durp("100ms"), MaxAccepts: 1}},
+		// "0s" is an override too: no reaction time at all.
+		{Drivers: []string{"instant"}, Accept: &gatewayconfig.AcceptOverride{MinReactionTime: durp("0s")}},
 	}
 	h := newHarness(t, configOf(p))
 	runSteps(t, h, []step{
@@ -232,6 +234,10 @@ func TestOverrides(t *testing.T) {
 		feed(0, "eager", 200, ""),
 		accept(200*time.Millisecond, "eager", "o1", 200, ""),
 		accept(0, "eager", "o2", 429, "accept-throttled"),
+		feed(2*time.Second, "instant", 200, ""),
+		accept(0, "instant", "o1", 200, ""),
+		feed(0, "plain2", 200, ""),
+		accept(0, "plain2", "o2", 429, "too-fast"),
 	})
 }
 

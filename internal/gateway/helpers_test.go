@@ -189,6 +189,9 @@ func (h *harness) do(method, path, body string, hdr ...string) *httptest.Respons
 	return w
 }
 
+// durp is dur as a pointer, for optional durations.
+func durp(s string) *gatewayconfig.Duration { d := dur(s); return &d }
+
 func drv(id string) []string { return []string{"X-Driver-Id", id} }
 
 // expect checks a response's status and decision header.

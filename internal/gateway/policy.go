@@ -186,8 +186,8 @@ func makeLimits(p *gatewayconfig.Policy, o *gatewayconfig.Override) *limits {
 			if o.Accept.Window != 0 {
 				l.window = int64(o.Accept.Window)
 			}
-			if o.Accept.MinReactionTime != 0 {
-				l.minReaction = int64(o.Accept.MinReactionTime)
+			if o.Accept.MinReactionTime != nil {
+				l.minReaction = int64(*o.Accept.MinReactionTime)
 			}
 		}
 	}

@@ -207,9 +207,12 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 		}
 		if o.Accept != nil {
 			g.Accept = &gatewayconfig.AcceptOverride{
-				MaxAccepts:      deref(o.Accept.MaxAccepts),
-				Window:          dur(fmt.Sprintf("spec.overrides[%d].accept.window", i), o.Accept.Window),
-				MinReactionTime: dur(fmt.Sprintf("spec.overrides[%d].accept.minReactionTime", i), o.Accept.MinReactionTime),
+				MaxAccepts: deref(o.Accept.MaxAccepts),
+				Window:     dur(fmt.Sprintf("spec.overrides[%d].accept.window", i), o.Accept.Window),
+			}
+			if o.Accept.MinReactionTime != nil {
+				mrt := dur(fmt.Sprintf("spec.overrides[%d].accept.minReactionTime", i), o.Accept.MinReactionTime)
+				g.Accept.MinReactionTime = &mrt
 			}
 		}
 		out.Overrides = append(out.Overrides, g)

@@ -128,11 +128,12 @@ type FeedOverride struct {
 	Burst       int32    `json:"burst,omitempty"`
 }
 
-// AcceptOverride overrides accept limits; zero fields are not overridden.
+// AcceptOverride overrides accept limits; zero (nil) fields are not overridden.
 type AcceptOverride struct {
-	MaxAccepts      int32    `json:"maxAccepts,omitempty"`
-	Window          Duration `json:"window,omitempty"`
-	MinReactionTime Duration `json:"minReactionTime,omitempty"`
+	MaxAccepts int32    `json:"maxAccepts,omitempty"`
+	Window     Duration `json:"window,omitempty"`
+	// MinReactionTime is a pointer because "0s" is an override: no reaction time at all.
+	MinReactionTime *Duration `json:"minReactionTime,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string.

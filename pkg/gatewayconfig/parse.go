@@ -286,7 +286,7 @@ func validatePolicy(p *Policy) []error {
 			if p.Accept == nil {
 				add(f+".accept", "an override of accept needs accept to be set")
 			}
-			if oa.MaxAccepts == 0 && oa.Window == 0 && oa.MinReactionTime == 0 {
+			if oa.MaxAccepts == 0 && oa.Window == 0 && oa.MinReactionTime == nil {
 				add(f+".accept", "an accept override must set maxAccepts, window or minReactionTime")
 			}
 			if oa.MaxAccepts < 0 || oa.MaxAccepts > MaxMaxAccepts {
@@ -295,7 +295,7 @@ func validatePolicy(p *Policy) []error {
 			if oa.Window != 0 {
 				checkWindow(add, f+".accept.window", oa.Window)
 			}
-			if oa.MinReactionTime.D() > MaxMinReactionTime {
+			if oa.MinReactionTime != nil && oa.MinReactionTime.D() > MaxMinReactionTime {
 				add(f+".accept.minReactionTime", "%s is more than %s", oa.MinReactionTime.D(), MaxMinReactionTime)
 			}
 			if p.Accept != nil {
@@ -307,8 +307,8 @@ func validatePolicy(p *Policy) []error {
 				if oa.Window != 0 {
 					win = oa.Window
 				}
-				if oa.MinReactionTime != 0 {
-					mrt = oa.MinReactionTime
+				if oa.MinReactionTime != nil {
+					mrt = *oa.MinReactionTime
 				}
 				if (maxA > 0) != (win > 0) {
 					add(f+".accept", "maxAccepts and window must be set together (with the policy's values)")
