@@ -43,8 +43,10 @@ func TestGatewayFlagErrors(t *testing.T) {
 // admin port, and on SIGTERM fails /readyz and lets a request in flight finish.
 func TestGatewayCommand(t *testing.T) {
 	slow := make(chan struct{})
+	reached := make(chan struct{}, 1) // the slow request reached the offer service
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
+			reached <- struct{}{}
 			<-slow
 		}
 		io.WriteString(w, "ok")
@@ -99,7 +101,7 @@ func TestGatewayCommand(t *testing.T) {
 		code, body := get(listen, "/slow")
 		inflight <- fmt.Sprint(code, " ", body)
 	}()
-	time.Sleep(100 * time.Millisecond) // let the request reach the offer service
+	<-reached
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
