@@ -601,11 +601,15 @@ func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *pol
 	g.forwardAccept(w, r, st)
 }
 
-// forwardAccept forwards an accept. One that holds a slot or is a draw's try waits for the
-// offer service's answer even when its driver hangs up (at most the upstream timeout), as
-// serveAccept does: its 2xx must count, and a draw must know whether its offer was taken.
+// forwardAccept forwards an accept, for serveAccept and for a draw's tries. One that holds a
+// slot or is a draw's try waits for the offer service's answer even when its driver hangs up
+// (at most the upstream timeout): its 2xx must count, and a draw must know whether its offer
+// was taken.
 func (g *Gateway) forwardAccept(w http.ResponseWriter, r *http.Request, st *reqState) {
-	if st.ticket != nil || st.draw.d != nil {
+	// A driver that hangs up does not cancel its accept at the offer service: the gateway
+	// waits for the answer (at most the upstream timeout) so that a 2xx counts. Otherwise a
+	// bot could send accepts and hang up at once to keep its slots free.
+	if st.ticket != nil || (st.draw != nil && st.draw.d != nil) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), g.opts.UpstreamTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)

@@ -208,15 +208,7 @@ func (g *Gateway) serveAccept(w http.ResponseWriter, r *http.Request, p *policy,
 	// Free the slot if the proxy never reached the response or error hook (a panic, an
 	// aborted handler).
 	defer ticket.finish(0)
-	if ticket != nil {
-		// A driver that hangs up does not cancel its accept at the offer service: the gateway
-		// waits for the answer (at most the upstream timeout) so that a 2xx counts. Otherwise
-		// a bot could send accepts and hang up at once to keep its slots free.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), g.opts.UpstreamTimeout)
-		defer cancel()
-		r = r.WithContext(ctx)
-	}
-	g.forward(w, r, &reqState{route: routeAccept, ticket: ticket})
+	g.forwardAccept(w, r, &reqState{route: routeAccept, ticket: ticket})
 }
 
 // refuse answers a refused request itself.
