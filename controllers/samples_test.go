@@ -53,7 +53,7 @@ var _ = Describe("kubectl and the samples", func() {
 		out, err = kubectl("get", "ofp", "-n", ns)
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(strings.Fields(strings.SplitN(out, "\n", 2)[0])).To(Equal([]string{"NAME", "MODE", "ACCEPTED", "PROGRAMMED", "TARGETED", "AGE"}))
-		Expect(out).To(MatchRegexp(`standard\s+Enforce\s+True\s+True\s+0`))
+		Expect(out).To(MatchRegexp(`standard\s+Enforce\s+True\s+True\s+0\s+\d+s\n`), "no pods run here: Targeted is 0")
 	})
 
 	It("refuses an invalid policy with a message naming the field", func() {

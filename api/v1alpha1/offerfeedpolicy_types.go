@@ -338,6 +338,7 @@ type OfferFeedPolicyStatus struct {
 	// the gateway sidecar.
 	//
 	// +optional
+	// +kubebuilder:default=0
 	TargetedPods int32 `json:"targetedPods"`
 
 	// configHash is the hash ("sha256:" and hex) of this policy's entry in the gateway config,
