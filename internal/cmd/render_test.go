@@ -3,14 +3,16 @@ package cmd
 import (
 	"bytes"
 	"context"
-	"github.com/go-logr/logr"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -68,6 +70,10 @@ spec:
 	}
 }
 
+// renderManagers counts the managers TestRenderMatchesOperator started in this process, so
+// that each has its own controller name (controller-runtime refuses a name twice).
+var renderManagers atomic.Int32
+
 // TestRenderMatchesOperator applies manifests to a real API server with the manager running and
 // checks that `offerfeed render` prints exactly the bytes of the ConfigMap the operator writes.
 func TestRenderMatchesOperator(t *testing.T) {
@@ -84,7 +90,7 @@ func TestRenderMatchesOperator(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	mgr, err := operator.NewManager(testenv.Unthrottled(cfg), operator.Options{Controller: "render-test"})
+	mgr, err := operator.NewManager(testenv.Unthrottled(cfg), operator.Options{Controller: fmt.Sprintf("render-test-%d", renderManagers.Add(1))})
 	if err != nil {
 		t.Fatal(err)
 	}
