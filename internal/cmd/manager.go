@@ -57,7 +57,10 @@ var errFlagParse = errors.New("bad flags")
 func parseManagerFlags(args []string) (operator.Options, *zap.Options, error) {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	var opts operator.Options
-	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 turns it off")
+	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8443", "address of the Prometheus /metrics endpoint; 0 turns it off")
+	fs.BoolVar(&opts.MetricsSecure, "metrics-secure", true, "serve /metrics over HTTPS to clients the API server authenticates and authorizes (get on the URL /metrics); false serves plain HTTP to anyone")
+	fs.StringVar(&opts.MetricsCertDir, "metrics-cert-dir", "", "directory with tls.crt and tls.key for secure metrics (reloaded on change); without them a self-signed certificate is used")
+	fs.BoolVar(&opts.EnableHTTP2, "enable-http2", false, "let the metrics and webhook servers speak HTTP/2 (off: HTTP/2 stream resets are a denial-of-service risk)")
 	fs.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	fs.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect a leader among manager replicas; only the leader reconciles")
 	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the manager's own)")

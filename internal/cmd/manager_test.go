@@ -46,7 +46,7 @@ func TestManagerFlagsOfTheInstall(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parsing %q: %v", args, err)
 	}
-	if !opts.LeaderElection || opts.ProbeAddr != ":8081" || opts.MetricsAddr != ":8080" {
+	if !opts.LeaderElection || opts.ProbeAddr != ":8081" || opts.MetricsAddr != ":8443" || !opts.MetricsSecure || opts.EnableHTTP2 {
 		t.Errorf("options %+v", opts)
 	}
 	if opts.Gateway.Image != c.Image {

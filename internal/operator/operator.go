@@ -5,6 +5,7 @@ package operator
 
 import (
 	"cmp"
+	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -35,6 +37,16 @@ const LeaderElectionID = "offerfeed-manager.offerfeed.dev"
 type Options struct {
 	// MetricsAddr is where controller-runtime metrics are served; "" or "0" turns them off.
 	MetricsAddr string
+	// MetricsSecure serves the metrics over HTTPS, only to clients whose bearer token the API
+	// server accepts (TokenReview) and who may get the URL /metrics (SubjectAccessReview),
+	// such as a Prometheus bound to the install's metrics-reader ClusterRole.
+	MetricsSecure bool
+	// MetricsCertDir holds tls.crt and tls.key for secure metrics, reloaded when they change;
+	// without them the manager uses a self-signed certificate kept in memory.
+	MetricsCertDir string
+	// EnableHTTP2 lets the metrics and webhook servers speak HTTP/2. Off by default: HTTP/2
+	// stream resets (CVE-2023-44487, CVE-2023-39325) cost a server more than a client.
+	EnableHTTP2 bool
 	// ProbeAddr is where /healthz and /readyz are served; "" turns them off.
 	ProbeAddr string
 	// LeaderElection makes replicas elect one leader that reconciles.
@@ -75,6 +87,10 @@ func NewScheme() *runtime.Scheme {
 	return s
 }
 
+// Secure metrics ask the API server who sent a scrape's token and whether they may get /metrics.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
 // NewManager returns a manager with the policy controller registered, not yet started.
 func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 	managed := labels.SelectorFromSet(labels.Set{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue})
@@ -94,9 +110,19 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 	if shutdown == 0 {
 		shutdown = 30 * time.Second
 	}
+	var tlsOpts []func(*tls.Config)
+	if !opts.EnableHTTP2 {
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	metrics := metricsserver.Options{BindAddress: metricsAddr, TLSOpts: tlsOpts}
+	if opts.MetricsSecure {
+		metrics.SecureServing = true
+		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+		metrics.CertDir = opts.MetricsCertDir
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  NewScheme(),
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                 metrics,
 		HealthProbeBindAddress:  opts.ProbeAddr,
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        LeaderElectionID,
@@ -112,6 +138,7 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 			Host:    opts.WebhookHost,
 			Port:    cmp.Or(opts.WebhookPort, DefaultWebhookPort),
 			CertDir: opts.WebhookCertDir,
+			TLSOpts: tlsOpts,
 		}),
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -25,8 +26,10 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -288,11 +291,12 @@ func TestManagerAsInstalled(t *testing.T) {
 	}
 	wo := env.WebhookInstallOptions
 	probeAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	metricsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	args = append(args,
 		"--webhook-port="+strconv.Itoa(wo.LocalServingPort),
 		"--webhook-cert-dir="+wo.LocalServingCertDir,
 		"--health-probe-bind-address="+probeAddr,
-		"--metrics-bind-address=0",
+		"--metrics-bind-address="+metricsAddr,
 		"--leader-election-namespace="+managerNamespace)
 	mgr := start(t, []string{"KUBECONFIG=" + kubeconfigFile}, args...)
 	// Ready includes the webhook server serving.
@@ -356,10 +360,92 @@ func TestManagerAsInstalled(t *testing.T) {
 		}
 		return nil
 	})
+	checkSecureMetrics(t, ctx, admin, "https://"+metricsAddr+"/metrics")
 	mgr.stop(t)
 	if strings.Contains(mgr.out.String(), "forbidden") {
 		t.Errorf("the manager was refused something under the install's RBAC:\n%s", mgr.out.String())
 	}
+}
+
+// checkSecureMetrics scrapes the manager's metrics at url as the install serves them (HTTPS,
+// --metrics-secure by default): without a token, with the token of a ServiceAccount bound to
+// nothing, and with one bound to the install's metrics-reader ClusterRole, as a Prometheus is.
+func checkSecureMetrics(t *testing.T, ctx context.Context, admin client.Client, url string) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "monitoring-"}}
+	if err := admin.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	token := func(name string) string {
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns.Name}}
+		if err := admin.Create(ctx, sa); err != nil {
+			t.Fatal(err)
+		}
+		tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600)}}
+		if err := admin.SubResource("token").Create(ctx, sa, tr); err != nil {
+			t.Fatalf("token of %s: %v", name, err)
+		}
+		return tr.Status.Token
+	}
+	prometheus, stranger := token("prometheus"), token("stranger")
+	if err := admin.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "prometheus-offerfeed-metrics-"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "offerfeed-metrics-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "prometheus", Namespace: ns.Name}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The manager's certificate is self-signed unless --metrics-cert-dir holds one; the client
+	// offers HTTP/2, which the manager must decline (--enable-http2 is off).
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // self-signed, on loopback
+		ForceAttemptHTTP2: true,
+	}}
+	get := func(token string) (*http.Response, string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return nil, "", err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return nil, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp, string(b), err
+	}
+	for _, tc := range []struct {
+		who, token string
+		want       int
+	}{{"no token", "", http.StatusUnauthorized}, {"a ServiceAccount bound to nothing", stranger, http.StatusForbidden}} {
+		resp, body, err := get(tc.token)
+		if err != nil {
+			t.Fatalf("scraping with %s: %v", tc.who, err)
+		}
+		if resp.StatusCode != tc.want {
+			t.Errorf("scraping with %s: %d %q, want %d", tc.who, resp.StatusCode, body, tc.want)
+		}
+	}
+	// RBAC may take a moment to see the new binding.
+	eventually(t, "metrics for the metrics-reader", func() error {
+		resp, body, err := get(prometheus)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%d %q", resp.StatusCode, body)
+		}
+		if resp.ProtoMajor != 1 {
+			return fmt.Errorf("served over %s; HTTP/2 must be off by default", resp.Proto)
+		}
+		if !strings.Contains(body, `controller_runtime_reconcile_total{controller="offerfeedpolicy"`) {
+			return fmt.Errorf("no reconcile counter of the policy controller in:\n%.2000s", body)
+		}
+		return nil
+	})
 }
 
 // TestInjectedGatewayRuns starts `offerfeed gateway` with the sidecar's command line from

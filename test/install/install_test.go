@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -188,8 +189,8 @@ func checkCommon(t *testing.T, in *install) *appsv1.Deployment {
 		t.Errorf("webhook Service %+v: want port 443 to the manager's %d", whSvc, webhookPort)
 	}
 	if m := services["offerfeed-controller-manager-metrics-service"]; m == nil || len(m.Spec.Ports) != 1 ||
-		containerPort(d, m.Spec.Ports[0].TargetPort) != 8080 {
-		t.Errorf("metrics Service %+v: want the manager's port 8080", m)
+		containerPort(d, m.Spec.Ports[0].TargetPort) != 8443 || m.Spec.Ports[0].Name != "https" {
+		t.Errorf("metrics Service %+v: want port https to the manager's 8443", m)
 	}
 
 	var mwc admissionregistrationv1.MutatingWebhookConfiguration
@@ -247,7 +248,7 @@ func checkDeployment(t *testing.T, in *install) *appsv1.Deployment {
 		t.Errorf("image = %q, want %q", c.Image, image)
 	}
 	for _, want := range []string{"manager", "--leader-elect", "--health-probe-bind-address=:8081",
-		"--metrics-bind-address=:8080", "--gateway-image=$(GATEWAY_IMAGE)",
+		"--metrics-bind-address=:8443", "--gateway-image=$(GATEWAY_IMAGE)",
 		fmt.Sprintf("--webhook-port=%d", webhookPort), "--webhook-cert-dir=" + certDir} {
 		if !slices.Contains(c.Args, want) {
 			t.Errorf("args %q lack %q", c.Args, want)
@@ -362,6 +363,15 @@ func checkRBAC(t *testing.T, in *install, d *appsv1.Deployment) {
 		if !bound[want] {
 			t.Errorf("%s is not bound to the manager", want)
 		}
+	}
+	// Scrapers get the metrics-reader role, which allows exactly get on /metrics; the install
+	// binds it to no one.
+	want := []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}
+	if r, ok := roles["ClusterRole/offerfeed-metrics-reader"]; !ok || !equality.Semantic.DeepEqual(r, want) {
+		t.Errorf("ClusterRole offerfeed-metrics-reader rules %+v, want %+v", r, want)
+	}
+	if bound["ClusterRole/offerfeed-metrics-reader"] {
+		t.Errorf("the install binds offerfeed-metrics-reader; it is for the user's Prometheus")
 	}
 	// The manager's cluster-wide rules: exactly what role.yaml's markers generate.
 	mgr := roles["ClusterRole/offerfeed-manager-role"]

@@ -72,7 +72,7 @@ func runScale(b *testing.B) {
 		b.Fatalf("building offerfeed: %v\n%s", err, out)
 	}
 	metricsAddr := freeAddr(b)
-	mgr := exec.Command(bin, "manager", "--leader-elect=false", "--metrics-bind-address="+metricsAddr,
+	mgr := exec.Command(bin, "manager", "--leader-elect=false", "--metrics-bind-address="+metricsAddr, "--metrics-secure=false",
 		"--health-probe-bind-address=127.0.0.1:0", "--zap-log-level=error")
 	mgr.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	mgr.Stderr = os.Stderr
