@@ -139,7 +139,6 @@ func TestSchemaAgreesWithParse(t *testing.T) {
 		{"selector expression", func(m map[string]any) {
 			sub(p0(m), "selector")["matchExpressions"] = []any{map[string]any{"key": "track", "operator": "In", "values": []any{"canary"}}}
 		}, true},
-		{"empty selector", func(m map[string]any) { p0(m)["selector"] = map[string]any{} }, false},
 		{"selector expression with operator Foo", func(m map[string]any) {
 			sub(p0(m), "selector")["matchExpressions"] = []any{map[string]any{"key": "track", "operator": "Foo"}}
 		}, false},

@@ -41,7 +41,6 @@ type Schema struct {
 	MinItems             *int     `json:"minItems,omitempty"`
 	MaxItems             *int     `json:"maxItems,omitempty"`
 	UniqueItems          bool     `json:"uniqueItems,omitempty"`
-	MinProperties        *int     `json:"minProperties,omitempty"`
 	Properties           *Named   `json:"properties,omitempty"`
 	Required             []string `json:"required,omitempty"`
 	AdditionalProperties any      `json:"additionalProperties,omitempty"`
@@ -428,9 +427,8 @@ func labelSelector() (*Schema, error) {
 		Description: "The values: not empty for In and NotIn, empty for Exists and DoesNotExist."})
 	s := &Schema{
 		Type: "object",
-		Description: "A Kubernetes label selector (metav1.LabelSelector): matchLabels and matchExpressions are ANDed. " +
-			"It must select by at least one label: the gateway refuses an empty selector, which would match every pod.",
-		MinProperties:        ptr(1),
+		Description: "A Kubernetes label selector (metav1.LabelSelector): matchLabels and matchExpressions are ANDed; " +
+			"an empty selector matches every pod.",
 		Properties:           &Named{},
 		AdditionalProperties: false,
 	}

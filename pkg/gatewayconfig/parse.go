@@ -158,10 +158,7 @@ func validatePolicy(p *Policy) []error {
 	if p.Mode != ModeEnforce && p.Mode != ModeDryRun {
 		add("mode", "%q is not Enforce or DryRun", p.Mode)
 	}
-	if len(p.Selector.MatchLabels) == 0 && len(p.Selector.MatchExpressions) == 0 {
-		// As in the CRD: an empty selector would govern every pod of the namespace.
-		add("selector", "must select by at least one label")
-	} else if _, err := metav1.LabelSelectorAsSelector(&p.Selector); err != nil {
+	if _, err := metav1.LabelSelectorAsSelector(&p.Selector); err != nil {
 		add("selector", "does not parse: %v", err)
 	}
 	switch h := p.IdentityHeader; {

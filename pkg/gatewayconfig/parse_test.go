@@ -109,9 +109,6 @@ func TestParseRefuses(t *testing.T) {
 			[]string{"negative"}},
 		{"bad selector", func(s string) string { return strings.Replace(s, `"operator": "In"`, `"operator": "Near"`, 1) },
 			[]string{"(flex): selector"}},
-		{"empty selector", func(s string) string {
-			return strings.Replace(s, `"selector": {"matchLabels": {"app": "offer-service"}}`, `"selector": {}`, 1)
-		}, []string{"(standard): selector: must select by at least one label"}},
 		{"bad jsonPath", func(s string) string { return strings.Replace(s, `offers[].id`, `offers[0].id`, 1) },
 			[]string{"(standard): shownOffers.jsonPath"}},
 		{"bad mode", func(s string) string { return strings.Replace(s, `"mode": "Enforce"`, `"mode": "Block"`, 1) },
@@ -162,7 +159,7 @@ func TestParseRefuses(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(validConfig))
 	f.Add([]byte(`{"schemaVersion":1,"namespace":"x","policies":[]}`))
-	f.Add([]byte(`{"schemaVersion":1,"policies":[{"name":"a","mode":"DryRun","selector":{"matchLabels":{"app":"a"}},"identityHeader":"X","accept":{"method":"POST","pathTemplate":"/a/{offerId}","fairness":{"window":"3s","award":"Random"}}}]}`))
+	f.Add([]byte(`{"schemaVersion":1,"policies":[{"name":"a","mode":"DryRun","selector":{},"identityHeader":"X","accept":{"method":"POST","pathTemplate":"/a/{offerId}","fairness":{"window":"3s","award":"Random"}}}]}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"schemaVersion":"1"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
