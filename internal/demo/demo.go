@@ -67,7 +67,8 @@ type Options struct {
 	Out io.Writer
 	// Duration is how long each market run plays (wall clock). Default 16s.
 	Duration time.Duration
-	// Humans, Bots and CompliantBots are the drivers of each class. Defaults 8, 2, 1.
+	// Humans, Bots and CompliantBots are the drivers of each class. Defaults 8, 2, 1. The
+	// compliant bots play only in the runs "compliant" and "fair".
 	Humans, Bots, CompliantBots int
 	// Seed makes the market's random delays and offers deterministic. Default 1.
 	Seed uint64
@@ -90,27 +91,45 @@ type Options struct {
 	runs []runSpec
 }
 
-// runSpec is one market run: the policy's mode and whether it holds fair draws.
+// runSpec is one market run: the policy's mode, whether it holds fair draws, and whether the
+// compliant bots play.
 type runSpec struct {
 	name, title string
 	mode        v1alpha1.PolicyMode
 	fair        bool
+	compliant   bool
 }
 
-// RunNames are the runs the demo can play, in their default order.
-var RunNames = []string{"dryrun", "enforce", "fair"}
+// RunNames are the runs the demo can play, in their default order: people against raw bots
+// with the policy in DryRun, then enforced; then the compliant bots join, first come first
+// served, then with fair draws.
+var RunNames = []string{"dryrun", "enforce", "compliant", "fair"}
 
 var runSpecs = map[string]runSpec{
-	"dryrun":  {name: "dryrun", title: "policy in DryRun", mode: v1alpha1.ModeDryRun},
-	"enforce": {name: "enforce", title: "policy in Enforce", mode: v1alpha1.ModeEnforce},
-	"fair":    {name: "fair", title: "policy in Enforce with fair draws", mode: v1alpha1.ModeEnforce, fair: true},
+	"dryrun":    {name: "dryrun", title: "policy in DryRun", mode: v1alpha1.ModeDryRun},
+	"enforce":   {name: "enforce", title: "policy in Enforce", mode: v1alpha1.ModeEnforce},
+	"compliant": {name: "compliant", title: "policy in Enforce, a compliant bot joins", mode: v1alpha1.ModeEnforce, compliant: true},
+	"fair":      {name: "fair", title: "policy in Enforce with fair draws", mode: v1alpha1.ModeEnforce, fair: true, compliant: true},
 }
 
-func (r runSpec) describe(award v1alpha1.FairnessAward) string {
+// samePolicy reports whether r and o play under the same policy.
+func (r runSpec) samePolicy(o runSpec) bool { return r.mode == o.mode && r.fair == o.fair }
+
+// describe says how the run's policy differs, as the step lines show it.
+func (r runSpec) describe(scale float64, award v1alpha1.FairnessAward) string {
 	if r.fair {
-		return fmt.Sprintf("mode %s with fair draws (window %s, award %s)", r.mode, FairnessWindow, award)
+		return fmt.Sprintf("mode %s with fair draws (window %s, award %s)", r.mode, fairnessWindow(scale), award)
 	}
 	return "mode " + string(r.mode)
+}
+
+// fairnessWindow is FairnessWindow times scale (0 means 1), in whole milliseconds.
+func fairnessWindow(scale float64) time.Duration {
+	w := FairnessWindow
+	if scale > 0 {
+		w = time.Duration(float64(w) * scale)
+	}
+	return w.Truncate(time.Millisecond)
 }
 
 // apply sets the run's mode and fairness on p.
@@ -118,11 +137,7 @@ func (r runSpec) apply(p *v1alpha1.OfferFeedPolicy, scale float64, award v1alpha
 	p.Spec.Mode = r.mode
 	p.Spec.Accept.Fairness = nil
 	if r.fair {
-		w := FairnessWindow
-		if scale > 0 {
-			w = time.Duration(float64(w) * scale)
-		}
-		p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: v1alpha1.Duration(fmt.Sprintf("%dms", w/time.Millisecond)),
+		p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: v1alpha1.Duration(fmt.Sprintf("%dms", fairnessWindow(scale)/time.Millisecond)),
 			Award: award}
 	}
 }
@@ -153,6 +168,11 @@ func (o *Options) defaults() error {
 	if o.Humans == 0 && o.Bots == 0 && o.CompliantBots == 0 {
 		o.Humans, o.Bots, o.CompliantBots = 8, 2, 1
 	}
+	for _, r := range o.runs {
+		if o.Humans+o.Bots+o.compliantBots(r) == 0 {
+			return fmt.Errorf("run %q would have no drivers: compliant bots play only in the runs compliant and fair", r.name)
+		}
+	}
 	o.Seed = cmp.Or(o.Seed, 1)
 	o.Award = cmp.Or(o.Award, v1alpha1.AwardLeastRecentlyWon)
 	o.Shape = cmp.Or(o.Shape, market.ShapeREST)
@@ -160,6 +180,14 @@ func (o *Options) defaults() error {
 		o.Logger = logr.Discard()
 	}
 	return nil
+}
+
+// compliantBots returns how many compliant bots play in run r.
+func (o *Options) compliantBots(r runSpec) int {
+	if !r.compliant {
+		return 0
+	}
+	return o.CompliantBots
 }
 
 // demo holds the running parts.
@@ -254,18 +282,28 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 
 	for i, run := range d.opts.runs {
-		if i > 0 {
-			d.step("updating policy %s/%s to %s (kubectl edit, in effect)", Namespace, PolicyName, run.describe(d.opts.Award))
-			if err := d.update(ctx, run); err != nil {
+		if i == 0 || !run.samePolicy(d.opts.runs[i-1]) {
+			if i > 0 {
+				d.step("updating policy %s/%s to %s (kubectl edit, in effect)", Namespace, PolicyName, run.describe(d.opts.Scale, d.opts.Award))
+				if err := d.update(ctx, run); err != nil {
+					return res, err
+				}
+			}
+			if err := d.waitGateway(ctx, run.mode); err != nil {
 				return res, err
 			}
 		}
-		if err := d.waitGateway(ctx, run.mode); err != nil {
-			return res, err
+		if n := d.opts.compliantBots(run); n > 0 && (i == 0 || !d.opts.runs[i-1].compliant) {
+			if n == 1 {
+				d.step("a compliant bot joins the market: it polls exactly every minInterval and accepts right after minReactionTime")
+			} else {
+				d.step("%d compliant bots join the market: they poll exactly every minInterval and accept right after minReactionTime", n)
+			}
 		}
 		title := fmt.Sprintf("Run %d: %s", i+1, run.title)
 		d.step("playing the market for %s: %s", d.opts.Duration, title)
 		mc := d.marketConfig(title, fmt.Sprintf("demo-%d", i+1))
+		mc.CompliantBots = d.opts.compliantBots(run)
 		// Fresh identities per run: the gateway remembers drivers, and one run's accepts
 		// should not count against the next run's maxAccepts.
 		mc.DriverSuffix = fmt.Sprintf(".run%d", i+1)
@@ -344,7 +382,7 @@ func (d *demo) setUpCluster(ctx context.Context, res *Result) error {
 	p := Policy(d.opts.Shape, first.mode, d.opts.Scale)
 	first.apply(p, d.opts.Scale, d.opts.Award)
 	d.step("applying OfferFeedPolicy %s/%s: %s, feed minInterval %s, accept minReactionTime %s, maxAccepts %d per %s, requireShown",
-		Namespace, PolicyName, first.describe(d.opts.Award), p.Spec.Feed.MinInterval, *p.Spec.Accept.MinReactionTime,
+		Namespace, PolicyName, first.describe(d.opts.Scale, d.opts.Award), p.Spec.Feed.MinInterval, *p.Spec.Accept.MinReactionTime,
 		*p.Spec.Accept.MaxAccepts, *p.Spec.Accept.Window)
 	if err := d.c.Create(ctx, p); err != nil {
 		return fmt.Errorf("creating the policy: %w", err)

@@ -13,11 +13,11 @@ import (
 )
 
 // TestDemo plays a short, four times faster demo and checks its story: bots win most offers
-// while the policy only flags them; once it is enforced raw bots win nothing; fair draws hold
-// accepts and let people win.
+// while the policy only flags them; once it is enforced raw bots win nothing and people win;
+// a compliant bot that joins wins; fair draws hold accepts and let people win again.
 func TestDemo(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a control plane and plays two markets")
+		t.Skip("starts a control plane and plays four markets")
 	}
 	var out bytes.Buffer
 	report := filepath.Join(t.TempDir(), "demo.html")
@@ -27,18 +27,30 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Runs) != 3 {
-		t.Fatalf("%d runs, want 3", len(res.Runs))
+	if len(res.Runs) != 4 {
+		t.Fatalf("%d runs, want 4", len(res.Runs))
 	}
-	dry, enforce, fair := res.Runs[0], res.Runs[1], res.Runs[2]
+	dry, enforce, compliant, fair := res.Runs[0], res.Runs[1], res.Runs[2], res.Runs[3]
+	for _, r := range []*market.Report{dry, enforce} {
+		if r.Class(market.ClassCompliantBot) != nil {
+			t.Errorf("%s: compliant bots played; they join in the third run", r.Title)
+		}
+	}
 	if h, b := dry.Class(market.ClassHuman), dry.Class(market.ClassBot); b.OffersWon <= h.OffersWon {
 		t.Errorf("DryRun: bots won %d, humans %d; bots should win most", b.OffersWon, h.OffersWon)
 	}
 	if dry.Class(market.ClassBot).Flags["too-fast"] == 0 {
 		t.Error("DryRun: the offer service saw no too-fast flags on bot accepts")
 	}
-	if b := enforce.Class(market.ClassBot); b.OffersWon != 0 || b.Decisions["too-fast"] == 0 {
-		t.Errorf("Enforce: raw bots won %d offers (accepts refused too-fast: %d); they should win none", b.OffersWon, b.Decisions["too-fast"])
+	if h, b := enforce.Class(market.ClassHuman), enforce.Class(market.ClassBot); b.OffersWon != 0 || h.OffersWon == 0 || b.Decisions["too-fast"] == 0 {
+		t.Errorf("Enforce: raw bots won %d offers (accepts refused too-fast: %d), people %d; people should win them all",
+			b.OffersWon, b.Decisions["too-fast"], h.OffersWon)
+	}
+	if enforce.Class(market.ClassBot).Decisions["feed-throttled"] == 0 {
+		t.Error("Enforce: no bot poll was refused")
+	}
+	if c := compliant.Class(market.ClassCompliantBot); c == nil || c.OffersWon == 0 {
+		t.Errorf("Enforce with a compliant bot: it won nothing (%+v); it should win some", c)
 	}
 	if fair.Class(market.ClassBot).OffersWon != 0 || fair.Class(market.ClassHuman).OffersWon == 0 {
 		t.Errorf("fair draws: raw bots won %d, humans %d", fair.Class(market.ClassBot).OffersWon, fair.Class(market.ClassHuman).OffersWon)
@@ -47,16 +59,25 @@ func TestDemo(t *testing.T) {
 	if lost == 0 {
 		t.Error("fair draws: no accept lost a draw; were accepts held?")
 	}
-	if enforce.Class(market.ClassBot).Decisions["feed-throttled"] == 0 {
-		t.Error("Enforce: no bot poll was refused")
-	}
-	for _, want := range []string{"Run 1: policy in DryRun", "Run 2: policy in Enforce", "Run 3: policy in Enforce with fair draws", "gateway enforces policy standard in Enforce", "Offers won by class"} {
+	for _, want := range []string{"Run 1: policy in DryRun", "Run 2: policy in Enforce", "Run 3: policy in Enforce, a compliant bot joins",
+		"a compliant bot joins the market", "Run 4: policy in Enforce with fair draws", "gateway enforces policy standard in Enforce",
+		"Offers won by class"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
+	if n := strings.Count(out.String(), "updating policy"); n != 2 {
+		t.Errorf("the policy was updated %d times, want 2 (to Enforce, then to fair draws)", n)
+	}
 	html, err := os.ReadFile(report)
 	if err != nil || !bytes.Contains(html, []byte("<svg")) {
 		t.Errorf("chart not written: %v", err)
+	}
+}
+
+func TestRunWithoutDrivers(t *testing.T) {
+	_, err := Run(context.Background(), Options{Humans: 0, Bots: 0, CompliantBots: 1, Runs: []string{"enforce"}})
+	if err == nil || !strings.Contains(err.Error(), `run "enforce" would have no drivers`) {
+		t.Errorf("err = %v, want a run without drivers refused", err)
 	}
 }
