@@ -55,9 +55,8 @@ type PolicyResult struct {
 // candidate is a policy on its way through rendering.
 type candidate struct {
 	policy   *v1alpha1.OfferFeedPolicy
-	selector labels.Selector
-	canon    string       // canonical form of the selector, to compare selectors
-	selected map[int]bool // indexes into pods of the live pods it selects
+	canon    string // canonical form of the selector, to compare selectors
+	selected []bool // by index into the pods (sorted by name): whether it selects that pod
 }
 
 // Render renders the policies of one namespace. Pods are the live pods of the namespace; a pod
@@ -65,6 +64,9 @@ type candidate struct {
 // policy (then the smaller name) wins when two have equal selectors or select a common pod.
 func Render(namespace string, policies []v1alpha1.OfferFeedPolicy, pods []Pod) (*Result, error) {
 	res := &Result{Policies: make(map[string]PolicyResult, len(policies))}
+	// By name, so that a conflict message names the same common pod whatever order the
+	// caller's cache listed the pods in (a different message would be a status write).
+	pods = slices.SortedFunc(slices.Values(pods), func(a, b Pod) int { return cmp.Compare(a.Name, b.Name) })
 
 	ordered := make([]*v1alpha1.OfferFeedPolicy, 0, len(policies))
 	for i := range policies {
@@ -85,7 +87,7 @@ func Render(namespace string, policies []v1alpha1.OfferFeedPolicy, pods []Pod) (
 				Message: fmt.Sprintf("spec.targetSelector: %v", err)}
 			continue
 		}
-		c := &candidate{policy: p, selector: sel, canon: sel.String(), selected: map[int]bool{}}
+		c := &candidate{policy: p, canon: sel.String(), selected: make([]bool, len(pods))}
 		var targeted, uninjected int32
 		for i := range pods {
 			if !sel.Matches(labels.Set(pods[i].Labels)) {
@@ -139,8 +141,8 @@ func conflict(c *candidate, winners []*candidate, pods []Pod) (*candidate, strin
 		if w.canon == c.canon {
 			return w, "has the same targetSelector"
 		}
-		for i := range c.selected {
-			if w.selected[i] {
+		for i, selected := range c.selected {
+			if selected && w.selected[i] {
 				return w, fmt.Sprintf("selects pod %s too", pods[i].Name)
 			}
 		}

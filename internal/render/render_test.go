@@ -166,6 +166,34 @@ func TestRenderConflicts(t *testing.T) {
 	}
 }
 
+// TestRenderConflictMessageIgnoresPodOrder renders policies that share several pods with the
+// pods in two orders: the loser's message names the same common pod (the first by name), or
+// the controller would write its status again whenever the cache lists pods differently.
+func TestRenderConflictMessageIgnoresPodOrder(t *testing.T) {
+	pods := []Pod{
+		{Name: "web-3", Labels: map[string]string{"app": "offer-service"}},
+		{Name: "web-1", Labels: map[string]string{"app": "offer-service"}},
+		{Name: "web-2", Labels: map[string]string{"app": "offer-service"}},
+	}
+	policies := []v1alpha1.OfferFeedPolicy{
+		policy("all", 2*time.Hour, map[string]string{"app": "offer-service"}),
+		func() v1alpha1.OfferFeedPolicy {
+			p := policy("web", time.Hour, nil)
+			p.Spec.TargetSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Exists"}}
+			return p
+		}(),
+	}
+	for _, order := range [][]Pod{pods, {pods[2], pods[1], pods[0]}, {pods[1], pods[0], pods[2]}} {
+		res, err := Render("offers", policies, order)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg := res.Policies["web"].Message; !strings.Contains(msg, "selects pod web-1 too") {
+			t.Errorf("pods %v: message %q, want it to name web-1", order, msg)
+		}
+	}
+}
+
 func TestPolicyDefaultsAndHash(t *testing.T) {
 	p := policy("std", time.Hour, map[string]string{"app": "offer-service"})
 	p.Spec.Accept = &v1alpha1.AcceptLimits{PathTemplate: "/offers/{offerId}/accept", MaxAccepts: ptr.To[int32](3),
