@@ -298,7 +298,8 @@ func namespaceRequest(_ context.Context, o client.Object) []ctrl.Request {
 // podRequest maps a pod to its namespace's request when the namespace has policies.
 func (r *OfferFeedPolicyReconciler) podRequest(ctx context.Context, o client.Object) []ctrl.Request {
 	var list v1alpha1.OfferFeedPolicyList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil || len(list.Items) == 0 {
+	// One is enough to know; the cache stops copying policies there.
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.Limit(1)); err != nil || len(list.Items) == 0 {
 		return nil
 	}
 	return namespaceRequest(ctx, o)
