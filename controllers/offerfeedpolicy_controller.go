@@ -116,6 +116,19 @@ func (r *OfferFeedPolicyReconciler) pods(ctx context.Context, ns string) ([]rend
 	return out, nil
 }
 
+// GatewayConfigMap returns ConfigMap offerfeed-gateway of ns holding the rendered config data,
+// as the controller creates it and `offerfeed render` prints it.
+func GatewayConfigMap(ns string, data []byte) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: v1alpha1.GatewayConfigMapName, Namespace: ns,
+			Labels:      map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue},
+			Annotations: map[string]string{ConfigHashAnnotation: gatewayconfig.Hash(data)},
+		},
+		Data: map[string]string{v1alpha1.GatewayConfigKey: string(data)},
+	}
+}
+
 // applyConfigMap makes ConfigMap offerfeed-gateway hold res.Data, writing only when it differs.
 // Without policies it only empties an existing ConfigMap. It returns false when a ConfigMap of
 // that name exists that offerfeed did not write; that one is left alone.
@@ -140,14 +153,7 @@ func (r *OfferFeedPolicyReconciler) applyConfigMap(ctx context.Context, ns strin
 				return false, fmt.Errorf("getting ConfigMap %s: %w", key, err)
 			}
 		}
-		cm = &corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{
-				Name: key.Name, Namespace: ns,
-				Labels:      map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue},
-				Annotations: map[string]string{ConfigHashAnnotation: hash},
-			},
-			Data: map[string]string{v1alpha1.GatewayConfigKey: string(res.Data)},
-		}
+		cm = GatewayConfigMap(ns, res.Data)
 		err := r.Create(ctx, cm)
 		if apierrors.IsAlreadyExists(err) {
 			return false, nil

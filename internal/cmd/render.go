@@ -7,7 +7,6 @@ import (
 	"os"
 	"slices"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
@@ -16,7 +15,6 @@ import (
 	"github.com/offerfeed/offerfeed/controllers"
 	"github.com/offerfeed/offerfeed/internal/manifest"
 	"github.com/offerfeed/offerfeed/internal/render"
-	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
 func init() {
@@ -105,15 +103,8 @@ func renderManifests(stdout, stderr io.Writer, files []string, defaultNS, output
 			}
 			continue
 		}
-		cm := corev1.ConfigMap{
-			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-			ObjectMeta: metav1.ObjectMeta{
-				Name: v1alpha1.GatewayConfigMapName, Namespace: ns,
-				Labels:      map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue},
-				Annotations: map[string]string{controllers.ConfigHashAnnotation: gatewayconfig.Hash(res.Data)},
-			},
-			Data: map[string]string{v1alpha1.GatewayConfigKey: string(res.Data)},
-		}
+		cm := controllers.GatewayConfigMap(ns, res.Data)
+		cm.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}
 		b, err := yaml.Marshal(cm)
 		if err != nil {
 			return 2, err
