@@ -2,8 +2,6 @@ package offerfeedtest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -96,7 +94,7 @@ func StartManager(ctx context.Context, cfg *rest.Config, opts ...ManagerOption) 
 		opt(&o)
 	}
 	if o.name == "" {
-		o.name = uniqueName()
+		o.name = operator.UniqueControllerName()
 	}
 	c := rest.CopyConfig(cfg)
 	if c.QPS == 0 && c.RateLimiter == nil {
@@ -171,13 +169,6 @@ func (m *Manager) Err() error {
 // "offerfeedpolicy-<suffix>" in controller-runtime's metrics and logs, and events are
 // reported by "offerfeed-<suffix>".
 func (m *Manager) ControllerName() string { return m.name }
-
-// uniqueName returns a random controller name suffix, unique in practice.
-func uniqueName() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	return "t" + hex.EncodeToString(b[:])
-}
 
 func cmpErr(errs ...error) error {
 	for _, e := range errs {

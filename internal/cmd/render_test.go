@@ -3,12 +3,10 @@ package cmd
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/offerfeed/offerfeed/internal/manifest"
 	"github.com/offerfeed/offerfeed/internal/operator"
 	"github.com/offerfeed/offerfeed/internal/testenv"
+	"github.com/offerfeed/offerfeed/offerfeedtest"
 )
 
 func TestRenderExitCodes(t *testing.T) {
@@ -70,10 +69,6 @@ spec:
 	}
 }
 
-// renderManagers counts the managers TestRenderMatchesOperator started in this process, so
-// that each has its own controller name (controller-runtime refuses a name twice).
-var renderManagers atomic.Int32
-
 // TestRenderMatchesOperator applies manifests to a real API server with the manager running and
 // checks that `offerfeed render` prints exactly the bytes of the ConfigMap the operator writes.
 func TestRenderMatchesOperator(t *testing.T) {
@@ -90,14 +85,12 @@ func TestRenderMatchesOperator(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	mgr, err := operator.NewManager(testenv.Unthrottled(cfg), operator.Options{Controller: fmt.Sprintf("render-test-%d", renderManagers.Add(1))})
+	ctx := context.Background()
+	mgr, err := offerfeedtest.StartManager(ctx, testenv.Unthrottled(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { _ = mgr.Stop() })
 	c, err := client.New(cfg, client.Options{Scheme: operator.NewScheme()})
 	if err != nil {
 		t.Fatal(err)

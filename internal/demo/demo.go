@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -38,9 +37,6 @@ import (
 	"github.com/offerfeed/offerfeed/internal/testenv"
 	"github.com/offerfeed/offerfeed/internal/webhook"
 )
-
-// demoManagers counts the managers the demos of this process started.
-var demoManagers atomic.Int32
 
 // Namespace and PolicyName are where the demo's policy lives.
 const (
@@ -237,14 +233,8 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 
 	d.step("starting the offerfeed manager in this process")
 	wo := env.WebhookInstallOptions
-	// controller-runtime refuses a second controller of one name in a process, even after the
-	// first stopped; the first demo of a process keeps the production name.
-	var controllerName string
-	if n := demoManagers.Add(1); n > 1 {
-		controllerName = fmt.Sprintf("demo-%d", n)
-	}
 	mgr, err := operator.NewManager(testenv.Unthrottled(cfg), operator.Options{
-		Controller:  controllerName,
+		Controller:  operator.UniqueControllerName(), // Run may be called again in a process
 		Gateway:     webhook.Config{Image: GatewayImage},
 		WebhookHost: wo.LocalServingHost, WebhookPort: wo.LocalServingPort, WebhookCertDir: wo.LocalServingCertDir,
 	})

@@ -5,7 +5,9 @@ package operator
 
 import (
 	"cmp"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -61,7 +63,7 @@ type Options struct {
 	// GracefulShutdownTimeout bounds how long stopping waits for reconciles (default 30s).
 	GracefulShutdownTimeout time.Duration
 	// Controller is a unique controller name suffix, for several managers in one process
-	// (parallel test suites); empty in production.
+	// (parallel test suites, demos); empty in production. See UniqueControllerName.
 	Controller string
 
 	// Gateway is what the pod injection webhook injects. The webhook (and its HTTPS server)
@@ -78,6 +80,15 @@ type Options struct {
 
 // DefaultWebhookPort is the webhook server's port unless Options.WebhookPort says otherwise.
 const DefaultWebhookPort = 9443
+
+// UniqueControllerName returns a random Options.Controller, unique in practice:
+// controller-runtime refuses a second controller of one name in a process for as long as the
+// process lives, even after the first manager stopped.
+func UniqueControllerName() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return "t" + hex.EncodeToString(b[:])
+}
 
 // NewScheme returns a scheme with the Kubernetes built-in kinds and offerfeed's.
 func NewScheme() *runtime.Scheme {
