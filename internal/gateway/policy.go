@@ -158,38 +158,23 @@ func compilePolicy(p *gatewayconfig.Policy, seed maphash.Seed) (*policy, error) 
 }
 
 func makeLimits(p *gatewayconfig.Policy, o *gatewayconfig.Override) *limits {
+	var of *gatewayconfig.FeedOverride
+	var oa *gatewayconfig.AcceptOverride
+	if o != nil {
+		of, oa = o.Feed, o.Accept
+	}
 	l := &limits{}
-	if f := p.Feed; f != nil {
-		iv, burst := f.MinInterval.D(), f.Burst
-		if o != nil && o.Feed != nil {
-			if o.Feed.MinInterval != 0 {
-				iv = o.Feed.MinInterval.D()
-			}
-			if o.Feed.Burst != 0 {
-				burst = o.Feed.Burst
-			}
-		}
-		if burst < 1 {
-			burst = 1
-		}
-		l.interval, l.burst = int64(iv), burst
+	if p.Feed != nil {
+		f := p.Feed.With(of)
+		burst := max(f.Burst, 1)
+		l.interval, l.burst = int64(f.MinInterval), burst
 		l.tau = int64(burst-1) * l.interval
 		w := ceilSeconds(int64(burst) * l.interval)
 		l.rlPolicy = []string{`"feed";q=` + strconv.Itoa(int(burst)) + `;w=` + strconv.FormatInt(w, 10)}
 	}
-	if a := p.Accept; a != nil {
+	if p.Accept != nil {
+		a := p.Accept.With(oa)
 		l.maxAccepts, l.window, l.minReaction = a.MaxAccepts, int64(a.Window), int64(a.MinReactionTime)
-		if o != nil && o.Accept != nil {
-			if o.Accept.MaxAccepts != 0 {
-				l.maxAccepts = o.Accept.MaxAccepts
-			}
-			if o.Accept.Window != 0 {
-				l.window = int64(o.Accept.Window)
-			}
-			if o.Accept.MinReactionTime != nil {
-				l.minReaction = int64(*o.Accept.MinReactionTime)
-			}
-		}
 	}
 	return l
 }

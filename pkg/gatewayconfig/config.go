@@ -136,6 +136,37 @@ type AcceptOverride struct {
 	MinReactionTime *Duration `json:"minReactionTime,omitempty"`
 }
 
+// With returns f with the fields that o sets (o may be nil): the feed limits of a driver
+// that the override names.
+func (f Feed) With(o *FeedOverride) Feed {
+	if o != nil {
+		if o.MinInterval != 0 {
+			f.MinInterval = o.MinInterval
+		}
+		if o.Burst != 0 {
+			f.Burst = o.Burst
+		}
+	}
+	return f
+}
+
+// With returns a with the fields that o sets (o may be nil): the accept limits of a driver
+// that the override names.
+func (a Accept) With(o *AcceptOverride) Accept {
+	if o != nil {
+		if o.MaxAccepts != 0 {
+			a.MaxAccepts = o.MaxAccepts
+		}
+		if o.Window != 0 {
+			a.Window = o.Window
+		}
+		if o.MinReactionTime != nil {
+			a.MinReactionTime = *o.MinReactionTime
+		}
+	}
+	return a
+}
+
 // Duration is a time.Duration written as a Go duration string.
 type Duration time.Duration
 

@@ -300,16 +300,8 @@ func validatePolicy(p *Policy) []error {
 			}
 			if p.Accept != nil {
 				// The effective limits must still make sense.
-				maxA, win, mrt := p.Accept.MaxAccepts, p.Accept.Window, p.Accept.MinReactionTime
-				if oa.MaxAccepts != 0 {
-					maxA = oa.MaxAccepts
-				}
-				if oa.Window != 0 {
-					win = oa.Window
-				}
-				if oa.MinReactionTime != nil {
-					mrt = *oa.MinReactionTime
-				}
+				eff := p.Accept.With(oa)
+				maxA, win, mrt := eff.MaxAccepts, eff.Window, eff.MinReactionTime
 				if (maxA > 0) != (win > 0) {
 					add(f+".accept", "maxAccepts and window must be set together (with the policy's values)")
 				}
