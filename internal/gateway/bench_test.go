@@ -53,10 +53,7 @@ func BenchmarkFeedDecision(b *testing.B) {
 	})
 }
 
-func hashIdentity(g *Gateway, s string) uint64 {
-	var h = g.seed
-	return maphashString(h, s)
-}
+func hashIdentity(g *Gateway, s string) uint64 { return maphash.String(g.seed, s) }
 
 // cannedTransport answers every request with a small JSON feed, without a network.
 type cannedTransport struct{ body string }
@@ -157,8 +154,6 @@ func BenchmarkBytesPerDriver(b *testing.B) {
 		}
 	}
 }
-
-func maphashString(seed maphash.Seed, s string) uint64 { return maphash.String(seed, s) }
 
 var clockSink int64
 

@@ -134,10 +134,8 @@ func newDrawMetrics(reg prometheus.Registerer, g *Gateway) (*drawMetrics, error)
 		}
 		return 0
 	})
-	for _, c := range []prometheus.Collector{m.opened, m.draws, m.candidates, m.hold, m.accepts, live} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := registerAll(reg, m.opened, m.draws, m.candidates, m.hold, m.accepts, live); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

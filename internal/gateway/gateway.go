@@ -152,7 +152,7 @@ func New(opts Options) (*Gateway, error) {
 	}
 	g.m = m
 	if g.dm, err = newDrawMetrics(g.reg, g); err != nil {
-		return nil, fmt.Errorf("gateway: registering metrics (each gateway needs a registry of its own): %w", err)
+		return nil, err
 	}
 	g.proxy = g.newProxy()
 	g.active.Store(&active{detail: "no config loaded; proxying everything unchanged"})
@@ -242,12 +242,8 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 	g.m.generation.Set(float64(g.gen))
 	g.m.policyInfo.Reset()
 	if p := next.policy; p != nil {
-		mode := string(gatewayconfig.ModeEnforce)
-		if p.dryRun {
-			mode = string(gatewayconfig.ModeDryRun)
-		}
-		g.m.policyInfo.WithLabelValues(p.name, p.hash, mode).Set(1)
-		g.log.Info("config applied", "generation", g.gen, "configHash", next.configHash, "policy", p.name, "policyHash", p.hash, "mode", mode,
+		g.m.policyInfo.WithLabelValues(p.name, p.hash, p.mode).Set(1)
+		g.log.Info("config applied", "generation", g.gen, "configHash", next.configHash, "policy", p.name, "policyHash", p.hash, "mode", p.mode,
 			"stateKept", prev.policy != nil && prev.policy.table == p.table)
 	} else {
 		g.log.Info("config applied; no policy in force, proxying everything unchanged", "generation", g.gen, "configHash", next.configHash, "detail", next.detail)
@@ -345,10 +341,7 @@ func (g *Gateway) Status() Status {
 	}
 	if p := a.policy; p != nil {
 		s.Policy, s.PolicyHash = p.name, p.hash
-		s.Mode = string(gatewayconfig.ModeEnforce)
-		if p.dryRun {
-			s.Mode = string(gatewayconfig.ModeDryRun)
-		}
+		s.Mode = p.mode
 		s.TrackedDrivers = p.table.len()
 		s.MaxDrivers = p.table.capacity()
 	}

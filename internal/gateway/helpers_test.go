@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -229,8 +228,6 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
-var _ = fmt.Sprintf
 
 func httptestGet(h http.Handler, path string) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()

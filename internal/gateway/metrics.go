@@ -56,13 +56,21 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 		Name: "offerfeed_gateway_evicted_drivers_total",
 		Help: "Drivers forgotten (not seen recently, by CLOCK) to keep the state within its bound.",
 	}, func() float64 { return float64(g.evictedDrivers()) })
-	for _, c := range []prometheus.Collector{m.decisions, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, hist,
-		tracked, evictions, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("gateway: registering metrics (each gateway needs a registry of its own): %w", err)
-		}
+	if err := registerAll(reg, m.decisions, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, hist,
+		tracked, evictions, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// registerAll registers the gateway's collectors with reg.
+func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("gateway: registering metrics (each gateway needs a registry of its own): %w", err)
+		}
+	}
+	return nil
 }
 
 // bindCounters resolves the decision counters of a policy once, at config load, so that the

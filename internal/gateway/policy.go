@@ -88,6 +88,7 @@ type limits struct {
 // policy is a gatewayconfig.Policy compiled for the hot path.
 type policy struct {
 	name, hash string
+	mode       string // Enforce or DryRun, for status, logs and metrics
 	dryRun     bool
 	// identity is the canonical identity header key.
 	identity string
@@ -118,6 +119,7 @@ func compilePolicy(p *gatewayconfig.Policy, seed maphash.Seed) (*policy, error) 
 	c := &policy{
 		name:     p.Name,
 		hash:     p.Hash,
+		mode:     string(p.Mode),
 		dryRun:   p.Mode == gatewayconfig.ModeDryRun,
 		identity: http.CanonicalHeaderKey(p.IdentityHeader),
 	}
