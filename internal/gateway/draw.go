@@ -488,51 +488,13 @@ func (t *drawTable) finishLocked(d *draw, outcome int) {
 	t.mDraws[outcome].Inc()
 }
 
-// drawTry is a forwarded accept of a policy with fairness: its answer records the driver's
-// win (for LeastRecentlyWon) and, when it is a draw candidate's turn, settles the draw.
-type drawTry struct {
-	g    *Gateway
-	s    *shard
-	x    *driverExt
-	t    *drawTable
-	d    *draw // nil: not a draw candidate
-	c    *candidate
-	done bool
-}
-
-// answered is called with the offer service's status (502 when it gave no answer, 0 when the
-// proxy never got that far), once; later calls do nothing.
-func (a *drawTry) answered(status int) {
-	if a == nil || a.done {
-		return
-	}
-	a.done = true
-	won := status >= 200 && status < 300
-	if won {
-		now := a.g.nowNS()
-		a.s.mu.Lock()
-		a.x.lastWin = now + 1 // never 0, which means never won
-		a.s.mu.Unlock()
-	}
-	if a.d == nil {
-		return
-	}
-	if won {
-		a.t.mResults[resWon].Inc()
-	} else {
-		a.t.mResults[resFailed].Inc()
-	}
-	a.t.settle(a.d, a.c, won)
-}
-
 // serveFairAccept serves an accept of a policy with fairness, after its checks (decision d;
-// in Enforce it is Allowed) and the admission that took its in-flight slot (ticket).
-func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *policy, d Decision, ticket *acceptTicket,
-	s *shard, x *driverExt, key, id uint64, hasID bool) {
-	defer ticket.finish(0) // a lost or abandoned accept frees its slot
+// in Enforce it is Allowed) and the admission that may have taken an in-flight slot. st holds
+// the accept's answer, which serveAccept settles when this does not forward the accept;
+// lastWin and now were read with the checks.
+func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *policy, d Decision, st *reqState,
+	key, id uint64, hasID bool, lastWin, now int64) {
 	t := p.draws
-	try := &drawTry{g: g, s: s, x: x, t: t}
-	st := &reqState{route: routeAccept, ticket: ticket, draw: try}
 	if d != Allowed {
 		g.forwardAccept(w, r, st) // DryRun: flagged with the decision already
 		return
@@ -542,10 +504,6 @@ func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *pol
 		g.forwardAccept(w, r, st)
 		return
 	}
-	s.mu.Lock()
-	lastWin := x.lastWin
-	s.mu.Unlock()
-	now := g.nowNS()
 	dr, c, res := t.join(id, key, lastWin, now)
 	if dr == nil {
 		t.mResults[res].Inc()
@@ -595,7 +553,7 @@ func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *pol
 		answerDraw(w, DecisionLostDraw)
 		return
 	}
-	try.d, try.c = dr, c
+	st.accept.d, st.accept.c = dr, c
 	g.forwardAccept(w, r, st)
 }
 
@@ -604,15 +562,12 @@ func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *pol
 // (at most the upstream timeout): its 2xx must count, and a draw must know whether its offer
 // was taken.
 func (g *Gateway) forwardAccept(w http.ResponseWriter, r *http.Request, st *reqState) {
-	// A driver that hangs up does not cancel its accept at the offer service: the gateway
-	// waits for the answer (at most the upstream timeout) so that a 2xx counts. Otherwise a
-	// bot could send accepts and hang up at once to keep its slots free.
-	if st.ticket != nil || (st.draw != nil && st.draw.d != nil) {
+	// Otherwise a bot could send accepts and hang up at once to keep its slots free.
+	if a := st.accept; a != nil && (a.slot || a.d != nil) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), g.opts.UpstreamTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 	}
-	defer st.draw.answered(0) // the proxy never reached its hooks (a panic, an aborted handler)
 	g.forward(w, r, st)
 }
 

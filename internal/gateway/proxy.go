@@ -104,8 +104,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	if st == nil {
 		return nil
 	}
-	st.ticket.finish(resp.StatusCode)
-	st.draw.answered(resp.StatusCode)
+	st.accept.finish(resp.StatusCode)
 	if st.shown != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 &&
 		resp.Header.Get("Content-Encoding") == "" && isJSON(resp.Header.Get("Content-Type")) {
 		resp.Body = g.wrapShown(resp.Body, st.shown)
@@ -117,8 +116,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 // 502 otherwise (refused connection, reset).
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	if st := stateFrom(r.Context()); st != nil {
-		st.ticket.finish(http.StatusBadGateway)
-		st.draw.answered(http.StatusBadGateway)
+		st.accept.finish(http.StatusBadGateway)
 	}
 	kind, code := "unreachable", http.StatusBadGateway
 	var ne net.Error

@@ -17,10 +17,9 @@ type reqState struct {
 	route route
 	// shown is set on feed requests of a policy that reads shown offers: where to record them.
 	shown *shownTarget
-	// ticket is set on accepts that hold an in-flight slot.
-	ticket *acceptTicket
-	// draw is set on accepts of a policy with fairness: it records wins and settles draws.
-	draw *drawTry
+	// accept is set on accepts that hold an in-flight slot or belong to a policy with
+	// fairness: the offer service's answer settles it.
+	accept *acceptAnswer
 }
 
 type reqStateKey struct{}
@@ -145,27 +144,51 @@ func setRateLimitHeaders(h http.Header, l *limits, v feedVerdict) {
 	h["Ratelimit"] = []string{string(b)}
 }
 
-// acceptTicket is an accept that holds an in-flight slot of its driver until the offer service
-// answers: a 2xx answer turns the slot into a counted accept, anything else frees it.
-type acceptTicket struct {
+// acceptAnswer is a forwarded accept that the offer service's answer settles, once: the
+// status, 502 when the service gave no answer, or 0 when the accept was not forwarded or the
+// proxy never got as far as its hooks. A held in-flight slot becomes a counted accept on 2xx
+// and is freed otherwise; with fairness a 2xx records the driver's win (for LeastRecentlyWon),
+// and the answer to a draw candidate's try settles its draw.
+type acceptAnswer struct {
 	g    *Gateway
 	s    *shard
 	x    *driverExt
+	slot bool       // holds an in-flight slot of its driver
+	t    *drawTable // nil without fairness
+	d    *draw      // nil: not a draw candidate's try
+	c    *candidate
 	done bool
 }
 
-func (t *acceptTicket) finish(status int) {
-	if t == nil || t.done {
+func (a *acceptAnswer) finish(status int) {
+	if a == nil || a.done {
 		return
 	}
-	t.done = true
-	now := t.g.nowNS()
-	t.s.mu.Lock()
-	t.x.inflight--
-	if status >= 200 && status < 300 {
-		t.x.done = append(t.x.done, now)
+	a.done = true
+	won := status >= 200 && status < 300
+	if a.slot || (won && a.t != nil) {
+		now := a.g.nowNS()
+		a.s.mu.Lock()
+		if a.slot {
+			a.x.inflight--
+			if won {
+				a.x.done = append(a.x.done, now)
+			}
+		}
+		if won && a.t != nil {
+			a.x.lastWin = now + 1 // never 0, which means never won
+		}
+		a.s.mu.Unlock()
 	}
-	t.s.mu.Unlock()
+	if a.d == nil {
+		return
+	}
+	if won {
+		a.t.mResults[resWon].Inc()
+	} else {
+		a.t.mResults[resFailed].Inc()
+	}
+	a.t.settle(a.d, a.c, won)
 }
 
 // serveAccept decides an accept in two steps: the checks (unseen-offer, too-fast,
@@ -187,11 +210,11 @@ func (g *Gateway) serveAccept(w http.ResponseWriter, r *http.Request, p *policy,
 	s.mu.Lock()
 	x := t.get(s, key).extState()
 	d, retry := p.checkAccept(x, l, id, hasID, now)
-	var ticket *acceptTicket
-	if d == Allowed && l.maxAccepts > 0 {
+	slot := d == Allowed && l.maxAccepts > 0
+	if slot {
 		x.inflight++
-		ticket = &acceptTicket{g: g, s: s, x: x}
 	}
+	lastWin := x.lastWin // for a fair draw's award
 	s.mu.Unlock()
 	p.counters[routeAccept][d].Inc()
 	if d != Allowed {
@@ -201,14 +224,19 @@ func (g *Gateway) serveAccept(w http.ResponseWriter, r *http.Request, p *policy,
 		}
 		r.Header.Set(HeaderFlag, d.String())
 	}
+	var a *acceptAnswer
+	if slot || p.draws != nil {
+		a = &acceptAnswer{g: g, s: s, x: x, slot: slot, t: p.draws}
+	}
+	// Settles what no answer settled: an accept a draw did not forward, or one whose proxy
+	// never reached the response or error hook (a panic, an aborted handler).
+	defer a.finish(0)
+	st := &reqState{route: routeAccept, accept: a}
 	if p.draws != nil {
-		g.serveFairAccept(w, r, p, d, ticket, s, x, key, id, hasID)
+		g.serveFairAccept(w, r, p, d, st, key, id, hasID, lastWin, now)
 		return
 	}
-	// Free the slot if the proxy never reached the response or error hook (a panic, an
-	// aborted handler).
-	defer ticket.finish(0)
-	g.forwardAccept(w, r, &reqState{route: routeAccept, ticket: ticket})
+	g.forwardAccept(w, r, st)
 }
 
 // refuse answers a refused request itself.
