@@ -34,22 +34,29 @@ func (p *reqPath) normalize(escaped string) {
 		} else {
 			seg, escaped = escaped[:i], escaped[i+1:]
 		}
-		if strings.IndexByte(seg, '%') >= 0 {
-			if u, err := url.PathUnescape(seg); err == nil {
-				seg = u
-			}
-		}
-		switch seg {
-		case "", ".":
-			continue
-		case "..":
-			if len(p.segs) > 0 {
-				p.segs = p.segs[:len(p.segs)-1]
-			}
-			continue
-		}
-		p.segs = append(p.segs, seg)
+		p.segs = appendSegment(p.segs, seg, 0)
 	}
+}
+
+// appendSegment appends one escaped path segment to segs, decoded, the way request paths and
+// templates are cleaned alike: "" and "." are dropped, and ".." removes the last segment when
+// more than floor remain.
+func appendSegment(segs []string, seg string, floor int) []string {
+	if strings.IndexByte(seg, '%') >= 0 {
+		if u, err := url.PathUnescape(seg); err == nil {
+			seg = u
+		}
+	}
+	switch seg {
+	case "", ".":
+		return segs
+	case "..":
+		if len(segs) > floor {
+			segs = segs[:len(segs)-1]
+		}
+		return segs
+	}
+	return append(segs, seg)
 }
 
 // feedRoute matches the feed: an exact path, or every path below a prefix ending in '/'.
@@ -62,7 +69,7 @@ type feedRoute struct {
 func compileFeedRoute(f *gatewayconfig.Feed) feedRoute {
 	var p reqPath
 	p.normalize(f.Path)
-	return feedRoute{method: f.Method, segs: append([]string(nil), p.segs...), prefix: strings.HasSuffix(f.Path, "/")}
+	return feedRoute{method: f.Method, segs: append([]string(nil), p.segs...), prefix: p.trailing}
 }
 
 func (r *feedRoute) match(method string, p *reqPath) bool {
@@ -103,21 +110,7 @@ func compileAcceptRoute(a *gatewayconfig.Accept) acceptRoute {
 			r.segs = append(r.segs, s)
 			continue
 		}
-		if strings.IndexByte(s, '%') >= 0 {
-			if u, err := url.PathUnescape(s); err == nil {
-				s = u
-			}
-		}
-		switch s {
-		case "", ".":
-			continue
-		case "..":
-			if n := len(r.segs); n > 0 && n-1 != r.idSeg {
-				r.segs = r.segs[:n-1]
-			}
-			continue
-		}
-		r.segs = append(r.segs, s)
+		r.segs = appendSegment(r.segs, s, r.idSeg+1) // ".." never removes {offerId}
 	}
 	return r
 }
