@@ -102,18 +102,9 @@ func marshal(v any) ([]byte, error) {
 // gatewayconfig writes ("2s", "800ms", "10m0s", "1h0m0s") and forms such as "1h30m" or "1.5s".
 const durationPattern = `^(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$`
 
-// Patterns of the gateway config. They are those of gatewayconfig.Parse (and of the CRD);
-// TestSchemaAgreesWithParse checks that the two agree.
-const (
-	headerPattern       = `^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
-	feedPathPattern     = `^/[^?#\s]*$`
-	pathTemplatePattern = `^(/([^/{}?#\s]+|\{offerId\}))+/?$`
-	fieldPattern        = `^[A-Za-z_][A-Za-z0-9_-]*$`
-	jsonPathPattern     = `^(\[\]|[A-Za-z_][A-Za-z0-9_-]*(\[\])?)(\.[A-Za-z_][A-Za-z0-9_-]*(\[\])?)*$`
-	hashPattern         = `^sha256:[0-9a-f]{64}$`
-)
-
-var methods = []string{"GET", "POST", "PUT", "PATCH"}
+// The patterns and enums come from gatewayconfig, which checks them in Parse;
+// TestSchemaAgreesWithParse checks what the schema and Parse decide on the same documents.
+var methods = gatewayconfig.Methods()
 
 func ptr[T any](v T) *T { return &v }
 
@@ -122,23 +113,23 @@ func ptr[T any](v T) *T { return &v }
 var constraints = map[string]func(*Schema){
 	"Config.policies": func(s *Schema) { s.MaxItems = ptr(gatewayconfig.MaxPolicies) },
 	"Policy.name":     func(s *Schema) { s.MinLength = ptr(1) },
-	"Policy.hash":     func(s *Schema) { s.Pattern = hashPattern },
+	"Policy.hash":     func(s *Schema) { s.Pattern = gatewayconfig.HashPattern },
 	"Policy.identityHeader": func(s *Schema) {
-		s.MinLength, s.MaxLength, s.Pattern = ptr(1), ptr(gatewayconfig.MaxHeaderLen), headerPattern
+		s.MinLength, s.MaxLength, s.Pattern = ptr(1), ptr(gatewayconfig.MaxHeaderLen), gatewayconfig.HeaderPattern
 	},
 	"Policy.overrides": func(s *Schema) { s.MaxItems = ptr(gatewayconfig.MaxOverrides) },
 	"Feed.method":      func(s *Schema) { s.Enum = methods },
-	"Feed.path":        func(s *Schema) { s.MaxLength, s.Pattern = ptr(gatewayconfig.MaxPathLen), feedPathPattern },
+	"Feed.path":        func(s *Schema) { s.MaxLength, s.Pattern = ptr(gatewayconfig.MaxPathLen), gatewayconfig.FeedPathPattern },
 	"Feed.burst":       burst,
 	"Accept.method":    func(s *Schema) { s.Enum = methods },
 	"Accept.pathTemplate": func(s *Schema) {
-		s.MaxLength, s.Pattern = ptr(gatewayconfig.MaxPathLen), pathTemplatePattern
+		s.MaxLength, s.Pattern = ptr(gatewayconfig.MaxPathLen), gatewayconfig.PathTemplatePattern
 	},
-	"Accept.offerIdField": func(s *Schema) { s.MaxLength, s.Pattern = ptr(gatewayconfig.MaxFieldLen), fieldPattern },
+	"Accept.offerIdField": func(s *Schema) { s.MaxLength, s.Pattern = ptr(gatewayconfig.MaxFieldLen), gatewayconfig.FieldPattern },
 	"Accept.maxAccepts":   maxAccepts,
-	"Fairness.award":      func(s *Schema) { s.Enum = []string{"Random", "LeastRecentlyWon"} },
+	"Fairness.award":      func(s *Schema) { s.Enum = []string{gatewayconfig.AwardRandom, gatewayconfig.AwardLeastRecentlyWon} },
 	"ShownOffers.jsonPath": func(s *Schema) {
-		s.MaxLength, s.Pattern = ptr(gatewayconfig.MaxJSONPathLen), jsonPathPattern
+		s.MaxLength, s.Pattern = ptr(gatewayconfig.MaxJSONPathLen), gatewayconfig.JSONPathPattern
 	},
 	"Override.drivers": func(s *Schema) {
 		s.MinItems, s.MaxItems, s.UniqueItems = ptr(1), ptr(gatewayconfig.MaxOverrideDrivers), true

@@ -213,7 +213,7 @@ func (g *Gateway) newDrawTable(p *policy, gp *gatewayconfig.Policy) *drawTable {
 	t := &drawTable{
 		policy:    p.name,
 		log:       g.log,
-		lrw:       f.Award == "LeastRecentlyWon",
+		lrw:       f.Award == gatewayconfig.AwardLeastRecentlyWon,
 		window:    f.Window.D(),
 		dry:       p.dryRun,
 		dt:        p.table,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,22 +55,39 @@ const (
 
 	// OfferIDSegment is the path template segment that matches the offer id.
 	OfferIDSegment = "{offerId}"
+
+	// AwardRandom and AwardLeastRecentlyWon are the values of Fairness.Award.
+	AwardRandom           = "Random"
+	AwardLeastRecentlyWon = "LeastRecentlyWon"
+)
+
+// The patterns that Parse checks, as in the CRD; the JSON Schema of the config uses them too.
+const (
+	// JSONPathPattern is the pattern of ShownOffers.JSONPath.
+	JSONPathPattern = `^(\[\]|[A-Za-z_][A-Za-z0-9_-]*(\[\])?)(\.[A-Za-z_][A-Za-z0-9_-]*(\[\])?)*$`
+	// FeedPathPattern is the pattern of Feed.Path.
+	FeedPathPattern = `^/[^?#\s]*$`
+	// PathTemplatePattern is the pattern of Accept.PathTemplate.
+	PathTemplatePattern = `^(/([^/{}?#\s]+|\{offerId\}))+/?$`
+	// FieldPattern is the pattern of Accept.OfferIDField.
+	FieldPattern = `^[A-Za-z_][A-Za-z0-9_-]*$`
+	// HeaderPattern is the pattern of an HTTP header name (RFC 9110 token), IdentityHeader.
+	HeaderPattern = `^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
+	// HashPattern is the form of Policy.Hash.
+	HashPattern = `^sha256:[0-9a-f]{64}$`
 )
 
 var (
-	// jsonPathRE is the pattern of ShownOffers.JSONPath, as in the CRD.
-	jsonPathRE = regexp.MustCompile(`^(\[\]|[A-Za-z_][A-Za-z0-9_-]*(\[\])?)(\.[A-Za-z_][A-Za-z0-9_-]*(\[\])?)*$`)
-	// feedPathRE is the pattern of Feed.Path, as in the CRD.
-	feedPathRE = regexp.MustCompile(`^/[^?#\s]*$`)
-	// pathTemplateRE is the pattern of Accept.PathTemplate, as in the CRD.
-	pathTemplateRE = regexp.MustCompile(`^(/([^/{}?#\s]+|\{offerId\}))+/?$`)
-	// fieldRE is the pattern of Accept.OfferIDField, as in the CRD.
-	fieldRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
-	// headerRE is the pattern of an HTTP header name (RFC 9110 token).
-	headerRE = regexp.MustCompile(`^[A-Za-z0-9!#$%&'*+.^_|~-]+$`)
-	// hashRE is the form of Policy.Hash.
-	hashRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	jsonPathRE     = regexp.MustCompile(JSONPathPattern)
+	feedPathRE     = regexp.MustCompile(FeedPathPattern)
+	pathTemplateRE = regexp.MustCompile(PathTemplatePattern)
+	fieldRE        = regexp.MustCompile(FieldPattern)
+	headerRE       = regexp.MustCompile(HeaderPattern)
+	hashRE         = regexp.MustCompile(HashPattern)
 )
+
+// Methods returns the HTTP methods a feed or accept route may have.
+func Methods() []string { return []string{"GET", "POST", "PUT", "PATCH"} }
 
 // Parse reads a config file strictly: unknown fields are refused, the schema version must be
 // SchemaVersion, and every policy must pass Validate. A policy without a Hash gets one computed
@@ -228,7 +246,7 @@ func validatePolicy(p *Policy) []error {
 			if f.Window.D() < MinFairnessWindow || f.Window.D() > MaxFairnessWindow {
 				add("accept.fairness.window", "%s is not between %s and %s", f.Window.D(), MinFairnessWindow, MaxFairnessWindow)
 			}
-			if f.Award != "Random" && f.Award != "LeastRecentlyWon" {
+			if f.Award != AwardRandom && f.Award != AwardLeastRecentlyWon {
 				add("accept.fairness.award", "%q is not Random or LeastRecentlyWon", f.Award)
 			}
 		}
@@ -317,13 +335,7 @@ func validatePolicy(p *Policy) []error {
 	return errs
 }
 
-func validMethod(m string) bool {
-	switch m {
-	case "GET", "POST", "PUT", "PATCH":
-		return true
-	}
-	return false
-}
+func validMethod(m string) bool { return slices.Contains(Methods(), m) }
 
 func checkInterval(add func(string, string, ...any), field string, d Duration) {
 	if d.D() < MinFeedInterval || d.D() > MaxFeedInterval {
