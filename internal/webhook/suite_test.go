@@ -12,14 +12,13 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/offerfeed/offerfeed/internal/kustomize"
+	cfgwebhook "github.com/offerfeed/offerfeed/config/webhook"
 	"github.com/offerfeed/offerfeed/internal/operator"
 	"github.com/offerfeed/offerfeed/internal/testenv"
 	"github.com/offerfeed/offerfeed/internal/webhook"
@@ -65,17 +64,8 @@ func (w *warningRecorder) take() []string {
 // webhookConfigs returns the MutatingWebhookConfigurations that `kustomize build config/webhook`
 // produces: the generated manifests with the namespaceSelector patch.
 func webhookConfigs() []*admissionregistrationv1.MutatingWebhookConfiguration {
-	docs, err := kustomize.Build("../../config/webhook")
+	out, err := cfgwebhook.MutatingWebhookConfigurations() // the same as kustomize's, as its test checks
 	Expect(err).NotTo(HaveOccurred())
-	var out []*admissionregistrationv1.MutatingWebhookConfiguration
-	for _, d := range docs {
-		if d.Object.GetKind() != "MutatingWebhookConfiguration" {
-			continue
-		}
-		m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-		Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(d.Object.Object, m)).To(Succeed())
-		out = append(out, m)
-	}
 	Expect(out).To(HaveLen(1))
 	Expect(out[0].Webhooks).To(HaveLen(1))
 	Expect(out[0].Webhooks[0].NamespaceSelector).NotTo(BeNil(), "config/webhook must add the namespaceSelector")

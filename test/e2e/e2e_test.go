@@ -24,7 +24,6 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -38,6 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/offerfeed/offerfeed/api/v1alpha1"
+	cfgwebhook "github.com/offerfeed/offerfeed/config/webhook"
 	"github.com/offerfeed/offerfeed/internal/kustomize"
 	"github.com/offerfeed/offerfeed/internal/manifest"
 	"github.com/offerfeed/offerfeed/internal/operator"
@@ -222,19 +222,12 @@ func TestManagerAsInstalled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	webhookDocs, err := kustomize.Build("../../config/webhook")
-	if err != nil {
-		t.Fatal(err)
-	}
 	env, err := testenv.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range webhookDocs {
-		if d.Object.GetKind() == "MutatingWebhookConfiguration" {
-			env.WebhookInstallOptions.MutatingWebhooks = append(env.WebhookInstallOptions.MutatingWebhooks,
-				decode[admissionregistrationv1.MutatingWebhookConfiguration](t, d))
-		}
+	if env.WebhookInstallOptions.MutatingWebhooks, err = cfgwebhook.MutatingWebhookConfigurations(); err != nil {
+		t.Fatal(err)
 	}
 	cfg, err := env.Start()
 	if err != nil {
