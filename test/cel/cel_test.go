@@ -56,27 +56,7 @@ var _ = Describe("OfferFeedPolicy validation by the API server", func() {
 			Expect(err2).NotTo(HaveOccurred())
 			errs := validator.Validate(ctx, offline.Object, namespace)
 			Expect(errs).NotTo(BeEmpty())
-			var unknown, rest []validation.Error
-			for _, e := range errs {
-				if e.Type == validation.ErrorTypeUnknownField {
-					unknown = append(unknown, e)
-				} else {
-					rest = append(rest, e)
-				}
-			}
-			if len(unknown) > 0 {
-				// Strict decoding fails before validation: the API server reports only these,
-				// as `strict decoding error: unknown field "spec.x"`.
-				for _, e := range unknown {
-					Expect(err.Error()).To(ContainSubstring(e.Message))
-				}
-				return
-			}
-			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
-			Expect(err.(apierrors.APIStatus).Status().Details.Causes).To(HaveLen(len(rest)), "%v", err)
-			for _, e := range rest {
-				Expect(err.Error()).To(ContainSubstring(e.String()))
-			}
+			expectSameErrors(err, errs, c.Desc)
 		},
 		entries(celcases.Invalid(), "invalid"),
 	)
@@ -126,5 +106,28 @@ func readObjects(file string) []*unstructured.Unstructured {
 		if len(u.Object) > 0 {
 			out = append(out, u)
 		}
+	}
+}
+
+// expectSameErrors checks that err, the API server's refusal of a policy, holds exactly the
+// errors that offerfeed validate found (errs) for what desc describes.
+func expectSameErrors(err error, errs []validation.Error, desc any) {
+	GinkgoHelper()
+	var unknown bool
+	for _, e := range errs {
+		if e.Type == validation.ErrorTypeUnknownField {
+			unknown = true
+			Expect(err.Error()).To(ContainSubstring(e.Message), "%q", desc)
+		}
+	}
+	if unknown {
+		// Strict decoding fails before validation: the API server reports only these, as
+		// `strict decoding error: unknown field "spec.x"`.
+		return
+	}
+	Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%q: %v", desc, err)
+	Expect(err.(apierrors.APIStatus).Status().Details.Causes).To(HaveLen(len(errs)), "%q: %v\noffline: %v", desc, err, errs)
+	for _, e := range errs {
+		Expect(err.Error()).To(ContainSubstring(e.String()), "%q", desc)
 	}
 }

@@ -8,12 +8,10 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/offerfeed/offerfeed/api/v1alpha1"
 	"github.com/offerfeed/offerfeed/internal/celcases"
-	"github.com/offerfeed/offerfeed/internal/validation"
 )
 
 // randomPolicies is how many combined cases the differential test creates.
@@ -84,21 +82,7 @@ var _ = Describe("offerfeed validate and the API server on combined cases", func
 			}
 			Expect(err).To(HaveOccurred(), "offline refused %q, the API server accepted: %v", descs, errs)
 			refused++
-			var unknown bool
-			for _, e := range errs {
-				if e.Type == validation.ErrorTypeUnknownField {
-					unknown = true
-					Expect(err.Error()).To(ContainSubstring(e.Message), "%q", descs)
-				}
-			}
-			if unknown {
-				continue
-			}
-			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%q: %v", descs, err)
-			Expect(err.(apierrors.APIStatus).Status().Details.Causes).To(HaveLen(len(errs)), "%q: %v\noffline: %v", descs, err, errs)
-			for _, e := range errs {
-				Expect(err.Error()).To(ContainSubstring(e.String()), "%q", descs)
-			}
+			expectSameErrors(err, errs, descs)
 		}
 		GinkgoWriter.Printf("%d combined policies accepted by both, %d refused by both with the same errors\n", accepted, refused)
 		Expect(accepted).To(BeNumerically(">=", randomPolicies/6), "too few combinations to compare defaults")
