@@ -270,11 +270,7 @@ var _ = Describe("OfferFeedPolicy controller", func() {
 		Expect(cm.Data).To(Equal(map[string]string{"mine": "yes"}))
 
 		By("not trying to create it again on every reconcile")
-		Eventually(func() int64 {
-			before := writes.Load()
-			time.Sleep(time.Second)
-			return writes.Load() - before
-		}).WithTimeout(timeout).Should(BeZero())
+		waitQuiet()
 		before := writes.Load()
 		Eventually(func(g Gomega) {
 			p := getPolicy(g, ns, "standard")
@@ -304,12 +300,7 @@ var _ = Describe("OfferFeedPolicy controller", func() {
 				expectCondition(g, p, v1alpha1.ConditionProgrammed, metav1.ConditionTrue, v1alpha1.ReasonProgrammed)
 			}
 		}).WithTimeout(timeout).Should(Succeed())
-		// Let the last events and status writes land, then count.
-		Eventually(func() int64 {
-			before := writes.Load()
-			time.Sleep(time.Second)
-			return writes.Load() - before
-		}).WithTimeout(timeout).Should(BeZero())
+		waitQuiet() // let the last events and status writes land, then count
 
 		before := writes.Load()
 		By("events that change nothing: a pod annotation and label, a policy label")
@@ -326,3 +317,13 @@ var _ = Describe("OfferFeedPolicy controller", func() {
 		Consistently(func() int64 { return writes.Load() - before }).WithTimeout(settle).Should(BeZero())
 	})
 })
+
+// waitQuiet waits until the manager made no API write for a second.
+func waitQuiet() {
+	GinkgoHelper()
+	Eventually(func() int64 {
+		before := writes.Load()
+		time.Sleep(time.Second)
+		return writes.Load() - before
+	}).WithTimeout(timeout).Should(BeZero())
+}
