@@ -241,19 +241,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			out := strings.TrimSuffix(in, ".in.yaml") + ".out.json"
-			if *update {
-				if err := os.WriteFile(out, res.Data, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatalf("%v (run go test ./internal/render -update)", err)
-			}
-			if string(want) != string(res.Data) {
-				t.Errorf("%s differs from the rendered config (run go test ./internal/render -update and review the diff):\n%s", out, res.Data)
-			}
+			checkGolden(t, strings.TrimSuffix(in, ".in.yaml")+".out.json", res.Data)
 		})
 	}
 }
@@ -301,9 +289,14 @@ func TestGoldenSamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const out = "testdata/samples.out.json"
+	checkGolden(t, "testdata/samples.out.json", res.Data)
+}
+
+// checkGolden compares got with the golden file out, after rewriting it with -update.
+func checkGolden(t *testing.T, out string, got []byte) {
+	t.Helper()
 	if *update {
-		if err := os.WriteFile(out, res.Data, 0o644); err != nil {
+		if err := os.WriteFile(out, got, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -311,7 +304,7 @@ func TestGoldenSamples(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v (run go test ./internal/render -update)", err)
 	}
-	if string(want) != string(res.Data) {
-		t.Errorf("%s differs from the rendered samples (run go test ./internal/render -update):\n%s", out, res.Data)
+	if string(want) != string(got) {
+		t.Errorf("%s differs from the rendered config (run go test ./internal/render -update and review the diff):\n%s", out, got)
 	}
 }
