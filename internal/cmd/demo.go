@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -27,15 +26,16 @@ func init() {
 func runDemo(args []string) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	var opts demo.Options
-	fs.DurationVar(&opts.Duration, "duration", 16*time.Second, "how long each market run plays")
-	fs.IntVar(&opts.Humans, "humans", 8, "human drivers: poll every 3-6 s, react in 1-3 s")
-	fs.IntVar(&opts.Bots, "bots", 2, "bots: poll every 100 ms, accept within 50 ms, ignore Retry-After")
-	fs.IntVar(&opts.CompliantBots, "compliant-bots", 1, "bots that obey every limit of the policy exactly; they play in the runs compliant and fair")
+	def := demo.Defaults()
+	fs.DurationVar(&opts.Duration, "duration", def.Duration, "how long each market run plays")
+	fs.IntVar(&opts.Humans, "humans", def.Humans, "human drivers: poll every 3-6 s, react in 1-3 s")
+	fs.IntVar(&opts.Bots, "bots", def.Bots, "bots: poll every 100 ms, accept within 50 ms, ignore Retry-After")
+	fs.IntVar(&opts.CompliantBots, "compliant-bots", def.CompliantBots, "bots that obey every limit of the policy exactly; they play in the runs compliant and fair")
 	runs := fs.String("runs", strings.Join(demo.RunNames, ","), "the market runs to play, in order: dryrun, enforce (people and raw bots), compliant (Enforce, compliant bots join), fair (Enforce with fair draws, compliant bots play)")
-	fs.Uint64Var(&opts.Seed, "seed", 1, "seed of the market's random delays and offers")
-	shape := fs.String("shape", string(market.ShapeREST), "offer API shape: rest (GET /offers) or flex (POST /GetOffersForProviderPost)")
-	award := fs.String("award", string(v1alpha1.AwardLeastRecentlyWon), "award rule of the fair draws: Random or LeastRecentlyWon")
-	fs.DurationVar(&opts.OfferInterval, "offer-interval", demo.DefaultOfferInterval, "time between two offers of the offer service")
+	fs.Uint64Var(&opts.Seed, "seed", def.Seed, "seed of the market's random delays and offers")
+	shape := fs.String("shape", string(def.Shape), "offer API shape: rest (GET /offers) or flex (POST /GetOffersForProviderPost)")
+	award := fs.String("award", string(def.Award), "award rule of the fair draws: Random or LeastRecentlyWon")
+	fs.DurationVar(&opts.OfferInterval, "offer-interval", def.OfferInterval, "time between two offers of the offer service")
 	fs.StringVar(&opts.ReportFile, "report", "offerfeed-demo.html", "HTML chart of the runs; empty for none")
 	verbose := fs.Bool("v", false, "show the manager's and gateway's logs")
 	if err := fs.Parse(args); err != nil {

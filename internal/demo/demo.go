@@ -146,6 +146,12 @@ type Result struct {
 	InjectedPod *corev1.Pod
 }
 
+// Defaults returns the options that Run uses for the ones left zero.
+func Defaults() Options {
+	return Options{Duration: 16 * time.Second, Humans: 8, Bots: 2, CompliantBots: 1, Seed: 1,
+		Shape: market.ShapeREST, Award: v1alpha1.AwardLeastRecentlyWon, OfferInterval: DefaultOfferInterval}
+}
+
 func (o *Options) defaults() error {
 	if len(o.Runs) == 0 {
 		o.Runs = RunNames
@@ -158,20 +164,21 @@ func (o *Options) defaults() error {
 		}
 		o.runs = append(o.runs, r)
 	}
+	def := Defaults()
 	o.Out = cmp.Or[io.Writer](o.Out, io.Discard)
-	o.Duration = cmp.Or(o.Duration, 16*time.Second)
-	o.OfferInterval = cmp.Or(o.OfferInterval, DefaultOfferInterval)
+	o.Duration = cmp.Or(o.Duration, def.Duration)
+	o.OfferInterval = cmp.Or(o.OfferInterval, def.OfferInterval)
 	if o.Humans == 0 && o.Bots == 0 && o.CompliantBots == 0 {
-		o.Humans, o.Bots, o.CompliantBots = 8, 2, 1
+		o.Humans, o.Bots, o.CompliantBots = def.Humans, def.Bots, def.CompliantBots
 	}
 	for _, r := range o.runs {
 		if o.Humans+o.Bots+o.compliantBots(r) == 0 {
 			return fmt.Errorf("run %q would have no drivers: compliant bots play only in the runs compliant and fair", r.name)
 		}
 	}
-	o.Seed = cmp.Or(o.Seed, 1)
-	o.Award = cmp.Or(o.Award, v1alpha1.AwardLeastRecentlyWon)
-	o.Shape = cmp.Or(o.Shape, market.ShapeREST)
+	o.Seed = cmp.Or(o.Seed, def.Seed)
+	o.Award = cmp.Or(o.Award, def.Award)
+	o.Shape = cmp.Or(o.Shape, def.Shape)
 	if o.Logger.GetSink() == nil {
 		o.Logger = logr.Discard()
 	}
@@ -438,18 +445,28 @@ func waitWebhook(ctx context.Context, addr string) error {
 // waitProgrammed waits until the policy is Programmed in the given mode, at its generation.
 func (d *demo) waitProgrammed(ctx context.Context, mode v1alpha1.PolicyMode) error {
 	start := time.Now()
+	return d.pollPolicy(ctx, 50*time.Millisecond, func(p *v1alpha1.OfferFeedPolicy) bool {
+		if !meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionProgrammed) ||
+			p.Status.ObservedGeneration != p.Generation || p.Spec.Mode != mode || p.Status.TargetedPods == 0 {
+			return false
+		}
+		d.step("policy is Accepted and Programmed in ConfigMap %s (%s), governing %d pod, after %s", v1alpha1.GatewayConfigMapName,
+			shortHash(p.Status.ConfigHash), p.Status.TargetedPods, time.Since(start).Round(time.Millisecond))
+		return true
+	})
+}
+
+// pollPolicy gets the demo's policy every interval until done returns true for it.
+func (d *demo) pollPolicy(ctx context.Context, every time.Duration, done func(*v1alpha1.OfferFeedPolicy) bool) error {
 	for {
 		p := &v1alpha1.OfferFeedPolicy{}
 		if err := d.c.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: PolicyName}, p); err != nil {
 			return err
 		}
-		if meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionProgrammed) &&
-			p.Status.ObservedGeneration == p.Generation && p.Spec.Mode == mode && p.Status.TargetedPods > 0 {
-			d.step("policy is Accepted and Programmed in ConfigMap %s (%s), governing %d pod, after %s", v1alpha1.GatewayConfigMapName,
-				shortHash(p.Status.ConfigHash), p.Status.TargetedPods, time.Since(start).Round(time.Millisecond))
+		if done(p) {
 			return nil
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := sleep(ctx, every); err != nil {
 			return err
 		}
 	}
@@ -491,21 +508,20 @@ func (d *demo) startServices(ctx context.Context, podLabels map[string]string) e
 // waitGateway waits until the gateway enforces the policy's current config.
 func (d *demo) waitGateway(ctx context.Context, mode v1alpha1.PolicyMode) error {
 	start := time.Now()
-	for {
-		p := &v1alpha1.OfferFeedPolicy{}
-		if err := d.c.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: PolicyName}, p); err != nil {
-			return err
+	var st gateway.Status
+	err := d.pollPolicy(ctx, 20*time.Millisecond, func(p *v1alpha1.OfferFeedPolicy) bool {
+		st = d.gw.Status()
+		if st.PolicyHash == "" || st.PolicyHash != p.Status.ConfigHash || st.Mode != string(mode) {
+			return false
 		}
-		st := d.gw.Status()
-		if st.PolicyHash != "" && st.PolicyHash == p.Status.ConfigHash && st.Mode == string(mode) {
-			d.step("gateway enforces policy %s in %s (config generation %d, %s after the update)",
-				st.Policy, st.Mode, st.Generation, time.Since(start).Round(time.Millisecond))
-			return nil
-		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
-			return fmt.Errorf("waiting for the gateway to load the config (status %+v): %w", st, err)
-		}
+		d.step("gateway enforces policy %s in %s (config generation %d, %s after the update)",
+			st.Policy, st.Mode, st.Generation, time.Since(start).Round(time.Millisecond))
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the gateway to load the config (status %+v): %w", st, err)
 	}
+	return nil
 }
 
 // update changes the policy's mode and fairness, as `kubectl edit` would, and waits until it
