@@ -113,14 +113,8 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 		}
 		podCache.Label = sel
 	}
-	metricsAddr := opts.MetricsAddr
-	if metricsAddr == "" {
-		metricsAddr = "0"
-	}
-	shutdown := opts.GracefulShutdownTimeout
-	if shutdown == 0 {
-		shutdown = 30 * time.Second
-	}
+	metricsAddr := cmp.Or(opts.MetricsAddr, "0")
+	shutdown := cmp.Or(opts.GracefulShutdownTimeout, 30*time.Second)
 	var tlsOpts []func(*tls.Config)
 	if !opts.EnableHTTP2 {
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
