@@ -140,16 +140,18 @@ func newReport(cfg Config, drivers []*Driver, elapsed time.Duration) *Report {
 	return rep
 }
 
-// addRecords adds the offer service's records of the run.
-func (r *Report) addRecords(rec Records) {
+// addRecords adds the offer service's records of the run, whose drivers are drivers.
+func (r *Report) addRecords(rec Records, drivers []*Driver) {
 	r.OffersTaken = len(rec.Taken)
-	// Run names drivers "<class>-<n><suffix>", the suffix without '-'.
+	classes := make(map[string]Class, len(drivers))
+	for _, d := range drivers {
+		classes[d.ID()] = d.Class()
+	}
 	classOf := func(driver string) *ClassReport {
-		i := strings.LastIndexByte(driver, '-')
-		if i < 0 {
-			return nil
+		if c, ok := classes[driver]; ok {
+			return r.Class(c)
 		}
-		return r.Class(Class(driver[:i]))
+		return nil
 	}
 	for _, f := range rec.Flags {
 		if c := classOf(f.Driver); c != nil {

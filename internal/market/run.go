@@ -45,7 +45,7 @@ type Config struct {
 	// records apart from other runs; default a fresh id.
 	RunID string
 	// DriverSuffix is appended to every driver id ("human-01" + suffix), so that runs
-	// through one gateway play with fresh identities; it must not contain '-'.
+	// through one gateway play with fresh identities.
 	DriverSuffix string
 	// Service, when the offer service runs in this process, is read directly for the
 	// records; otherwise Run reads them from BaseURL + RecordsPath.
@@ -76,9 +76,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Humans < 0 || cfg.Bots < 0 || cfg.CompliantBots < 0 || cfg.Humans+cfg.Bots+cfg.CompliantBots == 0 {
 		return nil, errors.New("market: driver counts must be ≥ 0 and not all zero")
 	}
-	if strings.Contains(cfg.DriverSuffix, "-") {
-		return nil, errors.New("market: DriverSuffix must not contain '-'")
-	}
 	cfg.Shape = cmp.Or(cfg.Shape, ShapeREST)
 	cfg.RunID = cmp.Or(cfg.RunID, fmt.Sprintf("run-%d", time.Now().UnixNano()))
 	client := cfg.Client
@@ -88,6 +85,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	var drivers []*Driver
+	timing := cfg.timing()
 	for _, c := range []struct {
 		class Class
 		n     int
@@ -96,7 +94,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			drivers = append(drivers, NewDriver(DriverConfig{
 				ID: fmt.Sprintf("%s-%02d%s", c.class, i+1, cfg.DriverSuffix), Class: c.class,
 				BaseURL: cfg.BaseURL, Shape: cfg.Shape, IdentityHeader: cfg.IdentityHeader, RunID: cfg.RunID,
-				Timing: cfg.timing(), Policy: cfg.Policy, Seed: cfg.Seed, Client: client,
+				Timing: timing, Policy: cfg.Policy, Seed: cfg.Seed, Client: client,
 			}))
 		}
 	}
@@ -117,7 +115,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if rec, err := readRecords(ctx, cfg, client); err != nil {
 		rep.RecordsError = err.Error()
 	} else {
-		rep.addRecords(rec)
+		rep.addRecords(rec, drivers)
 	}
 	rep.Interrupted = ctx.Err() != nil
 	return rep, ctx.Err()
