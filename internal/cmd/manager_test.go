@@ -1,7 +1,6 @@
 package cmd
 
 import (
-	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -34,14 +33,7 @@ func TestManagerFlagsOfTheInstall(t *testing.T) {
 	if len(c.Command) != 0 || len(c.Args) == 0 || c.Args[0] != "manager" {
 		t.Fatalf("command %q args %q: want the image's entrypoint with `manager`", c.Command, c.Args)
 	}
-	// The kubelet expands $(VAR) from the container's env.
-	args := c.Args[1:]
-	for i, a := range args {
-		for _, e := range c.Env {
-			a = strings.ReplaceAll(a, "$("+e.Name+")", e.Value)
-		}
-		args[i] = a
-	}
+	args := kustomize.ExpandedArgs(c)[1:]
 	opts, _, err := parseManagerFlags(args)
 	if err != nil {
 		t.Fatalf("parsing %q: %v", args, err)

@@ -5,7 +5,9 @@ package kustomize
 import (
 	"bytes"
 	"fmt"
+	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
@@ -28,4 +30,17 @@ func Build(dir string) ([]manifest.Document, error) {
 		return nil, fmt.Errorf("decoding kustomize build %s: %w", dir, err)
 	}
 	return docs, nil
+}
+
+// ExpandedArgs returns the args of c as the kubelet passes them: each $(VAR) replaced with
+// the value of c's env entry VAR.
+func ExpandedArgs(c corev1.Container) []string {
+	args := make([]string, len(c.Args))
+	for i, a := range c.Args {
+		for _, e := range c.Env {
+			a = strings.ReplaceAll(a, "$("+e.Name+")", e.Value)
+		}
+		args[i] = a
+	}
+	return args
 }

@@ -275,13 +275,7 @@ func TestManagerAsInstalled(t *testing.T) {
 	// pod (later flags win): the webhook's port and certificate from envtest, local probe
 	// and metrics addresses, and the Lease namespace, which in a pod is the pod's own.
 	c := deploy.Spec.Template.Spec.Containers[0]
-	var args []string
-	for _, a := range c.Args {
-		for _, e := range c.Env {
-			a = strings.ReplaceAll(a, "$("+e.Name+")", e.Value)
-		}
-		args = append(args, a)
-	}
+	args := kustomize.ExpandedArgs(c)
 	wo := env.WebhookInstallOptions
 	probeAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
 	metricsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
