@@ -333,6 +333,7 @@ func (d *demo) step(format string, args ...any) {
 // Policy returns the demo's policy: the REST or Flex example of DESIGN.md in the given mode,
 // its durations multiplied by scale (0 means 1) to match a market played faster.
 func Policy(shape market.Shape, mode v1alpha1.PolicyMode, scale float64) *v1alpha1.OfferFeedPolicy {
+	rt := shape.Routes()
 	dur := func(d time.Duration) v1alpha1.Duration {
 		if scale > 0 {
 			d = time.Duration(float64(d) * scale)
@@ -351,17 +352,12 @@ func Policy(shape market.Shape, mode v1alpha1.PolicyMode, scale float64) *v1alph
 			TargetSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": AppLabel}},
 			Mode:           mode,
 			ClientIdentity: v1alpha1.ClientIdentity{Header: market.DefaultIdentityHeader},
-			Feed:           &v1alpha1.FeedLimits{Method: "GET", Path: market.RESTFeedPath, MinInterval: dur(2 * time.Second), Burst: 1},
-			Accept: &v1alpha1.AcceptLimits{Method: "POST", PathTemplate: market.RESTAcceptPathTemplate,
+			Feed:           &v1alpha1.FeedLimits{Method: v1alpha1.HTTPMethod(rt.FeedMethod), Path: rt.FeedPath, MinInterval: dur(2 * time.Second), Burst: 1},
+			Accept: &v1alpha1.AcceptLimits{Method: "POST", PathTemplate: rt.AcceptPathTemplate, OfferIDField: rt.OfferIDField,
 				MaxAccepts: ptr.To[int32](MaxAccepts), Window: ptr.To(dur(10 * time.Minute)),
 				MinReactionTime: ptr.To(dur(800 * time.Millisecond)), RequireShown: ptr.To(true)},
-			ShownOffers: &v1alpha1.ShownOffers{JSONPath: "offers[].id"},
+			ShownOffers: &v1alpha1.ShownOffers{JSONPath: rt.ShownOffersPath},
 		},
-	}
-	if shape == market.ShapeFlex {
-		p.Spec.Feed.Method, p.Spec.Feed.Path = "POST", market.FlexFeedPath
-		p.Spec.Accept.PathTemplate, p.Spec.Accept.OfferIDField = market.FlexAcceptPath, "offerId"
-		p.Spec.ShownOffers.JSONPath = "offerList[].offerId"
 	}
 	return p
 }

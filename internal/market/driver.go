@@ -261,12 +261,11 @@ func (d *Driver) schedule(offerID string, due time.Time) {
 // poll reads the feed; it returns the offers shown and the Retry-After of a 429.
 func (d *Driver) poll(ctx context.Context) ([]shownOffer, time.Duration) {
 	var body io.Reader
-	method, path := http.MethodGet, RESTFeedPath
+	rt := d.cfg.Shape.Routes()
 	if d.cfg.Shape == ShapeFlex {
-		method, path = http.MethodPost, FlexFeedPath
 		body = strings.NewReader(`{"apiVersion":"V2","filters":{"serviceAreaFilter":[],"timeFilter":{}},"serviceAreaIds":[]}`)
 	}
-	status, header, data := d.send(ctx, KindPoll, "", method, path, body)
+	status, header, data := d.send(ctx, KindPoll, "", rt.FeedMethod, rt.FeedPath, body)
 	if status == http.StatusTooManyRequests {
 		return nil, parseRetryAfter(header.Get("Retry-After"), time.Now())
 	}
@@ -303,13 +302,14 @@ func (d *Driver) accept(ctx context.Context, offerID string) {
 	if d.cfg.Class == ClassCompliantBot && time.Now().Before(d.acceptPause) {
 		return
 	}
-	method, path := http.MethodPost, strings.Replace(RESTAcceptPathTemplate, "{offerId}", url.PathEscape(offerID), 1)
+	rt := d.cfg.Shape.Routes()
+	path := strings.Replace(rt.AcceptPathTemplate, "{offerId}", url.PathEscape(offerID), 1)
 	var body io.Reader
-	if d.cfg.Shape == ShapeFlex {
-		data, _ := json.Marshal(map[string]string{"offerId": offerID})
-		path, body = FlexAcceptPath, bytes.NewReader(data)
+	if rt.OfferIDField != "" {
+		data, _ := json.Marshal(map[string]string{rt.OfferIDField: offerID})
+		body = bytes.NewReader(data)
 	}
-	status, header, _ := d.send(ctx, KindAccept, offerID, method, path, body)
+	status, header, _ := d.send(ctx, KindAccept, offerID, http.MethodPost, path, body)
 	switch {
 	case status/100 == 2:
 		d.wins = append(d.wins, time.Now())

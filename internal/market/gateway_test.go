@@ -84,17 +84,13 @@ func TestMarketThroughGateway(t *testing.T) {
 // gatewayConfig is a gateway config with one policy for shape, in mode, with the limits a
 // compliant bot knows.
 func gatewayConfig(mode gatewayconfig.Mode, shape market.Shape, known market.Policy) *gatewayconfig.Config {
+	rt := shape.Routes()
 	p := gatewayconfig.Policy{
 		Name: "standard", Mode: mode, IdentityHeader: market.DefaultIdentityHeader,
-		Feed: &gatewayconfig.Feed{Method: "GET", Path: market.RESTFeedPath, MinInterval: gatewayconfig.Duration(known.MinInterval), Burst: 1},
-		Accept: &gatewayconfig.Accept{Method: "POST", PathTemplate: market.RESTAcceptPathTemplate, MaxAccepts: 30,
+		Feed: &gatewayconfig.Feed{Method: rt.FeedMethod, Path: rt.FeedPath, MinInterval: gatewayconfig.Duration(known.MinInterval), Burst: 1},
+		Accept: &gatewayconfig.Accept{Method: "POST", PathTemplate: rt.AcceptPathTemplate, OfferIDField: rt.OfferIDField, MaxAccepts: 30,
 			Window: gatewayconfig.Duration(time.Minute), MinReactionTime: gatewayconfig.Duration(known.MinReactionTime), RequireShown: true},
-		ShownOffers: &gatewayconfig.ShownOffers{JSONPath: "offers[].id"},
-	}
-	if shape == market.ShapeFlex {
-		p.Feed.Method, p.Feed.Path = "POST", market.FlexFeedPath
-		p.Accept.PathTemplate, p.Accept.OfferIDField = market.FlexAcceptPath, "offerId"
-		p.ShownOffers.JSONPath = "offerList[].offerId"
+		ShownOffers: &gatewayconfig.ShownOffers{JSONPath: rt.ShownOffersPath},
 	}
 	return &gatewayconfig.Config{SchemaVersion: gatewayconfig.SchemaVersion, Namespace: "offers", Policies: []gatewayconfig.Policy{p}}
 }

@@ -39,6 +39,29 @@ const (
 	RecordsPath = "/market/records"
 )
 
+// Routes are where an offer service of one shape takes polls and accepts, in the terms of an
+// OfferFeedPolicy.
+type Routes struct {
+	FeedMethod, FeedPath string
+	// AcceptPathTemplate is the accept path, with a {offerId} segment when the id is in it;
+	// accepts are POSTs.
+	AcceptPathTemplate string
+	// OfferIDField is the accept body's offer id field when the id is not in the path.
+	OfferIDField string
+	// ShownOffersPath is where a feed answer lists the offer ids (shownOffers.jsonPath).
+	ShownOffersPath string
+}
+
+// Routes returns the routes of shape s (ShapeREST unless s is ShapeFlex).
+func (s Shape) Routes() Routes {
+	if s == ShapeFlex {
+		return Routes{FeedMethod: "POST", FeedPath: FlexFeedPath, AcceptPathTemplate: FlexAcceptPath,
+			OfferIDField: "offerId", ShownOffersPath: "offerList[].offerId"}
+	}
+	return Routes{FeedMethod: "GET", FeedPath: RESTFeedPath, AcceptPathTemplate: RESTAcceptPathTemplate,
+		ShownOffersPath: "offers[].id"}
+}
+
 // Headers the market reads and writes.
 const (
 	// DefaultIdentityHeader carries the driver id unless configured otherwise.

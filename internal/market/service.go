@@ -118,14 +118,9 @@ func NewOfferService(cfg ServiceConfig) *OfferService {
 		cfg.Now = time.Now
 	}
 	s := &OfferService{cfg: cfg, mux: http.NewServeMux(), start: cfg.Now(), runs: map[string]*runRecords{}}
-	switch cfg.Shape {
-	case ShapeFlex:
-		s.mux.HandleFunc("POST "+FlexFeedPath, s.serveFeed)
-		s.mux.HandleFunc("POST "+FlexAcceptPath, s.serveAccept)
-	default:
-		s.mux.HandleFunc("GET "+RESTFeedPath, s.serveFeed)
-		s.mux.HandleFunc("POST "+RESTAcceptPathTemplate, s.serveAccept)
-	}
+	rt := cfg.Shape.Routes()
+	s.mux.HandleFunc(rt.FeedMethod+" "+rt.FeedPath, s.serveFeed)
+	s.mux.HandleFunc("POST "+rt.AcceptPathTemplate, s.serveAccept)
 	s.mux.HandleFunc("GET "+RecordsPath, s.serveRecords)
 	return s
 }
