@@ -135,12 +135,26 @@ func (s *OfferService) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux
 func (s *OfferService) Open() []Offer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.openLocked()
+}
+
+// openLocked returns a copy of the offers open now; s.mu is held.
+func (s *OfferService) openLocked() []Offer {
 	s.catchUp(s.cfg.Now())
 	out := make([]Offer, len(s.open))
 	for i, o := range s.open {
 		out[i] = *o
 	}
 	return out
+}
+
+// driver returns the request's driver id, or answers 400 and returns "".
+func (s *OfferService) driver(w http.ResponseWriter, r *http.Request) string {
+	d := r.Header.Get(s.cfg.IdentityHeader)
+	if d == "" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "missing header " + s.cfg.IdentityHeader})
+	}
+	return d
 }
 
 // Records returns what the service recorded of run; flags are sorted by driver, kind, flag.
@@ -214,9 +228,8 @@ func (s *OfferService) record(r *http.Request, driver string, kind RequestKind) 
 }
 
 func (s *OfferService) serveFeed(w http.ResponseWriter, r *http.Request) {
-	driver := r.Header.Get(s.cfg.IdentityHeader)
+	driver := s.driver(w, r)
 	if driver == "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "missing header " + s.cfg.IdentityHeader})
 		return
 	}
 	// The Flex filters are read and ignored: every driver sees every open offer.
@@ -224,11 +237,7 @@ func (s *OfferService) serveFeed(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	s.record(r, driver, KindPoll)
-	s.catchUp(s.cfg.Now())
-	open := make([]Offer, len(s.open))
-	for i, o := range s.open {
-		open[i] = *o
-	}
+	open := s.openLocked()
 	s.mu.Unlock()
 
 	if s.cfg.Shape == ShapeFlex {
@@ -281,9 +290,8 @@ type flexRate struct {
 }
 
 func (s *OfferService) serveAccept(w http.ResponseWriter, r *http.Request) {
-	driver := r.Header.Get(s.cfg.IdentityHeader)
+	driver := s.driver(w, r)
 	if driver == "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "missing header " + s.cfg.IdentityHeader})
 		return
 	}
 	id := r.PathValue("offerId")
