@@ -1,6 +1,7 @@
 package offerfeedtest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -126,7 +127,7 @@ func StartManager(ctx context.Context, cfg *rest.Config, opts ...ManagerOption) 
 		return m, nil
 	case <-m.done:
 		cancel()
-		return nil, fmt.Errorf("offerfeedtest: manager stopped while starting: %w", cmpErr(m.err, context.Cause(runCtx)))
+		return nil, fmt.Errorf("offerfeedtest: manager stopped while starting: %w", cmp.Or(m.err, context.Cause(runCtx), errors.New("no error reported")))
 	case <-timer.C:
 		_ = m.Stop()
 		return nil, fmt.Errorf("offerfeedtest: manager did not start within %s", o.startTimeout)
@@ -169,12 +170,3 @@ func (m *Manager) Err() error {
 // "offerfeedpolicy-<suffix>" in controller-runtime's metrics and logs, and events are
 // reported by "offerfeed-<suffix>".
 func (m *Manager) ControllerName() string { return m.name }
-
-func cmpErr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return errors.New("no error reported")
-}
