@@ -135,7 +135,7 @@ func BenchmarkBytesPerDriver(b *testing.B) {
 						key := uint64(i) * 0x9E3779B97F4A7C15
 						s := t.shard(key)
 						s.mu.Lock()
-						e := t.get(s, key)
+						e := t.get(s, key, 0)
 						decideFeed(e, &limits{interval: 1e9}, 0)
 						if kind == "shown64" {
 							x := e.extState()
