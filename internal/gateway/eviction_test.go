@@ -362,40 +362,50 @@ func TestEvictionOrder(t *testing.T) {
 	}
 }
 
-// TestEvictionScanBounded: one eviction looks at no more than mainScan main drivers: a
-// candidate worth less than all of them is forgotten even though a driver with nothing live
-// sits further on; the next eviction goes on from there and finds it.
+// TestEvictionScanBounded: one eviction looks at no more than mainScan main drivers
+// (mainScanOnce for a candidate seen once): a candidate worth less than all of them is
+// forgotten even though a driver with nothing live sits further on; the next eviction goes on
+// from there and finds it.
 func TestEvictionScanBounded(t *testing.T) {
 	const now = int64(time.Hour)
-	tb := newDriverTable("scan", 64*50) // 64 shards of 50: 5 in probation, 45 in main
-	tb.window.Store(int64(10 * time.Minute))
-	s := &tb.shards[0]
-	if s.mainCap <= mainScan+1 {
-		t.Fatalf("main holds %d, want more than %d", s.mainCap, mainScan+1)
-	}
-	for i := int32(0); i < s.mainCap; i++ {
-		e := entry{key: uint64(i + 1), ext: &driverExt{inflight: 1}}
-		if i == mainScan+1 {
-			e.ext = nil // nothing live
+	for _, seenTwice := range []bool{false, true} {
+		scan := int32(mainScanOnce)
+		if seenTwice {
+			scan = mainScan
 		}
-		s.main = append(s.main, e)
-		s.idx[e.key] = i
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := int32(0); i < s.probCap; i++ {
-		tb.get(s, uint64(1000+i), now) // fill probation; new drivers inside the pacing interval
-		s.lookup(uint64(1000 + i)).tat = now + 1
-	}
-	tb.get(s, 2000, now) // driver 1000 leaves: scans main drivers 1–32, all in flight
-	if s.lookup(1000) != nil || tb.evicted[areaProbation].Load() != 1 {
-		t.Fatalf("candidate kept, or not counted: %d from probation", tb.evicted[areaProbation].Load())
-	}
-	if s.mhand != mainScan {
-		t.Errorf("hand at %d, want %d", s.mhand, mainScan)
-	}
-	tb.get(s, 2001, now) // driver 1001 leaves: finds main driver 34, nothing live
-	if s.lookup(1001) == nil || s.lookup(mainScan+2) != nil || tb.evicted[areaMain].Load() != 1 {
-		t.Errorf("the second candidate did not replace the driver with nothing live")
+		tb := newDriverTable("scan", 64*50) // 64 shards of 50: 5 in probation, 45 in main
+		tb.window.Store(int64(10 * time.Minute))
+		s := &tb.shards[0]
+		if s.mainCap <= scan+1 {
+			t.Fatalf("main holds %d, want more than %d", s.mainCap, scan+1)
+		}
+		for i := int32(0); i < s.mainCap; i++ {
+			e := entry{key: uint64(i + 1), ext: &driverExt{inflight: 1}}
+			if i == scan+1 {
+				e.ext = nil // nothing live
+			}
+			s.main = append(s.main, e)
+			s.idx[e.key] = i
+		}
+		s.mu.Lock()
+		for i := int32(0); i < s.probCap; i++ {
+			tb.get(s, uint64(1000+i), now) // fill probation: drivers inside the pacing interval
+			s.lookup(uint64(1000 + i)).tat = now + 1
+			if seenTwice {
+				tb.get(s, uint64(1000+i), now)
+			}
+		}
+		tb.get(s, 2000, now) // driver 1000 leaves: scans main drivers 1 to scan, all in flight
+		if s.lookup(1000) != nil || tb.evicted[areaProbation].Load() != 1 {
+			t.Fatalf("seen twice %v: candidate kept, or not counted: %d from probation", seenTwice, tb.evicted[areaProbation].Load())
+		}
+		if s.mhand != scan {
+			t.Errorf("seen twice %v: hand at %d, want %d", seenTwice, s.mhand, scan)
+		}
+		tb.get(s, 2001, now) // driver 1001 leaves: finds main driver scan+2, nothing live
+		if s.lookup(1001) == nil || s.lookup(uint64(scan+2)) != nil || tb.evicted[areaMain].Load() != 1 {
+			t.Errorf("seen twice %v: the second candidate did not replace the driver with nothing live", seenTwice)
+		}
+		s.mu.Unlock()
 	}
 }

@@ -128,8 +128,13 @@ func newDriverTable(key string, max int) *driverTable {
 // probationShare: probation is 1/probationShare of a shard (at least one entry).
 const probationShare = 10
 
-// mainScan is the most main entries that one eviction from main considers.
-const mainScan = 32
+// mainScan is the most main entries that one eviction from main considers for a candidate
+// seen twice; mainScanOnce for one seen once, the path of a flood of one-shot identities,
+// which should cost little.
+const (
+	mainScan     = 32
+	mainScanOnce = 8
+)
 
 // minShownLife is the least time shown offers keep a driver's state valuable: an offer of a
 // gig feed is rarely open longer.
@@ -223,9 +228,12 @@ func (t *driverTable) leave(s *shard, c *entry, now int64) {
 		return
 	}
 	w := t.window.Load()
-	if len(s.main) > 0 {
-		cv := c.value(now, w)
-		if v, vv := s.mainVictim(now, w); vv < cv || (c.ref && vv == cv) {
+	if cv := c.value(now, w); len(s.main) > 0 && (cv > valueNone || c.ref) {
+		scan := mainScanOnce
+		if c.ref {
+			scan = mainScan
+		}
+		if v, vv := s.mainVictim(scan, now, w); vv < cv || (c.ref && vv == cv) {
 			delete(s.idx, s.main[v].key)
 			s.main[v] = *c
 			s.main[v].ref = false
@@ -238,13 +246,13 @@ func (t *driverTable) leave(s *shard, c *entry, now int64) {
 	t.evicted[areaProbation].Add(1)
 }
 
-// mainVictim moves main's CLOCK hand over at most mainScan entries, clearing the reference
+// mainVictim moves main's CLOCK hand over at most scan entries, clearing the reference
 // bits it passes, and returns the one of least value among them (not seen since the hand last
 // passed first, then the first passed), and that value. It stops early at an entry of no
 // value not seen since the hand last passed. The caller holds s.mu; main is not empty.
-func (s *shard) mainVictim(now, window int64) (int32, stateValue) {
+func (s *shard) mainVictim(scan int, now, window int64) (int32, stateValue) {
 	best, bestScore := int32(-1), 255
-	for n := 0; n < mainScan && n < len(s.main); n++ {
+	for n := 0; n < scan && n < len(s.main); n++ {
 		i := s.mhand
 		if s.mhand++; int(s.mhand) == len(s.main) {
 			s.mhand = 0
