@@ -228,12 +228,15 @@ func (t *driverTable) leave(s *shard, c *entry, now int64) {
 		return
 	}
 	w := t.window.Load()
-	if cv := c.value(now, w); len(s.main) > 0 && (cv > valueNone || c.ref) {
-		scan := mainScanOnce
-		if c.ref {
-			scan = mainScan
-		}
-		if v, vv := s.mainVictim(scan, now, w); vv < cv || (c.ref && vv == cv) {
+	// The candidate may replace a driver worth less than limit.
+	limit := c.value(now, w)
+	scan := mainScanOnce
+	if c.ref {
+		limit++
+		scan = mainScan
+	}
+	if limit > valueNone && len(s.main) > 0 {
+		if v, ok := s.mainVictim(scan, limit, now, w); ok {
 			delete(s.idx, s.main[v].key)
 			s.main[v] = *c
 			s.main[v].ref = false
@@ -246,31 +249,34 @@ func (t *driverTable) leave(s *shard, c *entry, now int64) {
 	t.evicted[areaProbation].Add(1)
 }
 
-// mainVictim moves main's CLOCK hand over at most scan entries, clearing the reference
-// bits it passes, and returns the one of least value among them (not seen since the hand last
-// passed first, then the first passed), and that value. It stops early at an entry of no
-// value not seen since the hand last passed. The caller holds s.mu; main is not empty.
-func (s *shard) mainVictim(scan int, now, window int64) (int32, stateValue) {
-	best, bestScore := int32(-1), 255
+// mainVictim moves main's CLOCK hand over at most scan entries, clearing the reference bits it
+// passes, and returns the one of least value among them if that is below limit (of equal
+// value, the one not seen since the hand last passed first, then the first passed). It stops
+// early at an entry of no value not seen since the hand last passed. The caller holds s.mu.
+func (s *shard) mainVictim(scan int, limit stateValue, now, window int64) (int32, bool) {
+	best, bestScore := int32(-1), int(2*limit)
 	for n := 0; n < scan && n < len(s.main); n++ {
 		i := s.mhand
 		if s.mhand++; int(s.mhand) == len(s.main) {
 			s.mhand = 0
 		}
 		e := &s.main[i]
-		score := 2 * int(e.value(now, window))
+		score := 0
 		if e.ref {
-			score++
+			score = 1
 			e.ref = false
 		}
-		if score < bestScore {
+		if e.tat > now && limit <= valuePacing {
+			continue // worth pacing at least: no need to look at its accepts and offers
+		}
+		if score += 2 * int(e.value(now, window)); score < bestScore {
 			best, bestScore = i, score
 			if score == 0 {
 				break
 			}
 		}
 	}
-	return best, stateValue(bestScore / 2)
+	return best, best >= 0
 }
 
 // stateValue ranks what forgetting a driver would give away; eviction takes the lowest first.
