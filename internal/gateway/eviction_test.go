@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
 // floodGateway is a gateway tracking at most max drivers of the Flex policy, without an
@@ -407,5 +409,35 @@ func TestEvictionScanBounded(t *testing.T) {
 			t.Errorf("seen twice %v: the second candidate did not replace the driver with nothing live", seenTwice)
 		}
 		s.mu.Unlock()
+	}
+}
+
+// TestTableWindow: a counted accept keeps its value for the longest accept window of the
+// policy in force, an override's included, and a reload that keeps the table updates it.
+func TestTableWindow(t *testing.T) {
+	g, p := floodGateway(t, 100)
+	if w := p.table.window.Load(); w != int64(10*time.Minute) {
+		t.Errorf("window %v, want the policy's 10m", time.Duration(w))
+	}
+	pol := flexPolicy()
+	pol.Overrides = []gatewayconfig.Override{{Drivers: []string{"slow"}, Accept: &gatewayconfig.AcceptOverride{Window: dur("1h")}}}
+	if err := g.Apply(configOf(pol)); err != nil {
+		t.Fatal(err)
+	}
+	p2 := g.active.Load().policy
+	if p2.table != p.table {
+		t.Fatal("the reload did not keep the table")
+	}
+	if w := p.table.window.Load(); w != int64(time.Hour) {
+		t.Errorf("window %v, want the override's 1h", time.Duration(w))
+	}
+	pol = flexPolicy()
+	pol.Accept = nil
+	pol.ShownOffers = nil
+	if err := g.Apply(configOf(pol)); err != nil {
+		t.Fatal(err)
+	}
+	if w := p.table.window.Load(); w != 0 {
+		t.Errorf("window %v without an accept route, want 0", time.Duration(w))
 	}
 }
