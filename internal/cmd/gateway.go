@@ -34,7 +34,7 @@ func runGateway(args []string) int {
 		adminListen     = fs.String("admin-listen", ":8481", "`address` of /metrics, /healthz and /readyz")
 		podLabels       = fs.String("pod-labels", "", "the pod's labels as `k=v,k2=v2`")
 		podLabelsFile   = fs.String("pod-labels-file", "", "downward API `file` with the pod's labels (key=\"value\" lines); hot-reloaded")
-		maxDrivers      = fs.Int("max-tracked-drivers", gateway.DefaultMaxTrackedDrivers, "most drivers whose state is kept; drivers not seen recently are forgotten first (when not set and GOMEMLIMIT is, lowered to fit half of it)")
+		maxDrivers      = fs.Int("max-tracked-drivers", gateway.DefaultMaxTrackedDrivers, "most drivers whose state is kept; new identities and drivers whose state has expired are forgotten first (when not set and GOMEMLIMIT is, lowered to fit half of it)")
 		upstreamTimeout = fs.Duration("upstream-timeout", gateway.DefaultUpstreamTimeout, "wait at most this long for the offer service's response headers, then answer 504")
 		shutdownTimeout = fs.Duration("shutdown-timeout", 30*time.Second, "on SIGTERM, wait at most this long for requests in flight")
 		shutdownDelay   = fs.Duration("shutdown-delay", 0, "on SIGTERM, keep serving (with /readyz failing) this long before draining, while endpoints update")

@@ -98,7 +98,9 @@ func TestInFlightAcceptSlots(t *testing.T) {
 }
 
 // TestEviction: with ten times more distinct drivers than the bound, at most the bound is
-// tracked, and drivers not seen recently are the ones forgotten.
+// tracked. While the drivers tracked have live state (here: pacing and shown offers), new
+// drivers seen once are forgotten on leaving probation; once that state has expired, newer
+// drivers take their places in main.
 func TestEviction(t *testing.T) {
 	h := newHarness(t, configOf(standardPolicy()), func(o *Options) { o.MaxTrackedDrivers = 100 })
 	for i := 0; i < 1000; i++ {
@@ -114,11 +116,34 @@ func TestEviction(t *testing.T) {
 	if ev := h.g.evictedDrivers(); ev != uint64(1000-st.TrackedDrivers) {
 		t.Errorf("evicted %d", ev)
 	}
-	// The latest driver is still paced; the first one was forgotten.
+	if ev := h.g.evictedDriversFrom(areaMain); ev != 0 {
+		t.Errorf("%d drivers with live state replaced by drivers seen once", ev)
+	}
+	// The first drivers, in main, and the latest, in probation, are still paced; one from the
+	// middle was forgotten.
+	expect(t, h.do("GET", "/offers", "", drv("d0")...), 429, "feed-throttled")
 	expect(t, h.do("GET", "/offers", "", drv("d999")...), 429, "feed-throttled")
-	expect(t, h.do("GET", "/offers", "", drv("d0")...), 200, "")
+	expect(t, h.do("GET", "/offers", "", drv("d500")...), 200, "")
 	if !hasMetric(t, h.g, fmt.Sprintf("offerfeed_gateway_tracked_drivers %d", h.g.trackedDrivers())) {
 		t.Error("tracked drivers gauge")
+	}
+
+	// Later, every state has expired: new drivers replace the old ones in main.
+	h.clock.Advance(11 * time.Minute)
+	for i := 0; i < 1000; i++ {
+		expect(t, h.do("GET", "/offers", "", drv(fmt.Sprint("e", i))...), 200, "")
+	}
+	p := h.g.active.Load().policy
+	withState(p, maphash.String(h.g.seed, "d0"), func(e *entry) {
+		if e != nil {
+			t.Error("d0, idle for 11 minutes, kept while new drivers were forgotten")
+		}
+	})
+	if h.g.evictedDriversFrom(areaMain) == 0 || h.g.evictedDriversFrom(areaProbation) == 0 {
+		t.Errorf("evictions: %d from probation, %d from main; want both", h.g.evictedDriversFrom(areaProbation), h.g.evictedDriversFrom(areaMain))
+	}
+	if !hasMetric(t, h.g, fmt.Sprintf(`offerfeed_gateway_evicted_drivers_total{area="main"} %d`, h.g.evictedDriversFrom(areaMain))) {
+		t.Error("evicted drivers counter")
 	}
 }
 

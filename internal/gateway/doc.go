@@ -33,10 +33,11 @@
 // send OfferFeed-* headers: they are stripped.
 //
 // Drivers are known only by a 64-bit seeded hash of their identity header value; at most
-// Options.MaxTrackedDrivers are tracked; when full, a driver not seen recently is forgotten
-// (CLOCK, per shard). The state of
-// the policy in force survives config reloads while the policy keeps its name and identity
-// header. See docs/gateway.md for flags, metrics and reload behaviour.
+// Options.MaxTrackedDrivers are tracked. New identities start in a small probation area; on
+// leaving it they take the place of the driver whose state is worth least only when theirs is
+// worth more (accepts > shown offers > pacing > nothing live), so made-up identities cannot push
+// out drivers with live state. The state of the policy in force survives config reloads while
+// the policy keeps its name and identity header. See docs/gateway.md for flags, metrics and reload behaviour.
 //
 // A Gateway is an http.Handler: tests and tools can put one in front of an httptest server:
 //

@@ -52,12 +52,16 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 		Name: "offerfeed_gateway_tracked_drivers",
 		Help: "Drivers whose state the gateway holds (at most --max-tracked-drivers).",
 	}, func() float64 { return float64(g.trackedDrivers()) })
-	evictions := prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "offerfeed_gateway_evicted_drivers_total",
-		Help: "Drivers forgotten (not seen recently, by CLOCK) to keep the state within its bound.",
-	}, func() float64 { return float64(g.evictedDrivers()) })
+	var evictions [numAreas]prometheus.Collector
+	for a := range numAreas {
+		evictions[a] = prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "offerfeed_gateway_evicted_drivers_total",
+			Help:        "Drivers forgotten to keep the state within its bound, by the area of the driver table they left (probation: new identities not kept; main: a driver of least value replaced).",
+			ConstLabels: prometheus.Labels{"area": areaNames[a]},
+		}, func() float64 { return float64(g.evictedDriversFrom(a)) })
+	}
 	if err := registerAll(reg, m.decisions, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, hist,
-		tracked, evictions, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		tracked, evictions[areaProbation], evictions[areaMain], collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, err
 	}
 	return m, nil

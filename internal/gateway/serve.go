@@ -96,7 +96,7 @@ func (g *Gateway) feedDecision(p *policy, key uint64, now int64) (feedVerdict, *
 	t := p.table
 	s := t.shard(key)
 	s.mu.Lock()
-	e := t.get(s, key)
+	e := t.get(s, key, now)
 	v := decideFeed(e, l, now)
 	var x *driverExt
 	if p.shown != nil && (v.decision == Allowed || p.dryRun) {
@@ -208,7 +208,7 @@ func (g *Gateway) serveAccept(w http.ResponseWriter, r *http.Request, p *policy,
 	t := p.table
 	s := t.shard(key)
 	s.mu.Lock()
-	x := t.get(s, key).extState()
+	x := t.get(s, key, now).extState()
 	d, retry := p.checkAccept(x, l, id, hasID, now)
 	slot := d == Allowed && l.maxAccepts > 0
 	if slot {
