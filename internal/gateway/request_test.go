@@ -1,0 +1,69 @@
+package gateway
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// TestHeaderAliasesStripped: a CGI or WSGI offer service reads OfferFeed_Flag as
+// HTTP_OFFERFEED_FLAG, so no spelling of an OfferFeed header reaches it; no header with
+// characters other than letters, digits and '-' does either (nginx's default), so that
+// X_Driver_Id cannot stand in for the identity, nor X_HTTP_Method_Override for an override.
+func TestHeaderAliasesStripped(t *testing.T) {
+	forbidden := []string{"OfferFeed_Flag", "offerfeed_decision", "OfferFeed-Flag", "Offerfeed.Flag", "OFFERFEED_X",
+		"X_Driver_Id", "X_HTTP_Method_Override", "X.Driver.Id", "X-Driver_Id"}
+	send := func(h *harness, path string, identity string) http.Header {
+		t.Helper()
+		r := httptest.NewRequest("GET", path, nil)
+		r.Header[identity] = []string{"d1"}
+		for _, k := range forbidden {
+			r.Header[k] = []string{"allowed"}
+		}
+		r.Header["X-Other"] = []string{"kept"}
+		w := httptest.NewRecorder()
+		h.g.ServeHTTP(w, r)
+		expect(t, w, 200, "")
+		return h.up.last().Header
+	}
+	check := func(what string, got http.Header, keep ...string) {
+		t.Helper()
+		for k := range got {
+			if strings.ContainsAny(k, "_.") && !contains(keep, k) || strings.HasPrefix(strings.ToLower(k), "offerfeed") {
+				t.Errorf("%s: the offer service saw %s", what, k)
+			}
+		}
+		if got.Get("X-Other") != "kept" {
+			t.Errorf("%s: X-Other lost", what)
+		}
+	}
+	h := newHarness(t, configOf(standardPolicy()))
+	check("feed", send(h, "/offers", "X-Driver-Id"))
+	check("other route", send(h, "/other", "X-Driver-Id"))
+	check("no policy", send(newHarness(t, nil), "/offers", "X-Driver-Id"))
+	// An identity header named with '_' is kept; its aliases go.
+	p := standardPolicy()
+	p.IdentityHeader = "X_Driver_Id"
+	h = newHarness(t, configOf(p))
+	r := httptest.NewRequest("GET", "/offers", nil)
+	r.Header["X_driver_id"] = []string{"d1"} // as Go canonicalizes it
+	r.Header["X-Driver-Id"] = []string{"someone-else"}
+	r.Header["X-DRIVER_ID"] = []string{"someone-else"}
+	w := httptest.NewRecorder()
+	h.g.ServeHTTP(w, r)
+	expect(t, w, 200, "")
+	got := h.up.last().Header
+	if len(got["X_driver_id"]) != 1 || got["X_driver_id"][0] != "d1" || got["X-Driver-Id"] != nil || got["X-DRIVER_ID"] != nil {
+		t.Errorf("identity aliases reached the offer service: %v", got)
+	}
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
