@@ -1,10 +1,18 @@
 package gateway
 
 import (
+	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/go-logr/logr/funcr"
+
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
 // TestHeaderAliasesStripped: a CGI or WSGI offer service reads OfferFeed_Flag as
@@ -66,4 +74,59 @@ func contains(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// TestRefusedConfigNeverEchoesDriverIDs: a config refused for an invalid override shows the
+// error in /readyz and the log, naming the override's drivers by index, never by id.
+func TestRefusedConfigNeverEchoesDriverIDs(t *testing.T) {
+	const secret = "driver-7f3a9c-secret"
+	var mu sync.Mutex
+	var logs bytes.Buffer
+	log := funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		logs.WriteString(prefix + " " + args + "\n")
+	}, funcr.Options{Verbosity: 1})
+	h := newHarness(t, nil, func(o *Options) { o.Logger = log })
+	file := filepath.Join(t.TempDir(), "config.json")
+	good := configOf(standardPolicy())
+	b, err := gatewayconfig.Marshal(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.g.LoadFile(file); err != nil {
+		t.Fatal(err)
+	}
+	bad := standardPolicy()
+	bad.Overrides = []gatewayconfig.Override{{Drivers: []string{secret, "d2", secret}, Feed: &gatewayconfig.FeedOverride{MinInterval: dur("1s")}}}
+	b, err = gatewayconfig.Marshal(configOf(bad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.g.LoadFile(file); err == nil {
+		t.Fatal("a config listing a driver twice was applied")
+	} else if strings.Contains(err.Error(), secret) {
+		t.Errorf("error echoes a driver id: %v", err)
+	}
+	readyz := httptestGet(h.g.AdminHandler(), "/readyz").Body.String()
+	if !strings.Contains(readyz, "overrides[0].drivers[2]: duplicate of drivers[0]") {
+		t.Errorf("/readyz does not name the override: %s", readyz)
+	}
+	mu.Lock()
+	logged := logs.String()
+	mu.Unlock()
+	for what, text := range map[string]string{"/readyz": readyz, "log": logged, "/metrics": metricText(t, h.g)} {
+		if strings.Contains(text, secret) {
+			t.Errorf("%s echoes a driver id:\n%s", what, text)
+		}
+	}
+	if !strings.Contains(logged, "config refused") {
+		t.Errorf("refusal not logged:\n%s", logged)
+	}
 }
