@@ -9,11 +9,63 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr/funcr"
 
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
+
+// TestUnreadableOfferID: an accept whose offer id cannot be read is never cheaper than one
+// whose id can. With minReactionTime (and without requireShown) it is refused
+// unreadable-offer, whatever made it unreadable; DryRun flags it; a driver without a
+// reaction time (override 0s) passes, since only the quota applies.
+func TestUnreadableOfferID(t *testing.T) {
+	p := flexPolicy()
+	p.Accept.RequireShown = false
+	p.Overrides = []gatewayconfig.Override{{Drivers: []string{"instant"}, Accept: &gatewayconfig.AcceptOverride{MinReactionTime: durp("0s")}}}
+	big := `{"offerId":"A1","pad":"` + strings.Repeat("x", DefaultMaxAcceptBody) + `"}`
+	unreadable := map[string]string{
+		"conflicting keys":    `{"offerId":"Z9","offerId":"A1"}`,
+		"conflicting in case": `{"offerId":"A1","OFFERID":"Z9"}`,
+		"over 64 KiB":         big,
+		"not JSON":            `offerId=A1`,
+		"truncated":           `{"offerId":"A1"`,
+		"field missing":       `{"offer":"A1"}`,
+		"empty":               ``,
+	}
+	for _, mode := range []gatewayconfig.Mode{gatewayconfig.ModeEnforce, gatewayconfig.ModeDryRun} {
+		p.Mode = mode
+		for name, body := range unreadable {
+			t.Run(string(mode)+" "+name, func(t *testing.T) {
+				h := newHarness(t, configOf(p))
+				h.up.offers = []string{"A1"}
+				fp := step{method: "POST", path: "/GetOffersForProviderPost", body: `{}`, hdr: flexHdr("tok"), status: 200, forwarded: true}
+				st := step{advance: 100 * time.Millisecond, method: "POST", path: "/AcceptOffer", body: body, hdr: flexHdr("tok"), status: 400, decision: "unreadable-offer"}
+				if mode == gatewayconfig.ModeDryRun {
+					st.status, st.decision, st.forwarded, st.flag = 200, "", true, "unreadable-offer"
+				}
+				runSteps(t, h, []step{
+					fp,
+					st,
+					// The same accept readable is too-fast: the unreadable one was not cheaper.
+					{method: "POST", path: "/AcceptOffer", body: `{"offerId":"A1"}`, hdr: flexHdr("tok"),
+						status:    map[bool]int{true: 429, false: 200}[mode == gatewayconfig.ModeEnforce],
+						decision:  map[bool]string{true: "too-fast", false: ""}[mode == gatewayconfig.ModeEnforce],
+						forwarded: mode == gatewayconfig.ModeDryRun, flag: "too-fast"},
+					// A driver without a reaction time: only the quota needs no id.
+					{method: "POST", path: "/AcceptOffer", body: body, hdr: flexHdr("instant"), status: 200, forwarded: true},
+				})
+				if !hasMetric(t, h.g, `offerfeed_gateway_decisions_total{decision="unreadable-offer",policy="flex",route="accept"} 1`) {
+					t.Error("unreadable-offer not counted")
+				}
+			})
+		}
+	}
+	// With requireShown, an unreadable id is unseen-offer, as before.
+	h := newHarness(t, configOf(flexPolicy()))
+	expect(t, h.do("POST", "/AcceptOffer", `{"offerId":"A1","offerId":"Z9"}`, flexHdr("tok")...), 403, "unseen-offer")
+}
 
 // TestHeaderAliasesStripped: a CGI or WSGI offer service reads OfferFeed_Flag as
 // HTTP_OFFERFEED_FLAG, so no spelling of an OfferFeed header reaches it; no header with
