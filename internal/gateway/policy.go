@@ -23,6 +23,10 @@ const (
 	TooFast
 	UnseenOffer
 	MissingIdentity
+	// AmbiguousRequest: a request that a lenient router (one that folds case, decodes %2F,
+	// strips ;params, honours method-override headers, takes HEAD for GET, ...) could map onto
+	// a governed route, differently from the gateway's exact match. See lenientRoutes.
+	AmbiguousRequest
 	// UnreadableOffer: an accept whose offer id cannot be read (body too large, not JSON,
 	// field missing or given twice with different values) while minReactionTime or fairness
 	// applies and requireShown does not (then it is UnseenOffer).
@@ -31,7 +35,7 @@ const (
 )
 
 var decisionNames = [numDecisions]string{"allowed", "feed-throttled", "accept-throttled", "too-fast", "unseen-offer", "missing-identity",
-	"unreadable-offer"}
+	"ambiguous-request", "unreadable-offer"}
 
 // String returns the decision's name, the value of headers OfferFeed-Decision and OfferFeed-Flag.
 func (d Decision) String() string {
@@ -48,7 +52,7 @@ func (d Decision) Status() int {
 		return http.StatusTooManyRequests
 	case UnseenOffer:
 		return http.StatusForbidden
-	case MissingIdentity, UnreadableOffer:
+	case MissingIdentity, AmbiguousRequest, UnreadableOffer:
 		return http.StatusBadRequest
 	}
 	return http.StatusOK

@@ -16,6 +16,169 @@ import (
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
+// lenientCase is one request that a lenient offer service could take for a governed route.
+type lenientCase struct {
+	method, path string
+	hdr          []string // name, value pairs besides the identity
+	// status and decision are the wanted answer: ambiguous-request, or the decision of the
+	// route the request is governed as.
+	status   int
+	decision string
+}
+
+func amb(method, path string, hdr ...string) lenientCase {
+	return lenientCase{method, path, hdr, 400, "ambiguous-request"}
+}
+
+// TestLenientRouting: every request that a lenient router could map onto the feed or an
+// accept is governed or refused ambiguous-request in Enforce; the offer service records none
+// of them. The driver never polled (so no accept may pass) and, for the feed cases, has just
+// polled (so no poll may pass).
+func TestLenientRouting(t *testing.T) {
+	accepts := []lenientCase{
+		amb("POST", "/offers/o9%2Faccept"), // the finding: gunicorn, uWSGI, wsgiref decode %2F
+		amb("POST", "/offers/o9%2faccept"),
+		amb("POST", "/offers/o9%252Faccept"), // decoded twice
+		amb("POST", "/offers/o9%25252faccept"),
+		amb("POST", "/offers/o9%5Caccept"),
+		amb("POST", `/offers/o9\accept`),
+		amb("POST", "/offers/o9/accept;x"),
+		amb("POST", "/offers;x/o9/accept"),
+		amb("POST", "/offers/o9;x/accept"), // the gateway sees offer "o9;x", the service o9
+		amb("POST", "/offers/o9/accept%3Bx"),
+		amb("POST", "/offers/o9/accept%00"),
+		amb("POST", "/offers/o9%00/accept"),
+		amb("POST", "/OFFERS/o9/ACCEPT"),
+		amb("POST", "/offers/o9/Accept"),
+		amb("POST", "/offers/o9/accept."),
+		amb("POST", "/offers/o9/accept%2e"),
+		amb("POST", "/offers/o9/accept%20"),
+		amb("POST", "/offers/o9/accept%23x"), // an encoded fragment
+		amb("POST", "/offers/o9/accept%3Fx=1"),
+		amb("POST", "/offers/o1%2F..%2Fo9/accept"), // the gateway sees "o1/../o9", the service o9
+		amb("POST", "/offers/o1%252F..%252Fo9/accept"),
+		amb("POST", "/offers/o9/%25u0061ccept"), // IIS %u, decoded twice
+		amb("POST", "/offers/o9%c0%afaccept"),   // overlong '/'
+		amb("POST", "http://offers.example/offers/o9%2Faccept"),
+		amb("GET", "/offers/o9/accept", "X-HTTP-Method-Override", "POST"),
+		amb("PUT", "/offers/o9/accept", "X-HTTP-Method", "POST"),
+		amb("GET", "/offers/o9/accept", "X-Method-Override", "post"),
+		amb("GET", "/offers/o9/accept", "X-HTTP-Method-Override", "GET", "X-HTTP-Method-Override", "POST"),
+		amb("GET", "/offers/o9/accept", "X-HTTP-Method-Override", "GET, POST"),
+		amb("GET", "/offers/o9/accept?_method=POST"),
+		amb("GET", "/offers/o9/accept?a=1&%5Fmethod=post"),
+		amb("GET", "/offers/o9/accept?_METHOD=POST"),
+		// Governed exactly, but an override names another method.
+		amb("POST", "/offers/o9/accept", "X-HTTP-Method-Override", "DELETE"),
+		amb("POST", "/offers/o9/accept?_method=PUT"),
+		// Governed exactly, and lenient readings agree.
+		{"POST", "//offers//o9//accept", nil, 403, "unseen-offer"},
+		{"POST", "/offers/o9/%61ccept", nil, 403, "unseen-offer"},
+		{"post", "/offers/o9/accept", nil, 403, "unseen-offer"},
+		{"POST", "/offers/o9/accept", []string{"X-HTTP-Method-Override", "POST"}, 403, "unseen-offer"},
+		{"POST", "/offers/a%2Fb/accept", nil, 403, "unseen-offer"}, // an id with '/': no lenient reading is an accept
+	}
+	feeds := []lenientCase{
+		amb("HEAD", "/offers"),
+		amb("GET", "/OFFERS"),
+		amb("GET", "/Offers/"),
+		amb("GET", "/offers;jsessionid=1"),
+		amb("GET", "/offers%00"),
+		amb("GET", "/offers."),
+		amb("GET", "/offers%23"),
+		amb("GET", "/offers%2F"),
+		amb("POST", "/offers", "X-HTTP-Method-Override", "GET"),
+		amb("GET", "/offers", "X-HTTP-Method-Override", "PUT"),
+		{"GET", "/%6Fffers", nil, 429, "feed-throttled"},
+		{"GET", "/x/../offers/", nil, 429, "feed-throttled"},
+		{"GET", "/offers?area=north%20east&_methods=x", nil, 429, "feed-throttled"},
+	}
+	for _, tc := range accepts {
+		t.Run("accept "+tc.method+" "+tc.path+" "+strings.Join(tc.hdr, ":"), func(t *testing.T) {
+			h := newHarness(t, configOf(standardPolicy()))
+			checkLenient(t, h, tc)
+		})
+	}
+	for _, tc := range feeds {
+		t.Run("feed "+tc.method+" "+tc.path+" "+strings.Join(tc.hdr, ":"), func(t *testing.T) {
+			h := newHarness(t, configOf(standardPolicy()))
+			expect(t, h.do("GET", "/offers", "", drv("d1")...), 200, "")
+			checkLenient(t, h, tc)
+		})
+	}
+}
+
+func checkLenient(t *testing.T, h *harness, tc lenientCase) {
+	t.Helper()
+	before := len(h.up.records())
+	w := h.do(tc.method, tc.path, "", append(drv("d1"), tc.hdr...)...)
+	expect(t, w, tc.status, tc.decision)
+	if recs := h.up.records(); len(recs) > before {
+		t.Errorf("the offer service saw %s %s", recs[len(recs)-1].Method, recs[len(recs)-1].Path)
+	}
+}
+
+// TestLenientRoutingFlex: the same for the Amazon Flex shape (offer id in the body, POST feed).
+func TestLenientRoutingFlex(t *testing.T) {
+	for _, tc := range []lenientCase{
+		amb("POST", "/acceptoffer"),
+		amb("POST", "/AcceptOffer;x"),
+		amb("POST", "/AcceptOffer%00"),
+		{"POST", "/AcceptOffer/.", nil, 403, "unseen-offer"},
+		amb("PUT", "/AcceptOffer", "X-HTTP-Method-Override", "POST"),
+		amb("POST", "/getoffersforproviderpost"),
+		amb("POST", "/x%2F..%2FGetOffersForProviderPost"),
+		{"POST", "/AcceptOffer/", nil, 403, "unseen-offer"},
+	} {
+		h := newHarness(t, configOf(flexPolicy()))
+		before := len(h.up.records())
+		w := h.do(tc.method, tc.path, `{"offerId":"A1"}`, append(flexHdr("tok"), tc.hdr...)...)
+		if w.Code != tc.status || w.Header().Get(HeaderDecision) != tc.decision {
+			t.Errorf("%s %s: got %d %q, want %d %q", tc.method, tc.path, w.Code, w.Header().Get(HeaderDecision), tc.status, tc.decision)
+		}
+		if len(h.up.records()) > before {
+			t.Errorf("%s %s reached the offer service", tc.method, tc.path)
+		}
+	}
+}
+
+// TestLenientRoutingKeepsOrdinaryRequests: requests no lenient router takes for a governed
+// route pass as before.
+func TestLenientRoutingKeepsOrdinaryRequests(t *testing.T) {
+	h := newHarness(t, configOf(standardPolicy()))
+	runSteps(t, h, []step{
+		{method: "GET", path: "/offers?area=north%20east", hdr: drv("d1"), status: 200, forwarded: true},
+		{advance: time.Second, method: "POST", path: "/offers/o1/accept", hdr: drv("d1"), status: 200, forwarded: true},
+		{method: "GET", path: "/offers/o1/accept", hdr: drv("d1"), status: 200, forwarded: true},
+		{method: "GET", path: "/drivers/me;v=2", hdr: drv("d1"), status: 200, forwarded: true},
+		{method: "DELETE", path: "/offers", hdr: drv("d1"), status: 200, forwarded: true},
+		{method: "HEAD", path: "/drivers/me", hdr: drv("d1"), status: 200, forwarded: true},
+		{method: "GET", path: "/drivers/%2Fme.", hdr: drv("d1"), status: 200, forwarded: true},
+		{method: "POST", path: "/other", hdr: []string{"X-Driver-Id", "d1", "X-HTTP-Method-Override", "PUT"}, status: 200, forwarded: true},
+	})
+}
+
+// TestLenientRoutingDryRun: DryRun forwards an ambiguous request flagged ambiguous-request,
+// and counts it under the route a lenient router would take it for.
+func TestLenientRoutingDryRun(t *testing.T) {
+	p := standardPolicy()
+	p.Mode = gatewayconfig.ModeDryRun
+	h := newHarness(t, configOf(p))
+	runSteps(t, h, []step{
+		{method: "POST", path: "/offers/o9%2Faccept", hdr: drv("d1"), status: 200, forwarded: true, flag: "ambiguous-request"},
+		{method: "HEAD", path: "/offers", hdr: drv("d1"), status: 200, forwarded: true, flag: "ambiguous-request"},
+		{method: "GET", path: "/OFFERS", hdr: drv("d1"), status: 200, forwarded: true, flag: "ambiguous-request"},
+	})
+	for _, want := range []string{
+		`offerfeed_gateway_decisions_total{decision="ambiguous-request",policy="standard",route="accept"} 1`,
+		`offerfeed_gateway_decisions_total{decision="ambiguous-request",policy="standard",route="feed"} 2`,
+	} {
+		if !hasMetric(t, h.g, want) {
+			t.Errorf("metric %s missing", want)
+		}
+	}
+}
+
 // TestUnreadableOfferID: an accept whose offer id cannot be read is never cheaper than one
 // whose id can. With minReactionTime (and without requireShown) it is refused
 // unreadable-offer, whatever made it unreadable; DryRun flags it; a driver without a

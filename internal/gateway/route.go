@@ -72,24 +72,34 @@ func compileFeedRoute(f *gatewayconfig.Feed) feedRoute {
 	return feedRoute{method: f.Method, segs: append([]string(nil), p.segs...), prefix: p.trailing}
 }
 
-func (r *feedRoute) match(method string, p *reqPath) bool {
+// match reports whether the request is a feed poll. With fold, literal segments match in any
+// case (as a lenient router would match them).
+func (r *feedRoute) match(method string, p *reqPath, fold bool) bool {
 	if !strings.EqualFold(method, r.method) {
 		return false
 	}
 	if r.prefix {
-		// /offers/ matches /offers/ and everything below, not /offers itself.
-		if len(p.segs) < len(r.segs) || (len(p.segs) == len(r.segs) && !p.trailing) {
+		// /offers/ matches /offers/ and everything below, not /offers itself; a lenient
+		// router (Express without strict routing) takes /offers for /offers/ too.
+		if len(p.segs) < len(r.segs) || (len(p.segs) == len(r.segs) && !p.trailing && !fold) {
 			return false
 		}
 	} else if len(p.segs) != len(r.segs) {
 		return false
 	}
 	for i, s := range r.segs {
-		if p.segs[i] != s {
+		if !segEqual(p.segs[i], s, fold) {
 			return false
 		}
 	}
 	return true
+}
+
+func segEqual(a, b string, fold bool) bool {
+	if fold {
+		return strings.EqualFold(a, b)
+	}
+	return a == b
 }
 
 // acceptRoute matches the accept path template; idSeg is the index of the {offerId} segment,
@@ -116,8 +126,9 @@ func compileAcceptRoute(a *gatewayconfig.Accept) acceptRoute {
 }
 
 // match reports whether the request is an accept, and the offer id from the path when the
-// template has a {offerId} segment.
-func (r *acceptRoute) match(method string, p *reqPath) (offerID string, ok bool) {
+// template has a {offerId} segment. With fold, literal segments match in any case; the offer
+// id is taken as it is.
+func (r *acceptRoute) match(method string, p *reqPath, fold bool) (offerID string, ok bool) {
 	if !strings.EqualFold(method, r.method) || len(p.segs) != len(r.segs) {
 		return "", false
 	}
@@ -125,7 +136,7 @@ func (r *acceptRoute) match(method string, p *reqPath) (offerID string, ok bool)
 		if i == r.idSeg {
 			continue
 		}
-		if p.segs[i] != s {
+		if !segEqual(p.segs[i], s, fold) {
 			return "", false
 		}
 	}

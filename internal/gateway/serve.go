@@ -37,18 +37,22 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.proxy.ServeHTTP(w, r)
 		return
 	}
-	sanitizeHeaders(r.Header, p.identity)
+	overrides := sanitizeHeaders(r.Header, p.identity)
 	var rp reqPath
-	rp.normalize(r.URL.EscapedPath())
-	rt := routeOther
-	var pathID string
-	if p.accept != nil {
-		if id, ok := p.accept.match(r.Method, &rp); ok {
-			rt, pathID = routeAccept, id
+	escaped := r.URL.EscapedPath()
+	rp.normalize(escaped)
+	rt, pathID := p.routeOf(r.Method, &rp, false)
+	// A request that a lenient offer service could take for a governed route other than the
+	// one matched (or for one, when none matched) is refused (lenient.go).
+	if lrt, amb := p.ambiguous(r, overrides, escaped, &rp, rt, pathID); amb {
+		p.counters[lrt][AmbiguousRequest].Inc()
+		if !p.dryRun {
+			g.refuse(w, r, p, lrt, AmbiguousRequest, 0)
+			return
 		}
-	}
-	if rt == routeOther && p.feed != nil && p.feed.match(r.Method, &rp) {
-		rt = routeFeed
+		r.Header.Set(HeaderFlag, AmbiguousRequest.String())
+		g.forward(w, r, &reqState{route: lrt})
+		return
 	}
 	if rt == routeOther {
 		g.proxy.ServeHTTP(w, r)
@@ -266,8 +270,8 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, p *policy, rt r
 // as HTTP_OFFERFEED_FLAG, X_HTTP_Method_Override as a method override, X_Driver_Id as the
 // identity. The exception is the identity header of the policy in force (identity, canonical),
 // when its name holds such characters: it is kept, and every other name a CGI gateway maps to
-// the same variable is removed instead.
-func sanitizeHeaders(h http.Header, identity string) {
+// the same variable is removed instead. It reports whether a method-override header is left.
+func sanitizeHeaders(h http.Header, identity string) (overrides bool) {
 	plainIdentity := tokenName(identity)
 	for k := range h {
 		switch {
@@ -278,8 +282,11 @@ func sanitizeHeaders(h http.Header, identity string) {
 			delete(h, k)
 		case !plainIdentity && sameCGIName(k, identity):
 			delete(h, k)
+		case len(k) >= len("X-Http-Method") && isMethodOverride(k):
+			overrides = true
 		}
 	}
+	return overrides
 }
 
 // tokenName reports whether a header name holds only letters, digits and '-'.

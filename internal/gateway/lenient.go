@@ -1,0 +1,280 @@
+package gateway
+
+import (
+	"net/http"
+	"strings"
+	"unicode/utf8"
+)
+
+// The gateway matches routes exactly (route.go), but the offer service behind it may route
+// leniently: many frameworks fold case, decode %2F into '/' before routing (gunicorn, uWSGI,
+// wsgiref), treat '\' as '/', strip ";params" from segments (Tomcat, Jetty), drop NUL bytes,
+// trim trailing dots (IIS), decode twice, take HEAD for GET, or let a header pick the method
+// (X-HTTP-Method-Override and friends). A request the offer service would take for a feed
+// poll or an accept must never pass the gateway ungoverned. So, in Enforce, a request that
+// such a lenient router could map onto a governed route differently from the gateway's exact
+// match (another route, another offer id, or a governed route where the gateway saw none) is
+// refused: 400 ambiguous-request. A request that matches a governed route exactly but names
+// another method in an override header is refused too (the offer service may take it for
+// something else).
+//
+// Ordinary requests (no override header, not HEAD, a path without '%', ';', '\', '?', '#',
+// ' ' or a segment ending in '.') take the fast path: the lenient router's segments are the
+// exact ones, matched in any case; nothing is allocated.
+
+// methodOverrideHeaders are the request headers through which frameworks let a client pick
+// another method (matched in any case). Headers spelled with '_' never reach the offer
+// service (sanitizeHeaders).
+var methodOverrideHeaders = [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+func isMethodOverride(k string) bool {
+	for _, o := range methodOverrideHeaders {
+		if strings.EqualFold(k, o) {
+			return true
+		}
+	}
+	return false
+}
+
+// methodOverrideParam is the query parameter with which some frameworks (Symfony, Laravel,
+// Rails' Rack::MethodOverride for forms) let a client pick another method.
+const methodOverrideParam = "_method"
+
+// maxLenientDecodes is how many times the lenient model percent-decodes a path (a router that
+// decodes, then an application that decodes again, ...).
+const maxLenientDecodes = 4
+
+// routeOf matches a request to the policy's routes: the accept first, then the feed. With
+// fold, literal segments match in any case.
+func (p *policy) routeOf(method string, rp *reqPath, fold bool) (route, string) {
+	if p.accept != nil {
+		if id, ok := p.accept.match(method, rp, fold); ok {
+			return routeAccept, id
+		}
+	}
+	if p.feed != nil && p.feed.match(method, rp, fold) {
+		return routeFeed, ""
+	}
+	return routeOther, ""
+}
+
+// ambiguous reports whether a lenient router could take request r (escaped path escaped,
+// exactly normalized as rp) for a governed route other than rt with offer id id (rt is
+// routeOther when the request matched no route), and that route. overrides says whether r
+// has a method-override header. See the comment above.
+func (p *policy) ambiguous(r *http.Request, overrides bool, escaped string, rp *reqPath, rt route, id string) (route, bool) {
+	var buf [4]string
+	methods := append(buf[:0], r.Method)
+	if strings.EqualFold(r.Method, http.MethodHead) {
+		methods = append(methods, http.MethodGet)
+	}
+	if overrides {
+		for k, vs := range r.Header {
+			if !isMethodOverride(k) {
+				continue
+			}
+			for _, v := range vs { // every value, every element of a list: any may be the one read
+				for m := range strings.SplitSeq(v, ",") {
+					if m = strings.TrimSpace(m); m != "" {
+						methods = append(methods, m)
+					}
+				}
+			}
+		}
+	}
+	if q := r.URL.RawQuery; q != "" {
+		methods = appendQueryMethods(methods, q)
+	}
+	if rt != routeOther {
+		for _, m := range methods[1:] {
+			if !strings.EqualFold(m, r.Method) {
+				return rt, true
+			}
+		}
+	}
+	conflict := func(lp *reqPath) (route, bool) {
+		for _, m := range methods {
+			if lrt, lid := p.routeOf(m, lp, true); lrt != routeOther && (lrt != rt || lid != id) {
+				return lrt, true
+			}
+		}
+		return rt, false
+	}
+	if !needsLenientPath(escaped) {
+		return conflict(rp)
+	}
+	var lp reqPath
+	lp.lenientRaw(escaped)
+	if lrt, amb := conflict(&lp); amb {
+		return lrt, true
+	}
+	s := escaped
+	for range maxLenientDecodes {
+		d := lenientUnescape(s)
+		if d == s {
+			break
+		}
+		s = d
+		lp.lenientDecoded(s)
+		if lrt, amb := conflict(&lp); amb {
+			return lrt, true
+		}
+	}
+	return rt, false
+}
+
+// appendQueryMethods appends the values of the method-override query parameter (its name
+// decoded, in any case) to methods.
+// Parameters are separated by '&' or ';'; only a name with '%' or '+' is decoded (so ordinary
+// queries allocate nothing).
+func appendQueryMethods(methods []string, rawQuery string) []string {
+	for kv := range strings.FieldsFuncSeq(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
+		k, v, _ := strings.Cut(kv, "=")
+		if len(k) > 64 {
+			continue // longer than any encoding of the name
+		}
+		if strings.ContainsAny(k, "%+") {
+			k = lenientUnescape(strings.ReplaceAll(k, "+", " "))
+		}
+		if !strings.EqualFold(strings.Trim(k, " \x00"), methodOverrideParam) {
+			continue
+		}
+		if v = strings.TrimSpace(lenientUnescape(strings.ReplaceAll(v, "+", " "))); v != "" {
+			methods = append(methods, v)
+		}
+	}
+	return methods
+}
+
+// needsLenientPath reports whether a lenient router could split the escaped path into other
+// segments than the gateway's exact normalization does (beyond letter case).
+func needsLenientPath(escaped string) bool {
+	for i := 0; i < len(escaped); i++ {
+		switch escaped[i] {
+		case '%', ';', '\\', '?', '#', ' ', 0:
+			return true
+		case '.':
+			if i+1 == len(escaped) || escaped[i+1] == '/' {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// lenientRaw splits an escaped path as a router that strips ";params" before it decodes
+// (Tomcat): '\' and '/' separate segments, each segment is cut at ';', then decoded.
+func (p *reqPath) lenientRaw(escaped string) {
+	p.segs = p.buf[:0]
+	p.trailing = strings.HasSuffix(escaped, "/") || strings.HasSuffix(escaped, `\`)
+	for seg := range strings.FieldsFuncSeq(escaped, isSlash) {
+		seg, _, _ = strings.Cut(seg, ";")
+		p.segs = appendLenientSegment(p.segs, lenientUnescape(seg))
+	}
+}
+
+// lenientDecoded splits a decoded path as a router that decodes first: the path ends at a
+// '?' or '#' that decoding revealed, '\' is '/', NUL bytes are dropped, and each segment is
+// cut at ';'.
+func (p *reqPath) lenientDecoded(path string) {
+	if i := strings.IndexAny(path, "?#"); i >= 0 {
+		path = path[:i]
+	}
+	path = strings.ReplaceAll(path, "\x00", "")
+	p.segs = p.buf[:0]
+	p.trailing = strings.HasSuffix(path, "/") || strings.HasSuffix(path, `\`)
+	for seg := range strings.FieldsFuncSeq(path, isSlash) {
+		seg, _, _ = strings.Cut(seg, ";")
+		p.segs = appendLenientSegment(p.segs, seg)
+	}
+}
+
+func isSlash(r rune) bool { return r == '/' || r == '\\' }
+
+// appendLenientSegment appends a decoded segment as a lenient router sees it: without NUL
+// bytes and trailing dots or spaces (as Windows and IIS trim them); "." is dropped and ".."
+// removes the segment before it.
+func appendLenientSegment(segs []string, seg string) []string {
+	if strings.IndexByte(seg, 0) >= 0 {
+		seg = strings.ReplaceAll(seg, "\x00", "")
+	}
+	switch seg {
+	case ".":
+		return segs
+	case "..":
+		if len(segs) > 0 {
+			segs = segs[:len(segs)-1]
+		}
+		return segs
+	}
+	if seg = strings.TrimRight(seg, ". "); seg == "" {
+		return segs
+	}
+	return append(segs, seg)
+}
+
+// lenientUnescape decodes s once, as the most lenient decoders do: %XX in either case, IIS's
+// %uXXXX, and the overlong UTF-8 forms of '/', '\' and '.' (C0 AF, E0 80 AF, C1 9C, C0 AE) as
+// those characters; an invalid escape is kept as it is.
+func lenientUnescape(s string) string {
+	if strings.IndexByte(s, '%') < 0 && !hasOverlong(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '%' {
+			if i+2 < len(s) && unhex(s[i+1]) >= 0 && unhex(s[i+2]) >= 0 {
+				b.WriteByte(byte(unhex(s[i+1])<<4 | unhex(s[i+2])))
+				i += 2
+				continue
+			}
+			if i+5 < len(s) && (s[i+1] == 'u' || s[i+1] == 'U') {
+				r := 0
+				ok := true
+				for _, h := range []byte(s[i+2 : i+6]) {
+					if unhex(h) < 0 {
+						ok = false
+						break
+					}
+					r = r<<4 | unhex(h)
+				}
+				if ok {
+					b.WriteRune(rune(r))
+					i += 5
+					continue
+				}
+			}
+		}
+		b.WriteByte(c)
+	}
+	return fixOverlong(b.String())
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c - 'a' + 10)
+	case 'A' <= c && c <= 'F':
+		return int(c - 'A' + 10)
+	}
+	return -1
+}
+
+// overlong are the overlong UTF-8 encodings of '/', '\' and '.' that old decoders took for
+// those characters.
+var overlong = strings.NewReplacer("\xc0\xaf", "/", "\xe0\x80\xaf", "/", "\xc1\x9c", `\`, "\xc0\xae", ".", "\xe0\x80\xae", ".")
+
+func hasOverlong(s string) bool {
+	return !utf8.ValidString(s) && (strings.Contains(s, "\xc0") || strings.Contains(s, "\xc1") || strings.Contains(s, "\xe0\x80"))
+}
+
+func fixOverlong(s string) string {
+	if hasOverlong(s) {
+		return overlong.Replace(s)
+	}
+	return s
+}
