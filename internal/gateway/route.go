@@ -21,11 +21,18 @@ type reqPath struct {
 	buf [16]string
 }
 
-// normalizePath splits an escaped request path into decoded segments. It allocates only when
+// normalize splits an escaped request path into decoded segments. It allocates only when
 // the path has more than 16 segments or percent-escapes.
 func (p *reqPath) normalize(escaped string) {
-	p.segs = p.buf[:0]
-	p.trailing = strings.HasSuffix(escaped, "/")
+	p.segs, p.trailing = splitPath(escaped, p.buf[:0])
+}
+
+// splitPath appends the decoded segments of an escaped request path to segs, and reports
+// whether the path ended in '/'. ServeHTTP calls it with an array of its own stack as segs:
+// normalize stores a pointer to the reqPath in itself, which makes escape analysis move the
+// reqPath to the heap (one allocation per request).
+func splitPath(escaped string, segs []string) ([]string, bool) {
+	trailing := strings.HasSuffix(escaped, "/")
 	for len(escaped) > 0 {
 		var seg string
 		i := strings.IndexByte(escaped, '/')
@@ -34,8 +41,9 @@ func (p *reqPath) normalize(escaped string) {
 		} else {
 			seg, escaped = escaped[:i], escaped[i+1:]
 		}
-		p.segs = appendSegment(p.segs, seg, 0)
+		segs = appendSegment(segs, seg, 0)
 	}
+	return segs, trailing
 }
 
 // appendSegment appends one escaped path segment to segs, decoded, the way request paths and

@@ -38,9 +38,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	overrides := sanitizeHeaders(r.Header, p.identity)
+	var segs [16]string
 	var rp reqPath
 	escaped := r.URL.EscapedPath()
-	rp.normalize(escaped)
+	rp.segs, rp.trailing = splitPath(escaped, segs[:0])
 	rt, pathID := p.routeOf(r.Method, &rp, false)
 	// A request that a lenient offer service could take for a governed route other than the
 	// one matched (or for one, when none matched) is refused (lenient.go).
