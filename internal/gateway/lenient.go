@@ -63,10 +63,9 @@ func (p *policy) routeOf(method string, rp *reqPath, fold bool) (route, string) 
 // routeOther when the request matched no route), and that route. overrides says whether r
 // has a method-override header. See the comment above.
 func (p *policy) ambiguous(r *http.Request, overrides bool, escaped string, rp *reqPath, rt route, id string) (route, bool) {
-	var buf [4]string
-	methods := append(buf[:0], r.Method)
+	ms := methodSet{own: r.Method}
 	if strings.EqualFold(r.Method, http.MethodHead) {
-		methods = append(methods, http.MethodGet)
+		ms.add(p, http.MethodGet)
 	}
 	if overrides {
 		for k, vs := range r.Header {
@@ -75,25 +74,22 @@ func (p *policy) ambiguous(r *http.Request, overrides bool, escaped string, rp *
 			}
 			for _, v := range vs { // every value, every element of a list: any may be the one read
 				for m := range strings.SplitSeq(v, ",") {
-					if m = strings.TrimSpace(m); m != "" {
-						methods = append(methods, m)
-					}
+					ms.add(p, strings.TrimSpace(m))
 				}
 			}
 		}
 	}
 	if q := r.URL.RawQuery; q != "" {
-		methods = appendQueryMethods(methods, q)
+		addQueryMethods(&ms, p, q)
 	}
-	if rt != routeOther {
-		for _, m := range methods[1:] {
-			if !strings.EqualFold(m, r.Method) {
-				return rt, true
-			}
-		}
+	if rt != routeOther && ms.other {
+		return rt, true
 	}
 	conflict := func(lp *reqPath) (route, bool) {
-		for _, m := range methods {
+		for i, m := range [...]string{ms.own, ms.feed, ms.accept} {
+			if m == "" || i > 0 && strings.EqualFold(m, ms.own) {
+				continue
+			}
 			if lrt, lid := p.routeOf(m, lp, true); lrt != routeOther && (lrt != rt || lid != id) {
 				return lrt, true
 			}
@@ -123,11 +119,32 @@ func (p *policy) ambiguous(r *http.Request, overrides bool, escaped string, rp *
 	return rt, false
 }
 
-// appendQueryMethods appends the values of the method-override query parameter (its name
-// decoded, in any case) to methods.
-// Parameters are separated by '&' or ';'; only a name with '%' or '+' is decoded (so ordinary
-// queries allocate nothing).
-func appendQueryMethods(methods []string, rawQuery string) []string {
+// methodSet is what matters of the methods a lenient router could take a request for: the
+// request's own, whether any other was named, and whether the feed's or the accept's method
+// was. It stays this small however many override values a request carries.
+type methodSet struct {
+	own          string
+	feed, accept string // the route's method when some reading names it, else ""
+	other        bool   // some reading names a method other than the request's own
+}
+
+func (s *methodSet) add(p *policy, m string) {
+	if m == "" || strings.EqualFold(m, s.own) {
+		return
+	}
+	s.other = true
+	if p.feed != nil && strings.EqualFold(m, p.feed.method) {
+		s.feed = p.feed.method
+	}
+	if p.accept != nil && strings.EqualFold(m, p.accept.method) {
+		s.accept = p.accept.method
+	}
+}
+
+// addQueryMethods adds the values of the method-override query parameter (its name decoded,
+// in any case) to s. Parameters are separated by '&' or ';'; only a name with '%' or '+' is
+// decoded (so ordinary queries allocate nothing).
+func addQueryMethods(s *methodSet, p *policy, rawQuery string) {
 	for kv := range strings.FieldsFuncSeq(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
 		k, v, _ := strings.Cut(kv, "=")
 		if len(k) > 64 {
@@ -139,11 +156,8 @@ func appendQueryMethods(methods []string, rawQuery string) []string {
 		if !strings.EqualFold(strings.Trim(k, " \x00"), methodOverrideParam) {
 			continue
 		}
-		if v = strings.TrimSpace(lenientUnescape(strings.ReplaceAll(v, "+", " "))); v != "" {
-			methods = append(methods, v)
-		}
+		s.add(p, strings.TrimSpace(lenientUnescape(strings.ReplaceAll(v, "+", " "))))
 	}
-	return methods
 }
 
 // needsLenientPath reports whether a lenient router could split the escaped path into other
