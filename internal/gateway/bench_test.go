@@ -199,7 +199,7 @@ func routeOnce(p *policy, r *http.Request) route {
 	escaped := r.URL.EscapedPath()
 	rp.segs, rp.trailing = splitPath(escaped, segs[:0])
 	rt, id := p.routeOf(r.Method, &rp, false)
-	if _, amb := p.ambiguous(r, false, escaped, &rp, rt, id); amb {
+	if _, amb := p.ambiguous(r, 0, escaped, &rp, rt, id); amb {
 		return routeOther
 	}
 	return rt

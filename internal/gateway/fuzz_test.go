@@ -251,7 +251,8 @@ func FuzzPathTemplate(f *testing.F) {
 // refRouter is a reference model of a lenient offer-service router, written for this test
 // apart from lenient.go, for the standard policy's routes (GET /offers, POST
 // /offers/{offerId}/accept): it takes HEAD for GET and honours X-HTTP-Method-Override,
-// X-HTTP-Method, X-Method-Override and a _method query parameter; it decodes the path 0 to 3
+// X-HTTP-Method, X-Method-Override and a _method query parameter, and routes the path of
+// X-Original-URL or X-Rewrite-URL when there is one as well as the request's; it decodes a path 0 to 3
 // times (url.PathUnescape), cuts a decoded path at '?' or '#', treats '\' as '/', drops NUL
 // bytes, strips ";params" and trailing dots and spaces from segments, cleans dot segments
 // (path.Clean) and matches literal segments in any case. It also splits the raw path the way
@@ -279,6 +280,25 @@ func refRouter(method string, hdr http.Header, escapedPath, rawQuery string) (ro
 			methods = append(methods, strings.ToUpper(strings.TrimSpace(dv)))
 		}
 	}
+	paths := []string{escapedPath}
+	for k, vs := range hdr {
+		switch strings.ToLower(k) {
+		case "x-original-url", "x-rewrite-url":
+			for _, v := range vs {
+				if u, err := url.Parse(v); err == nil {
+					paths = append(paths, u.EscapedPath())
+				}
+			}
+		}
+	}
+	for _, p := range paths {
+		routes = append(routes, refRoutes(methods, p)...)
+	}
+	return routes
+}
+
+// refRoutes is refRouter's reading of one escaped path with each of the methods.
+func refRoutes(methods []string, escapedPath string) (routes [][2]string) {
 	var segLists [][]string
 	clean := func(segs []string) []string {
 		var out []string
@@ -391,6 +411,8 @@ func FuzzLenientRouting(f *testing.F) {
 	} {
 		f.Add(s.method, s.target, s.override, uint8(0))
 	}
+	f.Add("POST", "/health", "/offers/o9%2Faccept", uint8(4))
+	f.Add("GET", "/other", "http://h/Offers", uint8(5))
 	rt := &recordingTransport{}
 	clock := newFakeClock()
 	u, _ := url.Parse("http://offer-service.invalid")
@@ -406,7 +428,8 @@ func FuzzLenientRouting(f *testing.F) {
 	show := httptest.NewRequest("GET", "/offers", nil)
 	show.Header.Set("X-Driver-Id", "d1")
 	g.ServeHTTP(httptest.NewRecorder(), show)
-	overrideNames := []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "x-http-method-override"}
+	overrideNames := []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override", "x-http-method-override",
+		"X-Original-URL", "X-Rewrite-URL"}
 	f.Fuzz(func(t *testing.T, method, target, override string, which uint8) {
 		raw := method + " " + target + " HTTP/1.1\r\nHost: offers.example\r\nX-Driver-Id: d1\r\nContent-Length: 0\r\n"
 		if override != "" {

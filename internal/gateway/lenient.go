@@ -16,7 +16,8 @@ import (
 // match (another route, another offer id, or a governed route where the gateway saw none) is
 // refused: 400 ambiguous-request. A request that matches a governed route exactly but names
 // another method in an override header is refused too (the offer service may take it for
-// something else).
+// something else). The path named by X-Original-URL or X-Rewrite-URL is read as the request
+// line's path is.
 //
 // Ordinary requests (no override header, not HEAD, a path without '%', ';', '\', '?', '#',
 // ' ' or a segment ending in '.') take the fast path: the lenient router's segments are the
@@ -27,13 +28,32 @@ import (
 // service (sanitizeHeaders).
 var methodOverrideHeaders = [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
 
-func isMethodOverride(k string) bool {
+// urlOverrideHeaders are the request headers through which some frameworks (Symfony before
+// 2018, Zend, IIS's URL Rewrite) take the path to route from the client instead of the
+// request line.
+var urlOverrideHeaders = [...]string{"X-Original-Url", "X-Rewrite-Url"}
+
+// overrideHeaders says which kinds of override header a request has.
+type overrideHeaders uint8
+
+const (
+	methodOverride overrideHeaders = 1 << iota
+	urlOverride
+)
+
+// overrideHeader returns the kind of override header named k (in any case), or 0.
+func overrideHeader(k string) overrideHeaders {
 	for _, o := range methodOverrideHeaders {
 		if strings.EqualFold(k, o) {
-			return true
+			return methodOverride
 		}
 	}
-	return false
+	for _, o := range urlOverrideHeaders {
+		if strings.EqualFold(k, o) {
+			return urlOverride
+		}
+	}
+	return 0
 }
 
 // methodOverrideParam is the query parameter with which some frameworks (Symfony, Laravel,
@@ -60,16 +80,16 @@ func (p *policy) routeOf(method string, rp *reqPath, fold bool) (route, string) 
 
 // ambiguous reports whether a lenient router could take request r (escaped path escaped,
 // exactly normalized as rp) for a governed route other than rt with offer id id (rt is
-// routeOther when the request matched no route), and that route. overrides says whether r
-// has a method-override header. See the comment above.
-func (p *policy) ambiguous(r *http.Request, overrides bool, escaped string, rp *reqPath, rt route, id string) (route, bool) {
+// routeOther when the request matched no route), and that route. overrides says which
+// override headers r has. See the comment above.
+func (p *policy) ambiguous(r *http.Request, overrides overrideHeaders, escaped string, rp *reqPath, rt route, id string) (route, bool) {
 	ms := methodSet{own: r.Method}
 	if strings.EqualFold(r.Method, http.MethodHead) {
 		ms.add(p, http.MethodGet)
 	}
-	if overrides {
+	if overrides&methodOverride != 0 {
 		for k, vs := range r.Header {
-			if !isMethodOverride(k) {
+			if overrideHeader(k) != methodOverride {
 				continue
 			}
 			for _, v := range vs { // every value, every element of a list: any may be the one read
@@ -96,9 +116,40 @@ func (p *policy) ambiguous(r *http.Request, overrides bool, escaped string, rp *
 		}
 		return rt, false
 	}
+	if overrides&urlOverride != 0 {
+		// The path such a header names, read as the request line's path is.
+		for k, vs := range r.Header {
+			if overrideHeader(k) != urlOverride {
+				continue
+			}
+			for _, v := range vs {
+				if i := strings.Index(v, "://"); i >= 0 { // an absolute URL: its path
+					v = v[i+3:]
+					if j := strings.IndexByte(v, '/'); j >= 0 {
+						v = v[j:]
+					}
+				}
+				v, _, _ = strings.Cut(v, "?")
+				var up reqPath
+				up.normalize(v)
+				if lrt, amb := conflict(&up); amb {
+					return lrt, true
+				}
+				if lrt, amb := lenientReadings(v, conflict); amb {
+					return lrt, true
+				}
+			}
+		}
+	}
 	if !needsLenientPath(escaped) {
 		return conflict(rp)
 	}
+	return lenientReadings(escaped, conflict)
+}
+
+// lenientReadings calls conflict with each lenient reading of an escaped path (Tomcat's split,
+// then the path decoded 1 to maxLenientDecodes times) until one conflicts.
+func lenientReadings(escaped string, conflict func(*reqPath) (route, bool)) (route, bool) {
 	var lp reqPath
 	lp.lenientRaw(escaped)
 	if lrt, amb := conflict(&lp); amb {
@@ -116,7 +167,7 @@ func (p *policy) ambiguous(r *http.Request, overrides bool, escaped string, rp *
 			return lrt, true
 		}
 	}
-	return rt, false
+	return routeOther, false
 }
 
 // methodSet is what matters of the methods a lenient router could take a request for: the

@@ -68,6 +68,11 @@ func TestLenientRouting(t *testing.T) {
 		amb("GET", "/offers/o9/accept?_method=POST"),
 		amb("GET", "/offers/o9/accept?a=1&%5Fmethod=post"),
 		amb("GET", "/offers/o9/accept?_METHOD=POST"),
+		// A URL-override header names the route (Symfony, Zend, IIS URL Rewrite).
+		amb("POST", "/health", "X-Original-URL", "/offers/o9/accept"),
+		amb("POST", "/health", "X-Rewrite-URL", "/offers/o9%2Faccept?x=1"),
+		amb("POST", "/health", "x-original-url", "http://h/OFFERS/o9/accept"),
+		amb("POST", "/offers/o1/accept", "X-Original-URL", "/offers/o9/accept"),
 		// Governed exactly, but an override names another method.
 		amb("POST", "/offers/o9/accept", "X-HTTP-Method-Override", "DELETE"),
 		amb("POST", "/offers/o9/accept?_method=PUT"),
@@ -77,6 +82,7 @@ func TestLenientRouting(t *testing.T) {
 		{"post", "/offers/o9/accept", nil, 403, "unseen-offer"},
 		{"POST", "/offers/o9/accept", []string{"X-HTTP-Method-Override", "POST"}, 403, "unseen-offer"},
 		{"POST", "/offers/a%2Fb/accept", nil, 403, "unseen-offer"}, // an id with '/': no lenient reading is an accept
+		{"POST", "/offers/o9/accept", []string{"X-Original-URL", "/offers/o9/accept"}, 403, "unseen-offer"},
 	}
 	feeds := []lenientCase{
 		amb("HEAD", "/offers"),
@@ -89,6 +95,7 @@ func TestLenientRouting(t *testing.T) {
 		amb("GET", "/offers%2F"),
 		amb("POST", "/offers", "X-HTTP-Method-Override", "GET"),
 		amb("GET", "/offers", "X-HTTP-Method-Override", "PUT"),
+		amb("GET", "/other", "X-Original-URL", "/offers"),
 		{"GET", "/%6Fffers", nil, 429, "feed-throttled"},
 		{"GET", "/x/../offers/", nil, 429, "feed-throttled"},
 		{"GET", "/offers?area=north%20east&_methods=x", nil, 429, "feed-throttled"},

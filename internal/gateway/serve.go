@@ -271,8 +271,9 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, p *policy, rt r
 // as HTTP_OFFERFEED_FLAG, X_HTTP_Method_Override as a method override, X_Driver_Id as the
 // identity. The exception is the identity header of the policy in force (identity, canonical),
 // when its name holds such characters: it is kept, and every other name a CGI gateway maps to
-// the same variable is removed instead. It reports whether a method-override header is left.
-func sanitizeHeaders(h http.Header, identity string) (overrides bool) {
+// the same variable is removed instead. It reports whether a method-override header or a
+// URL-override header is left (see lenient.go).
+func sanitizeHeaders(h http.Header, identity string) (overrides overrideHeaders) {
 	plainIdentity := tokenName(identity)
 	for k := range h {
 		switch {
@@ -283,8 +284,8 @@ func sanitizeHeaders(h http.Header, identity string) (overrides bool) {
 			delete(h, k)
 		case !plainIdentity && sameCGIName(k, identity):
 			delete(h, k)
-		case len(k) >= len("X-Http-Method") && isMethodOverride(k):
-			overrides = true
+		case len(k) >= len("X-Http-Method"):
+			overrides |= overrideHeader(k)
 		}
 	}
 	return overrides
