@@ -31,6 +31,13 @@ const (
 	DecisionUnseenOffer = "unseen-offer"
 	// DecisionMissingIdentity: a governed request without the identity header; 400.
 	DecisionMissingIdentity = "missing-identity"
+	// DecisionAmbiguousRequest: a request that a lenient router could take for the feed or an
+	// accept other than the gateway's exact match (encoded '/', ;params, case, HEAD, method
+	// override headers, ...); 400.
+	DecisionAmbiguousRequest = "ambiguous-request"
+	// DecisionUnreadableOffer: an accept whose offer id cannot be read (body too large, not
+	// JSON, field missing or conflicting) while minReactionTime or fairness needs it; 400.
+	DecisionUnreadableOffer = "unreadable-offer"
 	// DecisionLostDraw: an accept held for its offer's fair draw that another driver won; 409.
 	DecisionLostDraw = "lost-draw"
 	// DecisionDuplicateAccept: a second accept of a driver already in the offer's open draw; 409.

@@ -36,15 +36,17 @@ func TestCRDs(t *testing.T) {
 
 func TestDecisionNames(t *testing.T) {
 	for got, want := range map[string]string{
-		offerfeedtest.HeaderDecision:          gateway.HeaderDecision,
-		offerfeedtest.HeaderFlag:              gateway.HeaderFlag,
-		offerfeedtest.DecisionFeedThrottled:   gateway.FeedThrottled.String(),
-		offerfeedtest.DecisionAcceptThrottled: gateway.AcceptThrottled.String(),
-		offerfeedtest.DecisionTooFast:         gateway.TooFast.String(),
-		offerfeedtest.DecisionUnseenOffer:     gateway.UnseenOffer.String(),
-		offerfeedtest.DecisionMissingIdentity: gateway.MissingIdentity.String(),
-		offerfeedtest.DecisionLostDraw:        gateway.DecisionLostDraw,
-		offerfeedtest.DecisionDuplicateAccept: gateway.DecisionDuplicateAccept,
+		offerfeedtest.HeaderDecision:           gateway.HeaderDecision,
+		offerfeedtest.HeaderFlag:               gateway.HeaderFlag,
+		offerfeedtest.DecisionFeedThrottled:    gateway.FeedThrottled.String(),
+		offerfeedtest.DecisionAcceptThrottled:  gateway.AcceptThrottled.String(),
+		offerfeedtest.DecisionTooFast:          gateway.TooFast.String(),
+		offerfeedtest.DecisionUnseenOffer:      gateway.UnseenOffer.String(),
+		offerfeedtest.DecisionMissingIdentity:  gateway.MissingIdentity.String(),
+		offerfeedtest.DecisionAmbiguousRequest: gateway.AmbiguousRequest.String(),
+		offerfeedtest.DecisionUnreadableOffer:  gateway.UnreadableOffer.String(),
+		offerfeedtest.DecisionLostDraw:         gateway.DecisionLostDraw,
+		offerfeedtest.DecisionDuplicateAccept:  gateway.DecisionDuplicateAccept,
 	} {
 		if got != want {
 			t.Errorf("offerfeedtest says %q, the gateway %q", got, want)

@@ -203,3 +203,40 @@ func BenchmarkClock(b *testing.B) {
 		clockSink = s
 	})
 }
+
+// BenchmarkRouteRequest is the routing of one request: the exact match and the lenient check
+// (lenient.go), for ordinary requests (the fast path, no allocation) and for requests that
+// take the lenient model's slow path.
+func BenchmarkRouteRequest(b *testing.B) {
+	_, p := benchGateway(b, nil)
+	for _, c := range []struct{ name, method, target string }{
+		{"feed", "GET", "/offers?area=north"},
+		{"accept", "POST", "/offers/o-000123/accept"},
+		{"other", "GET", "/drivers/me"},
+		{"escaped-id", "POST", "/offers/a%2Fb/accept"},
+		{"ambiguous", "POST", "/offers/o9%2Faccept"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			r := httptest.NewRequest(c.method, c.target, nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				routeSink = routeOnce(p, r)
+			}
+		})
+	}
+}
+
+var routeSink route
+
+// routeOnce routes r as ServeHTTP does.
+func routeOnce(p *policy, r *http.Request) route {
+	var segs [16]string
+	var rp reqPath
+	escaped := r.URL.EscapedPath()
+	rp.segs, rp.trailing = splitPath(escaped, segs[:0])
+	rt, id := p.routeOf(r.Method, &rp, false)
+	if _, amb := p.ambiguous(r, 0, escaped, &rp, rt, id); amb {
+		return routeOther
+	}
+	return rt
+}

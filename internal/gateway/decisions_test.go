@@ -106,7 +106,8 @@ func TestDecisions(t *testing.T) {
 		{"feed: prefix path matches below it, not itself", prefixFeed, []step{
 			{method: "POST", path: "/offers/today", hdr: drv("d1"), status: 200, forwarded: true},
 			{method: "POST", path: "/offers/tomorrow", hdr: drv("d1"), status: 429, decision: "feed-throttled"},
-			{method: "POST", path: "/offers", hdr: drv("d1"), status: 200, forwarded: true},      // not governed
+			// Not the prefix itself, but a lenient router (non-strict trailing slash) takes it for it.
+			{method: "POST", path: "/offers", hdr: drv("d1"), status: 400, decision: "ambiguous-request"},
 			{method: "GET", path: "/offers/today", hdr: drv("d1"), status: 200, forwarded: true}, // other method
 		}},
 		{"accept: more than maxAccepts in window is accept-throttled", quota2, []step{

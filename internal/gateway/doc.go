@@ -16,6 +16,11 @@
 //     shown gets 429 too-fast, an accept for an offer never shown gets 403 unseen-offer when
 //     requireShown;
 //   - a governed request without the identity header gets 400 missing-identity;
+//   - a request that a lenient router (decoding %2F, stripping ;params, folding case, taking
+//     HEAD for GET, honouring method-override headers, ...) could take for the feed or an
+//     accept other than its exact match gets 400 ambiguous-request (lenient.go);
+//   - an accept whose offer id cannot be read gets 403 unseen-offer with requireShown, else
+//     400 unreadable-offer when minReactionTime or fairness needs the id;
 //   - with accept.fairness, accepts that passed every check are held for a fair draw: the
 //     first accept for an offer opens the offer's window, the accepts for it within the
 //     window join (one place per driver); when the window closes they are tried one at a
@@ -30,7 +35,8 @@
 //
 // Refusals carry the response header OfferFeed-Decision. In DryRun every request is forwarded
 // and the offer service sees the decision in the request header OfferFeed-Flag. Clients cannot
-// send OfferFeed-* headers: they are stripped.
+// send OfferFeed-* headers, nor headers named with other characters than letters, digits and
+// '-' (which CGI maps onto the same variables): they are stripped.
 //
 // Drivers are known only by a 64-bit seeded hash of their identity header value; at most
 // Options.MaxTrackedDrivers are tracked. New identities start in a small probation area; on

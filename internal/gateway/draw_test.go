@@ -671,22 +671,30 @@ func TestDrawBounds(t *testing.T) {
 	answers(t, chs)
 }
 
-// TestDrawNoOfferID: with the offer id in the body, an accept without it cannot be drawn and
-// is forwarded as usual.
-func TestDrawNoOfferID(t *testing.T) {
-	p := flexPolicy()
-	p.Accept.RequireShown, p.Accept.MinReactionTime = false, 0
-	p.Accept.Fairness = &gatewayconfig.Fairness{Window: dur("3s"), Award: "Random"}
-	h := newDrawHarness(t, p)
-	r := httptest.NewRequest("POST", "/AcceptOffer", strings.NewReader(`not json`))
-	r.Header.Set("X-Amz-Access-Token", "t1")
-	w := httptest.NewRecorder()
-	h.g.ServeHTTP(w, r)
-	if w.Code != 404 { // the test service does not know /AcceptOffer: it was forwarded
-		t.Errorf("%d", w.Code)
-	}
-	if !hasMetric(t, h.g, drawMetric("offerfeed_gateway_draw_accepts_total", `policy="flex"`, `result="no-offer-id"`)+" 1") {
-		t.Error(metricText(t, h.g))
+// TestDrawUnreadableOfferID: with the offer id in the body, an accept whose id cannot be read
+// cannot be drawn; it is refused (unreadable-offer) rather than forwarded at once, which would
+// let a bot skip the draw with a body only the offer service can read. DryRun flags it.
+func TestDrawUnreadableOfferID(t *testing.T) {
+	for _, mode := range []gatewayconfig.Mode{gatewayconfig.ModeEnforce, gatewayconfig.ModeDryRun} {
+		p := flexPolicy()
+		p.Mode = mode
+		p.Accept.RequireShown, p.Accept.MinReactionTime = false, 0
+		p.Accept.Fairness = &gatewayconfig.Fairness{Window: dur("3s"), Award: "Random"}
+		h := newDrawHarness(t, p)
+		r := httptest.NewRequest("POST", "/AcceptOffer", strings.NewReader(`{"offerId":"A1","OFFERID":"B2"}`))
+		r.Header.Set("X-Amz-Access-Token", "t1")
+		w := httptest.NewRecorder()
+		h.g.ServeHTTP(w, r)
+		want, decision := 400, "unreadable-offer"
+		if mode == gatewayconfig.ModeDryRun {
+			want, decision = 404, "" // the test service does not know /AcceptOffer: it was forwarded
+		}
+		if w.Code != want || w.Header().Get(HeaderDecision) != decision {
+			t.Errorf("%s: %d %q, want %d %q", mode, w.Code, w.Header().Get(HeaderDecision), want, decision)
+		}
+		if !hasMetric(t, h.g, `offerfeed_gateway_decisions_total{decision="unreadable-offer",policy="flex",route="accept"} 1`) {
+			t.Errorf("%s: not counted", mode)
+		}
 	}
 }
 

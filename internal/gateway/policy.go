@@ -23,10 +23,19 @@ const (
 	TooFast
 	UnseenOffer
 	MissingIdentity
+	// AmbiguousRequest: a request that a lenient router (one that folds case, decodes %2F,
+	// strips ;params, honours method-override headers, takes HEAD for GET, ...) could map onto
+	// a governed route, differently from the gateway's exact match. See lenientRoutes.
+	AmbiguousRequest
+	// UnreadableOffer: an accept whose offer id cannot be read (body too large, not JSON,
+	// field missing or given twice with different values) while minReactionTime or fairness
+	// applies and requireShown does not (then it is UnseenOffer).
+	UnreadableOffer
 	numDecisions
 )
 
-var decisionNames = [numDecisions]string{"allowed", "feed-throttled", "accept-throttled", "too-fast", "unseen-offer", "missing-identity"}
+var decisionNames = [numDecisions]string{"allowed", "feed-throttled", "accept-throttled", "too-fast", "unseen-offer", "missing-identity",
+	"ambiguous-request", "unreadable-offer"}
 
 // String returns the decision's name, the value of headers OfferFeed-Decision and OfferFeed-Flag.
 func (d Decision) String() string {
@@ -43,7 +52,7 @@ func (d Decision) Status() int {
 		return http.StatusTooManyRequests
 	case UnseenOffer:
 		return http.StatusForbidden
-	case MissingIdentity:
+	case MissingIdentity, AmbiguousRequest, UnreadableOffer:
 		return http.StatusBadRequest
 	}
 	return http.StatusOK
@@ -217,15 +226,25 @@ func decideFeed(e *entry, l *limits, now int64) feedVerdict {
 }
 
 // checkAccept decides an accept for offer id (known when hasID) of a driver with state x.
-// Checks run from the most specific to the quota: unseen-offer, too-fast, accept-throttled.
+// Checks run from the most specific to the quota: unseen-offer (or unreadable-offer),
+// too-fast, accept-throttled.
 // It changes no state; admit takes the in-flight slot of an allowed accept.
+//
+// An accept whose offer id cannot be read is never cheaper than one whose id can: it is
+// refused whenever a check needs the id (requireShown: unseen-offer; minReactionTime or a
+// fair draw: unreadable-offer), so that a bot cannot skip the reaction time or the draw by
+// sending a body the gateway cannot read and the offer service can.
 func (p *policy) checkAccept(x *driverExt, l *limits, id uint64, hasID bool, now int64) (Decision, int64) {
-	if p.requireShown || l.minReaction > 0 {
-		if !hasID {
-			if p.requireShown {
-				return UnseenOffer, 0
-			}
-		} else if at, ok := x.shownAt(id); !ok {
+	if !hasID {
+		switch {
+		case p.requireShown:
+			return UnseenOffer, 0
+		case l.minReaction > 0 || p.draws != nil:
+			return UnreadableOffer, 0
+		}
+	}
+	if hasID && (p.requireShown || l.minReaction > 0) {
+		if at, ok := x.shownAt(id); !ok {
 			if p.requireShown {
 				return UnseenOffer, 0
 			}

@@ -21,11 +21,18 @@ type reqPath struct {
 	buf [16]string
 }
 
-// normalizePath splits an escaped request path into decoded segments. It allocates only when
+// normalize splits an escaped request path into decoded segments. It allocates only when
 // the path has more than 16 segments or percent-escapes.
 func (p *reqPath) normalize(escaped string) {
-	p.segs = p.buf[:0]
-	p.trailing = strings.HasSuffix(escaped, "/")
+	p.segs, p.trailing = splitPath(escaped, p.buf[:0])
+}
+
+// splitPath appends the decoded segments of an escaped request path to segs, and reports
+// whether the path ended in '/'. ServeHTTP calls it with an array of its own stack as segs:
+// normalize stores a pointer to the reqPath in itself, which makes escape analysis move the
+// reqPath to the heap (one allocation per request).
+func splitPath(escaped string, segs []string) ([]string, bool) {
+	trailing := strings.HasSuffix(escaped, "/")
 	for len(escaped) > 0 {
 		var seg string
 		i := strings.IndexByte(escaped, '/')
@@ -34,8 +41,9 @@ func (p *reqPath) normalize(escaped string) {
 		} else {
 			seg, escaped = escaped[:i], escaped[i+1:]
 		}
-		p.segs = appendSegment(p.segs, seg, 0)
+		segs = appendSegment(segs, seg, 0)
 	}
+	return segs, trailing
 }
 
 // appendSegment appends one escaped path segment to segs, decoded, the way request paths and
@@ -72,24 +80,34 @@ func compileFeedRoute(f *gatewayconfig.Feed) feedRoute {
 	return feedRoute{method: f.Method, segs: append([]string(nil), p.segs...), prefix: p.trailing}
 }
 
-func (r *feedRoute) match(method string, p *reqPath) bool {
+// match reports whether the request is a feed poll. With fold, literal segments match in any
+// case (as a lenient router would match them).
+func (r *feedRoute) match(method string, p *reqPath, fold bool) bool {
 	if !strings.EqualFold(method, r.method) {
 		return false
 	}
 	if r.prefix {
-		// /offers/ matches /offers/ and everything below, not /offers itself.
-		if len(p.segs) < len(r.segs) || (len(p.segs) == len(r.segs) && !p.trailing) {
+		// /offers/ matches /offers/ and everything below, not /offers itself; a lenient
+		// router (Express without strict routing) takes /offers for /offers/ too.
+		if len(p.segs) < len(r.segs) || (len(p.segs) == len(r.segs) && !p.trailing && !fold) {
 			return false
 		}
 	} else if len(p.segs) != len(r.segs) {
 		return false
 	}
 	for i, s := range r.segs {
-		if p.segs[i] != s {
+		if !segEqual(p.segs[i], s, fold) {
 			return false
 		}
 	}
 	return true
+}
+
+func segEqual(a, b string, fold bool) bool {
+	if fold {
+		return strings.EqualFold(a, b)
+	}
+	return a == b
 }
 
 // acceptRoute matches the accept path template; idSeg is the index of the {offerId} segment,
@@ -116,8 +134,9 @@ func compileAcceptRoute(a *gatewayconfig.Accept) acceptRoute {
 }
 
 // match reports whether the request is an accept, and the offer id from the path when the
-// template has a {offerId} segment.
-func (r *acceptRoute) match(method string, p *reqPath) (offerID string, ok bool) {
+// template has a {offerId} segment. With fold, literal segments match in any case; the offer
+// id is taken as it is.
+func (r *acceptRoute) match(method string, p *reqPath, fold bool) (offerID string, ok bool) {
 	if !strings.EqualFold(method, r.method) || len(p.segs) != len(r.segs) {
 		return "", false
 	}
@@ -125,7 +144,7 @@ func (r *acceptRoute) match(method string, p *reqPath) (offerID string, ok bool)
 		if i == r.idSeg {
 			continue
 		}
-		if p.segs[i] != s {
+		if !segEqual(p.segs[i], s, fold) {
 			return "", false
 		}
 	}

@@ -31,23 +31,29 @@ func stateFrom(ctx context.Context) *reqState {
 
 // ServeHTTP applies the policy in force to r and forwards it, or answers a refusal.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	stripOfferFeedHeaders(r.Header)
 	p := g.active.Load().policy
 	if p == nil {
+		sanitizeHeaders(r.Header, "")
 		g.proxy.ServeHTTP(w, r)
 		return
 	}
+	overrides := sanitizeHeaders(r.Header, p.identity)
+	var segs [16]string
 	var rp reqPath
-	rp.normalize(r.URL.EscapedPath())
-	rt := routeOther
-	var pathID string
-	if p.accept != nil {
-		if id, ok := p.accept.match(r.Method, &rp); ok {
-			rt, pathID = routeAccept, id
+	escaped := r.URL.EscapedPath()
+	rp.segs, rp.trailing = splitPath(escaped, segs[:0])
+	rt, pathID := p.routeOf(r.Method, &rp, false)
+	// A request that a lenient offer service could take for a governed route other than the
+	// one matched (or for one, when none matched) is refused (lenient.go).
+	if lrt, amb := p.ambiguous(r, overrides, escaped, &rp, rt, pathID); amb {
+		p.counters[lrt][AmbiguousRequest].Inc()
+		if !p.dryRun {
+			g.refuse(w, r, p, lrt, AmbiguousRequest, 0)
+			return
 		}
-	}
-	if rt == routeOther && p.feed != nil && p.feed.match(r.Method, &rp) {
-		rt = routeFeed
+		r.Header.Set(HeaderFlag, AmbiguousRequest.String())
+		g.forward(w, r, &reqState{route: lrt})
+		return
 	}
 	if rt == routeOther {
 		g.proxy.ServeHTTP(w, r)
@@ -257,13 +263,67 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, p *policy, rt r
 	}
 }
 
-// stripOfferFeedHeaders removes every OfferFeed-* header a client sent (in any case).
-func stripOfferFeedHeaders(h http.Header) {
+// sanitizeHeaders removes the request headers a client may not send: every OfferFeed-*
+// header (in any case), and, as nginx does by default (underscores_in_headers off,
+// ignore_invalid_headers on), every header whose name holds anything but letters, digits and
+// '-'. A CGI or WSGI gateway (gunicorn before 22, uWSGI, wsgiref, PHP) maps '-' and '_' (and
+// often any other character) of a name to '_': OfferFeed_Flag would reach the offer service
+// as HTTP_OFFERFEED_FLAG, X_HTTP_Method_Override as a method override, X_Driver_Id as the
+// identity. The exception is the identity header of the policy in force (identity, canonical),
+// when its name holds such characters: it is kept, and every other name a CGI gateway maps to
+// the same variable is removed instead. It reports whether a method-override header or a
+// URL-override header is left (see lenient.go).
+func sanitizeHeaders(h http.Header, identity string) (overrides overrideHeaders) {
+	plainIdentity := tokenName(identity)
 	for k := range h {
-		if len(k) >= len(headerPrefix) && strings.EqualFold(k[:len(headerPrefix)], headerPrefix) {
+		switch {
+		case len(k) >= len(headerPrefix) && strings.EqualFold(k[:len(headerPrefix)], headerPrefix):
 			delete(h, k)
+		case k == identity:
+		case !tokenName(k):
+			delete(h, k)
+		case !plainIdentity && sameCGIName(k, identity):
+			delete(h, k)
+		case len(k) >= len("X-Http-Method"):
+			overrides |= overrideHeader(k)
 		}
 	}
+	return overrides
+}
+
+// tokenName reports whether a header name holds only letters, digits and '-'.
+func tokenName(k string) bool {
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// sameCGIName reports whether a CGI gateway maps header names a and b to the same variable:
+// letters in upper case, every other character but a digit as '_'.
+func sameCGIName(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if cgiByte(a[i]) != cgiByte(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func cgiByte(c byte) byte {
+	switch {
+	case 'a' <= c && c <= 'z':
+		return c - 'a' + 'A'
+	case 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return c
+	}
+	return '_'
 }
 
 // offerFromBody reads at most maxBody bytes of an accept's body to find the offer id field, and

@@ -273,15 +273,18 @@ func validatePolicy(p *Policy) []error {
 		if len(o.Drivers) == 0 || len(o.Drivers) > MaxOverrideDrivers {
 			add(f+".drivers", "must list 1 to %d drivers", MaxOverrideDrivers)
 		}
-		seen := make(map[string]bool, len(o.Drivers))
+		// Errors name a driver by its index, never by its id: they end up in /readyz, logs and
+		// the policy's status, and driver ids are personal data.
+		seen := make(map[string]int, len(o.Drivers))
 		for j, d := range o.Drivers {
 			if d == "" || len(d) > MaxDriverLen {
 				add(fmt.Sprintf("%s.drivers[%d]", f, j), "must be 1 to %d characters", MaxDriverLen)
 			}
-			if seen[d] {
-				add(fmt.Sprintf("%s.drivers[%d]", f, j), "%q is listed twice", d)
+			if k, dup := seen[d]; dup {
+				add(fmt.Sprintf("%s.drivers[%d]", f, j), "duplicate of drivers[%d]", k)
+				continue
 			}
-			seen[d] = true
+			seen[d] = j
 		}
 		if o.Feed == nil && o.Accept == nil {
 			add(f, "an override must change feed or accept")

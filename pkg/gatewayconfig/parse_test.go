@@ -180,3 +180,37 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestErrorsNeverEchoDriverIDs: an error about an override names its drivers by index, never
+// by id: errors end up in /readyz, logs and statuses.
+func TestErrorsNeverEchoDriverIDs(t *testing.T) {
+	const secret = "driver-7f3a9c-secret"
+	cases := []struct {
+		desc, overrides string
+		wantErr         string
+	}{
+		{"listed twice", `[{"drivers": ["` + secret + `", "d2", "` + secret + `"], "feed": {"minInterval": "1s"}}]`,
+			"(standard): overrides[0].drivers[2]: duplicate of drivers[0]"},
+		{"listed twice, bad interval", `[{"drivers": ["` + secret + `", "` + secret + `"], "feed": {"minInterval": "1ms"}}]`,
+			"(standard): overrides[0].feed.minInterval"},
+		{"no change", `[{"drivers": ["d1"], "feed": {"minInterval": "1s"}}, {"drivers": ["` + secret + `"]}]`,
+			"(standard): overrides[1]: an override must change feed or accept"},
+		{"too long", `[{"drivers": ["` + secret + strings.Repeat("x", MaxDriverLen) + `"], "feed": {"minInterval": "1s"}}]`,
+			"(standard): overrides[0].drivers[0]: must be 1 to 256 characters"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.desc, func(t *testing.T) {
+			cfg := strings.Replace(validConfig, `[{"drivers": ["driver-17"], "feed": {"minInterval": "1s"}}]`, tc.overrides, 1)
+			_, err := Parse([]byte(cfg))
+			if err == nil {
+				t.Fatal("Parse accepted it")
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("error %q does not contain %q", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error echoes a driver id: %q", err)
+			}
+		})
+	}
+}
