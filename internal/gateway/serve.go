@@ -297,7 +297,7 @@ func offerIDFromJSON(b []byte, path jsonPath, seed maphash.Seed) (uint64, bool) 
 	})
 	sc.Write(b)
 	sc.Finish()
-	if !sc.Complete() || n == 0 || conflict {
+	if !sc.Complete() || n == 0 || conflict || sc.Ambiguous() {
 		return 0, false
 	}
 	return id, true
