@@ -52,12 +52,21 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 		Name: "offerfeed_gateway_tracked_drivers",
 		Help: "Drivers whose state the gateway holds (at most --max-tracked-drivers).",
 	}, func() float64 { return float64(g.trackedDrivers()) })
+	missing := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "offerfeed_gateway_config_source_missing",
+		Help: "1 while the config file is missing (absent, or a dangling ..data symlink): the last good config stays in force, or, when none was ever read, everything is proxied unchanged.",
+	}, func() float64 {
+		if g.sourceMissing.Load() {
+			return 1
+		}
+		return 0
+	})
 	evictions := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "offerfeed_gateway_evicted_drivers_total",
 		Help: "Drivers forgotten (not seen recently, by CLOCK) to keep the state within its bound.",
 	}, func() float64 { return float64(g.evictedDrivers()) })
 	if err := registerAll(reg, m.decisions, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, hist,
-		tracked, evictions, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		tracked, evictions, missing, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, err
 	}
 	return m, nil
