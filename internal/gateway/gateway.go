@@ -52,6 +52,15 @@ type Options struct {
 	// MaxAcceptBody is the most bytes of an accept's body read to find offerIdField; zero
 	// means DefaultMaxAcceptBody.
 	MaxAcceptBody int64
+	// BodyTimeout is how long a client has to send a request body, from the gateway's first
+	// read of it; then the connection is closed (the request answered 408 or, for an accept
+	// whose offer id was in the body, without an id). Zero means DefaultBodyTimeout, negative
+	// no deadline. It needs a server that supports http.ResponseController read deadlines.
+	BodyTimeout time.Duration
+	// ReadHeaderTimeout and IdleTimeout are the http.Server timeouts of NewServer and
+	// NewAdminServer; zero means DefaultReadHeaderTimeout and DefaultIdleTimeout.
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
 	// Namespace, when set, is checked against the config's namespace (a mismatch is logged).
 	Namespace string
 	// Now is the clock; nil means time.Now. Tests inject a fake clock.
@@ -135,6 +144,15 @@ func New(opts Options) (*Gateway, error) {
 	}
 	if opts.MaxAcceptBody <= 0 {
 		opts.MaxAcceptBody = DefaultMaxAcceptBody
+	}
+	if opts.BodyTimeout == 0 {
+		opts.BodyTimeout = DefaultBodyTimeout
+	}
+	if opts.ReadHeaderTimeout <= 0 {
+		opts.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	g := &Gateway{
 		opts:    opts,

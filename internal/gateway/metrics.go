@@ -15,6 +15,7 @@ type metrics struct {
 	policyInfo     *prometheus.GaugeVec
 	upstream       [numRoutes]prometheus.Observer
 	upstreamErrors *prometheus.CounterVec
+	bodyTimeouts   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
@@ -39,6 +40,10 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 			Name: "offerfeed_gateway_upstream_errors_total",
 			Help: "Requests the gateway could not get an answer for from the offer service, by kind (unreachable: 502, timeout: 504, canceled: the client went away).",
 		}, []string{"kind"}),
+		bodyTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "offerfeed_gateway_request_body_timeouts_total",
+			Help: "Requests whose client did not send the body within --body-timeout; their connections were closed.",
+		}),
 	}
 	hist := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "offerfeed_gateway_upstream_duration_seconds",
@@ -65,7 +70,7 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 		Name: "offerfeed_gateway_evicted_drivers_total",
 		Help: "Drivers forgotten (not seen recently, by CLOCK) to keep the state within its bound.",
 	}, func() float64 { return float64(g.evictedDrivers()) })
-	if err := registerAll(reg, m.decisions, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, hist,
+	if err := registerAll(reg, m.decisions, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, m.bodyTimeouts, hist,
 		tracked, evictions, missing, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, err
 	}

@@ -31,6 +31,9 @@ func stateFrom(ctx context.Context) *reqState {
 
 // ServeHTTP applies the policy in force to r and forwards it, or answers a refusal.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if b := g.watchBody(w, r); b != nil { // the body deadline (proxy.go)
+		defer b.release()
+	}
 	stripOfferFeedHeaders(r.Header)
 	p := g.active.Load().policy
 	if p == nil {
