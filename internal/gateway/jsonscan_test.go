@@ -204,3 +204,16 @@ func FuzzFoldEqual(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkOfferIDFromJSON reads the offer id of an Amazon Flex shaped accept body.
+func BenchmarkOfferIDFromJSON(b *testing.B) {
+	body := []byte(`{"__type":"AcceptOfferInput:http://internal.amazon.com/coral/com.amazon.omwbuseyservice.offers/","offerId":"OfferId-aGVsbG8gd29ybGQgdGhpcyBpcyBhbiBvZmZlciBpZA==","clientContext":{"deviceId":"d-42","appVersion":"3.88.1"}}`)
+	path := jsonPath{{name: "offerId", fold: true}}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := offerIDFromJSON(body, path, testSeed); !ok {
+			b.Fatal("no id")
+		}
+	}
+}
