@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -36,6 +35,9 @@ func runGateway(args []string) int {
 		podLabelsFile   = fs.String("pod-labels-file", "", "downward API `file` with the pod's labels (key=\"value\" lines); hot-reloaded")
 		maxDrivers      = fs.Int("max-tracked-drivers", gateway.DefaultMaxTrackedDrivers, "most drivers whose state is kept; new identities and drivers whose state has expired are forgotten first (when not set and GOMEMLIMIT is, lowered to fit half of it)")
 		upstreamTimeout = fs.Duration("upstream-timeout", gateway.DefaultUpstreamTimeout, "wait at most this long for the offer service's response headers, then answer 504")
+		bodyTimeout     = fs.Duration("body-timeout", gateway.DefaultBodyTimeout, "a client must send a request body within this long of the gateway's first read of it, or its connection is closed (0: no deadline)")
+		headerTimeout   = fs.Duration("read-header-timeout", gateway.DefaultReadHeaderTimeout, "a client must send a request's headers within this long (proxy and admin ports)")
+		idleTimeout     = fs.Duration("idle-timeout", gateway.DefaultIdleTimeout, "close keep-alive connections idle this long (proxy and admin ports)")
 		shutdownTimeout = fs.Duration("shutdown-timeout", 30*time.Second, "on SIGTERM, wait at most this long for requests in flight")
 		shutdownDelay   = fs.Duration("shutdown-delay", 0, "on SIGTERM, keep serving (with /readyz failing) this long before draining, while endpoints update")
 		namespace       = fs.String("namespace", os.Getenv("POD_NAMESPACE"), "the pod's namespace (default $POD_NAMESPACE); a config for another namespace is logged")
@@ -78,9 +80,20 @@ func runGateway(args []string) int {
 		fmt.Fprintln(os.Stderr, "offerfeed gateway:", err)
 		return 2
 	}
+	if *bodyTimeout < 0 || *headerTimeout <= 0 || *idleTimeout <= 0 {
+		fmt.Fprintln(os.Stderr, "offerfeed gateway: --body-timeout must not be negative, --read-header-timeout and --idle-timeout must be positive")
+		return 2
+	}
+	bodyDeadline := *bodyTimeout
+	if bodyDeadline == 0 {
+		bodyDeadline = -1 // gateway.Options: negative is no deadline
+	}
 	g, err := gateway.New(gateway.Options{
 		Upstream:          up,
 		UpstreamTimeout:   *upstreamTimeout,
+		BodyTimeout:       bodyDeadline,
+		ReadHeaderTimeout: *headerTimeout,
+		IdleTimeout:       *idleTimeout,
 		PodLabels:         labels,
 		MaxTrackedDrivers: *maxDrivers,
 		Namespace:         *namespace,
@@ -108,19 +121,13 @@ func runGateway(args []string) int {
 		log.Error(err, "cannot listen", "address", *adminListen)
 		return 1
 	}
-	proxySrv := &http.Server{
-		Handler:           g,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logr.ToSlogHandler(log), slog.LevelDebug),
-	}
-	adminSrv := &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	proxySrv, adminSrv := g.NewServer(), g.NewAdminServer()
 	errc := make(chan error, 2)
 	go func() { errc <- proxySrv.Serve(proxyLn) }()
 	go func() { errc <- adminSrv.Serve(adminLn) }()
 	log.Info("gateway started", "listen", proxyLn.Addr().String(), "adminListen", adminLn.Addr().String(),
-		"upstream", up.String(), "config", *configFile, "maxTrackedDrivers", *maxDrivers, "upstreamTimeout", upstreamTimeout.String())
+		"upstream", up.String(), "config", *configFile, "maxTrackedDrivers", *maxDrivers, "upstreamTimeout", upstreamTimeout.String(),
+		"bodyTimeout", bodyTimeout.String(), "readHeaderTimeout", headerTimeout.String(), "idleTimeout", idleTimeout.String())
 
 	code := 0
 	select {

@@ -31,6 +31,9 @@ func TestGatewayFlagErrors(t *testing.T) {
 		{"--upstream", "http://x", "--pod-labels", "a=b", "--pod-labels-file", "f"},
 		{"--upstream", "http://x", "--pod-labels", "no-value"},
 		{"--upstream", "http://x", "--log-level", "loud"},
+		{"--upstream", "http://x", "--body-timeout", "-1s"},
+		{"--upstream", "http://x", "--read-header-timeout", "0s"},
+		{"--upstream", "http://x", "--idle-timeout", "soon"},
 		{"--no-such-flag"},
 	} {
 		if code := runGateway(args); code != 2 {

@@ -144,14 +144,17 @@ func TestOfferIDFromJSON(t *testing.T) {
 	}
 }
 
-// FuzzShownOffers: the streaming scanner never panics, allocates nothing per byte, and on
-// valid JSON finds exactly the values encoding/json finds, whatever the chunking.
+// FuzzShownOffers: the streaming scanner never panics, allocates nothing per byte, accepts no
+// document that encoding/json refuses, and on valid JSON finds exactly the values
+// encoding/json finds, whatever the chunking.
 func FuzzShownOffers(f *testing.F) {
 	f.Add("offers[].id", []byte(`{"offers":[{"id":"o1"},{"id":2}]}`), uint8(3))
 	f.Add("offerList[].offerId", []byte(`{"offerList":[{"offerId":"A\u0041"}],"x":[1,2,{"y":null}]}`), uint8(1))
 	f.Add("[].id", []byte(`[{"id":"a"},{"id":"b\n"}]`), uint8(7))
 	f.Add("a.b", []byte(`{"a":{"b":-1.5e3}}`), uint8(2))
 	f.Add("a", []byte(`"\ud800\udc00"`), uint8(1))
+	f.Add("a", []byte(`{"a":[01,1.,-,1e+,.5]}`), uint8(1))
+	f.Add("a", []byte(`-0.0e-0`), uint8(2))
 	f.Fuzz(func(t *testing.T, jp string, doc []byte, chunk uint8) {
 		p, err := compileJSONPath(jp)
 		if err != nil || !validJSONPath(jp) {
@@ -159,6 +162,9 @@ func FuzzShownOffers(f *testing.F) {
 		}
 		got, ok := scanAll(p, doc, int(chunk))
 		want, wantOK := reference(p, doc)
+		if ok && !wantOK {
+			t.Fatalf("path %s doc %q: scanned as JSON, encoding/json refuses it", jp, doc)
+		}
 		if wantOK && (!ok || !slices.Equal(got, want)) {
 			if bytes.Count(doc, []byte("["))+bytes.Count(doc, []byte("{")) < maxScanDepth {
 				t.Fatalf("path %s doc %q: scanner %v ok=%v, encoding/json %v", jp, doc, got, ok, want)

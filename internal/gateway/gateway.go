@@ -52,6 +52,15 @@ type Options struct {
 	// MaxAcceptBody is the most bytes of an accept's body read to find offerIdField; zero
 	// means DefaultMaxAcceptBody.
 	MaxAcceptBody int64
+	// BodyTimeout is how long a client has to send a request body, from the gateway's first
+	// read of it; then the connection is closed (the request answered 408 or, for an accept
+	// whose offer id was in the body, without an id). Zero means DefaultBodyTimeout, negative
+	// no deadline. It needs a server that supports http.ResponseController read deadlines.
+	BodyTimeout time.Duration
+	// ReadHeaderTimeout and IdleTimeout are the http.Server timeouts of NewServer and
+	// NewAdminServer; zero means DefaultReadHeaderTimeout and DefaultIdleTimeout.
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
 	// Namespace, when set, is checked against the config's namespace (a mismatch is logged).
 	Namespace string
 	// Now is the clock; nil means time.Now. Tests inject a fake clock.
@@ -102,6 +111,15 @@ type Gateway struct {
 	lastErrAt time.Time
 	source    string // the config file, when loaded from one
 	fileSum   string // hash of the last config file bytes read (good or bad)
+	// missingSince is when the config file was found missing (absent, or a dangling
+	// symlink); zero while it is there. sourceMissing mirrors it for the metric.
+	missingSince  time.Time
+	sourceMissing atomic.Bool
+	// retained is the driver state of the last policy in force, kept while no policy is: a
+	// policy that comes back (removed from the config and restored, a selector that stops and
+	// starts matching) finds its drivers as they were. It is let go as soon as a policy is in
+	// force again (its own state or a new one), so that one table at most lives at a time.
+	retained *driverTable
 }
 
 // active is the config in force. It is replaced whole on every change.
@@ -126,6 +144,15 @@ func New(opts Options) (*Gateway, error) {
 	}
 	if opts.MaxAcceptBody <= 0 {
 		opts.MaxAcceptBody = DefaultMaxAcceptBody
+	}
+	if opts.BodyTimeout == 0 {
+		opts.BodyTimeout = DefaultBodyTimeout
+	}
+	if opts.ReadHeaderTimeout <= 0 {
+		opts.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	g := &Gateway{
 		opts:    opts,
@@ -164,7 +191,8 @@ func (g *Gateway) nowNS() int64 { return int64(g.now().Sub(g.epoch)) }
 
 // Apply puts cfg in force: it validates cfg, picks the first policy whose selector matches the
 // pod's labels, and keeps the driver state when that policy is the one in force already (same
-// namespace, name and identity header). A nil cfg means no config: proxy everything. An invalid
+// namespace, name and identity header), or was the last one in force before a config without
+// a policy for this pod. A nil cfg means no config: proxy everything. An invalid
 // cfg is refused, counted as a reload failure, and the config in force stays.
 func (g *Gateway) Apply(cfg *gatewayconfig.Config) error {
 	g.mu.Lock()
@@ -179,6 +207,7 @@ func (g *Gateway) Apply(cfg *gatewayconfig.Config) error {
 func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 	next := &active{cfg: cfg}
 	prev := g.active.Load()
+	stateKept := false
 	if cfg == nil {
 		next.detail = "no config file; proxying everything unchanged"
 	} else {
@@ -221,12 +250,18 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 				return err
 			}
 			key := stateKey(cfg.Namespace, chosen)
-			if prev.policy != nil && prev.policy.table.key == key {
+			stateKept = true
+			switch {
+			case prev.policy != nil && prev.policy.table.key == key:
 				p.table = prev.policy.table
-			} else {
+			case g.retained != nil && g.retained.key == key:
+				p.table = g.retained
+			default:
 				p.table = newDriverTable(key, g.opts.MaxTrackedDrivers)
+				stateKept = false
 			}
 			p.table.bindPolicy(p)
+			g.retained = nil
 			g.m.bindCounters(p)
 			next.policy = p
 			next.detail = fmt.Sprintf("policy %s (%s) in force, mode %s", chosen.Name, chosen.Hash, chosen.Mode)
@@ -235,6 +270,9 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 				next.detail += fmt.Sprintf("; fair draws: window %s, award %s", f.Fairness.Window.D(), f.Fairness.Award)
 			}
 		}
+	}
+	if next.policy == nil && prev.policy != nil {
+		g.retained = prev.policy.table
 	}
 	g.gen++
 	next.gen = g.gen
@@ -245,7 +283,7 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 	if p := next.policy; p != nil {
 		g.m.policyInfo.WithLabelValues(p.name, p.hash, p.mode).Set(1)
 		g.log.Info("config applied", "generation", g.gen, "configHash", next.configHash, "policy", p.name, "policyHash", p.hash, "mode", p.mode,
-			"stateKept", prev.policy != nil && prev.policy.table == p.table)
+			"stateKept", stateKept)
 	} else {
 		g.log.Info("config applied; no policy in force, proxying everything unchanged", "generation", g.gen, "configHash", next.configHash, "detail", next.detail)
 	}
@@ -311,20 +349,24 @@ func (g *Gateway) evictedDriversFrom(a area) uint64 {
 
 // Status is the gateway's state as /readyz reports it.
 type Status struct {
-	Ready           bool       `json:"ready"`
-	Draining        bool       `json:"draining,omitempty"`
-	ConfigFile      string     `json:"configFile,omitempty"`
-	ConfigLoaded    bool       `json:"configLoaded"`
-	ConfigHash      string     `json:"configHash,omitempty"`
-	Generation      uint64     `json:"generation"`
-	Policy          string     `json:"policy,omitempty"`
-	PolicyHash      string     `json:"policyHash,omitempty"`
-	Mode            string     `json:"mode,omitempty"`
-	Detail          string     `json:"detail"`
-	LastReloadError string     `json:"lastReloadError,omitempty"`
-	LastReloadAt    *time.Time `json:"lastReloadErrorTime,omitempty"`
-	TrackedDrivers  int        `json:"trackedDrivers"`
-	MaxDrivers      int        `json:"maxTrackedDrivers"`
+	Ready        bool   `json:"ready"`
+	Draining     bool   `json:"draining,omitempty"`
+	ConfigFile   string `json:"configFile,omitempty"`
+	ConfigLoaded bool   `json:"configLoaded"`
+	// ConfigFileMissing is set while the config file is absent (or a dangling symlink, as
+	// when the kubelet's ..data points nowhere); the last good config, if any, stays in force.
+	ConfigFileMissing      bool       `json:"configFileMissing,omitempty"`
+	ConfigFileMissingSince *time.Time `json:"configFileMissingSince,omitempty"`
+	ConfigHash             string     `json:"configHash,omitempty"`
+	Generation             uint64     `json:"generation"`
+	Policy                 string     `json:"policy,omitempty"`
+	PolicyHash             string     `json:"policyHash,omitempty"`
+	Mode                   string     `json:"mode,omitempty"`
+	Detail                 string     `json:"detail"`
+	LastReloadError        string     `json:"lastReloadError,omitempty"`
+	LastReloadAt           *time.Time `json:"lastReloadErrorTime,omitempty"`
+	TrackedDrivers         int        `json:"trackedDrivers"`
+	MaxDrivers             int        `json:"maxTrackedDrivers"`
 }
 
 // Status returns the gateway's state: the config and policy in force and the last reload error.
@@ -346,6 +388,13 @@ func (g *Gateway) Status() Status {
 	if !g.lastErrAt.IsZero() {
 		t := g.lastErrAt
 		s.LastReloadAt = &t
+	}
+	if !g.missingSince.IsZero() {
+		t := g.missingSince
+		s.ConfigFileMissing, s.ConfigFileMissingSince = true, &t
+		if a.cfg != nil {
+			s.Detail += "; the config file is missing since " + t.UTC().Format(time.RFC3339) + ": the last good config stays in force"
+		}
 	}
 	if p := a.policy; p != nil {
 		s.Policy, s.PolicyHash = p.name, p.hash

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"hash/maphash"
 	"strings"
+	"unicode"
 	"unicode/utf8"
+
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
 // A jsonPath is a compiled shownOffers.jsonPath (or the one-step path of offerIdField): the
@@ -16,8 +19,10 @@ type jsonPath []pathStep
 type pathStep struct {
 	name string
 	elem bool
-	// fold matches the field name case-insensitively (ASCII), as encoding/json does when it
-	// decodes into a struct.
+	// fold marks the path of an accept's offerIdField, read the way a Go offer service reads
+	// it with json.Unmarshal into a struct field: the field name matches every key that folds
+	// to it (foldKey), and a number is an offer id only as a canonical integer (see
+	// jsonScanner.Ambiguous).
 	fold bool
 }
 
@@ -54,8 +59,12 @@ const (
 	maxScanDepth = 64
 	// maxIDLen is the longest offer id the gateway hashes; longer values are ignored.
 	maxIDLen = 1024
-	// maxKeyLen is the longest object key the scanner compares with a path step.
-	maxKeyLen = 128
+	// maxKeyLen is the longest object key (unescaped) the scanner compares with a path step;
+	// a longer key matches none. A key folds to an ASCII name of n bytes only when it has n
+	// runes, each ASCII or one of the two runes outside ASCII that fold into it (U+017F ſ, two
+	// bytes, and U+212A K, three; TestFoldIntoASCII), so no key longer than 3 × the longest
+	// offerIdField can match one, and jsonPath names (compared exactly) are shorter still.
+	maxKeyLen = 3 * gatewayconfig.MaxFieldLen
 )
 
 // errScan is the scanner's only error: the input is not JSON (or nests too deeply).
@@ -72,7 +81,7 @@ const (
 	stString          // inside a string
 	stEsc             // after '\' in a string
 	stHex             // inside \uXXXX
-	stNumber          // inside a number
+	stNumber          // inside a number (num says where)
 	stLiteral         // inside true, false or null
 	stDone            // the root value ended; only white space may follow
 	stErr             // not JSON; nothing more is scanned
@@ -108,6 +117,16 @@ type jsonScanner struct {
 
 	tmp [utf8.UTFMax]byte
 
+	// number state: where in the grammar of RFC 8259 a number is, and whether it is negative
+	num    uint8
+	numNeg bool
+
+	// strict is set for a path with fold steps (an accept's offerIdField): there a value at
+	// the path that encoding/json could read otherwise than the gateway makes the document
+	// ambiguous.
+	strict    bool
+	ambiguous bool
+
 	// literal state
 	lit  string
 	litN int
@@ -125,19 +144,36 @@ func (s *jsonScanner) init(path jsonPath, seed maphash.Seed, found func(uint64))
 	s.state = stValue
 	s.depth = 0
 	s.prefix[0] = true
+	// A scanner from a pool may have stopped in the middle of a document.
+	s.inKey, s.capture, s.keyLen, s.keyOver, s.highSurr, s.valLen = false, false, 0, false, 0, 0
+	s.strict, s.ambiguous = false, false
+	for _, st := range path {
+		s.strict = s.strict || st.fold
+	}
 }
+
+// Ambiguous reports, for a path with fold steps, that a value at the path is one that a Go
+// offer service could read as another id than the gateway: a number other than a canonical
+// integer (1.0, 1e2 and -0 are each the integer of another literal for a service that
+// decodes ids into float64 or int fields), or a value longer than maxIDLen (which the
+// scanner does not report). The offer id of such a document is unknown.
+func (s *jsonScanner) Ambiguous() bool { return s.ambiguous }
 
 // Err reports whether the input so far is not JSON.
 func (s *jsonScanner) Err() bool { return s.state == stErr }
 
 // Complete reports whether a whole JSON document was read.
 func (s *jsonScanner) Complete() bool {
-	return s.state == stDone || (s.state == stNumber && s.depth == 0)
+	return s.state == stDone || (s.state == stNumber && s.depth == 0 && numEnds(s.num))
 }
 
 // Finish ends the document: a number at the root ends at EOF.
 func (s *jsonScanner) Finish() {
 	if s.state == stNumber && s.depth == 0 {
+		if !numEnds(s.num) {
+			s.fail()
+			return
+		}
 		s.endValue()
 		s.state = stDone
 	}
@@ -235,10 +271,15 @@ func (s *jsonScanner) Write(p []byte) (int, error) {
 				s.strRune(s.hex)
 			}
 		case stNumber:
-			if (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-' {
+			if next := numNext(s.num, c); next != numBad {
+				s.num = next
 				if s.capture {
 					s.addVal(c)
 				}
+				continue
+			}
+			if !numEnds(s.num) {
+				s.fail()
 				continue
 			}
 			s.endValue()
@@ -341,6 +382,7 @@ func (s *jsonScanner) startValue(c byte) {
 		if s.capture {
 			s.addVal(c)
 		}
+		s.num, s.numNeg = numNext(numStart, c), c == '-'
 		s.state = stNumber
 	case c == 't':
 		s.lit, s.litN, s.state = "true", 1, stLiteral
@@ -372,6 +414,10 @@ func (s *jsonScanner) endValue() {
 		return
 	}
 	s.capture = false
+	if s.strict && (s.valLen > maxIDLen || s.state == stNumber && !s.canonicalInt()) {
+		s.ambiguous = true
+		return
+	}
 	if s.valLen > maxIDLen || s.found == nil {
 		return
 	}
@@ -418,7 +464,7 @@ func (s *jsonScanner) endString() {
 		if s.prefix[d] && d <= len(s.path) && !st.elem && !s.keyOver {
 			k := s.keyBuf[:s.keyLen]
 			if st.fold {
-				s.child[d] = asciiEqualFold(k, st.name)
+				s.child[d] = foldEqual(k, st.name)
 			} else {
 				s.child[d] = string(k) == st.name
 			}
@@ -483,16 +529,110 @@ func (s *jsonScanner) emitRune(r rune) {
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
-// asciiEqualFold reports whether b equals s, ignoring ASCII case.
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		x, y := b[i], s[i]
-		if x|0x20 != y|0x20 || (x|0x20 < 'a' || x|0x20 > 'z') && x != y {
+// foldEqual reports whether the object key k matches the struct field name as
+// json.Unmarshal (encoding/json v1, and v1 semantics on json/v2) matches it: foldKey(k) equals
+// foldKey(name), rune by rune. A key of invalid UTF-8 has U+FFFD for each bad byte, as
+// encoding/json unquotes it. It allocates nothing.
+func foldEqual(k []byte, name string) bool {
+	for len(k) > 0 && len(name) > 0 {
+		a, n := utf8.DecodeRune(k)
+		b, m := utf8.DecodeRuneInString(name)
+		if foldKey(a) != foldKey(b) {
 			return false
 		}
+		k, name = k[n:], name[m:]
 	}
-	return true
+	return len(k) == 0 && len(name) == 0
+}
+
+// foldKey is the fold of one rune in encoding/json's foldName: an ASCII letter to upper case,
+// any other ASCII byte unchanged, and a rune outside ASCII to the smallest rune of its
+// unicode.SimpleFold orbit, so that U+017F (ſ) folds to 'S' and U+212A (Kelvin sign) to 'K',
+// as 's' and 'k' do.
+func foldKey(r rune) rune {
+	if r < utf8.RuneSelf {
+		if 'a' <= r && r <= 'z' {
+			r -= 'a' - 'A'
+		}
+		return r
+	}
+	for {
+		r2 := unicode.SimpleFold(r)
+		if r2 <= r {
+			return r2
+		}
+		r = r2
+	}
+}
+
+// States of a number, by the grammar of RFC 8259: -? (0 | [1-9][0-9]*) (.[0-9]+)? ([eE][+-]?[0-9]+)?
+const (
+	numBad   = iota // not a number
+	numStart        // nothing read yet
+	numMinus        // after '-': a digit must follow
+	numZero         // the integer part is 0
+	numInt          // in the digits of an integer part not starting with 0
+	numDot          // after '.': a digit must follow
+	numFrac         // in the fraction digits
+	numE            // after 'e' or 'E': a sign or a digit must follow
+	numESign        // after the exponent's sign: a digit must follow
+	numExp          // in the exponent digits
+)
+
+// numNext is the state after c in state st, or numBad when c does not continue the number.
+func numNext(st uint8, c byte) uint8 {
+	digit := c >= '0' && c <= '9'
+	switch st {
+	case numStart:
+		if c == '-' {
+			return numMinus
+		}
+		fallthrough
+	case numMinus:
+		switch {
+		case c == '0':
+			return numZero
+		case digit:
+			return numInt
+		}
+	case numZero, numInt:
+		switch {
+		case digit && st == numInt:
+			return numInt
+		case c == '.':
+			return numDot
+		case c == 'e' || c == 'E':
+			return numE
+		}
+	case numDot, numFrac:
+		switch {
+		case digit:
+			return numFrac
+		case st == numFrac && (c == 'e' || c == 'E'):
+			return numE
+		}
+	case numE:
+		switch {
+		case c == '+' || c == '-':
+			return numESign
+		case digit:
+			return numExp
+		}
+	case numESign, numExp:
+		if digit {
+			return numExp
+		}
+	}
+	return numBad
+}
+
+// numEnds reports whether a number may end in state st.
+func numEnds(st uint8) bool {
+	return st == numZero || st == numInt || st == numFrac || st == numExp
+}
+
+// canonicalInt reports whether the number just scanned is an integer in its one canonical
+// form: no fraction, no exponent, and not -0.
+func (s *jsonScanner) canonicalInt() bool {
+	return s.num == numInt || s.num == numZero && !s.numNeg
 }

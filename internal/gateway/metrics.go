@@ -15,6 +15,7 @@ type metrics struct {
 	policyInfo     *prometheus.GaugeVec
 	upstream       [numRoutes]prometheus.Observer
 	upstreamErrors *prometheus.CounterVec
+	bodyTimeouts   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
@@ -39,6 +40,10 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 			Name: "offerfeed_gateway_upstream_errors_total",
 			Help: "Requests the gateway could not get an answer for from the offer service, by kind (unreachable: 502, timeout: 504, canceled: the client went away).",
 		}, []string{"kind"}),
+		bodyTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "offerfeed_gateway_request_body_timeouts_total",
+			Help: "Requests whose client did not send the body within --body-timeout; their connections were closed.",
+		}),
 	}
 	hist := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "offerfeed_gateway_upstream_duration_seconds",
@@ -52,6 +57,15 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 		Name: "offerfeed_gateway_tracked_drivers",
 		Help: "Drivers whose state the gateway holds (at most --max-tracked-drivers).",
 	}, func() float64 { return float64(g.trackedDrivers()) })
+	missing := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "offerfeed_gateway_config_source_missing",
+		Help: "1 while the config file is missing (absent, or a dangling ..data symlink): the last good config stays in force, or, when none was ever read, everything is proxied unchanged.",
+	}, func() float64 {
+		if g.sourceMissing.Load() {
+			return 1
+		}
+		return 0
+	})
 	var evictions [numAreas]prometheus.Collector
 	for a := range numAreas {
 		evictions[a] = prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -60,8 +74,8 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 			ConstLabels: prometheus.Labels{"area": areaNames[a]},
 		}, func() float64 { return float64(g.evictedDriversFrom(a)) })
 	}
-	if err := registerAll(reg, m.decisions, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, hist,
-		tracked, evictions[areaProbation], evictions[areaMain], collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+	if err := registerAll(reg, m.decisions, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, m.bodyTimeouts, hist,
+		tracked, evictions[areaProbation], evictions[areaMain], missing, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, err
 	}
 	return m, nil

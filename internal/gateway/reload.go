@@ -24,10 +24,13 @@ const (
 	resyncInterval = 10 * time.Second
 )
 
-// LoadFile reads the config file at path and applies it. A missing file means no config
-// (proxy everything). An unreadable or invalid file is refused (logged, counted, shown in
-// /readyz) and the config in force stays. A file with the same bytes as the last one read is
-// not applied again.
+// LoadFile reads the config file at path and applies it. A missing file (absent, or a symlink
+// to nothing, such as the kubelet's ..data pointing to a removed directory) keeps the config
+// in force: only a file never read means no config (proxy everything). While it is missing,
+// /readyz says so (configFileMissing) and so does offerfeed_gateway_config_source_missing.
+// An unreadable or invalid file is refused (logged, counted, shown in /readyz) and the config
+// in force stays. A file with the same bytes as the last one read is not applied again (a
+// file restored as it was changes nothing, state included).
 func (g *Gateway) LoadFile(path string) error {
 	data, err := os.ReadFile(path)
 	g.mu.Lock()
@@ -35,16 +38,26 @@ func (g *Gateway) LoadFile(path string) error {
 	g.source = path
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if g.fileSum == "absent" {
+		if !g.missingSince.IsZero() {
 			return nil
 		}
-		g.fileSum = "absent"
+		g.missingSince = time.Now()
+		g.sourceMissing.Store(true)
+		if a := g.active.Load(); a.cfg != nil {
+			g.log.Error(err, "config file missing; the last good config stays in force", "file", path, "generation", a.gen, "configHash", a.configHash)
+			return nil
+		}
 		g.log.Info("config file absent; proxying everything unchanged until it appears", "file", path)
 		return g.applyLocked(nil)
 	case err != nil:
 		err = fmt.Errorf("reading config file %s: %w", path, err)
 		g.failLocked(err)
 		return err
+	}
+	if !g.missingSince.IsZero() {
+		g.log.Info("config file back", "file", path, "missingFor", time.Since(g.missingSince).Round(time.Millisecond).String())
+		g.missingSince = time.Time{}
+		g.sourceMissing.Store(false)
 	}
 	sum := gatewayconfig.Hash(data)
 	if sum == g.fileSum {

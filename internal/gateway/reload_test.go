@@ -179,9 +179,13 @@ func TestReloadPlainFile(t *testing.T) {
 	os.Rename(tmp, configFile)
 	eventually(t, "the renamed-over config", func() bool { return h.g.Status().Policy == "renamed" })
 
+	// A file that was there and goes away keeps the last good config in force.
 	os.Remove(configFile)
-	eventually(t, "the removal", func() bool { return h.g.Status().Policy == "" && !h.g.Status().ConfigLoaded })
-	expect(t, h.do("GET", "/offers", ""), 200, "")
+	eventually(t, "the removal", func() bool { return h.g.Status().ConfigFileMissing })
+	if st := h.g.Status(); st.Policy != "renamed" || !st.ConfigLoaded {
+		t.Errorf("after the removal: %+v", st)
+	}
+	expect(t, h.do("GET", "/offers", ""), 400, "missing-identity")
 }
 
 // TestReloadPodLabels: the downward API labels file picks the policy, and its updates too.

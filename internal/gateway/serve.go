@@ -31,6 +31,9 @@ func stateFrom(ctx context.Context) *reqState {
 
 // ServeHTTP applies the policy in force to r and forwards it, or answers a refusal.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if b := g.watchBody(w, r); b != nil { // the body deadline (proxy.go)
+		defer b.release()
+	}
 	p := g.active.Load().policy
 	if p == nil {
 		sanitizeHeaders(r.Header, "")
@@ -357,7 +360,7 @@ func offerIDFromJSON(b []byte, path jsonPath, seed maphash.Seed) (uint64, bool) 
 	})
 	sc.Write(b)
 	sc.Finish()
-	if !sc.Complete() || n == 0 || conflict {
+	if !sc.Complete() || n == 0 || conflict || sc.Ambiguous() {
 		return 0, false
 	}
 	return id, true
