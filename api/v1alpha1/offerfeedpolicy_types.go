@@ -86,6 +86,15 @@ type OfferFeedPolicySpec struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
 	Overrides []DriverOverride `json:"overrides,omitempty"`
+
+	// refusal shapes the answers the gateway gives to the requests it refuses, so that apps
+	// that only understand the offer API's own errors keep working (such as the Amazon Flex
+	// app's 400 with {"message":"Rate exceeded"}). Unset, a refusal is the decision's status
+	// with a text/plain body naming the decision. Header OfferFeed-Decision, and Retry-After
+	// where the decision carries one, are sent whatever the shape.
+	//
+	// +optional
+	Refusal *Refusal `json:"refusal,omitempty"`
 }
 
 // ClientIdentity names the request header that identifies a driver.
@@ -316,6 +325,98 @@ type AcceptOverride struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1m')",message="minReactionTime must be at most 1m"
 	MinReactionTime *Duration `json:"minReactionTime,omitempty"`
+}
+
+// RefusalDecision names a gateway decision that refuses a request: the value of response
+// header OfferFeed-Decision.
+//
+// +kubebuilder:validation:Enum=feed-throttled;accept-throttled;too-fast;unseen-offer;missing-identity;lost-draw;duplicate-accept;ambiguous-request;unreadable-offer
+type RefusalDecision string
+
+// Refusal is the shape of the gateway's refusals: status, content type and body, for every
+// refused decision, with optional entries for single decisions.
+//
+// The body is a template with three placeholders, replaced when the gateway answers:
+// {{decision}} (the decision's name, such as too-fast), {{status}} (the answer's status code)
+// and {{retryAfter}} (the seconds of header Retry-After, 0 when the refusal has none). Any
+// other "{{" is refused. Driver identities never appear in a body.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.status) || has(self.body) || (has(self.decisions) && size(self.decisions) > 0)",message="refusal must set status, body or decisions"
+// +kubebuilder:validation:XValidation:rule="has(self.contentType) == has(self.body)",message="refusal.contentType and refusal.body must be set together"
+type Refusal struct {
+	// status is the HTTP status of every refusal, from 400 to 599. Unset, each decision keeps
+	// its own: 429 for feed-throttled, accept-throttled and too-fast, 403 for unseen-offer,
+	// 400 for missing-identity, 409 for lost-draw and duplicate-accept.
+	//
+	// +optional
+	// +kubebuilder:validation:Minimum=400
+	// +kubebuilder:validation:Maximum=599
+	Status *int32 `json:"status,omitempty"`
+
+	// contentType is the Content-Type of the body, such as application/json or
+	// application/problem+json: a media type with optional parameters. Set with body.
+	//
+	// +optional
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*( *; *[A-Za-z0-9!#$&^_.+-]+=[A-Za-z0-9!#$&^_.+-]+)*$`
+	ContentType string `json:"contentType,omitempty"`
+
+	// body is the body template of every refusal, with placeholders {{decision}}, {{status}}
+	// and {{retryAfter}}. With a JSON content type (application/json or a +json type) it must
+	// be valid JSON once the placeholders are replaced. Set with contentType.
+	//
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:XValidation:rule="!self.replace('{{decision}}', '').replace('{{status}}', '').replace('{{retryAfter}}', '').contains('{{')",message="body may hold only the placeholders {{decision}}, {{status}} and {{retryAfter}}"
+	Body string `json:"body,omitempty"`
+
+	// decisions give single decisions another status, content type or body than the rest;
+	// the fields an entry leaves unset come from refusal. At most one entry per decision.
+	//
+	// +optional
+	// +listType=map
+	// +listMapKey=decision
+	// +kubebuilder:validation:MaxItems=9
+	Decisions []DecisionRefusal `json:"decisions,omitempty"`
+}
+
+// DecisionRefusal is the shape of the refusals of one decision.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.status) || has(self.body)",message="a decision's refusal must set status or body"
+// +kubebuilder:validation:XValidation:rule="has(self.contentType) == has(self.body)",message="contentType and body must be set together"
+type DecisionRefusal struct {
+	// decision is the refusal this entry shapes: feed-throttled, accept-throttled, too-fast,
+	// unseen-offer, missing-identity, lost-draw, duplicate-accept, ambiguous-request or
+	// unreadable-offer.
+	//
+	// +required
+	Decision RefusalDecision `json:"decision"`
+
+	// status replaces refusal.status for this decision, from 400 to 599.
+	//
+	// +optional
+	// +kubebuilder:validation:Minimum=400
+	// +kubebuilder:validation:Maximum=599
+	Status *int32 `json:"status,omitempty"`
+
+	// contentType replaces refusal.contentType for this decision. Set with body.
+	//
+	// +optional
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*( *; *[A-Za-z0-9!#$&^_.+-]+=[A-Za-z0-9!#$&^_.+-]+)*$`
+	ContentType string `json:"contentType,omitempty"`
+
+	// body replaces refusal.body for this decision; the same placeholders apply. Set with
+	// contentType.
+	//
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:XValidation:rule="!self.replace('{{decision}}', '').replace('{{status}}', '').replace('{{retryAfter}}', '').contains('{{')",message="body may hold only the placeholders {{decision}}, {{status}} and {{retryAfter}}"
+	Body string `json:"body,omitempty"`
 }
 
 // OfferFeedPolicyStatus is what the operator observed and did with a policy.

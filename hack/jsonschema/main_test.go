@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,6 +160,20 @@ func TestSchemaAgreesWithParse(t *testing.T) {
 		}, false},
 		{"override burst 101", func(m map[string]any) {
 			p0(m)["overrides"].([]any)[0].(map[string]any)["feed"] = map[string]any{"burst": 101}
+		}, false},
+		{"refusal in the Flex shape", func(m map[string]any) {
+			p0(m)["refusal"] = map[string]any{"status": 400, "contentType": "application/json", "body": `{"message":"Rate exceeded"}`,
+				"decisions": []any{map[string]any{"decision": "unseen-offer", "status": 410}}}
+		}, true},
+		{"refusal status 302", func(m map[string]any) { p0(m)["refusal"] = map[string]any{"status": 302} }, false},
+		{"refusal content type with a line break", func(m map[string]any) {
+			p0(m)["refusal"] = map[string]any{"contentType": "application/json\r\nX: y", "body": "{}"}
+		}, false},
+		{"refusal body of 4097 bytes", func(m map[string]any) {
+			p0(m)["refusal"] = map[string]any{"contentType": "text/plain", "body": strings.Repeat("x", 4097)}
+		}, false},
+		{"refusal for decision allowed", func(m map[string]any) {
+			p0(m)["refusal"] = map[string]any{"decisions": []any{map[string]any{"decision": "allowed", "status": 400}}}
 		}, false},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -24,27 +24,28 @@ const SchemaID = "https://offerfeed.dev/schemas/gateway-config/v1/config.schema.
 // Schema is the subset of JSON Schema 2020-12 that the generator writes, in the order its
 // keywords are written.
 type Schema struct {
-	Schema               string   `json:"$schema,omitempty"`
-	ID                   string   `json:"$id,omitempty"`
-	Ref                  string   `json:"$ref,omitempty"`
-	Title                string   `json:"title,omitempty"`
-	Description          string   `json:"description,omitempty"`
-	Type                 string   `json:"type,omitempty"`
-	Const                any      `json:"const,omitempty"`
-	Enum                 []string `json:"enum,omitempty"`
-	Pattern              string   `json:"pattern,omitempty"`
-	MinLength            *int     `json:"minLength,omitempty"`
-	MaxLength            *int     `json:"maxLength,omitempty"`
-	Minimum              *int64   `json:"minimum,omitempty"`
-	Maximum              *int64   `json:"maximum,omitempty"`
-	Items                *Schema  `json:"items,omitempty"`
-	MinItems             *int     `json:"minItems,omitempty"`
-	MaxItems             *int     `json:"maxItems,omitempty"`
-	UniqueItems          bool     `json:"uniqueItems,omitempty"`
-	Properties           *Named   `json:"properties,omitempty"`
-	Required             []string `json:"required,omitempty"`
-	AdditionalProperties any      `json:"additionalProperties,omitempty"`
-	Defs                 *Named   `json:"$defs,omitempty"`
+	Schema               string    `json:"$schema,omitempty"`
+	ID                   string    `json:"$id,omitempty"`
+	Ref                  string    `json:"$ref,omitempty"`
+	Title                string    `json:"title,omitempty"`
+	Description          string    `json:"description,omitempty"`
+	Type                 string    `json:"type,omitempty"`
+	Const                any       `json:"const,omitempty"`
+	Enum                 []string  `json:"enum,omitempty"`
+	Pattern              string    `json:"pattern,omitempty"`
+	MinLength            *int      `json:"minLength,omitempty"`
+	MaxLength            *int      `json:"maxLength,omitempty"`
+	Minimum              *int64    `json:"minimum,omitempty"`
+	Maximum              *int64    `json:"maximum,omitempty"`
+	AnyOf                []*Schema `json:"anyOf,omitempty"`
+	Items                *Schema   `json:"items,omitempty"`
+	MinItems             *int      `json:"minItems,omitempty"`
+	MaxItems             *int      `json:"maxItems,omitempty"`
+	UniqueItems          bool      `json:"uniqueItems,omitempty"`
+	Properties           *Named    `json:"properties,omitempty"`
+	Required             []string  `json:"required,omitempty"`
+	AdditionalProperties any       `json:"additionalProperties,omitempty"`
+	Defs                 *Named    `json:"$defs,omitempty"`
 }
 
 // Named is a JSON object of schemas that keeps the order of its entries.
@@ -135,8 +136,16 @@ var constraints = map[string]func(*Schema){
 		s.MinItems, s.MaxItems, s.UniqueItems = ptr(1), ptr(gatewayconfig.MaxOverrideDrivers), true
 		s.Items.MinLength, s.Items.MaxLength = ptr(1), ptr(gatewayconfig.MaxDriverLen)
 	},
-	"FeedOverride.burst":        burst,
-	"AcceptOverride.maxAccepts": maxAccepts,
+	"Refusal.status":              refusalStatus,
+	"Refusal.contentType":         contentType,
+	"Refusal.body":                refusalBody,
+	"Refusal.decisions":           func(s *Schema) { s.MaxItems = ptr(gatewayconfig.MaxRefusalDecisions) },
+	"DecisionRefusal.decision":    func(s *Schema) { s.Enum = gatewayconfig.RefusalDecisions() },
+	"DecisionRefusal.status":      refusalStatus,
+	"DecisionRefusal.contentType": contentType,
+	"DecisionRefusal.body":        refusalBody,
+	"FeedOverride.burst":          burst,
+	"AcceptOverride.maxAccepts":   maxAccepts,
 }
 
 func keysOf[V any](m map[string]V) map[string]bool {
@@ -150,6 +159,17 @@ func keysOf[V any](m map[string]V) map[string]bool {
 func burst(s *Schema) {
 	s.Minimum, s.Maximum = ptr[int64](gatewayconfig.MinBurst), ptr[int64](gatewayconfig.MaxBurst)
 }
+
+func refusalStatus(s *Schema) {
+	// 0 (or absent) keeps the decision's own status.
+	s.AnyOf = []*Schema{{Const: int64(0)}, {Minimum: ptr[int64](gatewayconfig.MinRefusalStatus), Maximum: ptr[int64](gatewayconfig.MaxRefusalStatus)}}
+}
+
+func contentType(s *Schema) {
+	s.MaxLength, s.Pattern = ptr(gatewayconfig.MaxContentTypeLen), gatewayconfig.ContentTypePattern
+}
+
+func refusalBody(s *Schema) { s.MaxLength = ptr(gatewayconfig.MaxRefusalBodyLen) }
 
 func maxAccepts(s *Schema) {
 	s.Minimum, s.Maximum = ptr[int64](0), ptr[int64](gatewayconfig.MaxMaxAccepts)

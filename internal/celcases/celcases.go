@@ -793,6 +793,80 @@ func Invalid() []Case {
 			MutateObject: set(true, "spec", "enabled"),
 			WantErrors:   []string{`unknown field "spec.enabled"`},
 		},
+
+		// spec.refusal: the shape of the gateway's refusals.
+		{
+			Desc:       "refusal that sets nothing",
+			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Refusal = &v1alpha1.Refusal{} },
+			WantErrors: []string{"spec.refusal", "refusal must set status, body or decisions"},
+		},
+		{
+			Desc:       "refusal status 302",
+			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Refusal = &v1alpha1.Refusal{Status: ptr.To[int32](302)} },
+			WantErrors: []string{"spec.refusal.status", "should be greater than or equal to 400"},
+		},
+		{
+			Desc:       "refusal status 600",
+			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Refusal = &v1alpha1.Refusal{Status: ptr.To[int32](600)} },
+			WantErrors: []string{"spec.refusal.status", "should be less than or equal to 599"},
+		},
+		{
+			Desc: "refusal body without contentType",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.Refusal = &v1alpha1.Refusal{Body: `{"message":"Rate exceeded"}`}
+			},
+			WantErrors: []string{"spec.refusal", "refusal.contentType and refusal.body must be set together"},
+		},
+		{
+			Desc: "refusal contentType that smuggles a header",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.Refusal = &v1alpha1.Refusal{ContentType: "application/json\r\nSet-Cookie: a=b", Body: "{}"}
+			},
+			WantErrors: []string{"spec.refusal.contentType", shouldMatch},
+		},
+		{
+			Desc: "refusal body over 4096 bytes",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.Refusal = &v1alpha1.Refusal{ContentType: "text/plain", Body: strings.Repeat("x", 4097)}
+			},
+			WantErrors: []string{"spec.refusal.body", "Too long", "4096"},
+		},
+		{
+			Desc: "refusal body with an unknown placeholder",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.Refusal = &v1alpha1.Refusal{ContentType: "text/plain", Body: "slow down, {{driver}}"}
+			},
+			WantErrors: []string{"spec.refusal.body", "body may hold only the placeholders {{decision}}, {{status}} and {{retryAfter}}"},
+		},
+		{
+			Desc: "refusal for decision allowed",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.Refusal = &v1alpha1.Refusal{Decisions: []v1alpha1.DecisionRefusal{{Decision: "allowed", Status: ptr.To[int32](400)}}}
+			},
+			WantErrors: []string{"spec.refusal.decisions[0].decision", unsupported},
+		},
+		{
+			Desc: "refusal shaping one decision twice",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.Refusal = &v1alpha1.Refusal{Decisions: []v1alpha1.DecisionRefusal{
+					{Decision: "too-fast", Status: ptr.To[int32](400)}, {Decision: "too-fast", Status: ptr.To[int32](429)}}}
+			},
+			WantErrors: []string{"spec.refusal.decisions[1]", "Duplicate value"},
+		},
+		{
+			Desc: "refusal decision entry that changes nothing",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.Refusal = &v1alpha1.Refusal{Decisions: []v1alpha1.DecisionRefusal{{Decision: "too-fast"}}}
+			},
+			WantErrors: []string{"spec.refusal.decisions[0]", "a decision's refusal must set status or body"},
+		},
+		{
+			Desc: "refusal decision entry with body but no contentType",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.Refusal = &v1alpha1.Refusal{Decisions: []v1alpha1.DecisionRefusal{{Decision: "lost-draw", Body: "{}"}}}
+			},
+			WantErrors: []string{"spec.refusal.decisions[0]", "contentType and body must be set together"},
+		},
 	}
 }
 
@@ -883,5 +957,22 @@ func Valid() []Case {
 		}},
 		{Desc: "shownOffers of a feed answering a top-level array of ids", Mutate: func(p *v1alpha1.OfferFeedPolicy) { p.Spec.ShownOffers.JSONPath = "[]" }},
 		{Desc: "shownOffers nested path", Mutate: func(p *v1alpha1.OfferFeedPolicy) { p.Spec.ShownOffers.JSONPath = "data.offerList[].offer.offer_id" }},
+		{Desc: "refusal in the Amazon Flex shape", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+			Flex(p)
+			p.Spec.Refusal = &v1alpha1.Refusal{Status: ptr.To[int32](400), ContentType: "application/json", Body: `{"message":"Rate exceeded"}`}
+		}},
+		{Desc: "refusal as a problem document, decisions of their own", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+			p.Spec.Refusal = &v1alpha1.Refusal{ContentType: "application/problem+json; charset=utf-8",
+				Body: `{"type":"https://offers.example/problems/{{decision}}","title":"Request refused","status":{{status}},"detail":"retry after {{retryAfter}} s"}`,
+				Decisions: []v1alpha1.DecisionRefusal{
+					{Decision: "unseen-offer", Status: ptr.To[int32](404)},
+					{Decision: "lost-draw", Status: ptr.To[int32](410), ContentType: "application/json", Body: `{"error":"TAKEN"}`},
+					{Decision: "missing-identity", Status: ptr.To[int32](401)},
+				}}
+		}},
+		{Desc: "refusal bounds: status 400 and 599, body of 4096 bytes", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+			p.Spec.Refusal = &v1alpha1.Refusal{Status: ptr.To[int32](599), ContentType: "text/plain", Body: strings.Repeat("x", 4096),
+				Decisions: []v1alpha1.DecisionRefusal{{Decision: "feed-throttled", Status: ptr.To[int32](400)}}}
+		}},
 	}
 }

@@ -33,7 +33,9 @@
 //     held: accepts that would have been are flagged "draw", and who would have been tried
 //     first is counted when the window closes. See docs/gateway.md, "Fair draws".
 //
-// Refusals carry the response header OfferFeed-Decision. In DryRun every request is forwarded
+// Refusals carry the response header OfferFeed-Decision. A policy's refusal (refusal.go)
+// answers them in the offer API's own status, content type and body instead of the statuses
+// above and a text/plain body, from body templates compiled at config load. In DryRun every request is forwarded
 // and the offer service sees the decision in the request header OfferFeed-Flag. Clients cannot
 // send OfferFeed-* headers, nor headers named with other characters than letters, digits and
 // '-' (which CGI maps onto the same variables): they are stripped.

@@ -514,7 +514,7 @@ func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *pol
 				dec = DecisionDuplicateAccept
 			}
 			if !p.dryRun {
-				answerDraw(w, dec)
+				answerDraw(w, p, dec)
 				return
 			}
 			r.Header.Set(HeaderFlag, dec)
@@ -535,7 +535,7 @@ func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *pol
 		if t.leave(c) {
 			t.mHold.Observe(float64(g.nowNS()-c.joined) / 1e9)
 			t.mResults[resLeft].Inc()
-			answerDraw(w, DecisionLostDraw) // to no one, but logs see what happened
+			answerDraw(w, p, DecisionLostDraw) // to no one, but logs see what happened
 			return
 		}
 		turn = <-c.turn
@@ -543,14 +543,14 @@ func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *pol
 	t.mHold.Observe(float64(g.nowNS()-c.joined) / 1e9)
 	if !turn {
 		t.mResults[resLost].Inc()
-		answerDraw(w, DecisionLostDraw)
+		answerDraw(w, p, DecisionLostDraw)
 		return
 	}
 	if r.Context().Err() != nil {
 		// The client gave up as its turn came: it leaves, and the next candidate is tried.
 		t.mResults[resLeft].Inc()
 		t.settle(dr, c, false)
-		answerDraw(w, DecisionLostDraw)
+		answerDraw(w, p, DecisionLostDraw)
 		return
 	}
 	st.accept.d, st.accept.c = dr, c
@@ -571,11 +571,15 @@ func (g *Gateway) forwardAccept(w http.ResponseWriter, r *http.Request, st *reqS
 	g.forward(w, r, st)
 }
 
-// answerDraw answers an accept that is not forwarded because of a draw: 409 with the decision.
-func answerDraw(w http.ResponseWriter, decision string) {
+// answerDraw answers an accept that is not forwarded because of a draw: 409 with the decision,
+// or the policy's refusal shape.
+func answerDraw(w http.ResponseWriter, p *policy, decision string) {
 	h := w.Header()
 	h.Set(HeaderDecision, decision)
 	h.Set("Cache-Control", "no-store")
+	if p.refusals.write(w, decision, 0) { // spec.refusal's shape
+		return
+	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusConflict)
 	io.WriteString(w, decision+"\n")

@@ -114,6 +114,8 @@ type policy struct {
 	table    *driverTable
 	draws    *drawTable // nil without accept.fairness
 	counters [numRoutes][numDecisions]prometheus.Counter
+
+	refusals refusalShapes // nil: the gateway's own refusals (refusal.go)
 }
 
 // stateKey names the driver state a policy uses. State is kept across reloads while the
@@ -131,6 +133,7 @@ func compilePolicy(p *gatewayconfig.Policy, seed maphash.Seed) (*policy, error) 
 		mode:     string(p.Mode),
 		dryRun:   p.Mode == gatewayconfig.ModeDryRun,
 		identity: http.CanonicalHeaderKey(p.IdentityHeader),
+		refusals: compileRefusals(p.Refusal),
 	}
 	if p.Feed != nil {
 		r := compileFeedRoute(p.Feed)

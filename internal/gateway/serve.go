@@ -253,14 +253,18 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, p *policy, rt r
 	h := w.Header()
 	h.Set(HeaderDecision, d.String())
 	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Type", "text/plain; charset=utf-8")
 	// Retry-After on the quota refusals only: on too-fast it would tell a bot the exact
 	// reaction time to wait for.
+	var retryAfter int64
 	if (d == FeedThrottled || d == AcceptThrottled) && retry > 0 {
-		h.Set("Retry-After", strconv.FormatInt(ceilSeconds(retry), 10))
+		retryAfter = ceilSeconds(retry)
+		h.Set("Retry-After", strconv.FormatInt(retryAfter, 10))
 	}
-	w.WriteHeader(d.Status())
-	io.WriteString(w, d.String()+"\n")
+	if !p.refusals.write(w, d.String(), retryAfter) { // refusal.go: spec.refusal's shape
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(d.Status())
+		io.WriteString(w, d.String()+"\n")
+	}
 	if l := g.log.V(1); l.Enabled() {
 		l.Info("request refused", "policy", p.name, "route", routeNames[rt], "decision", d.String(), "method", r.Method, "path", r.URL.Path)
 	}

@@ -5,9 +5,11 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"hash/fnv"
 	"io"
 	"math/rand/v2"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -63,6 +65,11 @@ type DriverConfig struct {
 	Seed uint64
 	// Client sends the requests; default http.DefaultClient.
 	Client *http.Client
+	// StrictErrors plays an app already on drivers' phones, which reads only the offer API's
+	// own errors: an answer other than 2xx must be a JSON object (Content-Type
+	// application/json), and 400 with message FlexRateExceeded is the platform's rate limit.
+	// On any other error answer the app crashes: the driver stops, and Crashed says why.
+	StrictErrors bool
 }
 
 // Driver is one simulated driver. Run plays it until its context ends; Requests and Won
@@ -81,6 +88,7 @@ type Driver struct {
 	mu       sync.Mutex
 	requests []Request
 	won      []string
+	crashed  string
 }
 
 type pendingAccept struct {
@@ -135,6 +143,14 @@ func (d *Driver) Won() []string {
 	return slices.Clone(d.won)
 }
 
+// Crashed says why the driver's app crashed on an answer it cannot read (StrictErrors);
+// empty while it runs.
+func (d *Driver) Crashed() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.crashed
+}
+
 // Run polls and accepts until ctx ends, which also aborts the request in flight. Call Run or
 // RunUntil once.
 func (d *Driver) Run(ctx context.Context) { d.RunUntil(ctx, time.Time{}) }
@@ -144,7 +160,7 @@ func (d *Driver) Run(ctx context.Context) { d.RunUntil(ctx, time.Time{}) }
 // or it returns as soon as ctx ends, aborting the request in flight.
 func (d *Driver) RunUntil(ctx context.Context, end time.Time) {
 	nextPoll := time.Now().Add(d.firstPoll())
-	for {
+	for d.Crashed() == "" {
 		due, isAccept := nextPoll, false
 		if len(d.pending) > 0 && d.pending[0].due.Before(nextPoll) {
 			due, isAccept = d.pending[0].due, true
@@ -266,7 +282,7 @@ func (d *Driver) poll(ctx context.Context) ([]shownOffer, time.Duration) {
 		body = strings.NewReader(`{"apiVersion":"V2","filters":{"serviceAreaFilter":[],"timeFilter":{}},"serviceAreaIds":[]}`)
 	}
 	status, header, data := d.send(ctx, KindPoll, "", rt.FeedMethod, rt.FeedPath, body)
-	if status == http.StatusTooManyRequests {
+	if d.rateLimited(status, data) {
 		return nil, parseRetryAfter(header.Get("Retry-After"), time.Now())
 	}
 	if status/100 != 2 {
@@ -309,14 +325,14 @@ func (d *Driver) accept(ctx context.Context, offerID string) {
 		data, _ := json.Marshal(map[string]string{rt.OfferIDField: offerID})
 		body = bytes.NewReader(data)
 	}
-	status, header, _ := d.send(ctx, KindAccept, offerID, http.MethodPost, path, body)
+	status, header, data := d.send(ctx, KindAccept, offerID, http.MethodPost, path, body)
 	switch {
 	case status/100 == 2:
 		d.wins = append(d.wins, time.Now())
 		d.mu.Lock()
 		d.won = append(d.won, offerID)
 		d.mu.Unlock()
-	case status == http.StatusTooManyRequests && d.cfg.Class == ClassCompliantBot:
+	case d.rateLimited(status, data) && d.cfg.Class == ClassCompliantBot:
 		d.acceptPause = time.Now().Add(parseRetryAfter(header.Get("Retry-After"), time.Now()))
 	}
 }
@@ -354,8 +370,35 @@ func (d *Driver) send(ctx context.Context, kind RequestKind, offerID, method, pa
 	}
 	d.mu.Lock()
 	d.requests = append(d.requests, rec)
+	if d.cfg.StrictErrors && rec.Status != 0 && rec.Status/100 != 2 && !platformError(header, data) && d.crashed == "" {
+		d.crashed = fmt.Sprintf("%s %s: answer %d (%s) is not the offer API's JSON error: %.80q",
+			method, path, rec.Status, header.Get("Content-Type"), data)
+	}
 	d.mu.Unlock()
 	return rec.Status, header, data
+}
+
+// rateLimited reports whether an answer is a rate limit the driver backs off from: 429, or
+// for a StrictErrors app the platform's own 400 {"message":"Rate exceeded"}.
+func (d *Driver) rateLimited(status int, body []byte) bool {
+	if status == http.StatusTooManyRequests {
+		return true
+	}
+	if !d.cfg.StrictErrors || status != http.StatusBadRequest {
+		return false
+	}
+	var e struct {
+		Message string `json:"message"`
+	}
+	return json.Unmarshal(body, &e) == nil && e.Message == FlexRateExceeded
+}
+
+// platformError reports whether an error answer is in the offer API's own shape, the only one
+// a StrictErrors app reads: a JSON object with Content-Type application/json.
+func platformError(h http.Header, body []byte) bool {
+	mt, _, err := mime.ParseMediaType(h.Get("Content-Type"))
+	var obj map[string]any
+	return err == nil && mt == "application/json" && json.Unmarshal(body, &obj) == nil && obj != nil
 }
 
 // parseRetryAfter reads a Retry-After header value: delay-seconds or an HTTP date.

@@ -94,3 +94,77 @@ func gatewayConfig(mode gatewayconfig.Mode, shape market.Shape, known market.Pol
 	}
 	return &gatewayconfig.Config{SchemaVersion: gatewayconfig.SchemaVersion, Namespace: "offers", Policies: []gatewayconfig.Policy{p}}
 }
+
+// TestStrictAppThroughGateway plays the Flex market with apps that read only the platform's
+// own errors, as the apps already on drivers' phones do. With the gateway's own refusals
+// (text/plain 429) they crash; with spec.refusal in the Flex shape (400 {"message":"Rate
+// exceeded"}) they keep working while the gateway refuses the bots.
+func TestStrictAppThroughGateway(t *testing.T) {
+	flex := &gatewayconfig.Refusal{Status: 400, ContentType: "application/json", Body: `{"message":"` + market.FlexRateExceeded + `"}`}
+	for _, tc := range []struct {
+		desc    string
+		refusal *gatewayconfig.Refusal
+	}{
+		{"gateway's own refusals", nil},
+		{"refusals in the Flex shape", flex},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			t.Parallel()
+			known := market.Policy{MinInterval: 200 * time.Millisecond, MinReactionTime: 80 * time.Millisecond}
+			cfg := market.Config{
+				Title: tc.desc, Shape: market.ShapeFlex, Seed: 2, Scale: 0.1, Duration: 1500 * time.Millisecond,
+				Humans: 3, Bots: 2, CompliantBots: 2, Policy: known, StrictErrors: true,
+			}
+			svc := market.NewOfferService(cfg.ServiceConfig())
+			upstream := httptest.NewServer(svc)
+			defer upstream.Close()
+			u, _ := url.Parse(upstream.URL)
+			g, err := gateway.New(gateway.Options{Upstream: u})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gc := gatewayConfig(gatewayconfig.ModeEnforce, market.ShapeFlex, known)
+			gc.Policies[0].Refusal = tc.refusal
+			if err := gatewayconfig.Validate(gc); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.Apply(gc); err != nil {
+				t.Fatal(err)
+			}
+			gw := httptest.NewServer(g)
+			defer gw.Close()
+			cfg.BaseURL, cfg.Service = gw.URL, svc
+
+			rep, err := market.Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bot := rep.Class(market.ClassBot)
+			if tc.refusal == nil {
+				// The raw bots poll too fast from the start: their apps meet a refusal and crash.
+				if len(rep.Crashed) == 0 {
+					t.Fatalf("no app crashed on the gateway's text/plain refusals; bot decisions %v", bot.Decisions)
+				}
+				for _, c := range rep.Crashed {
+					if !strings.Contains(c, "is not the offer API's JSON error") {
+						t.Errorf("crash: %s", c)
+					}
+				}
+				return
+			}
+			if len(rep.Crashed) != 0 {
+				t.Fatalf("apps crashed with refusals in the Flex shape: %v", rep.Crashed)
+			}
+			if bot.Decisions["feed-throttled"] == 0 || bot.PollsRefused == 0 {
+				t.Errorf("raw bots should be refused: %v", bot.Decisions)
+			}
+			won := 0
+			for _, c := range rep.Classes {
+				won += c.OffersWon
+			}
+			if won == 0 {
+				t.Errorf("no offer won: the market did not keep working")
+			}
+		})
+	}
+}

@@ -39,6 +39,10 @@ const (
 	RecordsPath = "/market/records"
 )
 
+// FlexRateExceeded is the message of the Amazon Flex offer API's answer to a request over its
+// rate limit, which its app handles: 400 with body {"message":"Rate exceeded"}.
+const FlexRateExceeded = "Rate exceeded"
+
 // Routes are where an offer service of one shape takes polls and accepts, in the terms of an
 // OfferFeedPolicy.
 type Routes struct {

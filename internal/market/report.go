@@ -34,6 +34,9 @@ type Report struct {
 	RecordsError string
 	// Classes are the driver classes that played, in the order of Classes.
 	Classes []ClassReport
+	// Crashed lists, as "driver: why", the drivers whose app crashed on an answer it cannot
+	// read (Config.StrictErrors).
+	Crashed []string
 }
 
 // ClassReport is the outcome of one class of drivers.
@@ -78,6 +81,11 @@ func newReport(cfg Config, drivers []*Driver, elapsed time.Duration) *Report {
 	rep := &Report{Title: cfg.Title, RunID: cfg.RunID, Shape: cfg.Shape, Duration: elapsed}
 	seen := map[string]bool{}
 	totalWon := 0
+	for _, d := range drivers {
+		if why := d.Crashed(); why != "" {
+			rep.Crashed = append(rep.Crashed, d.ID()+": "+why)
+		}
+	}
 	for _, class := range Classes {
 		cr := ClassReport{Class: class, Decisions: map[string]int{}, Flags: map[string]int{}}
 		var polls, accepts []time.Duration

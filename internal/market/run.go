@@ -52,6 +52,9 @@ type Config struct {
 	Service *OfferService
 	// Client sends the drivers' requests; default a client tuned for many drivers.
 	Client *http.Client
+	// StrictErrors makes every driver an app that reads only the offer API's own errors
+	// (DriverConfig.StrictErrors); Report.Crashed lists the apps that crashed.
+	StrictErrors bool
 }
 
 // timing returns the run's delays with defaults applied and scaled.
@@ -94,7 +97,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			drivers = append(drivers, NewDriver(DriverConfig{
 				ID: fmt.Sprintf("%s-%02d%s", c.class, i+1, cfg.DriverSuffix), Class: c.class,
 				BaseURL: cfg.BaseURL, Shape: cfg.Shape, IdentityHeader: cfg.IdentityHeader, RunID: cfg.RunID,
-				Timing: timing, Policy: cfg.Policy, Seed: cfg.Seed, Client: client,
+				Timing: timing, Policy: cfg.Policy, Seed: cfg.Seed, Client: client, StrictErrors: cfg.StrictErrors,
 			}))
 		}
 	}

@@ -219,6 +219,14 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 		}
 		out.Overrides = append(out.Overrides, g)
 	}
+	if r := s.Refusal; r != nil {
+		out.Refusal = refusal(r)
+		// The schema cannot parse JSON: a body that is not JSON for its JSON content type is
+		// found here, and the policy is refused rather than break the apps it answers.
+		if err := out.Refusal.Validate(); err != nil {
+			errs = append(errs, "spec."+strings.ReplaceAll(err.Error(), "\n", "; spec."))
+		}
+	}
 	if len(errs) > 0 {
 		return gatewayconfig.Policy{}, fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
@@ -228,6 +236,16 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 	}
 	out.Hash = h
 	return out, nil
+}
+
+// refusal renders spec.refusal.
+func refusal(r *v1alpha1.Refusal) *gatewayconfig.Refusal {
+	out := &gatewayconfig.Refusal{Status: int(deref(r.Status)), ContentType: r.ContentType, Body: r.Body}
+	for _, d := range r.Decisions {
+		out.Decisions = append(out.Decisions, gatewayconfig.DecisionRefusal{Decision: string(d.Decision),
+			Status: int(deref(d.Status)), ContentType: d.ContentType, Body: d.Body})
+	}
+	return out
 }
 
 func deref[T any](p *T) T {

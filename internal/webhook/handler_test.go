@@ -126,6 +126,7 @@ func TestHandleSkips(t *testing.T) {
 	owned := appPod(func(p *corev1.Pod) {
 		p.Name, p.GenerateName = "", "offers-7d9f-"
 		delete(p.Annotations, v1alpha1.UpstreamPortAnnotation)
+		p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: "metrics", ContainerPort: 9090})
 		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "offers-7d9f", UID: "u1", Controller: ptr.To(true)}}
 	})
 	bare := appPod(annotate(v1alpha1.UpstreamPortAnnotation, "nope"))

@@ -7,7 +7,9 @@
 package webhook
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -164,15 +166,19 @@ func skipped(format string, args ...any) string {
 }
 
 // upstreamPort resolves annotation offerfeed.dev/upstream-port to a port number: a number, or
-// the name of a TCP port of one of the pod's containers.
+// the name of a TCP port of one of the pod's containers. Without the annotation the port is
+// inferred when the pod's containers (spec.containers: the app; init containers and native
+// sidecars are not) declare exactly one TCP port number.
 func upstreamPort(pod *corev1.Pod, cfg Config) (int32, string) {
 	v, ok := pod.Annotations[v1alpha1.UpstreamPortAnnotation]
-	if !ok || strings.TrimSpace(v) == "" {
-		return 0, fmt.Sprintf("annotation %s is missing; set it to the name or number of the app's port", v1alpha1.UpstreamPortAnnotation)
-	}
 	v = strings.TrimSpace(v)
 	var port int32
-	if n, err := strconv.ParseInt(v, 10, 32); err == nil {
+	if !ok || v == "" {
+		var why string
+		if port, why = inferPort(pod); why != "" {
+			return 0, why
+		}
+	} else if n, err := strconv.ParseInt(v, 10, 32); err == nil {
 		if n < 1 || n > 65535 {
 			return 0, fmt.Sprintf("annotation %s is %s, not a port in 1-65535", v1alpha1.UpstreamPortAnnotation, v)
 		}
@@ -187,6 +193,48 @@ func upstreamPort(pod *corev1.Pod, cfg Config) (int32, string) {
 		return 0, fmt.Sprintf("the app's port %d is one of the gateway's ports (%d, %d)", port, cfg.Port, cfg.AdminPort)
 	}
 	return port, ""
+}
+
+// inferPort returns the app's port of a pod without annotation offerfeed.dev/upstream-port:
+// the one TCP port number that its containers declare. Otherwise it explains, naming the
+// annotation and a value that would fix it.
+func inferPort(pod *corev1.Pod) (int32, string) {
+	type decl struct {
+		container, name string
+		port            int32
+	}
+	var ports []decl
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			if (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) &&
+				!slices.ContainsFunc(ports, func(d decl) bool { return d.port == p.ContainerPort }) {
+				ports = append(ports, decl{c.Name, p.Name, p.ContainerPort})
+			}
+		}
+	}
+	if len(ports) == 1 {
+		return ports[0].port, ""
+	}
+	const fix = "set annotation %s to the name or number of the app's port, for example %s: %q"
+	if len(ports) == 0 {
+		return 0, fmt.Sprintf("annotation %s is missing and no container of the pod declares a TCP port to infer it from; "+fix,
+			v1alpha1.UpstreamPortAnnotation, v1alpha1.UpstreamPortAnnotation, v1alpha1.UpstreamPortAnnotation, "8080")
+	}
+	list := make([]string, 0, min(len(ports), 4))
+	for i, d := range ports {
+		if i == 4 {
+			list = append(list, "…")
+			break
+		}
+		if d.name != "" {
+			list = append(list, fmt.Sprintf("%d (%s of %s)", d.port, d.name, d.container))
+		} else {
+			list = append(list, fmt.Sprintf("%d (of %s)", d.port, d.container))
+		}
+	}
+	example := cmp.Or(ports[0].name, strconv.Itoa(int(ports[0].port)))
+	return 0, fmt.Sprintf("annotation %s is missing and the app's port is ambiguous: the containers declare %d TCP ports, %s; "+fix,
+		v1alpha1.UpstreamPortAnnotation, len(ports), strings.Join(list, ", "), v1alpha1.UpstreamPortAnnotation, v1alpha1.UpstreamPortAnnotation, example)
 }
 
 // namedPort returns the number of the TCP port called name, searching the containers first,

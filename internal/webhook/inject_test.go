@@ -60,8 +60,8 @@ func TestInject(t *testing.T) {
 			wantChanged: true, wantUpstream: "http://127.0.0.1:8080"},
 		{desc: "other ports in config", pod: appPod(annotate(v1alpha1.UpstreamPortAnnotation, "8480")),
 			cfg: Config{Image: "x", Port: 15000, AdminPort: 15001}, wantChanged: true, wantUpstream: "http://127.0.0.1:8480"},
-		{desc: "no annotations at all", pod: appPod(func(p *corev1.Pod) { p.Annotations = nil }),
-			wantWarning: "annotation offerfeed.dev/upstream-port is missing"},
+		{desc: "no annotations at all: the one port is the app's", pod: appPod(func(p *corev1.Pod) { p.Annotations = nil }),
+			wantChanged: true, wantUpstream: "http://127.0.0.1:8080"},
 		{desc: "annotation copied without the sidecar is injected",
 			pod:         appPod(annotate(v1alpha1.InjectedAnnotation, "true")),
 			wantChanged: true, wantUpstream: "http://127.0.0.1:8080"},
@@ -72,8 +72,45 @@ func TestInject(t *testing.T) {
 		})},
 		{desc: "inject annotation not a bool", pod: appPod(annotate(v1alpha1.InjectAnnotation, "maybe")),
 			wantWarning: `annotation offerfeed.dev/inject is "maybe"`},
-		{desc: "missing upstream port", pod: appPod(func(p *corev1.Pod) { delete(p.Annotations, v1alpha1.UpstreamPortAnnotation) }),
-			wantWarning: "annotation offerfeed.dev/upstream-port is missing"},
+		{desc: "no upstream port annotation: the one port is the app's", pod: appPod(func(p *corev1.Pod) { delete(p.Annotations, v1alpha1.UpstreamPortAnnotation) }),
+			wantChanged: true, wantUpstream: "http://127.0.0.1:8080"},
+		{desc: "blank upstream port annotation: inferred", pod: appPod(annotate(v1alpha1.UpstreamPortAnnotation, " ")),
+			wantChanged: true, wantUpstream: "http://127.0.0.1:8080"},
+		{desc: "inferred: one unnamed port of a second container", pod: appPod(func(p *corev1.Pod) {
+			p.Annotations = nil
+			p.Spec.Containers[0].Ports = nil
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "api", Image: "api:1",
+				Ports: []corev1.ContainerPort{{ContainerPort: 7000}}})
+		}), wantChanged: true, wantUpstream: "http://127.0.0.1:7000"},
+		{desc: "inferred: one port declared twice (TCP by default and explicitly)", pod: appPod(func(p *corev1.Pod) {
+			p.Annotations = nil
+			p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: "web", ContainerPort: 8080})
+		}), wantChanged: true, wantUpstream: "http://127.0.0.1:8080"},
+		{desc: "inferred: UDP ports and init containers' ports are not the app's", pod: appPod(func(p *corev1.Pod) {
+			p.Annotations = nil
+			p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: "dns", ContainerPort: 5353, Protocol: corev1.ProtocolUDP})
+			always := corev1.ContainerRestartPolicyAlways
+			p.Spec.InitContainers = []corev1.Container{{Name: "mesh", Image: "mesh:1", RestartPolicy: &always,
+				Ports: []corev1.ContainerPort{{Name: "mesh-admin", ContainerPort: 15000}}}}
+		}), wantChanged: true, wantUpstream: "http://127.0.0.1:8080"},
+		{desc: "no annotation, two ports: ambiguous", pod: appPod(func(p *corev1.Pod) {
+			delete(p.Annotations, v1alpha1.UpstreamPortAnnotation)
+			p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: "metrics", ContainerPort: 9090})
+		}), wantWarning: `annotation offerfeed.dev/upstream-port is missing and the app's port is ambiguous: the containers declare 2 TCP ports, 8080 (http of app), 9090 (metrics of app); set annotation offerfeed.dev/upstream-port to the name or number of the app's port, for example offerfeed.dev/upstream-port: "http"`},
+		{desc: "no annotation, ports in two containers: ambiguous", pod: appPod(func(p *corev1.Pod) {
+			delete(p.Annotations, v1alpha1.UpstreamPortAnnotation)
+			p.Spec.Containers[0].Ports[0].Name = ""
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "api", Image: "api:1",
+				Ports: []corev1.ContainerPort{{Name: "api", ContainerPort: 7000}}})
+		}), wantWarning: `2 TCP ports, 8080 (of app), 7000 (api of api); set annotation offerfeed.dev/upstream-port to the name or number of the app's port, for example offerfeed.dev/upstream-port: "8080"`},
+		{desc: "no annotation, no port", pod: appPod(func(p *corev1.Pod) {
+			delete(p.Annotations, v1alpha1.UpstreamPortAnnotation)
+			p.Spec.Containers[0].Ports = nil
+		}), wantWarning: `annotation offerfeed.dev/upstream-port is missing and no container of the pod declares a TCP port to infer it from; set annotation offerfeed.dev/upstream-port to the name or number of the app's port, for example offerfeed.dev/upstream-port: "8080"`},
+		{desc: "no annotation, the one port is the gateway's", pod: appPod(func(p *corev1.Pod) {
+			delete(p.Annotations, v1alpha1.UpstreamPortAnnotation)
+			p.Spec.Containers[0].Ports[0].ContainerPort = 8480
+		}), wantWarning: "the app's port 8480 is one of the gateway's ports"},
 		{desc: "unknown port name", pod: appPod(annotate(v1alpha1.UpstreamPortAnnotation, "grpc")),
 			wantWarning: `names port "grpc", which no container of the pod declares`},
 		{desc: "UDP port name", pod: appPod(func(p *corev1.Pod) {

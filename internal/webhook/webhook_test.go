@@ -118,6 +118,18 @@ var _ = Describe("Pod injection webhook", func() {
 		Expect(err.Error()).To(ContainSubstring("violates PodSecurity"))
 	})
 
+	It("infers the upstream port of a pod without offerfeed.dev/upstream-port whose app declares one port", func() {
+		ns := newNamespace(injectionEnabled)
+		Expect(k8s.Create(ctx(), offerService(ns, "inferred", func(p *corev1.Pod) {
+			p.Annotations = nil
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 9000}}
+		}))).To(Succeed())
+		Expect(warnings.take()).To(BeEmpty())
+		pod := getPod(ns, "inferred")
+		Expect(webhook.Injected(pod)).To(BeTrue())
+		Expect(pod.Spec.InitContainers[0].Args).To(ContainElements("--upstream", "http://127.0.0.1:9000"))
+	})
+
 	It("leaves the pods of other namespaces alone", func() {
 		for _, labels := range []map[string]string{nil, {v1alpha1.InjectionLabel: "disabled"}} {
 			ns := newNamespace(labels)
@@ -177,11 +189,13 @@ var _ = Describe("Pod injection webhook", func() {
 		ns := newNamespace(injectionEnabled)
 		Expect(k8s.Create(ctx(), offerService(ns, "no-port", func(p *corev1.Pod) {
 			delete(p.Annotations, v1alpha1.UpstreamPortAnnotation)
+			p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{Name: "metrics", ContainerPort: 9090})
 		}))).To(Succeed())
 		expectNotInjected(getPod(ns, "no-port"))
 		Expect(warnings.take()).To(ConsistOf(And(
 			ContainSubstring("gateway sidecar not injected"),
-			ContainSubstring("annotation offerfeed.dev/upstream-port is missing"))))
+			ContainSubstring("annotation offerfeed.dev/upstream-port is missing and the app's port is ambiguous"),
+			ContainSubstring(`for example offerfeed.dev/upstream-port: "http"`))))
 
 		Expect(k8s.Create(ctx(), offerService(ns, "", func(p *corev1.Pod) {
 			p.Name, p.GenerateName = "", "offers-7d9f-"

@@ -63,6 +63,8 @@ type Policy struct {
 	ShownOffers *ShownOffers `json:"shownOffers,omitempty"`
 	// Overrides give listed drivers other limits; the first override naming a driver applies.
 	Overrides []Override `json:"overrides,omitempty"`
+	// Refusal shapes the answers to refused requests; nil keeps the gateway's own.
+	Refusal *Refusal `json:"refusal,omitempty"`
 }
 
 // Feed is the feed route and its pacing.

@@ -335,6 +335,7 @@ func validatePolicy(p *Policy) []error {
 			}
 		}
 	}
+	errs = append(errs, p.Refusal.problems()...)
 	return errs
 }
 
