@@ -112,8 +112,9 @@ func Render(namespace string, policies []v1alpha1.OfferFeedPolicy, pods []Pod) (
 		if err == nil {
 			// What the API server admitted passes; this keeps a policy that reached us some
 			// other way from making the gateways refuse the whole config.
-			err = gatewayconfig.Validate(&gatewayconfig.Config{SchemaVersion: gatewayconfig.SchemaVersion,
-				Policies: []gatewayconfig.Policy{gp}})
+			if verr := gatewayconfig.ValidatePolicy(&gp); verr != nil {
+				err = fmt.Errorf("the gateway would refuse it: %s", strings.ReplaceAll(verr.Error(), "\n", "; "))
+			}
 		}
 		if err != nil {
 			res.Policies[p.Name] = PolicyResult{Reason: v1alpha1.ReasonInvalid, Message: err.Error()}

@@ -121,6 +121,9 @@ func Validate(c *Config) error {
 	return errors.Join(errs...)
 }
 
+// ValidatePolicy checks one policy as Validate does; its errors name the field, not the policy.
+func ValidatePolicy(p *Policy) error { return errors.Join(validatePolicy(p)...) }
+
 func validatePolicy(p *Policy) []error {
 	var errs []error
 	add := func(field, format string, args ...any) {
