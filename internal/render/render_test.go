@@ -75,6 +75,14 @@ func TestPolicyDefaultsAndHash(t *testing.T) {
 	if got.Mode != gatewayconfig.ModeEnforce || got.Feed.Method != "GET" || got.Feed.Burst != 1 || got.Accept.Method != "POST" {
 		t.Errorf("defaults not applied: %+v", got)
 	}
+	if p.Spec.Mode != "" || p.Spec.Feed.Method != "" || p.Spec.Feed.Burst != 0 {
+		t.Errorf("Policy changed its argument: %+v", p.Spec)
+	}
+	withFairness := p.DeepCopy()
+	withFairness.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "3s"}
+	if f, err := Policy(withFairness); err != nil || f.Accept.Fairness.Award != gatewayconfig.AwardRandom {
+		t.Errorf("fairness.award default: %+v, %v", f.Accept, err)
+	}
 	if got.Accept.Window.D() != 10*time.Minute || got.Accept.MinReactionTime.D() != 800*time.Millisecond {
 		t.Errorf("durations: %+v", got.Accept)
 	}

@@ -178,7 +178,7 @@ func TestParseRefuses(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(validConfig))
 	f.Add([]byte(`{"schemaVersion":1,"namespace":"x","policies":[]}`))
-	f.Add([]byte(`{"schemaVersion":1,"policies":[{"name":"a","mode":"DryRun","selector":{},"identityHeader":"X","accept":{"method":"POST","pathTemplate":"/a/{offerId}","fairness":{"window":"3s","award":"Random"}}}]}`))
+	f.Add([]byte(`{"schemaVersion":1,"policies":[{"name":"a","mode":"DryRun","selector":{"matchLabels":{"a":"b"}},"identityHeader":"X","accept":{"method":"POST","pathTemplate":"/a/{offerId}","fairness":{"window":"3s","award":"Random"}}}]}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"schemaVersion":"1"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
