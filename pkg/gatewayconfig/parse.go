@@ -160,10 +160,10 @@ func validatePolicy(p *Policy) []error {
 	}
 	if f := p.Feed; f != nil {
 		if !validMethod(f.Method) {
-			add("feed.method", "%q is not one of GET, POST, PUT, PATCH", f.Method)
+			add("feed.method", "%q is not one of %s", f.Method, strings.Join(Methods(), ", "))
 		}
 		if len(f.Path) < MinPathLen || len(f.Path) > MaxPathLen {
-			add("feed.path", "longer than %d characters", MaxPathLen)
+			add("feed.path", "not %d to %d characters", MinPathLen, MaxPathLen)
 		} else if !feedPathRE.MatchString(f.Path) {
 			add("feed.path", "%q must start with '/' and hold no '?', '#' or white space", f.Path)
 		}
@@ -172,10 +172,10 @@ func validatePolicy(p *Policy) []error {
 	}
 	if a := p.Accept; a != nil {
 		if !validMethod(a.Method) {
-			add("accept.method", "%q is not one of GET, POST, PUT, PATCH", a.Method)
+			add("accept.method", "%q is not one of %s", a.Method, strings.Join(Methods(), ", "))
 		}
 		if len(a.PathTemplate) < MinPathTemplateLen || len(a.PathTemplate) > MaxPathTemplateLen {
-			add("accept.pathTemplate", "not 1 to %d characters", MaxPathTemplateLen)
+			add("accept.pathTemplate", "not %d to %d characters", MinPathTemplateLen, MaxPathTemplateLen)
 		} else if !pathTemplateRE.MatchString(a.PathTemplate) {
 			add("accept.pathTemplate", "%q must be '/'-separated segments, each a literal without '{', '}', '?', '#' or white space, or {offerId}", a.PathTemplate)
 		} else if strings.Count(a.PathTemplate, OfferIDSegment) > 1 {
