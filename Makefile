@@ -1,6 +1,7 @@
 # offerfeed — make help lists the targets.
 
-ENVTEST_K8S_VERSION ?= 1.37.2
+# The Kubernetes version of the envtest control plane: written once, in hack/controlplane/kube/go.mod.
+ENVTEST_K8S_VERSION := $(shell hack/controlplane/k8s-version.sh)
 IMG ?= offerfeed:latest
 GO ?= go
 # Test flags; `make test TESTFLAGS=-short` skips the slow cases.
@@ -24,16 +25,23 @@ manifests: ## Generate the CRD, RBAC and webhook manifests from the markers.
 		output:webhook:artifacts:config=config/webhook
 
 .PHONY: generate
-generate: ## Generate deepcopy code and the gateway config JSON Schema.
+generate: ## Generate deepcopy code, the gateway config rules (from the CRD), JSON Schema and K8s version.
 	$(GO) tool controller-gen object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+	$(GO) run ./hack/gatewayrules > pkg/gatewayconfig/zz_generated.rules.go.tmp
+	mv pkg/gatewayconfig/zz_generated.rules.go.tmp pkg/gatewayconfig/zz_generated.rules.go
+	$(GO) run ./hack/k8sversion > internal/testenv/zz_generated.version.go.tmp
+	mv internal/testenv/zz_generated.version.go.tmp internal/testenv/zz_generated.version.go
 	$(GO) run ./hack/jsonschema > config/gateway/config.schema.json.tmp
 	mv config/gateway/config.schema.json.tmp config/gateway/config.schema.json
 
+# What manifests and generate write.
+GENERATED := config api pkg/gatewayconfig/zz_generated.rules.go internal/testenv/zz_generated.version.go
+
 .PHONY: verify-gen
 verify-gen: manifests generate ## Fail when generated files differ from what is committed.
-	@if [ -n "$$(git status --porcelain -- config api)" ]; then \
+	@if [ -n "$$(git status --porcelain -- $(GENERATED))" ]; then \
 		echo "generated files differ from the commit; run 'make manifests generate' and commit:"; \
-		git status --porcelain -- config api; git diff -- config api | head -40; exit 1; fi
+		git status --porcelain -- $(GENERATED); git diff -- $(GENERATED) | head -40; exit 1; fi
 	@echo "generated files are up to date"
 
 .PHONY: fmt

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/offerfeed/offerfeed/api/v1alpha1"
+	"github.com/offerfeed/offerfeed/internal/render/rendertest"
 	"github.com/offerfeed/offerfeed/internal/testenv"
 )
 
@@ -30,23 +31,24 @@ func kubectl(args ...string) (string, error) {
 
 var _ = Describe("kubectl and the samples", func() {
 	It("programs config/samples as the golden file says", func() {
-		const ns = "offers" // the namespace of internal/render/testdata/samples.out.json
+		const ns = "offers" // the namespace of internal/render/testdata/samples.out.yaml
 		Expect(k8s.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})).To(Succeed())
 		out, err := kubectl("apply", "-n", ns, "-f", "../config/samples/")
 		Expect(err).NotTo(HaveOccurred(), out)
 		Expect(out).To(ContainSubstring("offerfeedpolicy.offerfeed.dev/standard created"))
 
-		golden, err := os.ReadFile("../internal/render/testdata/samples.out.json")
+		golden, err := rendertest.Read("../internal/render/testdata/samples.out.yaml")
 		Expect(err).NotTo(HaveOccurred())
 		Eventually(func(g Gomega) {
 			for _, name := range []string{"standard", "flex"} {
 				p := getPolicy(g, ns, name)
 				expectCondition(g, p, v1alpha1.ConditionAccepted, metav1.ConditionTrue, v1alpha1.ReasonAccepted)
 				expectCondition(g, p, v1alpha1.ConditionProgrammed, metav1.ConditionTrue, v1alpha1.ReasonProgrammed)
+				g.Expect(p.Status.ConfigHash).To(Equal(golden.Policies[name].Hash), "the golden status of %s", name)
 			}
 			cm := &corev1.ConfigMap{}
 			g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: v1alpha1.GatewayConfigMapName}, cm)).To(Succeed())
-			g.Expect(cm.Data[v1alpha1.GatewayConfigKey]).To(Equal(string(golden)))
+			g.Expect(cm.Data[v1alpha1.GatewayConfigKey]).To(Equal(golden.Config))
 		}).WithTimeout(timeout).Should(Succeed())
 
 		By("kubectl get shows the printer columns")

@@ -4,11 +4,17 @@
 # KUBEBUILDER_ASSETS. Binaries already there are not rebuilt.
 #
 #   hack/controlplane/build.sh            # build what is missing, print the asset directory
-#   ENVTEST_K8S_VERSION=1.37.2 ...        # the Kubernetes version (must match kube/go.mod)
+#
+# The Kubernetes version is the one kube/go.mod requires (k8s-version.sh); ENVTEST_K8S_VERSION,
+# when set, must name the same.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-version="${ENVTEST_K8S_VERSION:-1.37.2}"
+version="$("$here/k8s-version.sh")"
+if [[ -n "${ENVTEST_K8S_VERSION:-}" && "$ENVTEST_K8S_VERSION" != "$version" ]]; then
+	echo "controlplane: ENVTEST_K8S_VERSION=$ENVTEST_K8S_VERSION, but $here/kube/go.mod builds Kubernetes $version" >&2
+	exit 1
+fi
 dir="${ENVTEST_ASSETS_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/kubebuilder-envtest/k8s/${version}-$(go env GOOS)-$(go env GOARCH)}"
 mkdir -p "$dir"
 

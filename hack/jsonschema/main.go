@@ -8,8 +8,9 @@
 // refuses them), gatewayconfig.Duration is a string with a pattern, metav1.LabelSelector is
 // spelled out, string types with constants become enums, and the doc comments of the package
 // source become descriptions. Bounds that the types cannot carry (lengths, patterns, ranges)
-// come from the exported constants of gatewayconfig, listed in constraints; rules across
-// fields and duration ranges are checked by gatewayconfig.Parse only, as the descriptions say.
+// come from the exported constants of gatewayconfig, which hack/gatewayrules generates from the
+// CRD, listed in constraints (test/drift checks them against the CRD); rules across fields and
+// duration ranges are checked by gatewayconfig.Parse only, as the descriptions say.
 package main
 
 import (

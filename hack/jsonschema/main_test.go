@@ -14,12 +14,13 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/offerfeed/offerfeed/internal/render/rendertest"
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
 const (
 	schemaFile = "../../config/gateway/config.schema.json"
-	goldenGlob = "../../internal/render/testdata/*.out.json"
+	goldenGlob = "../../internal/render/testdata/*.out.yaml"
 )
 
 func generate(t *testing.T) []byte {
@@ -79,11 +80,11 @@ func TestGoldenOutputsValidate(t *testing.T) {
 		t.Fatalf("no golden outputs match %s: %v", goldenGlob, err)
 	}
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		g, err := rendertest.Read(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := validate(t, s, data); err != nil {
+		if err := validate(t, s, []byte(g.Config)); err != nil {
 			t.Errorf("%s: %v", filepath.Base(f), err)
 		}
 	}
@@ -94,10 +95,11 @@ func TestGoldenOutputsValidate(t *testing.T) {
 // duration ranges are Parse's alone and not listed here.)
 func TestSchemaAgreesWithParse(t *testing.T) {
 	s := compile(t)
-	base, err := os.ReadFile("../../internal/render/testdata/rest-and-flex.out.json")
+	g, err := rendertest.Read("../../internal/render/testdata/rest-and-flex.out.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	base := []byte(g.Config)
 	p0 := func(m map[string]any) map[string]any { return m["policies"].([]any)[0].(map[string]any) }
 	sub := func(m map[string]any, keys ...string) map[string]any {
 		for _, k := range keys {

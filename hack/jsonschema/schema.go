@@ -116,25 +116,31 @@ var constraints = map[string]func(*Schema){
 	"Policy.name":     func(s *Schema) { s.MinLength = ptr(1) },
 	"Policy.hash":     func(s *Schema) { s.Pattern = gatewayconfig.HashPattern },
 	"Policy.identityHeader": func(s *Schema) {
-		s.MinLength, s.MaxLength, s.Pattern = ptr(1), ptr(gatewayconfig.MaxHeaderLen), gatewayconfig.HeaderPattern
+		s.MinLength, s.MaxLength, s.Pattern = ptr(gatewayconfig.MinHeaderLen), ptr(gatewayconfig.MaxHeaderLen), gatewayconfig.HeaderPattern
 	},
 	"Policy.overrides": func(s *Schema) { s.MaxItems = ptr(gatewayconfig.MaxOverrides) },
 	"Feed.method":      func(s *Schema) { s.Enum = methods },
-	"Feed.path":        func(s *Schema) { s.MaxLength, s.Pattern = ptr(gatewayconfig.MaxPathLen), gatewayconfig.FeedPathPattern },
-	"Feed.burst":       burst,
-	"Accept.method":    func(s *Schema) { s.Enum = methods },
-	"Accept.pathTemplate": func(s *Schema) {
-		s.MaxLength, s.Pattern = ptr(gatewayconfig.MaxPathLen), gatewayconfig.PathTemplatePattern
+	"Feed.path": func(s *Schema) {
+		s.MinLength, s.MaxLength, s.Pattern = ptr(gatewayconfig.MinPathLen), ptr(gatewayconfig.MaxPathLen), gatewayconfig.FeedPathPattern
 	},
-	"Accept.offerIdField": func(s *Schema) { s.MaxLength, s.Pattern = ptr(gatewayconfig.MaxFieldLen), gatewayconfig.FieldPattern },
-	"Accept.maxAccepts":   maxAccepts,
-	"Fairness.award":      func(s *Schema) { s.Enum = []string{gatewayconfig.AwardRandom, gatewayconfig.AwardLeastRecentlyWon} },
+	"Feed.burst":    burst,
+	"Accept.method": func(s *Schema) { s.Enum = methods },
+	"Accept.pathTemplate": func(s *Schema) {
+		s.MinLength, s.MaxLength = ptr(gatewayconfig.MinPathTemplateLen), ptr(gatewayconfig.MaxPathTemplateLen)
+		s.Pattern = gatewayconfig.PathTemplatePattern
+	},
+	"Accept.offerIdField": func(s *Schema) {
+		s.MinLength, s.MaxLength, s.Pattern = ptr(gatewayconfig.MinFieldLen), ptr(gatewayconfig.MaxFieldLen), gatewayconfig.FieldPattern
+	},
+	"Accept.maxAccepts": maxAccepts,
+	"Fairness.award":    func(s *Schema) { s.Enum = gatewayconfig.Awards() },
 	"ShownOffers.jsonPath": func(s *Schema) {
-		s.MaxLength, s.Pattern = ptr(gatewayconfig.MaxJSONPathLen), gatewayconfig.JSONPathPattern
+		s.MinLength, s.MaxLength = ptr(gatewayconfig.MinJSONPathLen), ptr(gatewayconfig.MaxJSONPathLen)
+		s.Pattern = gatewayconfig.JSONPathPattern
 	},
 	"Override.drivers": func(s *Schema) {
-		s.MinItems, s.MaxItems, s.UniqueItems = ptr(1), ptr(gatewayconfig.MaxOverrideDrivers), true
-		s.Items.MinLength, s.Items.MaxLength = ptr(1), ptr(gatewayconfig.MaxDriverLen)
+		s.MinItems, s.MaxItems, s.UniqueItems = ptr(gatewayconfig.MinOverrideDrivers), ptr(gatewayconfig.MaxOverrideDrivers), true
+		s.Items.MinLength, s.Items.MaxLength = ptr(gatewayconfig.MinDriverLen), ptr(gatewayconfig.MaxDriverLen)
 	},
 	"Refusal.status":              refusalStatus,
 	"Refusal.contentType":         contentType,
@@ -172,6 +178,7 @@ func contentType(s *Schema) {
 func refusalBody(s *Schema) { s.MaxLength = ptr(gatewayconfig.MaxRefusalBodyLen) }
 
 func maxAccepts(s *Schema) {
+	// 0 is an absent maxAccepts (the config leaves it out); the CRD's minimum is MinMaxAccepts.
 	s.Minimum, s.Maximum = ptr[int64](0), ptr[int64](gatewayconfig.MaxMaxAccepts)
 }
 

@@ -179,7 +179,7 @@ func FuzzShownOffers(f *testing.F) {
 }
 
 func validJSONPath(s string) bool {
-	p := gatewayconfig.Policy{Name: "p", Mode: gatewayconfig.ModeEnforce, IdentityHeader: "X",
+	p := gatewayconfig.Policy{Name: "p", Mode: gatewayconfig.ModeEnforce, IdentityHeader: "X", Selector: standardPolicy().Selector,
 		Feed:        &gatewayconfig.Feed{Method: "GET", Path: "/", MinInterval: gatewayconfig.Duration(1e9), Burst: 1},
 		ShownOffers: &gatewayconfig.ShownOffers{JSONPath: s}}
 	return gatewayconfig.Validate(&gatewayconfig.Config{SchemaVersion: 1, Policies: []gatewayconfig.Policy{p}}) == nil
@@ -220,7 +220,7 @@ func FuzzPathTemplate(f *testing.F) {
 		if !strings.Contains(tmpl, gatewayconfig.OfferIDSegment) {
 			a.OfferIDField = "offerId"
 		}
-		p := gatewayconfig.Policy{Name: "p", Mode: gatewayconfig.ModeEnforce, IdentityHeader: "X", Accept: a,
+		p := gatewayconfig.Policy{Name: "p", Mode: gatewayconfig.ModeEnforce, IdentityHeader: "X", Selector: standardPolicy().Selector, Accept: a,
 			Feed:        &gatewayconfig.Feed{Method: "GET", Path: "/f", MinInterval: gatewayconfig.Duration(1e9), Burst: 1},
 			ShownOffers: &gatewayconfig.ShownOffers{JSONPath: "a"}}
 		if gatewayconfig.Validate(&gatewayconfig.Config{SchemaVersion: 1, Policies: []gatewayconfig.Policy{p}}) != nil {

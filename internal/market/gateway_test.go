@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/offerfeed/offerfeed/internal/gateway"
 	"github.com/offerfeed/offerfeed/internal/market"
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
@@ -36,7 +38,7 @@ func TestMarketThroughGateway(t *testing.T) {
 			upstream := httptest.NewServer(svc)
 			defer upstream.Close()
 			u, _ := url.Parse(upstream.URL)
-			g, err := gateway.New(gateway.Options{Upstream: u})
+			g, err := gateway.New(gateway.Options{Upstream: u, PodLabels: map[string]string{"app": "offer-service"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -87,7 +89,8 @@ func gatewayConfig(mode gatewayconfig.Mode, shape market.Shape, known market.Pol
 	rt := shape.Routes()
 	p := gatewayconfig.Policy{
 		Name: "standard", Mode: mode, IdentityHeader: market.DefaultIdentityHeader,
-		Feed: &gatewayconfig.Feed{Method: rt.FeedMethod, Path: rt.FeedPath, MinInterval: gatewayconfig.Duration(known.MinInterval), Burst: 1},
+		Selector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "offer-service"}},
+		Feed:     &gatewayconfig.Feed{Method: rt.FeedMethod, Path: rt.FeedPath, MinInterval: gatewayconfig.Duration(known.MinInterval), Burst: 1},
 		Accept: &gatewayconfig.Accept{Method: "POST", PathTemplate: rt.AcceptPathTemplate, OfferIDField: rt.OfferIDField, MaxAccepts: 30,
 			Window: gatewayconfig.Duration(time.Minute), MinReactionTime: gatewayconfig.Duration(known.MinReactionTime), RequireShown: true},
 		ShownOffers: &gatewayconfig.ShownOffers{JSONPath: rt.ShownOffersPath},

@@ -13,8 +13,10 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/offerfeed/offerfeed/api/v1alpha1"
+	"github.com/offerfeed/offerfeed/internal/validation"
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
@@ -107,6 +109,13 @@ func Render(namespace string, policies []v1alpha1.OfferFeedPolicy, pods []Pod) (
 			continue
 		}
 		gp, err := Policy(p)
+		if err == nil {
+			// What the API server admitted passes; this keeps a policy that reached us some
+			// other way from making the gateways refuse the whole config.
+			if verr := gatewayconfig.ValidatePolicy(&gp); verr != nil {
+				err = fmt.Errorf("the gateway would refuse it: %s", strings.ReplaceAll(verr.Error(), "\n", "; "))
+			}
+		}
 		if err != nil {
 			res.Policies[p.Name] = PolicyResult{Reason: v1alpha1.ReasonInvalid, Message: err.Error()}
 			continue
@@ -150,13 +159,20 @@ func conflict(c *candidate, winners []*candidate, pods []Pod) (*candidate, strin
 	return nil, ""
 }
 
-// Policy renders one policy into its gateway config entry, with defaults applied and
-// durations canonical. It fails only on values the schema should have refused.
+// Policy renders one policy into its gateway config entry, with durations canonical and the
+// defaults of the CRD applied by the API server's own structural defaulting (the
+// +kubebuilder:default markers of api/v1alpha1 are their only definition), so a policy read
+// from a manifest renders as the same policy read back from the API server. It fails on
+// durations that do not parse; other values the schema refuses it passes on, for Render to
+// find with the gateway's own checks.
 func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
-	s := &p.Spec
+	s, err := defaulted(&p.Spec)
+	if err != nil {
+		return gatewayconfig.Policy{}, err
+	}
 	out := gatewayconfig.Policy{
 		Name:           p.Name,
-		Mode:           gatewayconfig.Mode(cmp.Or(s.Mode, v1alpha1.ModeEnforce)),
+		Mode:           gatewayconfig.Mode(s.Mode),
 		Selector:       *s.TargetSelector.DeepCopy(),
 		IdentityHeader: s.ClientIdentity.Header,
 	}
@@ -173,15 +189,15 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 	}
 	if f := s.Feed; f != nil {
 		out.Feed = &gatewayconfig.Feed{
-			Method:      string(cmp.Or(f.Method, "GET")),
+			Method:      string(f.Method),
 			Path:        f.Path,
 			MinInterval: dur("spec.feed.minInterval", &f.MinInterval),
-			Burst:       max(f.Burst, 1),
+			Burst:       f.Burst,
 		}
 	}
 	if a := s.Accept; a != nil {
 		out.Accept = &gatewayconfig.Accept{
-			Method:          string(cmp.Or(a.Method, "POST")),
+			Method:          string(a.Method),
 			PathTemplate:    a.PathTemplate,
 			OfferIDField:    a.OfferIDField,
 			MaxAccepts:      deref(a.MaxAccepts),
@@ -192,7 +208,7 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 		if f := a.Fairness; f != nil {
 			out.Accept.Fairness = &gatewayconfig.Fairness{
 				Window: dur("spec.accept.fairness.window", &f.Window),
-				Award:  string(cmp.Or(f.Award, v1alpha1.AwardRandom)),
+				Award:  string(f.Award),
 			}
 		}
 	}
@@ -246,6 +262,27 @@ func refusal(r *v1alpha1.Refusal) *gatewayconfig.Refusal {
 			Status: int(deref(d.Status)), ContentType: d.ContentType, Body: d.Body})
 	}
 	return out
+}
+
+// defaulted returns a copy of spec with the defaults of the embedded CRD applied.
+func defaulted(spec *v1alpha1.OfferFeedPolicySpec) (*v1alpha1.OfferFeedPolicySpec, error) {
+	v, err := validation.Embedded()
+	if err != nil {
+		return nil, err
+	}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(spec)
+	if err != nil {
+		return nil, fmt.Errorf("spec: %w", err)
+	}
+	obj := map[string]any{"spec": m}
+	if err := v.Default(v1alpha1.GroupVersion.WithKind("OfferFeedPolicy"), obj); err != nil {
+		return nil, err
+	}
+	out := &v1alpha1.OfferFeedPolicySpec{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, out); err != nil {
+		return nil, fmt.Errorf("spec: %w", err)
+	}
+	return out, nil
 }
 
 func deref[T any](p *T) T {

@@ -1,7 +1,6 @@
 package render
 
 import (
-	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -9,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/offerfeed/offerfeed/api/v1alpha1"
 	"github.com/offerfeed/offerfeed/internal/manifest"
+	"github.com/offerfeed/offerfeed/internal/render/rendertest"
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
@@ -32,137 +33,6 @@ func policy(name string, age time.Duration, sel map[string]string) v1alpha1.Offe
 			ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
 			Feed:           &v1alpha1.FeedLimits{Path: "/offers", MinInterval: "2s"},
 		},
-	}
-}
-
-func TestRenderConflicts(t *testing.T) {
-	app := map[string]string{"app": "offer-service"}
-	canary := map[string]string{"track": "canary"}
-	pods := []Pod{
-		{Name: "web-1", Labels: map[string]string{"app": "offer-service", "track": "canary"}, Injected: true},
-		{Name: "web-2", Labels: map[string]string{"app": "offer-service"}, Injected: true},
-		{Name: "web-3", Labels: map[string]string{"app": "offer-service"}},
-		{Name: "other", Labels: map[string]string{"app": "other"}, Injected: true},
-	}
-	tests := []struct {
-		desc     string
-		policies []v1alpha1.OfferFeedPolicy
-		pods     []Pod
-		want     map[string]PolicyResult // Message checked by substring
-		order    []string                // names in the config, in order
-	}{{
-		desc:     "no policies renders an empty config",
-		policies: nil,
-		want:     map[string]PolicyResult{},
-		order:    []string{},
-	}, {
-		desc:     "one policy counts injected and uninjected pods",
-		policies: []v1alpha1.OfferFeedPolicy{policy("a", time.Hour, app)},
-		pods:     pods,
-		want:     map[string]PolicyResult{"a": {Accepted: true, Reason: "Accepted", TargetedPods: 2, UninjectedPods: 1}},
-		order:    []string{"a"},
-	}, {
-		desc:     "equal selectors: the older wins even with a larger name",
-		policies: []v1alpha1.OfferFeedPolicy{policy("a", time.Minute, app), policy("z", time.Hour, app)},
-		want: map[string]PolicyResult{
-			"z": {Accepted: true, Reason: "Accepted"},
-			"a": {Reason: "Conflicted", Message: "conflicts with policy z, which has the same targetSelector"},
-		},
-		order: []string{"z"},
-	}, {
-		desc:     "equal selectors and age: the smaller name wins",
-		policies: []v1alpha1.OfferFeedPolicy{policy("b", time.Hour, app), policy("a", time.Hour, app)},
-		want: map[string]PolicyResult{
-			"a": {Accepted: true, Reason: "Accepted"},
-			"b": {Reason: "Conflicted", Message: "policy a"},
-		},
-		order: []string{"a"},
-	}, {
-		desc:     "a common pod is a conflict",
-		policies: []v1alpha1.OfferFeedPolicy{policy("all", time.Hour, app), policy("canary", time.Minute, canary)},
-		pods:     pods,
-		want: map[string]PolicyResult{
-			"all":    {Accepted: true, Reason: "Accepted", TargetedPods: 2, UninjectedPods: 1},
-			"canary": {Reason: "Conflicted", Message: "selects pod web-1 too"},
-		},
-		order: []string{"all"},
-	}, {
-		desc:     "different selectors without a common pod do not conflict",
-		policies: []v1alpha1.OfferFeedPolicy{policy("all", time.Hour, app), policy("canary", time.Minute, canary)},
-		pods:     pods[1:],
-		want: map[string]PolicyResult{
-			"all":    {Accepted: true, Reason: "Accepted", TargetedPods: 1, UninjectedPods: 1},
-			"canary": {Accepted: true, Reason: "Accepted"},
-		},
-		order: []string{"all", "canary"},
-	}, {
-		desc: "a loser does not block a third policy it alone conflicts with",
-		policies: []v1alpha1.OfferFeedPolicy{
-			policy("first", 3*time.Hour, map[string]string{"app": "other"}),
-			policy("second", 2*time.Hour, map[string]string{"app": "other"}),
-			policy("third", time.Hour, map[string]string{"app": "offer-service"}),
-		},
-		pods: pods,
-		want: map[string]PolicyResult{
-			"first":  {Accepted: true, Reason: "Accepted", TargetedPods: 1},
-			"second": {Reason: "Conflicted", Message: "policy first"},
-			"third":  {Accepted: true, Reason: "Accepted", TargetedPods: 2, UninjectedPods: 1},
-		},
-		order: []string{"first", "third"},
-	}, {
-		desc: "an invalid selector is not accepted and blocks nobody",
-		policies: []v1alpha1.OfferFeedPolicy{
-			func() v1alpha1.OfferFeedPolicy {
-				p := policy("bad", 2*time.Hour, nil)
-				p.Spec.TargetSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Near"}}
-				return p
-			}(),
-			policy("good", time.Hour, app),
-		},
-		want: map[string]PolicyResult{
-			"bad":  {Reason: "Invalid", Message: "spec.targetSelector"},
-			"good": {Accepted: true, Reason: "Accepted"},
-		},
-		order: []string{"good"},
-	}}
-	for _, tt := range tests {
-		t.Run(tt.desc, func(t *testing.T) {
-			res, err := Render("offers", tt.policies, tt.pods)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(res.Policies) != len(tt.want) {
-				t.Errorf("got %d results, want %d", len(res.Policies), len(tt.want))
-			}
-			for name, want := range tt.want {
-				got := res.Policies[name]
-				if got.Accepted != want.Accepted || got.Reason != want.Reason ||
-					got.TargetedPods != want.TargetedPods || got.UninjectedPods != want.UninjectedPods {
-					t.Errorf("%s: got %+v, want %+v", name, got, want)
-				}
-				if !strings.Contains(got.Message, want.Message) {
-					t.Errorf("%s: message %q does not contain %q", name, got.Message, want.Message)
-				}
-				if got.Accepted != (got.Hash != "") {
-					t.Errorf("%s: accepted=%v but hash %q", name, got.Accepted, got.Hash)
-				}
-			}
-			var order []string
-			for _, p := range res.Config.Policies {
-				order = append(order, p.Name)
-			}
-			if strings.Join(order, ",") != strings.Join(tt.order, ",") {
-				t.Errorf("config order %v, want %v", order, tt.order)
-			}
-			// The bytes are what the gateway parses.
-			var back gatewayconfig.Config
-			if err := json.Unmarshal(res.Data, &back); err != nil {
-				t.Fatalf("config does not decode: %v", err)
-			}
-			if back.SchemaVersion != gatewayconfig.SchemaVersion || back.Namespace != "offers" || back.Policies == nil {
-				t.Errorf("config header wrong: %+v", back)
-			}
-		})
 	}
 }
 
@@ -205,6 +75,14 @@ func TestPolicyDefaultsAndHash(t *testing.T) {
 	if got.Mode != gatewayconfig.ModeEnforce || got.Feed.Method != "GET" || got.Feed.Burst != 1 || got.Accept.Method != "POST" {
 		t.Errorf("defaults not applied: %+v", got)
 	}
+	if p.Spec.Mode != "" || p.Spec.Feed.Method != "" || p.Spec.Feed.Burst != 0 {
+		t.Errorf("Policy changed its argument: %+v", p.Spec)
+	}
+	withFairness := p.DeepCopy()
+	withFairness.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "3s"}
+	if f, err := Policy(withFairness); err != nil || f.Accept.Fairness.Award != gatewayconfig.AwardRandom {
+		t.Errorf("fairness.award default: %+v, %v", f.Accept, err)
+	}
 	if got.Accept.Window.D() != 10*time.Minute || got.Accept.MinReactionTime.D() != 800*time.Millisecond {
 		t.Errorf("durations: %+v", got.Accept)
 	}
@@ -228,7 +106,9 @@ func TestPolicyDefaultsAndHash(t *testing.T) {
 }
 
 // TestGolden renders testdata/*.in.yaml (policies and pods, namespace "offers") and compares
-// the config bytes with testdata/*.out.json. Run with -update to rewrite the outputs.
+// the config and every policy's status with testdata/*.out.yaml. Run with -update to rewrite
+// the outputs, and review their diff. Conflicts, invalid policies and pod counts are cases
+// there, one file each.
 func TestGolden(t *testing.T) {
 	ins, err := filepath.Glob("testdata/*.in.yaml")
 	if err != nil || len(ins) == 0 {
@@ -241,8 +121,35 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkGolden(t, strings.TrimSuffix(in, ".in.yaml")+".out.json", res.Data)
+			if len(res.Policies) != len(policies) {
+				t.Errorf("%d results for %d policies", len(res.Policies), len(policies))
+			}
+			checkResult(t, res)
+			checkGolden(t, strings.TrimSuffix(in, ".in.yaml")+".out.yaml", res)
 		})
+	}
+}
+
+// checkResult checks what every result must hold, whatever the golden says: the config holds
+// exactly the accepted policies, with the hash their status reports, in precedence order, and
+// parses in the gateway.
+func checkResult(t *testing.T, res *Result) {
+	t.Helper()
+	inConfig := map[string]string{}
+	for _, p := range res.Config.Policies {
+		inConfig[p.Name] = p.Hash
+	}
+	for name, pr := range res.Policies {
+		h, ok := inConfig[name]
+		if pr.Accepted != ok || pr.Hash != h || pr.Accepted != (pr.Reason == v1alpha1.ReasonAccepted) {
+			t.Errorf("%s: accepted %v, reason %s, hash %q; in the config: %v, hash %q", name, pr.Accepted, pr.Reason, pr.Hash, ok, h)
+		}
+	}
+	if len(inConfig) != len(res.Config.Policies) {
+		t.Errorf("the config names a policy twice: %v", inConfig)
+	}
+	if _, err := gatewayconfig.Parse(res.Data); err != nil {
+		t.Errorf("the gateway refuses the config: %v", err)
 	}
 }
 
@@ -278,7 +185,7 @@ func readInput(t *testing.T, file string) ([]v1alpha1.OfferFeedPolicy, []Pod) {
 	return policies, pods
 }
 
-// TestGoldenSamples renders config/samples in namespace "offers" into testdata/samples.out.json,
+// TestGoldenSamples renders config/samples in namespace "offers" into testdata/samples.out.yaml,
 // which the controller suite compares with the ConfigMap after `kubectl apply -f config/samples/`.
 func TestGoldenSamples(t *testing.T) {
 	policies, pods := readInput(t, "../../config/samples")
@@ -289,22 +196,39 @@ func TestGoldenSamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGolden(t, "testdata/samples.out.json", res.Data)
+	checkResult(t, res)
+	checkGolden(t, "testdata/samples.out.yaml", res)
 }
 
-// checkGolden compares got with the golden file out, after rewriting it with -update.
-func checkGolden(t *testing.T, out string, got []byte) {
+// golden is res as a golden file holds it.
+func golden(res *Result) *rendertest.Golden {
+	g := &rendertest.Golden{Config: string(res.Data), Policies: map[string]rendertest.Status{}}
+	for name, pr := range res.Policies {
+		g.Policies[name] = rendertest.Status{Accepted: pr.Accepted, Reason: pr.Reason, Message: pr.Message,
+			TargetedPods: pr.TargetedPods, UninjectedPods: pr.UninjectedPods, Hash: pr.Hash}
+	}
+	return g
+}
+
+// checkGolden compares res with the golden file out, after rewriting it with -update, and
+// prints the difference.
+func checkGolden(t *testing.T, out string, res *Result) {
 	t.Helper()
+	got := golden(res)
 	if *update {
-		if err := os.WriteFile(out, got, 0o644); err != nil {
+		b, err := got.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(out, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want, err := os.ReadFile(out)
+	want, err := rendertest.Read(out)
 	if err != nil {
 		t.Fatalf("%v (run go test ./internal/render -update)", err)
 	}
-	if string(want) != string(got) {
-		t.Errorf("%s differs from the rendered config (run go test ./internal/render -update and review the diff):\n%s", out, got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("%s differs from what Render gives (-golden +rendered); if the change is right, run go test ./internal/render -update and review the diff:\n%s", out, diff)
 	}
 }

@@ -14,10 +14,6 @@ import (
 	"github.com/offerfeed/offerfeed/config/crd"
 )
 
-// KubernetesVersion is the version of the control plane that hack/controlplane builds; keep it
-// equal to the k8s.io/kubernetes version in hack/controlplane/kube/go.mod.
-const KubernetesVersion = "1.37.2"
-
 // AssetsDir returns the directory holding kube-apiserver, etcd and kubectl: $KUBEBUILDER_ASSETS
 // when set, else $ENVTEST_ASSETS_DIR (as for hack/controlplane/build.sh), else the directory
 // setup-envtest uses, where hack/controlplane/build.sh puts them by default.

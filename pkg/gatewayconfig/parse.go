@@ -9,70 +9,32 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Bounds of the config format. They are the bounds of the OfferFeedPolicy schema, so that a
-// config the operator renders always parses, and a hand-written one is held to the same rules.
+// The rules of the config format are the rules of the OfferFeedPolicy schema, so that a config
+// the operator renders always parses and a hand-written one is held to the same rules. Each is
+// written once, as a marker in api/v1alpha1: controller-gen turns the markers into the CRD, and
+// hack/gatewayrules reads the patterns, bounds and enums (and the duration ranges and reserved
+// header names of its CEL rules) from the CRD into zz_generated.rules.go (`make generate`;
+// `make verify-gen` fails when it is stale). The package keeps no dependency on the CRD or the
+// API server code: it is what the gateway and GitOps tools import. Rules across fields are
+// code in validatePolicy; the render tests hold them to every invalid case of internal/celcases
+// and test/drift checks every bound of the CRD against Parse and the JSON Schema.
 const (
 	// MaxConfigBytes is the largest config file Parse reads (a ConfigMap holds at most 1 MiB).
 	MaxConfigBytes = 1 << 20
 	// MaxPolicies is the most policies one config may hold.
 	MaxPolicies = 1024
-	// MaxOverrides is the most overrides one policy may hold.
-	MaxOverrides = 64
-	// MaxOverrideDrivers is the most drivers one override may list.
-	MaxOverrideDrivers = 256
-	// MaxDriverLen is the longest driver identity an override may list.
-	MaxDriverLen = 256
-	// MaxPathLen is the longest feed path or accept path template.
-	MaxPathLen = 1024
-	// MaxJSONPathLen is the longest shownOffers.jsonPath.
-	MaxJSONPathLen = 256
-	// MaxFieldLen is the longest accept.offerIdField.
-	MaxFieldLen = 128
-	// MaxHeaderLen is the longest identity header name.
-	MaxHeaderLen = 128
-
-	// MinFeedInterval and MaxFeedInterval bound feed.minInterval.
-	MinFeedInterval = 10 * time.Millisecond
-	MaxFeedInterval = time.Hour
-	// MinBurst and MaxBurst bound feed.burst.
-	MinBurst = 1
-	MaxBurst = 100
-	// MaxMaxAccepts bounds accept.maxAccepts.
-	MaxMaxAccepts = 10000
-	// MinWindow and MaxWindow bound accept.window.
-	MinWindow = time.Second
-	MaxWindow = 24 * time.Hour
-	// MaxMinReactionTime bounds accept.minReactionTime.
-	MaxMinReactionTime = time.Minute
-	// MinFairnessWindow and MaxFairnessWindow bound accept.fairness.window.
-	MinFairnessWindow = 100 * time.Millisecond
-	MaxFairnessWindow = 30 * time.Second
 
 	// OfferIDSegment is the path template segment that matches the offer id.
 	OfferIDSegment = "{offerId}"
 
-	// AwardRandom and AwardLeastRecentlyWon are the values of Fairness.Award.
+	// AwardRandom and AwardLeastRecentlyWon are the values of Fairness.Award (Awards).
 	AwardRandom           = "Random"
 	AwardLeastRecentlyWon = "LeastRecentlyWon"
-)
 
-// The patterns that Parse checks, as in the CRD; the JSON Schema of the config uses them too.
-const (
-	// JSONPathPattern is the pattern of ShownOffers.JSONPath.
-	JSONPathPattern = `^(\[\]|[A-Za-z_][A-Za-z0-9_-]*(\[\])?)(\.[A-Za-z_][A-Za-z0-9_-]*(\[\])?)*$`
-	// FeedPathPattern is the pattern of Feed.Path.
-	FeedPathPattern = `^/[^?#\s]*$`
-	// PathTemplatePattern is the pattern of Accept.PathTemplate.
-	PathTemplatePattern = `^(/([^/{}?#\s]+|\{offerId\}))+/?$`
-	// FieldPattern is the pattern of Accept.OfferIDField.
-	FieldPattern = `^[A-Za-z_][A-Za-z0-9_-]*$`
-	// HeaderPattern is the pattern of an HTTP header name (RFC 9110 token), IdentityHeader.
-	HeaderPattern = `^[A-Za-z0-9!#$%&'*+.^_|~-]+$`
 	// HashPattern is the form of Policy.Hash.
 	HashPattern = `^sha256:[0-9a-f]{64}$`
 )
@@ -85,9 +47,6 @@ var (
 	headerRE       = regexp.MustCompile(HeaderPattern)
 	hashRE         = regexp.MustCompile(HashPattern)
 )
-
-// Methods returns the HTTP methods a feed or accept route may have.
-func Methods() []string { return []string{"GET", "POST", "PUT", "PATCH"} }
 
 // Parse reads a config file strictly: unknown fields are refused, the schema version must be
 // SchemaVersion, and every policy must pass Validate. A policy without a Hash gets one computed
@@ -162,6 +121,9 @@ func Validate(c *Config) error {
 	return errors.Join(errs...)
 }
 
+// ValidatePolicy checks one policy as Validate does; its errors name the field, not the policy.
+func ValidatePolicy(p *Policy) error { return errors.Join(validatePolicy(p)...) }
+
 func validatePolicy(p *Policy) []error {
 	var errs []error
 	add := func(field, format string, args ...any) {
@@ -173,31 +135,35 @@ func validatePolicy(p *Policy) []error {
 	if p.Hash != "" && !hashRE.MatchString(p.Hash) {
 		add("hash", "%q is not \"sha256:\" and 64 lowercase hex digits", p.Hash)
 	}
-	if p.Mode != ModeEnforce && p.Mode != ModeDryRun {
-		add("mode", "%q is not Enforce or DryRun", p.Mode)
+	if !slices.Contains(Modes(), string(p.Mode)) {
+		add("mode", "%q is not %s", p.Mode, strings.Join(Modes(), " or "))
 	}
 	if _, err := metav1.LabelSelectorAsSelector(&p.Selector); err != nil {
 		add("selector", "does not parse: %v", err)
+	} else if len(p.Selector.MatchLabels) == 0 && len(p.Selector.MatchExpressions) == 0 {
+		add("selector", "must set matchLabels or matchExpressions; an empty selector would govern every pod in the namespace")
 	}
 	switch h := p.IdentityHeader; {
-	case h == "":
+	case len(h) < MinHeaderLen:
 		add("identityHeader", "required")
 	case len(h) > MaxHeaderLen:
 		add("identityHeader", "longer than %d characters", MaxHeaderLen)
 	case !headerRE.MatchString(h):
 		add("identityHeader", "%q is not a valid header name", h)
-	case strings.HasPrefix(strings.ToLower(h), "offerfeed-"):
+	case strings.HasPrefix(strings.ToLower(h), ReservedHeaderPrefix):
 		add("identityHeader", "%q must not start with OfferFeed-: the gateway strips those headers from clients", h)
+	case slices.Contains(ReservedHeaders(), strings.ToLower(h)):
+		add("identityHeader", "%q must not be Host or a hop-by-hop header: proxies and the gateway's HTTP server do not pass them on as request headers", h)
 	}
 	if p.Feed == nil && p.Accept == nil {
 		add("feed", "at least one of feed and accept must be set")
 	}
 	if f := p.Feed; f != nil {
 		if !validMethod(f.Method) {
-			add("feed.method", "%q is not one of GET, POST, PUT, PATCH", f.Method)
+			add("feed.method", "%q is not one of %s", f.Method, strings.Join(Methods(), ", "))
 		}
-		if len(f.Path) > MaxPathLen {
-			add("feed.path", "longer than %d characters", MaxPathLen)
+		if len(f.Path) < MinPathLen || len(f.Path) > MaxPathLen {
+			add("feed.path", "not %d to %d characters", MinPathLen, MaxPathLen)
 		} else if !feedPathRE.MatchString(f.Path) {
 			add("feed.path", "%q must start with '/' and hold no '?', '#' or white space", f.Path)
 		}
@@ -206,10 +172,10 @@ func validatePolicy(p *Policy) []error {
 	}
 	if a := p.Accept; a != nil {
 		if !validMethod(a.Method) {
-			add("accept.method", "%q is not one of GET, POST, PUT, PATCH", a.Method)
+			add("accept.method", "%q is not one of %s", a.Method, strings.Join(Methods(), ", "))
 		}
-		if len(a.PathTemplate) > MaxPathLen {
-			add("accept.pathTemplate", "longer than %d characters", MaxPathLen)
+		if len(a.PathTemplate) < MinPathTemplateLen || len(a.PathTemplate) > MaxPathTemplateLen {
+			add("accept.pathTemplate", "not %d to %d characters", MinPathTemplateLen, MaxPathTemplateLen)
 		} else if !pathTemplateRE.MatchString(a.PathTemplate) {
 			add("accept.pathTemplate", "%q must be '/'-separated segments, each a literal without '{', '}', '?', '#' or white space, or {offerId}", a.PathTemplate)
 		} else if strings.Count(a.PathTemplate, OfferIDSegment) > 1 {
@@ -221,12 +187,10 @@ func validatePolicy(p *Policy) []error {
 			add("accept.offerIdField", "must not be set when pathTemplate has a {offerId} segment: exactly one must name the offer")
 		case !inPath && a.OfferIDField == "":
 			add("accept.offerIdField", "required when pathTemplate has no {offerId} segment: exactly one must name the offer")
-		case a.OfferIDField != "" && (len(a.OfferIDField) > MaxFieldLen || !fieldRE.MatchString(a.OfferIDField)):
+		case a.OfferIDField != "" && (len(a.OfferIDField) < MinFieldLen || len(a.OfferIDField) > MaxFieldLen || !fieldRE.MatchString(a.OfferIDField)):
 			add("accept.offerIdField", "%q is not a JSON field name such as offerId", a.OfferIDField)
 		}
-		if a.MaxAccepts < 0 || a.MaxAccepts > MaxMaxAccepts {
-			add("accept.maxAccepts", "%d is not between 1 and %d", a.MaxAccepts, MaxMaxAccepts)
-		}
+		checkMaxAccepts(add, "accept.maxAccepts", a.MaxAccepts)
 		if (a.MaxAccepts > 0) != (a.Window > 0) {
 			add("accept.window", "maxAccepts and window must be set together")
 		}
@@ -246,8 +210,8 @@ func validatePolicy(p *Policy) []error {
 			if f.Window.D() < MinFairnessWindow || f.Window.D() > MaxFairnessWindow {
 				add("accept.fairness.window", "%s is not between %s and %s", f.Window.D(), MinFairnessWindow, MaxFairnessWindow)
 			}
-			if f.Award != AwardRandom && f.Award != AwardLeastRecentlyWon {
-				add("accept.fairness.award", "%q is not Random or LeastRecentlyWon", f.Award)
+			if !slices.Contains(Awards(), f.Award) {
+				add("accept.fairness.award", "%q is not %s", f.Award, strings.Join(Awards(), " or "))
 			}
 		}
 		if a.MinReactionTime > 0 && p.ShownOffers == nil {
@@ -257,11 +221,15 @@ func validatePolicy(p *Policy) []error {
 			add("accept.requireShown", "needs shownOffers, to learn which offers a driver was shown")
 		}
 	}
+	if f, a := p.Feed, p.Accept; f != nil && a != nil && f.Method == a.Method &&
+		(f.Path == a.PathTemplate || (!strings.HasSuffix(f.Path, "/") && f.Path+"/" == a.PathTemplate)) {
+		add("accept.pathTemplate", "feed and accept must not be the same route: the gateway matches accept first, so the feed would never be paced; give them different paths or methods")
+	}
 	if s := p.ShownOffers; s != nil {
 		if p.Feed == nil {
 			add("shownOffers", "needs feed: shown offers are read from feed responses")
 		}
-		if len(s.JSONPath) > MaxJSONPathLen || !jsonPathRE.MatchString(s.JSONPath) {
+		if len(s.JSONPath) < MinJSONPathLen || len(s.JSONPath) > MaxJSONPathLen || !jsonPathRE.MatchString(s.JSONPath) {
 			add("shownOffers.jsonPath", "%q is not a path such as offers[].id (names joined by '.', name[] walks an array)", s.JSONPath)
 		}
 	}
@@ -270,15 +238,15 @@ func validatePolicy(p *Policy) []error {
 	}
 	for i, o := range p.Overrides {
 		f := fmt.Sprintf("overrides[%d]", i)
-		if len(o.Drivers) == 0 || len(o.Drivers) > MaxOverrideDrivers {
-			add(f+".drivers", "must list 1 to %d drivers", MaxOverrideDrivers)
+		if len(o.Drivers) < MinOverrideDrivers || len(o.Drivers) > MaxOverrideDrivers {
+			add(f+".drivers", "must list %d to %d drivers", MinOverrideDrivers, MaxOverrideDrivers)
 		}
 		// Errors name a driver by its index, never by its id: they end up in /readyz, logs and
 		// the policy's status, and driver ids are personal data.
 		seen := make(map[string]int, len(o.Drivers))
 		for j, d := range o.Drivers {
-			if d == "" || len(d) > MaxDriverLen {
-				add(fmt.Sprintf("%s.drivers[%d]", f, j), "must be 1 to %d characters", MaxDriverLen)
+			if len(d) < MinDriverLen || len(d) > MaxDriverLen {
+				add(fmt.Sprintf("%s.drivers[%d]", f, j), "must be %d to %d characters", MinDriverLen, MaxDriverLen)
 			}
 			if k, dup := seen[d]; dup {
 				add(fmt.Sprintf("%s.drivers[%d]", f, j), "duplicate of drivers[%d]", k)
@@ -310,9 +278,7 @@ func validatePolicy(p *Policy) []error {
 			if oa.MaxAccepts == 0 && oa.Window == 0 && oa.MinReactionTime == nil {
 				add(f+".accept", "an accept override must set maxAccepts, window or minReactionTime")
 			}
-			if oa.MaxAccepts < 0 || oa.MaxAccepts > MaxMaxAccepts {
-				add(f+".accept.maxAccepts", "%d is not between 1 and %d", oa.MaxAccepts, MaxMaxAccepts)
-			}
+			checkMaxAccepts(add, f+".accept.maxAccepts", oa.MaxAccepts)
 			if oa.Window != 0 {
 				checkWindow(add, f+".accept.window", oa.Window)
 			}
@@ -340,6 +306,13 @@ func validatePolicy(p *Policy) []error {
 }
 
 func validMethod(m string) bool { return slices.Contains(Methods(), m) }
+
+// checkMaxAccepts checks a maxAccepts of the config, where 0 stands for an absent one.
+func checkMaxAccepts(add func(string, string, ...any), field string, n int32) {
+	if n != 0 && (n < MinMaxAccepts || n > MaxMaxAccepts) {
+		add(field, "%d is not between %d and %d", n, MinMaxAccepts, MaxMaxAccepts)
+	}
+}
 
 func checkInterval(add func(string, string, ...any), field string, d Duration) {
 	if d.D() < MinFeedInterval || d.D() > MaxFeedInterval {
