@@ -72,16 +72,20 @@ bench: ## Run the benchmarks (see BENCHMARKS.md for the figures).
 ##@ Build and run
 
 .PHONY: build
-build: ## Build bin/offerfeed.
+build: ## Build bin/offerfeed (manager, gateway, render, validate, version).
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/offerfeed .
+
+.PHONY: build-demo
+build-demo: ## Build bin/offerfeed-demo, the demo (a binary of its own: it links envtest and the market).
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/offerfeed-demo ./cmd/offerfeed-demo
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster of the current kubeconfig.
 	$(GO) run . manager --leader-elect=false
 
 .PHONY: demo
-demo: controlplane build ## Run the demo market on an embedded control plane.
-	bin/offerfeed demo $(DEMOFLAGS)
+demo: controlplane build-demo ## Run the demo market on an embedded control plane (DEMOFLAGS: its flags).
+	bin/offerfeed-demo $(DEMOFLAGS)
 
 .PHONY: docker-build
 docker-build: ## Build the image (needs a Docker engine).

@@ -2,8 +2,6 @@ package cmd
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"math"
@@ -16,142 +14,169 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/offerfeed/offerfeed/internal/gateway"
 )
 
-func init() {
-	register("gateway", "run the gateway sidecar in front of an offer service", runGateway)
+// gatewayOptions are the flags of offerfeed gateway.
+type gatewayOptions struct {
+	configFile        string
+	upstream          string
+	listen            string
+	adminListen       string
+	podLabels         string
+	podLabelsFile     string
+	maxTrackedDrivers int
+	upstreamTimeout   time.Duration
+	bodyTimeout       time.Duration
+	readHeaderTimeout time.Duration
+	idleTimeout       time.Duration
+	shutdownTimeout   time.Duration
+	shutdownDelay     time.Duration
+	namespace         string
+	logLevel          string
 }
 
-func runGateway(args []string) int {
-	fs := flag.NewFlagSet("offerfeed gateway", flag.ContinueOnError)
-	var (
-		configFile      = fs.String("config", "/etc/offerfeed/config.json", "gateway config `file` (ConfigMap offerfeed-gateway, key config.json); hot-reloaded; may be absent")
-		upstream        = fs.String("upstream", "", "offer service `URL`, such as http://127.0.0.1:8080 (required)")
-		listen          = fs.String("listen", ":8480", "`address` the proxy listens on")
-		adminListen     = fs.String("admin-listen", ":8481", "`address` of /metrics, /healthz and /readyz")
-		podLabels       = fs.String("pod-labels", "", "the pod's labels as `k=v,k2=v2`")
-		podLabelsFile   = fs.String("pod-labels-file", "", "downward API `file` with the pod's labels (key=\"value\" lines); hot-reloaded")
-		maxDrivers      = fs.Int("max-tracked-drivers", gateway.DefaultMaxTrackedDrivers, "most drivers whose state is kept; new identities and drivers whose state has expired are forgotten first (when not set and GOMEMLIMIT is, lowered to fit half of it)")
-		upstreamTimeout = fs.Duration("upstream-timeout", gateway.DefaultUpstreamTimeout, "wait at most this long for the offer service's response headers, then answer 504")
-		bodyTimeout     = fs.Duration("body-timeout", gateway.DefaultBodyTimeout, "a client must send a request body within this long of the gateway's first read of it, or its connection is closed (0: no deadline)")
-		headerTimeout   = fs.Duration("read-header-timeout", gateway.DefaultReadHeaderTimeout, "a client must send a request's headers within this long (proxy and admin ports)")
-		idleTimeout     = fs.Duration("idle-timeout", gateway.DefaultIdleTimeout, "close keep-alive connections idle this long (proxy and admin ports)")
-		shutdownTimeout = fs.Duration("shutdown-timeout", 30*time.Second, "on SIGTERM, wait at most this long for requests in flight")
-		shutdownDelay   = fs.Duration("shutdown-delay", 0, "on SIGTERM, keep serving (with /readyz failing) this long before draining, while endpoints update")
-		namespace       = fs.String("namespace", os.Getenv("POD_NAMESPACE"), "the pod's namespace (default $POD_NAMESPACE); a config for another namespace is logged")
-		logLevel        = fs.String("log-level", "info", "log level: debug (refusals too), info or error")
-	)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+func newGatewayCommand() *cobra.Command {
+	o := &gatewayOptions{}
+	cmd := &cobra.Command{
+		Use:   "gateway --upstream URL",
+		Short: "run the gateway sidecar in front of an offer service",
+		Long: `Runs the gateway sidecar: a reverse proxy in front of the offer service that enforces the
+policy of the gateway config (--config, hot-reloaded) whose selector matches the pod's labels.
+The pod injection webhook adds it to offer-service pods with these flags.`,
+		Args: noArgs(""),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd.Context(), cmd.Flags().Changed("max-tracked-drivers"))
+		},
 	}
-	log, err := newLogger(*logLevel)
+	o.addFlags(cmd.Flags())
+	return cmd
+}
+
+// addFlags binds the gateway's flags, one per line, to o.
+func (o *gatewayOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.configFile, "config", "/etc/offerfeed/config.json", "gateway config `file` (ConfigMap offerfeed-gateway, key config.json); hot-reloaded; may be absent")
+	fs.StringVar(&o.upstream, "upstream", "", "offer service `URL`, such as http://127.0.0.1:8080 (required)")
+	fs.StringVar(&o.listen, "listen", ":8480", "`address` the proxy listens on")
+	fs.StringVar(&o.adminListen, "admin-listen", ":8481", "`address` of /metrics, /healthz and /readyz")
+	fs.StringVar(&o.podLabels, "pod-labels", "", "the pod's labels as `k=v,k2=v2`")
+	fs.StringVar(&o.podLabelsFile, "pod-labels-file", "", "downward API `file` with the pod's labels (key=\"value\" lines); hot-reloaded")
+	fs.IntVar(&o.maxTrackedDrivers, "max-tracked-drivers", gateway.DefaultMaxTrackedDrivers, "most drivers whose state is kept; new identities and drivers whose state has expired are forgotten first (when not set and GOMEMLIMIT is, lowered to fit half of it)")
+	fs.DurationVar(&o.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "wait at most this long for the offer service's response headers, then answer 504")
+	fs.DurationVar(&o.bodyTimeout, "body-timeout", gateway.DefaultBodyTimeout, "a client must send a request body within this long of the gateway's first read of it, or its connection is closed (0: no deadline)")
+	fs.DurationVar(&o.readHeaderTimeout, "read-header-timeout", gateway.DefaultReadHeaderTimeout, "a client must send a request's headers within this long (proxy and admin ports)")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close keep-alive connections idle this long (proxy and admin ports)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, wait at most this long for requests in flight")
+	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, keep serving (with /readyz failing) this long before draining, while endpoints update")
+	fs.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the pod's namespace (default $POD_NAMESPACE); a config for another namespace is logged")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug (refusals too), info or error")
+}
+
+// run runs the gateway until ctx ends or SIGTERM or SIGINT arrives, then drains it.
+// maxSet says whether --max-tracked-drivers was given.
+func (o *gatewayOptions) run(ctx context.Context, maxSet bool) error {
+	log, err := newLogger(o.logLevel)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "offerfeed gateway:", err)
-		return 2
+		return usageErrorf("%w", err)
 	}
-	up, err := url.Parse(*upstream)
+	up, err := url.Parse(o.upstream)
 	if err != nil || up.Scheme == "" || up.Host == "" {
-		fmt.Fprintln(os.Stderr, "offerfeed gateway: --upstream must be a URL such as http://127.0.0.1:8080")
-		return 2
+		return usageErrorf("--upstream must be a URL such as http://127.0.0.1:8080")
 	}
-	if *podLabels != "" && *podLabelsFile != "" {
-		fmt.Fprintln(os.Stderr, "offerfeed gateway: set --pod-labels or --pod-labels-file, not both")
-		return 2
+	if o.podLabels != "" && o.podLabelsFile != "" {
+		return usageErrorf("set --pod-labels or --pod-labels-file, not both")
 	}
-	maxSet := false
-	fs.Visit(func(f *flag.Flag) { maxSet = maxSet || f.Name == "max-tracked-drivers" })
 	if !maxSet {
 		// Without an explicit bound, keep the state within half the memory limit (GOMEMLIMIT,
 		// which the injected sidecar gets from its container's memory limit).
 		if lim := debug.SetMemoryLimit(-1); lim != math.MaxInt64 {
-			if fit := int(lim / 2 / gateway.BytesPerShownDriver); fit < *maxDrivers {
-				*maxDrivers = max(fit, 1000)
-				log.Info("max tracked drivers lowered to fit the memory limit", "maxTrackedDrivers", *maxDrivers, "memoryLimitBytes", lim)
+			if fit := int(lim / 2 / gateway.BytesPerShownDriver); fit < o.maxTrackedDrivers {
+				o.maxTrackedDrivers = max(fit, 1000)
+				log.Info("max tracked drivers lowered to fit the memory limit", "maxTrackedDrivers", o.maxTrackedDrivers, "memoryLimitBytes", lim)
 			}
 		}
 	}
-	labels, err := gateway.ParsePodLabelsList(*podLabels)
+	labels, err := gateway.ParsePodLabelsList(o.podLabels)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "offerfeed gateway:", err)
-		return 2
+		return usageErrorf("%w", err)
 	}
-	if *bodyTimeout < 0 || *headerTimeout <= 0 || *idleTimeout <= 0 {
-		fmt.Fprintln(os.Stderr, "offerfeed gateway: --body-timeout must not be negative, --read-header-timeout and --idle-timeout must be positive")
-		return 2
+	if o.bodyTimeout < 0 || o.readHeaderTimeout <= 0 || o.idleTimeout <= 0 {
+		return usageErrorf("--body-timeout must not be negative, --read-header-timeout and --idle-timeout must be positive")
 	}
-	bodyDeadline := *bodyTimeout
+	bodyDeadline := o.bodyTimeout
 	if bodyDeadline == 0 {
 		bodyDeadline = -1 // gateway.Options: negative is no deadline
 	}
 	g, err := gateway.New(gateway.Options{
 		Upstream:          up,
-		UpstreamTimeout:   *upstreamTimeout,
+		UpstreamTimeout:   o.upstreamTimeout,
 		BodyTimeout:       bodyDeadline,
-		ReadHeaderTimeout: *headerTimeout,
-		IdleTimeout:       *idleTimeout,
+		ReadHeaderTimeout: o.readHeaderTimeout,
+		IdleTimeout:       o.idleTimeout,
 		PodLabels:         labels,
-		MaxTrackedDrivers: *maxDrivers,
-		Namespace:         *namespace,
+		MaxTrackedDrivers: o.maxTrackedDrivers,
+		Namespace:         o.namespace,
 		Logger:            log,
 	})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "offerfeed gateway:", err)
-		return 2
+		return usageErrorf("%w", err)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	watchDone := make(chan error, 1)
-	go func() { watchDone <- g.Watch(watchCtx, *configFile, *podLabelsFile) }()
+	go func() { watchDone <- g.Watch(watchCtx, o.configFile, o.podLabelsFile) }()
 
-	proxyLn, err := net.Listen("tcp", *listen)
+	proxyLn, err := net.Listen("tcp", o.listen)
 	if err != nil {
-		log.Error(err, "cannot listen", "address", *listen)
-		return 1
+		log.Error(err, "cannot listen", "address", o.listen)
+		return exitWith(ExitFailed, nil)
 	}
-	adminLn, err := net.Listen("tcp", *adminListen)
+	adminLn, err := net.Listen("tcp", o.adminListen)
 	if err != nil {
-		log.Error(err, "cannot listen", "address", *adminListen)
-		return 1
+		proxyLn.Close()
+		log.Error(err, "cannot listen", "address", o.adminListen)
+		return exitWith(ExitFailed, nil)
 	}
 	proxySrv, adminSrv := g.NewServer(), g.NewAdminServer()
 	errc := make(chan error, 2)
 	go func() { errc <- proxySrv.Serve(proxyLn) }()
 	go func() { errc <- adminSrv.Serve(adminLn) }()
 	log.Info("gateway started", "listen", proxyLn.Addr().String(), "adminListen", adminLn.Addr().String(),
-		"upstream", up.String(), "config", *configFile, "maxTrackedDrivers", *maxDrivers, "upstreamTimeout", upstreamTimeout.String(),
-		"bodyTimeout", bodyTimeout.String(), "readHeaderTimeout", headerTimeout.String(), "idleTimeout", idleTimeout.String())
+		"upstream", up.String(), "config", o.configFile, "maxTrackedDrivers", o.maxTrackedDrivers, "upstreamTimeout", o.upstreamTimeout.String(),
+		"bodyTimeout", o.bodyTimeout.String(), "readHeaderTimeout", o.readHeaderTimeout.String(), "idleTimeout", o.idleTimeout.String())
 
-	code := 0
+	code := ExitOK
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down; draining requests in flight", "delay", shutdownDelay.String(), "timeout", shutdownTimeout.String())
+		log.Info("shutting down; draining requests in flight", "delay", o.shutdownDelay.String(), "timeout", o.shutdownTimeout.String())
 	case err := <-errc:
 		log.Error(err, "server stopped")
-		code = 1
+		code = ExitFailed
 	case err := <-watchDone:
 		log.Error(err, "config watcher stopped")
-		code = 1
+		code = ExitFailed
 	}
 	g.SetDraining()
-	time.Sleep(*shutdownDelay)
-	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+	time.Sleep(o.shutdownDelay)
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
 	if err := proxySrv.Shutdown(sctx); err != nil {
 		log.Error(err, "requests in flight did not finish in time")
-		code = 1
+		code = ExitFailed
 	}
 	adminSrv.Close()
 	stopWatch()
 	log.Info("gateway stopped")
-	return code
+	if code != ExitOK {
+		return exitWith(code, nil)
+	}
+	return nil
 }
 
 // newLogger returns a JSON logger on stderr at level debug, info or error.

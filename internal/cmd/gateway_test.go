@@ -36,8 +36,8 @@ func TestGatewayFlagErrors(t *testing.T) {
 		{"--upstream", "http://x", "--idle-timeout", "soon"},
 		{"--no-such-flag"},
 	} {
-		if code := runGateway(args); code != 2 {
-			t.Errorf("runGateway(%q) = %d, want 2", args, code)
+		if code, _, stderr := runOfferfeed(t, "", append([]string{"gateway"}, args...)...); code != ExitUsage {
+			t.Errorf("offerfeed gateway %q: exit %d, want %d; stderr:\n%s", args, code, ExitUsage, stderr)
 		}
 	}
 }
@@ -65,8 +65,10 @@ func TestGatewayCommand(t *testing.T) {
 	listen, admin := freeAddr(t), freeAddr(t)
 	done := make(chan int, 1)
 	go func() {
-		done <- runGateway([]string{"--config", config, "--upstream", up.URL, "--listen", listen, "--admin-listen", admin,
-			"--pod-labels-file", labels, "--log-level", "error", "--shutdown-timeout", "10s"})
+		// One-dash long flags, as the flag package took them, still work.
+		code, _, _ := runOfferfeed(t, "", "gateway", "--config", config, "--upstream", up.URL, "-listen", listen, "--admin-listen", admin,
+			"--pod-labels-file", labels, "--log-level", "error", "-shutdown-timeout=10s")
+		done <- code
 	}()
 	get := func(addr, path string) (int, string) {
 		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)

@@ -1,12 +1,12 @@
 package cmd
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 
+	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
@@ -17,45 +17,43 @@ import (
 	"github.com/offerfeed/offerfeed/internal/render"
 )
 
-func init() {
-	register("render", "print the gateway config the operator would write for policy manifests", runRender)
+// renderOptions are the flags of offerfeed render.
+type renderOptions struct {
+	manifestOptions
 }
 
-// stringList is a repeatable string flag, such as -f of render and validate.
-type stringList []string
+func newRenderCommand() *cobra.Command {
+	o := &renderOptions{}
+	cmd := &cobra.Command{
+		Use:   "render -f FILE|DIR [-f ...]",
+		Short: "print the gateway config the operator would write for policy manifests",
+		Long: `Renders OfferFeedPolicy manifests with the operator's own render code. Other kinds are
+ignored. Pods are not known offline, so only equal selectors count as conflicts.
 
-func (s *stringList) String() string     { return fmt.Sprint(*s) }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
-func runRender(args []string) int {
-	fs := flag.NewFlagSet("render", flag.ContinueOnError)
-	var files stringList
-	fs.Var(&files, "f", "manifest file or directory (repeatable; - for standard input)")
-	namespace := fs.String("namespace", "default", "namespace of the policies that name none")
-	output := fs.String("o", "json", "json: the config.json of the one namespace; configmap: ConfigMap manifests for every namespace")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: offerfeed render -f FILE|DIR [-f ...] [--namespace NS] [-o json|configmap]")
-		fmt.Fprintln(fs.Output(), "\nRenders OfferFeedPolicy manifests with the operator's own render code. Other kinds are")
-		fmt.Fprintln(fs.Output(), "ignored. Pods are not known offline, so only equal selectors count as conflicts.")
-		fmt.Fprintln(fs.Output(), "Exit status: 0 rendered, 1 a policy is not accepted, 2 usage or input error.")
-		fs.PrintDefaults()
+Exit status: 0 rendered, 1 a policy is not accepted, 2 usage or input error.`,
+		Example: `  offerfeed render -f policies/ -n offers            # config.json of namespace offers
+  offerfeed render -f policies/ -o configmap > rendered.yaml`,
+		Args: noArgs("name files with -f"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			code, err := renderManifests(cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o.filenames, o.namespace, o.output)
+			if code != ExitOK {
+				return exitWith(code, err)
+			}
+			return nil
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if len(files) == 0 || (*output != "json" && *output != "configmap") {
-		fs.Usage()
-		return 2
-	}
-	code, err := renderManifests(os.Stdout, os.Stderr, files, *namespace, *output)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "offerfeed render: %v\n", err)
-	}
-	return code
+	o.addFlags(cmd.Flags(), "default", "namespace of the policies that name none",
+		[]string{"json", "configmap"}, "json is the config.json of the one namespace, configmap ConfigMap manifests (YAML) for every namespace",
+		nil)
+	return cmd
 }
 
-func renderManifests(stdout, stderr io.Writer, files []string, defaultNS, output string) (int, error) {
-	docs, err := manifest.Read(files...)
+// renderManifests renders the policies of files ("-" reads stdin) and returns the exit code.
+func renderManifests(stdin io.Reader, stdout, stderr io.Writer, files []string, defaultNS, output string) (int, error) {
+	docs, err := readManifests(stdin, files)
 	if err != nil {
 		return 2, err
 	}
@@ -117,4 +115,41 @@ func renderManifests(stdout, stderr io.Writer, files []string, defaultNS, output
 		}
 	}
 	return code, nil
+}
+
+// readManifests reads the documents of files as manifest.Read does, with stdin for "-" (read
+// once).
+func readManifests(stdin io.Reader, files []string) ([]manifest.Document, error) {
+	paths, err := manifest.Files(files)
+	if err != nil {
+		return nil, err
+	}
+	var docs []manifest.Document
+	stdinRead := false
+	for _, p := range paths {
+		var d []manifest.Document
+		switch {
+		case p == "-" && stdinRead:
+			continue
+		case p == "-":
+			stdinRead = true
+			d, err = manifest.Decode(p, stdin)
+		default:
+			d, err = decodeFile(p)
+		}
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, d...)
+	}
+	return docs, nil
+}
+
+func decodeFile(name string) ([]manifest.Document, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return manifest.Decode(name, f)
 }

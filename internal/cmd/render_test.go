@@ -58,7 +58,7 @@ spec:
 	for _, tt := range tests {
 		t.Run(tt.desc, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			code, err := renderManifests(&out, &errOut, tt.files, "default", tt.output)
+			code, err := renderManifests(strings.NewReader(""), &out, &errOut, tt.files, "default", tt.output)
 			if code != tt.wantCode {
 				t.Fatalf("code %d (err %v), want %d", code, err, tt.wantCode)
 			}
@@ -66,6 +66,41 @@ spec:
 				t.Errorf("stdout %q\nstderr %q", out.String(), errOut.String())
 			}
 		})
+	}
+}
+
+// TestRenderCommand runs offerfeed render through the command line: the kubectl-style flags,
+// the spellings the flag package took, and the usage errors.
+func TestRenderCommand(t *testing.T) {
+	in := "../render/testdata/rest-and-flex.in.yaml"
+	var want bytes.Buffer
+	if code, err := renderManifests(strings.NewReader(""), &want, &bytes.Buffer{}, []string{in}, "offers", "configmap"); code != 0 {
+		t.Fatalf("code %d: %v", code, err)
+	}
+	for _, args := range [][]string{
+		{"--filename", in, "--namespace", "offers", "--output", "configmap"},
+		{"-f", in, "-n", "offers", "-o", "configmap"},
+		{"-f", in, "-namespace", "offers", "-o", "configmap"}, // the flag package's one dash
+		{"-f=" + in, "--namespace=offers", "--o=configmap"},   // and its two dashes before -o
+		{"-o", "configmap", "-n", "offers", "-f", "-"},        // standard input
+	} {
+		code, stdout, stderr := runOfferfeed(t, mustRead(t, in), append([]string{"render"}, args...)...)
+		if code != 0 || stdout != want.String() {
+			t.Errorf("offerfeed render %q: exit %d, stderr %s\nstdout:\n%s\nwant:\n%s", args, code, stderr, stdout, want.String())
+		}
+	}
+	for _, tc := range []struct {
+		args       []string
+		wantStderr string
+	}{
+		{[]string{}, "no manifests: give -f FILE|DIR"},
+		{[]string{"-f", in, "-o", "yaml"}, `--output must be json or configmap, not "yaml"`},
+		{[]string{"-f", in, "extra"}, `unexpected argument "extra"`},
+	} {
+		code, _, stderr := runOfferfeed(t, "", append([]string{"render"}, tc.args...)...)
+		if code != ExitUsage || !strings.Contains(stderr, tc.wantStderr) || !strings.Contains(stderr, "Usage:") {
+			t.Errorf("offerfeed render %q: exit %d, stderr:\n%s", tc.args, code, stderr)
+		}
 	}
 }
 
@@ -137,7 +172,7 @@ func TestRenderMatchesOperator(t *testing.T) {
 				t.Fatalf("no policies in %v", files)
 			}
 			var want bytes.Buffer
-			if _, err := renderManifests(&want, &bytes.Buffer{}, files, ns.Name, "json"); err != nil {
+			if _, err := renderManifests(strings.NewReader(""), &want, &bytes.Buffer{}, files, ns.Name, "json"); err != nil {
 				t.Fatal(err)
 			}
 			deadline := time.Now().Add(time.Minute)

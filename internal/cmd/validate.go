@@ -3,32 +3,58 @@ package cmd
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
 
 	"github.com/offerfeed/offerfeed/internal/manifest"
 	"github.com/offerfeed/offerfeed/internal/validation"
 )
 
-func init() {
-	register("validate", "check OfferFeedPolicy manifests offline against the API server's rules", runValidate)
-}
-
 // Exit codes of offerfeed validate.
 const (
-	validateOK      = 0 // every policy is valid
-	validateInvalid = 1 // a policy is invalid, or a document does not parse
-	validateUsage   = 2 // usage error, or a file that cannot be read
+	validateInvalid = ExitFailed // a policy is invalid, or a document does not parse
+	validateUsage   = ExitUsage  // usage error, or a file that cannot be read
 )
 
-func runValidate(args []string) int {
-	return validateMain(context.Background(), args, os.Stdin, os.Stdout, os.Stderr)
+// validateOptions are the flags of offerfeed validate.
+type validateOptions struct {
+	manifestOptions
+	// verbose lists valid and ignored documents too (text output).
+	verbose bool
 }
 
-// validateReport is the --output json document.
+func newValidateCommand() *cobra.Command {
+	o := &validateOptions{}
+	cmd := &cobra.Command{
+		Use:   "validate -f FILE|DIR [-f ...]",
+		Short: "check OfferFeedPolicy manifests offline against the API server's rules",
+		Long: `Checks OfferFeedPolicy manifests offline against the rules the API server enforces: the
+CRD's OpenAPI schema, its CEL rules and strict field validation, with the API server's own
+code. Documents of other kinds are ignored.
+
+Output: FILE:DOC#N: KIND/NAMESPACE/NAME: FIELD: MESSAGE for each error, then a summary.
+Exit status: 0 all valid, 1 a policy is invalid or a document does not parse,
+2 usage error or unreadable file.`,
+		Example: `  offerfeed validate -f policies/
+  kustomize build deploy/ | offerfeed validate -f - -n offers -o json`,
+		Args: noArgs("name files with -f"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout())
+		},
+	}
+	fs := cmd.Flags()
+	o.addFlags(fs, "", "namespace assumed for policies that name none, as with kubectl apply -n (default: validated as in \"default\")",
+		[]string{"text", "json", "yaml"}, "text is one line per error and a summary, json and yaml a report of every document",
+		map[string]string{"v": "verbose"})
+	fs.BoolVarP(&o.verbose, "verbose", "v", false, "also list valid and ignored documents (text output)")
+	return cmd
+}
+
+// validateReport is the document of --output json and yaml.
 type validateReport struct {
 	// Files is how many files were read.
 	Files int `json:"files"`
@@ -45,70 +71,18 @@ type validateSummary struct {
 	Errors  int `json:"errors"`
 }
 
-func validateMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var files stringList
-	fs.Var(&files, "f", "manifest file or directory, read recursively for *.yaml, *.yml and *.json (repeatable; - for standard input)")
-	fs.Var(&files, "filename", "same as -f")
-	var output, namespace string
-	var verbose bool
-	for _, n := range []string{"o", "output"} {
-		fs.StringVar(&output, n, "text", "output format: text (one line per error, then a summary) or json")
+func (o *validateOptions) run(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
+	if err := o.validate(); err != nil {
+		return err
 	}
-	for _, n := range []string{"n", "namespace"} {
-		fs.StringVar(&namespace, n, "", "namespace assumed for policies that name none, as with kubectl apply -n (default \"default\")")
-	}
-	for _, n := range []string{"v", "verbose"} {
-		fs.BoolVar(&verbose, n, false, "also list valid and ignored documents (text output)")
-	}
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: offerfeed validate -f FILE|DIR [-f ...] [-o text|json] [-n NAMESPACE] [-v]")
-		fmt.Fprintln(stderr, "\nChecks OfferFeedPolicy manifests offline against the rules the API server enforces: the")
-		fmt.Fprintln(stderr, "CRD's OpenAPI schema, its CEL rules and strict field validation, with the API server's")
-		fmt.Fprintln(stderr, "own code. Documents of other kinds are ignored.")
-		fmt.Fprintln(stderr, "\nOutput: FILE:DOC#N: KIND/NAMESPACE/NAME: FIELD: MESSAGE for each error, then a summary.")
-		fmt.Fprintln(stderr, "Exit status: 0 all valid, 1 a policy is invalid or a document does not parse,")
-		fmt.Fprintln(stderr, "2 usage error or unreadable file.")
-		fmt.Fprintln(stderr, "\nFlags:")
-		fmt.Fprintln(stderr, "  -f, --filename FILE|DIR  manifest file, or directory read recursively for *.yaml, *.yml")
-		fmt.Fprintln(stderr, "                           and *.json (repeatable; - for standard input)")
-		fmt.Fprintln(stderr, "  -o, --output text|json   one line per error and a summary (text, the default), or a JSON")
-		fmt.Fprintln(stderr, "                           report of every document")
-		fmt.Fprintln(stderr, "  -n, --namespace NS       namespace assumed for policies that name none, as kubectl apply -n")
-		fmt.Fprintln(stderr, "                           (default: validated as in \"default\")")
-		fmt.Fprintln(stderr, "  -v, --verbose            also list valid and ignored documents (text output)")
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return validateOK
-		}
-		return validateUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "offerfeed validate: unexpected argument %q; name files with -f\n\n", fs.Arg(0))
-		fs.Usage()
-		return validateUsage
-	}
-	if len(files) == 0 {
-		fmt.Fprintln(stderr, "offerfeed validate: no manifests: give -f FILE|DIR")
-		fs.Usage()
-		return validateUsage
-	}
-	if output != "text" && output != "json" {
-		fmt.Fprintf(stderr, "offerfeed validate: --output must be text or json, not %q\n", output)
-		return validateUsage
-	}
-
-	paths, err := manifest.Files(files)
+	namespace := o.namespace
+	paths, err := manifest.Files(o.filenames)
 	if err != nil {
-		fmt.Fprintf(stderr, "offerfeed validate: %v\n", err)
-		return validateUsage
+		return exitWith(validateUsage, err)
 	}
 	v, err := validation.New()
 	if err != nil {
-		fmt.Fprintf(stderr, "offerfeed validate: loading the CRDs: %v\n", err)
-		return validateUsage
+		return exitWith(validateUsage, fmt.Errorf("loading the CRDs: %w", err))
 	}
 	report := validateReport{Files: len(paths), Documents: []validation.Result{}}
 	stdinRead := false
@@ -124,8 +98,7 @@ func validateMain(ctx context.Context, args []string, stdin io.Reader, stdout, s
 			data, err = os.ReadFile(p)
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "offerfeed validate: %v\n", err)
-			return validateUsage
+			return exitWith(validateUsage, err)
 		}
 		report.Documents = append(report.Documents, v.Check(ctx, p, data, namespace)...)
 	}
@@ -141,20 +114,28 @@ func validateMain(ctx context.Context, args []string, stdin io.Reader, stdout, s
 		}
 	}
 
-	if output == "json" {
+	switch o.output {
+	case "json":
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(report); err != nil {
-			fmt.Fprintf(stderr, "offerfeed validate: %v\n", err)
-			return validateUsage
+			return exitWith(validateUsage, err)
 		}
-	} else {
-		writeValidateText(stdout, report, namespace, verbose)
+	case "yaml":
+		b, err := yaml.Marshal(report)
+		if err != nil {
+			return exitWith(validateUsage, err)
+		}
+		if _, err := stdout.Write(b); err != nil {
+			return exitWith(validateUsage, err)
+		}
+	default:
+		writeValidateText(stdout, report, namespace, o.verbose)
 	}
 	if report.Summary.Invalid > 0 {
-		return validateInvalid
+		return exitWith(validateInvalid, nil)
 	}
-	return validateOK
+	return nil
 }
 
 // writeValidateText writes one line per error (and, verbose, per valid or ignored document) and

@@ -1,12 +1,14 @@
 package cmd
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/offerfeed/offerfeed/internal/validation"
 )
@@ -17,9 +19,7 @@ const validateTestdata = "testdata/validate"
 // standard output and its standard error.
 func runValidateTest(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
-	code := validateMain(t.Context(), args, strings.NewReader(stdin), &stdout, &stderr)
-	return code, stdout.String(), stderr.String()
+	return runOfferfeed(t, stdin, append([]string{"validate"}, args...)...)
 }
 
 func TestValidateExitCodesAndText(t *testing.T) {
@@ -115,21 +115,38 @@ func TestValidateExitCodesAndText(t *testing.T) {
 		},
 		{
 			name:       "unknown output format",
-			args:       []string{"-f", valid, "-o", "yaml"},
+			args:       []string{"-f", valid, "-o", "xml"},
 			wantCode:   2,
-			wantStderr: "--output must be text or json",
+			wantStderr: "--output must be text, json or yaml",
 		},
 		{
 			name:       "unknown flag",
 			args:       []string{"-f", valid, "--strict"},
 			wantCode:   2,
-			wantStderr: "flag provided but not defined",
+			wantStderr: "unknown flag: --strict",
 		},
 		{
-			name:       "help",
-			args:       []string{"-h"},
-			wantCode:   0,
-			wantStderr: "Exit status: 0 all valid",
+			name:      "help",
+			args:      []string{"-h"},
+			wantCode:  0,
+			wantLines: []string{"Exit status: 0 all valid, 1 a policy is invalid or a document does not parse,"},
+		},
+		{
+			name:     "the flag package's spellings: one dash before long names, two before short ones",
+			args:     []string{"-filename", valid, "-namespace", "drivers", "--v", "--o", "text"},
+			wantCode: 0,
+			wantLines: []string{
+				valid + "/nested/flex.json:DOC#1: OfferFeedPolicy/drivers/flex: valid",
+				"offerfeed validate: 2 files, 4 documents: 3 valid, 0 invalid (0 errors), 1 ignored",
+			},
+		},
+		{
+			name:     "--f and --n, and comma-separated files as with kubectl",
+			args:     []string{"--f", valid + "," + invalid, "--n", "drivers"},
+			wantCode: 1,
+			wantLines: []string{
+				"offerfeed validate: 3 files, 8 documents: 4 valid, 2 invalid (5 errors), 2 ignored",
+			},
 		},
 	}
 	for _, tt := range tests {
@@ -192,6 +209,26 @@ func TestValidateJSON(t *testing.T) {
 	}
 	if tooFast.Errors[0].Type != validation.ErrorTypeUnknownField || tooFast.Errors[0].Field != "spec.feed.rate" {
 		t.Errorf("first error of document 2 is %+v, want the unknown field spec.feed.rate", tooFast.Errors[0])
+	}
+}
+
+// TestValidateYAML checks that -o yaml is the JSON report as YAML.
+func TestValidateYAML(t *testing.T) {
+	invalid := filepath.Join(validateTestdata, "invalid.yaml")
+	_, jsonOut, _ := runValidateTest(t, "", "-f", invalid, "-o", "json")
+	code, yamlOut, stderr := runValidateTest(t, "", "-f", invalid, "-o", "yaml")
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1; stderr:\n%s", code, stderr)
+	}
+	var fromJSON, fromYAML validateReport
+	if err := json.Unmarshal([]byte(jsonOut), &fromJSON); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict([]byte(yamlOut), &fromYAML); err != nil {
+		t.Fatalf("output is not the YAML report: %v\n%s", err, yamlOut)
+	}
+	if fromYAML.Summary != (validateSummary{Valid: 1, Invalid: 2, Ignored: 1, Errors: 5}) || !reflect.DeepEqual(fromYAML, fromJSON) {
+		t.Errorf("YAML report %+v differs from the JSON one %+v", fromYAML, fromJSON)
 	}
 }
 

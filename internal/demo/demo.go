@@ -1,4 +1,4 @@
-// Package demo is `offerfeed demo`: a whole offerfeed installation on one machine. It starts the
+// Package demo is `offerfeed-demo`: a whole offerfeed installation on one machine. It starts the
 // envtest control plane (a real kube-apiserver and etcd), installs the CRD, runs the manager in
 // process, applies a policy, and then plays a simulated offer market (package market) through
 // the gateway with the config the operator rendered — first with the policy in DryRun, then

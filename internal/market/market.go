@@ -1,4 +1,4 @@
-// Package market simulates a gig-delivery offer market for `offerfeed demo`: an offer service
+// Package market simulates a gig-delivery offer market for `offerfeed-demo`: an offer service
 // that publishes offers and hands each one to the first driver who accepts it, and drivers of
 // three classes (humans, raw bots, bots that obey the policy exactly) who poll its feed and
 // accept offers through a base URL, which is the offer service itself or an offerfeed gateway
