@@ -122,7 +122,7 @@ func TestStrictAppThroughGateway(t *testing.T) {
 			upstream := httptest.NewServer(svc)
 			defer upstream.Close()
 			u, _ := url.Parse(upstream.URL)
-			g, err := gateway.New(gateway.Options{Upstream: u})
+			g, err := gateway.New(gateway.Options{Upstream: u, PodLabels: map[string]string{"app": "offer-service"}})
 			if err != nil {
 				t.Fatal(err)
 			}
