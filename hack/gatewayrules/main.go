@@ -59,7 +59,8 @@ type Constant struct {
 }
 
 // Constants lists what gatewayconfig needs of the CRD. The same bounds on other fields (the
-// overrides repeat the limits of feed and accept) are checked with these constants too;
+// overrides repeat the limits of feed and accept, the entries of spec.refusal.decisions those
+// of spec.refusal) are checked with these constants too;
 // test/drift checks that the CRD gives them the same values.
 var Constants = []Constant{
 	{"MinHeaderLen", "spec.clientIdentity.header", minLength},
@@ -93,6 +94,14 @@ var Constants = []Constant{
 	{"MaxOverrideDrivers", "spec.overrides[].drivers", maxItems},
 	{"MinDriverLen", "spec.overrides[].drivers[]", minLength},
 	{"MaxDriverLen", "spec.overrides[].drivers[]", maxLength},
+	{"MinRefusalStatus", "spec.refusal.status", minimum},
+	{"MaxRefusalStatus", "spec.refusal.status", maximum},
+	{"MinContentTypeLen", "spec.refusal.contentType", minLength},
+	{"MaxContentTypeLen", "spec.refusal.contentType", maxLength},
+	{"ContentTypePattern", "spec.refusal.contentType", pattern},
+	{"MinRefusalBodyLen", "spec.refusal.body", minLength},
+	{"MaxRefusalBodyLen", "spec.refusal.body", maxLength},
+	{"MaxRefusalDecisions", "spec.refusal.decisions", maxItems},
 }
 
 // Enum is a function returning the values of an enum.
@@ -106,6 +115,7 @@ var Enums = []Enum{
 	{"Modes", "spec.mode"},
 	{"Methods", "spec.feed.method"},
 	{"Awards", "spec.accept.fairness.award"},
+	{"RefusalDecisions", "spec.refusal.decisions[].decision"},
 }
 
 // HeaderPath is the field whose CEL rules reserve header names.

@@ -172,10 +172,13 @@ func refusalStatus(s *Schema) {
 }
 
 func contentType(s *Schema) {
-	s.MaxLength, s.Pattern = ptr(gatewayconfig.MaxContentTypeLen), gatewayconfig.ContentTypePattern
+	s.MinLength, s.MaxLength = ptr(gatewayconfig.MinContentTypeLen), ptr(gatewayconfig.MaxContentTypeLen)
+	s.Pattern = gatewayconfig.ContentTypePattern
 }
 
-func refusalBody(s *Schema) { s.MaxLength = ptr(gatewayconfig.MaxRefusalBodyLen) }
+func refusalBody(s *Schema) {
+	s.MinLength, s.MaxLength = ptr(gatewayconfig.MinRefusalBodyLen), ptr(gatewayconfig.MaxRefusalBodyLen)
+}
 
 func maxAccepts(s *Schema) {
 	// 0 is an absent maxAccepts (the config leaves it out); the CRD's minimum is MinMaxAccepts.

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"context"
+	"maps"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -179,5 +181,34 @@ func TestRefusalShapesDraw(t *testing.T) {
 	h.clock.Advance(3 * time.Second)
 	if a := answers(t, held)[0]; a.code != 200 {
 		t.Fatalf("the held accept got %d %q", a.code, a.decision)
+	}
+}
+
+// TestRefusalDecisionsAreTheGatewaysRefusals checks the CRD's enum of refusal decisions
+// (gatewayconfig.RefusalDecisions, generated from spec.refusal.decisions[].decision) against the
+// gateway's own decisions: every Decision except Allowed, and the fair draw's lost-draw and
+// duplicate-accept. A decision added to the gateway without the enum (or the other way round)
+// fails here; so does a shape compiled for a decision the enum does not name.
+func TestRefusalDecisionsAreTheGatewaysRefusals(t *testing.T) {
+	var gw []string
+	for d := Allowed + 1; d < numDecisions; d++ {
+		gw = append(gw, d.String())
+	}
+	gw = append(gw, DecisionLostDraw, DecisionDuplicateAccept)
+	enum := gatewayconfig.RefusalDecisions()
+	if !slices.Equal(slices.Sorted(slices.Values(enum)), slices.Sorted(slices.Values(gw))) {
+		t.Errorf("the CRD's refusal decisions are %v, the gateway refuses with %v", enum, gw)
+	}
+	if slices.Contains(enum, Allowed.String()) {
+		t.Errorf("the enum %v names %s, which is no refusal", enum, Allowed)
+	}
+	if len(enum) != gatewayconfig.MaxRefusalDecisions {
+		t.Errorf("spec.refusal.decisions holds at most %d entries, one per decision, but there are %d decisions",
+			gatewayconfig.MaxRefusalDecisions, len(enum))
+	}
+	shapes := compileRefusals(&gatewayconfig.Refusal{Status: 400})
+	compiled := slices.Sorted(maps.Keys(shapes))
+	if !slices.Equal(compiled, slices.Sorted(slices.Values(enum))) {
+		t.Errorf("shapes are compiled for %v, the enum is %v", compiled, enum)
 	}
 }

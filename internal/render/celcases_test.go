@@ -80,7 +80,7 @@ func TestInvalidCasesRefusedByParse(t *testing.T) {
 				r := p.Spec.Refusal
 				p.Spec.Refusal = nil
 				if gp, err = Policy(&p); err == nil {
-					gp.Refusal = refusal(r)
+					gp.Refusal = Refusal(r)
 				}
 			}
 			if err != nil {

@@ -236,7 +236,7 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 		out.Overrides = append(out.Overrides, g)
 	}
 	if r := s.Refusal; r != nil {
-		out.Refusal = refusal(r)
+		out.Refusal = Refusal(r)
 		// The schema cannot parse JSON: a body that is not JSON for its JSON content type is
 		// found here, and the policy is refused rather than break the apps it answers.
 		if err := out.Refusal.Validate(); err != nil {
@@ -254,8 +254,9 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 	return out, nil
 }
 
-// refusal renders spec.refusal.
-func refusal(r *v1alpha1.Refusal) *gatewayconfig.Refusal {
+// Refusal renders spec.refusal as the config holds it, unchecked (Policy checks it with
+// Refusal.Validate).
+func Refusal(r *v1alpha1.Refusal) *gatewayconfig.Refusal {
 	out := &gatewayconfig.Refusal{Status: int(deref(r.Status)), ContentType: r.ContentType, Body: r.Body}
 	for _, d := range r.Decisions {
 		out.Decisions = append(out.Decisions, gatewayconfig.DecisionRefusal{Decision: string(d.Decision),

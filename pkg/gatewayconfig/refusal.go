@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Refusal is the shape of a policy's refusals: the status, content type and body the gateway
@@ -20,7 +21,7 @@ type Refusal struct {
 	// ContentType is the Content-Type of Body; set together with Body.
 	ContentType string `json:"contentType,omitempty"`
 	// Body is the body template of every refusal, with placeholders {{decision}}, {{status}}
-	// and {{retryAfter}}; empty keeps the text/plain body naming the decision.
+	// and {{retryAfter}}; absent keeps the text/plain body naming the decision.
 	Body string `json:"body,omitempty"`
 	// Decisions shape single decisions; fields they leave empty come from the refusal.
 	Decisions []DecisionRefusal `json:"decisions,omitempty"`
@@ -34,25 +35,14 @@ type DecisionRefusal struct {
 	Status int `json:"status,omitempty"`
 	// ContentType replaces Refusal.ContentType for this decision; set together with Body.
 	ContentType string `json:"contentType,omitempty"`
-	// Body replaces Refusal.Body for this decision; empty keeps it.
+	// Body replaces Refusal.Body for this decision; absent keeps it.
 	Body string `json:"body,omitempty"`
 }
 
-// Bounds and patterns of a Refusal, as in the OfferFeedPolicy schema.
-const (
-	// MinRefusalStatus and MaxRefusalStatus bound the status of a refusal.
-	MinRefusalStatus = 400
-	MaxRefusalStatus = 599
-	// MaxContentTypeLen is the longest refusal content type.
-	MaxContentTypeLen = 128
-	// MaxRefusalBodyLen is the longest refusal body template.
-	MaxRefusalBodyLen = 4096
-	// MaxRefusalDecisions is the most entries of Refusal.Decisions.
-	MaxRefusalDecisions = 9
-	// ContentTypePattern is the pattern of a refusal content type: a media type with optional
-	// token parameters (no quoted strings, no line breaks).
-	ContentTypePattern = `^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*( *; *[A-Za-z0-9!#$&^_.+-]+=[A-Za-z0-9!#$&^_.+-]+)*$`
-)
+// The bounds, the pattern and the decisions of a Refusal (MinRefusalStatus, MaxRefusalStatus,
+// MinContentTypeLen, MaxContentTypeLen, ContentTypePattern, MinRefusalBodyLen,
+// MaxRefusalBodyLen, MaxRefusalDecisions, RefusalDecisions) are generated from the CRD into
+// zz_generated.rules.go; the entries of Refusal.Decisions are held to the same ones.
 
 // The placeholders of a refusal body template.
 const (
@@ -65,12 +55,6 @@ const (
 )
 
 var contentTypeRE = regexp.MustCompile(ContentTypePattern)
-
-// RefusalDecisions returns the decisions whose refusals a Refusal can shape: the values of
-// response header OfferFeed-Decision.
-func RefusalDecisions() []string {
-	return []string{"feed-throttled", "accept-throttled", "too-fast", "unseen-offer", "missing-identity", "lost-draw", "duplicate-accept", "ambiguous-request", "unreadable-offer"}
-}
 
 // Shape returns the status, content type and body template of the refusals of decision,
 // whose own status is status: the decision's entry, then the refusal's fields. An empty
@@ -143,14 +127,15 @@ func checkShape(add func(string, string, ...any), f string, status int, ct, body
 	if (ct == "") != (body == "") {
 		add(f, "contentType and body must be set together")
 	}
-	if ct != "" && (len(ct) > MaxContentTypeLen || !contentTypeRE.MatchString(ct)) {
-		add(f+".contentType", "%q is not a media type such as application/json (at most %d characters)", truncate(ct, 64), MaxContentTypeLen)
+	if ct != "" && (len(ct) < MinContentTypeLen || len(ct) > MaxContentTypeLen || !contentTypeRE.MatchString(ct)) {
+		add(f+".contentType", "%q is not a media type such as application/json (%d to %d characters)", truncate(ct, 64), MinContentTypeLen, MaxContentTypeLen)
 	}
 	if body == "" {
 		return
 	}
-	if len(body) > MaxRefusalBodyLen {
-		add(f+".body", "%d bytes, more than the limit of %d", len(body), MaxRefusalBodyLen)
+	// The schema's maxLength counts characters, not bytes.
+	if n := utf8.RuneCountInString(body); n > MaxRefusalBodyLen {
+		add(f+".body", "%d characters, more than the limit of %d", n, MaxRefusalBodyLen)
 		return
 	}
 	if err := checkPlaceholders(body); err != nil {

@@ -68,6 +68,22 @@ const (
 	MinDriverLen = 1
 	// MaxDriverLen is the maxLength of spec.overrides[].drivers[].
 	MaxDriverLen = 256
+	// MinRefusalStatus is the minimum of spec.refusal.status.
+	MinRefusalStatus = 400
+	// MaxRefusalStatus is the maximum of spec.refusal.status.
+	MaxRefusalStatus = 599
+	// MinContentTypeLen is the minLength of spec.refusal.contentType.
+	MinContentTypeLen = 3
+	// MaxContentTypeLen is the maxLength of spec.refusal.contentType.
+	MaxContentTypeLen = 128
+	// ContentTypePattern is the pattern of spec.refusal.contentType.
+	ContentTypePattern = `^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*( *; *[A-Za-z0-9!#$&^_.+-]+=[A-Za-z0-9!#$&^_.+-]+)*$`
+	// MinRefusalBodyLen is the minLength of spec.refusal.body.
+	MinRefusalBodyLen = 1
+	// MaxRefusalBodyLen is the maxLength of spec.refusal.body.
+	MaxRefusalBodyLen = 4096
+	// MaxRefusalDecisions is the maxItems of spec.refusal.decisions.
+	MaxRefusalDecisions = 9
 	// ReservedHeaderPrefix starts the header names (lower case) that spec.clientIdentity.header must not have.
 	ReservedHeaderPrefix = "offerfeed-"
 )
@@ -85,3 +101,8 @@ func Methods() []string { return []string{"GET", "POST", "PUT", "PATCH"} }
 
 // Awards returns the enum of spec.accept.fairness.award.
 func Awards() []string { return []string{"Random", "LeastRecentlyWon"} }
+
+// RefusalDecisions returns the enum of spec.refusal.decisions[].decision.
+func RefusalDecisions() []string {
+	return []string{"feed-throttled", "accept-throttled", "too-fast", "unseen-offer", "missing-identity", "lost-draw", "duplicate-accept", "ambiguous-request", "unreadable-offer"}
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -141,6 +142,11 @@ func base(path string) *v1alpha1.OfferFeedPolicy {
 		p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "3s", Award: v1alpha1.AwardRandom}
 	case strings.HasPrefix(path, "spec.overrides[].accept"):
 		p.Spec.Overrides[0].Accept = &v1alpha1.AcceptOverride{MaxAccepts: ptr.To[int32](5)}
+	case strings.HasPrefix(path, "spec.refusal"):
+		// Every field set, so that each probe changes one; "{}" is a body for any content
+		// type a probe sets, JSON or not.
+		p.Spec.Refusal = &v1alpha1.Refusal{Status: ptr.To[int32](429), ContentType: "text/plain", Body: "{}",
+			Decisions: []v1alpha1.DecisionRefusal{{Decision: "too-fast", Status: ptr.To[int32](400), ContentType: "text/plain", Body: "{}"}}}
 	}
 	return p
 }
@@ -175,6 +181,19 @@ func fill(path string, n int64) any {
 			out = append(out, fmt.Sprintf("driver-%d", i))
 		}
 		return out
+	case "spec.refusal.contentType", "spec.refusal.decisions[].contentType":
+		return rep("a/", "b")
+	case "spec.refusal.body", "spec.refusal.decisions[].body":
+		// Two bytes a character: the schema counts characters, and so must Parse.
+		return rep("", "é")
+	case "spec.refusal.decisions":
+		// Distinct decisions up to the enum's size; a longer list repeats one.
+		ds := gatewayconfig.RefusalDecisions()
+		var out []any
+		for i := range n {
+			out = append(out, map[string]any{"decision": ds[int(i)%len(ds)], "status": int64(400)})
+		}
+		return out
 	}
 	return rep("", "a")
 }
@@ -200,7 +219,9 @@ func duration(d time.Duration) string {
 // patternProbes are strings tried against every pattern: some match one pattern, some none.
 var patternProbes = []string{"", "a", "A1", "_f-1", "1abc", "X-Driver-Id", "X Driver", "é", "a#b", "a.b", "a..b",
 	"offers[].id", "[]", "[].id", "$.offers[*].id", "offers[0].id", "/", "/a", "/a/", "a/b", "/a b", "/a?b", "/a#b",
-	"/{offerId}", "/o/{offerId}/accept", "/o/{id}/accept", "/o/x{offerId}", "{offerId}", "/o/{offerId}/{offerId}", "//"}
+	"/{offerId}", "/o/{offerId}/accept", "/o/{id}/accept", "/o/x{offerId}", "{offerId}", "/o/{offerId}/{offerId}", "//",
+	"application/json", "application/problem+json; charset=utf-8", "text/plain;charset=utf-8", "text/plain; charset=\"utf-8\"",
+	"application/json\r\nSet-Cookie: a=b", "application/json;", " text/plain", "a/b c"}
 
 // probes returns the values to try for c: at and just beyond each bound, every enum value and
 // one more, the pattern probes.
@@ -349,6 +370,19 @@ func TestCRDRulesHoldInParse(t *testing.T) {
 				checked++
 				apiErrs := v.Validate(context.Background(), runtime.DeepCopyJSON(obj), "offers")
 				gp, err := render.Policy(&p)
+				if r := p.Spec.Refusal; r != nil {
+					// render checks a refusal with the gateway's own Refusal.Validate and must
+					// decide as the API server does; then, as admission is, render is bypassed:
+					// the refusal goes into the config unchecked, for Parse to decide.
+					if (len(apiErrs) == 0) != (err == nil) {
+						t.Errorf("%s = %s: the API server says %v, render says %v", c.path, short(probe), apiErrs, err)
+					}
+					q := p.DeepCopy()
+					q.Spec.Refusal = nil
+					if gp, err = render.Policy(q); err == nil {
+						gp.Refusal, gp.Hash = render.Refusal(r), ""
+					}
+				}
 				if err != nil {
 					t.Fatalf("%s = %s: render: %v", c.path, short(probe), err)
 				}
@@ -372,7 +406,11 @@ func TestCRDRulesHoldInParse(t *testing.T) {
 func short(v any) string {
 	b, _ := json.Marshal(v)
 	if len(b) > 60 {
-		return fmt.Sprintf("%s… (%d bytes)", b[:60], len(b))
+		n := 60
+		for n > 0 && !utf8.RuneStart(b[n]) {
+			n--
+		}
+		return fmt.Sprintf("%s… (%d bytes)", b[:n], len(b))
 	}
 	return string(b)
 }
@@ -380,22 +418,30 @@ func short(v any) string {
 // jsonSchemaProperty maps a path of the CRD spec to the property of the gateway config's
 // JSON Schema that carries it: a definition of $defs and a property name.
 var jsonSchemaProperty = map[string][2]string{
-	"spec.mode":                          {"Policy", "mode"},
-	"spec.clientIdentity.header":         {"Policy", "identityHeader"},
-	"spec.feed.method":                   {"Feed", "method"},
-	"spec.feed.path":                     {"Feed", "path"},
-	"spec.feed.burst":                    {"Feed", "burst"},
-	"spec.accept.method":                 {"Accept", "method"},
-	"spec.accept.pathTemplate":           {"Accept", "pathTemplate"},
-	"spec.accept.offerIdField":           {"Accept", "offerIdField"},
-	"spec.accept.maxAccepts":             {"Accept", "maxAccepts"},
-	"spec.accept.fairness.award":         {"Fairness", "award"},
-	"spec.shownOffers.jsonPath":          {"ShownOffers", "jsonPath"},
-	"spec.overrides":                     {"Policy", "overrides"},
-	"spec.overrides[].drivers":           {"Override", "drivers"},
-	"spec.overrides[].drivers[]":         {"Override", "drivers[]"},
-	"spec.overrides[].feed.burst":        {"FeedOverride", "burst"},
-	"spec.overrides[].accept.maxAccepts": {"AcceptOverride", "maxAccepts"},
+	"spec.mode":                            {"Policy", "mode"},
+	"spec.clientIdentity.header":           {"Policy", "identityHeader"},
+	"spec.feed.method":                     {"Feed", "method"},
+	"spec.feed.path":                       {"Feed", "path"},
+	"spec.feed.burst":                      {"Feed", "burst"},
+	"spec.accept.method":                   {"Accept", "method"},
+	"spec.accept.pathTemplate":             {"Accept", "pathTemplate"},
+	"spec.accept.offerIdField":             {"Accept", "offerIdField"},
+	"spec.accept.maxAccepts":               {"Accept", "maxAccepts"},
+	"spec.accept.fairness.award":           {"Fairness", "award"},
+	"spec.shownOffers.jsonPath":            {"ShownOffers", "jsonPath"},
+	"spec.overrides":                       {"Policy", "overrides"},
+	"spec.overrides[].drivers":             {"Override", "drivers"},
+	"spec.overrides[].drivers[]":           {"Override", "drivers[]"},
+	"spec.overrides[].feed.burst":          {"FeedOverride", "burst"},
+	"spec.overrides[].accept.maxAccepts":   {"AcceptOverride", "maxAccepts"},
+	"spec.refusal.status":                  {"Refusal", "status"},
+	"spec.refusal.contentType":             {"Refusal", "contentType"},
+	"spec.refusal.body":                    {"Refusal", "body"},
+	"spec.refusal.decisions":               {"Refusal", "decisions"},
+	"spec.refusal.decisions[].decision":    {"DecisionRefusal", "decision"},
+	"spec.refusal.decisions[].status":      {"DecisionRefusal", "status"},
+	"spec.refusal.decisions[].contentType": {"DecisionRefusal", "contentType"},
+	"spec.refusal.decisions[].body":        {"DecisionRefusal", "body"},
 }
 
 // jsonSchemaDiffers lists keywords where the JSON Schema says otherwise on purpose, with the
@@ -442,8 +488,22 @@ func TestCRDRulesInJSONSchema(t *testing.T) {
 			if prop == nil {
 				t.Fatalf("no property %s.%s in the JSON Schema", where[0], where[1])
 			}
+			raw, ok := prop[c.keyword]
+			if !ok {
+				// A bound may sit in one branch of anyOf, beside {"const": 0} for an absent
+				// value (the refusal statuses): take it from the one branch that has it.
+				var found []any
+				for _, b := range asList(prop["anyOf"]) {
+					if v, ok := b.(map[string]any)[c.keyword]; ok {
+						found = append(found, v)
+					}
+				}
+				if len(found) == 1 {
+					raw = found[0]
+				}
+			}
 			var got any
-			switch raw := prop[c.keyword].(type) {
+			switch raw := raw.(type) {
 			case float64:
 				got = int64(raw)
 			case []any:
@@ -471,4 +531,9 @@ func TestCRDRulesInJSONSchema(t *testing.T) {
 			}
 		})
 	}
+}
+
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
 }
