@@ -309,7 +309,7 @@ func TestManagerAsInstalled(t *testing.T) {
 	if err := admin.Create(ctx, &v1alpha1.OfferFeedPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "standard", Namespace: ns.Name},
 		Spec: v1alpha1.OfferFeedPolicySpec{
-			TargetSelector: metav1.LabelSelector{MatchLabels: sel},
+			TargetSelector: v1alpha1.SelectLabels(sel),
 			ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
 			Feed:           &v1alpha1.FeedLimits{Path: "/offers", MinInterval: "2s"},
 		},
@@ -504,7 +504,7 @@ func TestInjectedGatewayRuns(t *testing.T) {
 	res, err := render.Render("offers", []v1alpha1.OfferFeedPolicy{{
 		ObjectMeta: metav1.ObjectMeta{Name: "standard", Namespace: "offers", CreationTimestamp: metav1.Now()},
 		Spec: v1alpha1.OfferFeedPolicySpec{
-			TargetSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "offer-service"}},
+			TargetSelector: v1alpha1.SelectLabels(map[string]string{"app": "offer-service"}),
 			ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
 			Feed:           &v1alpha1.FeedLimits{Path: "/offers", MinInterval: "1m"},
 		},
