@@ -185,6 +185,11 @@ func (r *OfferFeedPolicyReconciler) applyConfigMap(ctx context.Context, ns strin
 }
 
 // applyStatus writes the status of p when it changed, and records events on transitions.
+//
+// The patch carries p's resourceVersion, so it succeeds only when the status it changes is
+// the one stored: a transition decided from a stale cache (another reconcile already wrote
+// it) fails with a conflict and is retried once the cache caught up, instead of being
+// recorded a second time. An event is thus recorded only by the write that made the change.
 func (r *OfferFeedPolicyReconciler) applyStatus(ctx context.Context, p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult, managed bool) error {
 	before := p.DeepCopy()
 	wasAccepted := meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionAccepted)
@@ -195,7 +200,7 @@ func (r *OfferFeedPolicyReconciler) applyStatus(ctx context.Context, p *v1alpha1
 	if equality.Semantic.DeepEqual(before.Status, p.Status) {
 		return nil
 	}
-	if err := r.Status().Patch(ctx, p, client.MergeFrom(before)); err != nil {
+	if err := r.Status().Patch(ctx, p, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil // deleted meanwhile; its delete event renders the namespace again
 		}
