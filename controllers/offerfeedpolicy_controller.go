@@ -57,8 +57,14 @@ type OfferFeedPolicyReconciler struct {
 
 // +kubebuilder:rbac:groups=offerfeed.dev,resources=offerfeedpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=offerfeed.dev,resources=offerfeedpolicies/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// ConfigMaps: only offerfeed-gateway may be read, listed, watched and changed (the cache lists
+// and watches them with the field selector metadata.name=offerfeed-gateway, which RBAC checks
+// against resourceNames); create cannot be limited to a name. Pods: list and watch, all a
+// metadata-only informer does; nothing gets a pod.
+//
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=create
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;update;patch,resourceNames=offerfeed-gateway
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile renders the policies of req.Namespace and applies the result.

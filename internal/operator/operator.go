@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -136,7 +137,10 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &shutdown,
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.ConfigMap{}:       {Label: managed},
+			// Only offerfeed's own ConfigMaps; the name selector also lets RBAC limit the
+			// manager's list and watch of ConfigMaps to that name (resourceNames).
+			&corev1.ConfigMap{}: {Label: managed,
+				Field: fields.OneTermEqualSelector("metadata.name", v1alpha1.GatewayConfigMapName)},
 			controllers.PodMetadata(): podCache,
 		}},
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
