@@ -9,6 +9,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/offerfeed/offerfeed/api/v1alpha1"
 	"github.com/offerfeed/offerfeed/internal/render"
@@ -57,8 +58,14 @@ type OfferFeedPolicyReconciler struct {
 
 // +kubebuilder:rbac:groups=offerfeed.dev,resources=offerfeedpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=offerfeed.dev,resources=offerfeedpolicies/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// ConfigMaps: only offerfeed-gateway may be read, listed, watched and changed (the cache lists
+// and watches them with the field selector metadata.name=offerfeed-gateway, which RBAC checks
+// against resourceNames); create cannot be limited to a name. Pods: list and watch, all a
+// metadata-only informer does; nothing gets a pod.
+//
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=create
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;update;patch,resourceNames=offerfeed-gateway
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile renders the policies of req.Namespace and applies the result.
@@ -185,6 +192,11 @@ func (r *OfferFeedPolicyReconciler) applyConfigMap(ctx context.Context, ns strin
 }
 
 // applyStatus writes the status of p when it changed, and records events on transitions.
+//
+// The patch carries p's resourceVersion, so it succeeds only when the status it changes is
+// the one stored: a transition decided from a stale cache (another reconcile already wrote
+// it) fails with a conflict and is retried once the cache caught up, instead of being
+// recorded a second time. An event is thus recorded only by the write that made the change.
 func (r *OfferFeedPolicyReconciler) applyStatus(ctx context.Context, p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult, managed bool) error {
 	before := p.DeepCopy()
 	wasAccepted := meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionAccepted)
@@ -195,7 +207,7 @@ func (r *OfferFeedPolicyReconciler) applyStatus(ctx context.Context, p *v1alpha1
 	if equality.Semantic.DeepEqual(before.Status, p.Status) {
 		return nil
 	}
-	if err := r.Status().Patch(ctx, p, client.MergeFrom(before)); err != nil {
+	if err := r.Status().Patch(ctx, p, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil // deleted meanwhile; its delete event renders the namespace again
 		}
@@ -271,29 +283,50 @@ type Options struct {
 	// Name suffixes the controller name, so that several managers can run in one process
 	// (controller-runtime refuses two controllers of one name); empty in production.
 	Name string
+	// SkipNameValidation lets the controller have the name of one created before, which
+	// must have stopped: a manager creates a new controller for each term as leader.
+	SkipNameValidation bool
 }
 
-// SetupWithManager registers the controller. The manager's cache must hold Pods as metadata
-// (PodMetadata) and may hold only the ConfigMaps labelled as managed by offerfeed.
-func (r *OfferFeedPolicyReconciler) SetupWithManager(mgr ctrl.Manager, opts Options) error {
+// NewController returns the policy controller, not added to mgr: its caller starts it, and
+// may stop it and start a new one (for each term as leader; opts.SkipNameValidation lets the
+// new one have the same name). The manager's cache must hold Pods as metadata (PodMetadata)
+// and may hold only the ConfigMaps offerfeed manages.
+func (r *OfferFeedPolicyReconciler) NewController(mgr ctrl.Manager, opts Options) (controller.Controller, error) {
 	name := "offerfeedpolicy"
 	if opts.Name != "" {
 		name += "-" + opts.Name
 	}
-	return ctrl.NewControllerManagedBy(mgr).
-		Named(name).
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(opts.MaxConcurrentReconciles, 1)}).
+	c, err := controller.NewUnmanaged(name, controller.Options{
+		Reconciler:              r,
+		MaxConcurrentReconciles: max(opts.MaxConcurrentReconciles, 1),
+		SkipNameValidation:      &opts.SkipNameValidation,
+		LogConstructor: func(req *ctrl.Request) logr.Logger {
+			l := mgr.GetLogger().WithValues("controller", name)
+			if req != nil {
+				l = l.WithValues("namespace", req.Namespace)
+			}
+			return l
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	cache := mgr.GetCache()
+	for _, src := range []source.Source{
 		// Status changes of policies do not change the rendered config.
-		Watches(&v1alpha1.OfferFeedPolicy{}, handler.EnqueueRequestsFromMapFunc(namespaceRequest),
-			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		source.Kind[client.Object](cache, &v1alpha1.OfferFeedPolicy{}, handler.EnqueueRequestsFromMapFunc(namespaceRequest),
+			predicate.GenerationChangedPredicate{}),
 		// Someone else's edit of the ConfigMap is put right.
-		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(namespaceRequest),
-			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-				return o.GetName() == v1alpha1.GatewayConfigMapName
-			}))).
-		WatchesMetadata(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.podRequest),
-			builder.WithPredicates(podChanged)).
-		Complete(r)
+		source.Kind[client.Object](cache, &corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(namespaceRequest),
+			predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == v1alpha1.GatewayConfigMapName })),
+		source.Kind[client.Object](cache, PodMetadata(), handler.EnqueueRequestsFromMapFunc(r.podRequest), podChanged),
+	} {
+		if err := c.Watch(src); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // namespaceRequest maps an object to the reconcile request of its namespace.

@@ -36,7 +36,7 @@ func newPolicy(ns, name string, sel map[string]string) *v1alpha1.OfferFeedPolicy
 	return &v1alpha1.OfferFeedPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: v1alpha1.OfferFeedPolicySpec{
-			TargetSelector: metav1.LabelSelector{MatchLabels: sel},
+			TargetSelector: v1alpha1.SelectLabels(sel),
 			ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
 			Feed:           &v1alpha1.FeedLimits{Path: "/offers", MinInterval: "2s"},
 			Accept: &v1alpha1.AcceptLimits{PathTemplate: "/offers/{offerId}/accept",

@@ -8,6 +8,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -20,6 +21,7 @@ import (
 var (
 	env       *envtest.Environment
 	k8s       client.Client
+	restCfg   *rest.Config
 	cancelMgr context.CancelFunc
 	mgrDone   chan struct{}
 	// writes counts the write requests (anything but GET, LIST and WATCH) the manager sends.
@@ -48,6 +50,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	cfg, err := env.Start()
 	Expect(err).NotTo(HaveOccurred())
+	restCfg = cfg
 
 	k8s, err = client.New(cfg, client.Options{Scheme: operator.NewScheme()})
 	Expect(err).NotTo(HaveOccurred())

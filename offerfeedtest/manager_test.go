@@ -57,7 +57,7 @@ func newPolicy(ns, name, minInterval string) *v1alpha1.OfferFeedPolicy {
 	return &v1alpha1.OfferFeedPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: v1alpha1.OfferFeedPolicySpec{
-			TargetSelector: metav1.LabelSelector{MatchLabels: podLabels},
+			TargetSelector: v1alpha1.SelectLabels(podLabels),
 			ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
 			Feed:           &v1alpha1.FeedLimits{Path: "/offers", MinInterval: v1alpha1.Duration(minInterval)},
 		},

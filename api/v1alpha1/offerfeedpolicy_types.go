@@ -44,12 +44,13 @@ type HTTPMethod string
 // +kubebuilder:validation:XValidation:rule="!has(self.feed) || !has(self.accept) || self.feed.method != self.accept.method || (self.feed.path != self.accept.pathTemplate && (self.feed.path.endsWith('/') || self.feed.path + '/' != self.accept.pathTemplate))",message="feed and accept must not be the same route: the gateway matches accept first, so the feed would never be paced; give them different paths or methods"
 type OfferFeedPolicySpec struct {
 	// targetSelector selects, by label, the offer-service pods in this namespace whose gateway
-	// enforces this policy. It must not be empty: a policy always names what it governs.
+	// enforces this policy. It must not be empty: a policy always names what it governs. Label
+	// keys and values must be valid Kubernetes label keys and values.
 	//
 	// +required
 	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && size(self.matchLabels) > 0) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="targetSelector must set matchLabels or matchExpressions; an empty selector would govern every pod in the namespace"
 	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'] && (e.operator in ['In', 'NotIn']) == (has(e.values) && size(e.values) > 0))",message="targetSelector.matchExpressions: operator must be In or NotIn with values, or Exists or DoesNotExist without"
-	TargetSelector metav1.LabelSelector `json:"targetSelector"`
+	TargetSelector LabelSelector `json:"targetSelector"`
 
 	// mode is Enforce (refused requests are answered by the gateway) or DryRun (every request
 	// is forwarded, flagged with the decision the gateway would have taken).

@@ -72,7 +72,7 @@ func Base() *v1alpha1.OfferFeedPolicy {
 		},
 		ObjectMeta: metav1.ObjectMeta{Name: "standard", Namespace: "offers"},
 		Spec: v1alpha1.OfferFeedPolicySpec{
-			TargetSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "offer-service"}},
+			TargetSelector: v1alpha1.SelectLabels(map[string]string{"app": "offer-service"}),
 			Mode:           v1alpha1.ModeEnforce,
 			ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
 			Feed: &v1alpha1.FeedLimits{
@@ -331,7 +331,7 @@ func Invalid() []Case {
 		// targetSelector.
 		{
 			Desc:       "empty targetSelector",
-			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.TargetSelector = metav1.LabelSelector{} },
+			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.TargetSelector = v1alpha1.LabelSelector{} },
 			WantErrors: []string{"spec.targetSelector", "targetSelector must set matchLabels or matchExpressions; an empty selector would govern every pod in the namespace"},
 		},
 		{
@@ -342,23 +342,65 @@ func Invalid() []Case {
 		{
 			Desc: "targetSelector with an unknown operator",
 			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
-				p.Spec.TargetSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Equals", Values: []string{"offer-service"}}}
+				p.Spec.TargetSelector.MatchExpressions = []v1alpha1.LabelSelectorRequirement{{Key: "app", Operator: "Equals", Values: []v1alpha1.LabelValue{"offer-service"}}}
 			},
 			WantErrors: []string{"spec.targetSelector", "targetSelector.matchExpressions: operator must be In or NotIn with values, or Exists or DoesNotExist without"},
 		},
 		{
 			Desc: "targetSelector In without values",
 			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
-				p.Spec.TargetSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "app", Operator: metav1.LabelSelectorOpIn}}
+				p.Spec.TargetSelector.MatchExpressions = []v1alpha1.LabelSelectorRequirement{{Key: "app", Operator: metav1.LabelSelectorOpIn}}
 			},
 			WantErrors: []string{"spec.targetSelector", "targetSelector.matchExpressions: operator must be In or NotIn with values, or Exists or DoesNotExist without"},
 		},
 		{
 			Desc: "targetSelector Exists with values",
 			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
-				p.Spec.TargetSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "app", Operator: metav1.LabelSelectorOpExists, Values: []string{"offer-service"}}}
+				p.Spec.TargetSelector.MatchExpressions = []v1alpha1.LabelSelectorRequirement{{Key: "app", Operator: metav1.LabelSelectorOpExists, Values: []v1alpha1.LabelValue{"offer-service"}}}
 			},
 			WantErrors: []string{"spec.targetSelector", "targetSelector.matchExpressions: operator must be In or NotIn with values, or Exists or DoesNotExist without"},
+		},
+		{
+			Desc:       "targetSelector with an invalid label key",
+			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.TargetSelector.MatchLabels["app name!"] = "x" },
+			WantErrors: []string{"spec.targetSelector.matchLabels", "invalid label key app name!: a label key is an optional DNS subdomain prefix"},
+		},
+		{
+			Desc:       "targetSelector with a label key whose prefix is not a DNS subdomain",
+			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.TargetSelector.MatchLabels["Offerfeed_dev/app"] = "x" },
+			WantErrors: []string{"spec.targetSelector.matchLabels", "invalid label key Offerfeed_dev/app"},
+		},
+		{
+			Desc:       "targetSelector with an invalid label value",
+			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.TargetSelector.MatchLabels["app"] = "offer service" },
+			WantErrors: []string{"spec.targetSelector.matchLabels[app]", "invalid label value offer service: a label value is empty, or at most 63"},
+		},
+		{
+			Desc: "targetSelector with a label value longer than 63 characters",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.TargetSelector.MatchLabels["app"] = v1alpha1.LabelValue(strings.Repeat("a", 64))
+			},
+			WantErrors: []string{"spec.targetSelector.matchLabels.app", "Too long: may not be more than 63 bytes"},
+		},
+		{
+			Desc: "targetSelector with 33 labels",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				for i := range 33 {
+					p.Spec.TargetSelector.MatchLabels["l"+strconv.Itoa(i)] = "x"
+				}
+			},
+			WantErrors: []string{"spec.targetSelector.matchLabels", "Too many: 34: must have at most 32 items"},
+		},
+		{
+			Desc: "targetSelector matchExpressions with an invalid key and an invalid value",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.TargetSelector.MatchExpressions = []v1alpha1.LabelSelectorRequirement{
+					{Key: "-app", Operator: metav1.LabelSelectorOpExists},
+					{Key: "tier", Operator: metav1.LabelSelectorOpIn, Values: []v1alpha1.LabelValue{"web", "web/api"}},
+				}
+			},
+			WantErrors: []string{"spec.targetSelector.matchExpressions[0].key", "invalid label key -app",
+				"spec.targetSelector.matchExpressions[1].values[1]", "invalid label value web/api"},
 		},
 		{
 			Desc:         "targetSelector missing",
@@ -914,13 +956,20 @@ func Valid() []Case {
 		{Desc: "64 overrides", Mutate: func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Overrides = overrides(64) }},
 		{Desc: "override with 256 drivers", Mutate: func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Overrides[0].Drivers = drivers(256) }},
 		{Desc: "targetSelector with matchExpressions only", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
-			p.Spec.TargetSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-				{Key: "app", Operator: metav1.LabelSelectorOpIn, Values: []string{"offer-service", "offer-service-canary"}},
+			p.Spec.TargetSelector = v1alpha1.LabelSelector{MatchExpressions: []v1alpha1.LabelSelectorRequirement{
+				{Key: "app", Operator: metav1.LabelSelectorOpIn, Values: []v1alpha1.LabelValue{"offer-service", "offer-service-canary"}},
 			}}
 		}},
+		{Desc: "targetSelector with prefixed label keys, an empty value and 32 labels", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+			p.Spec.TargetSelector.MatchLabels["app.kubernetes.io/name"] = "offer-service"
+			p.Spec.TargetSelector.MatchLabels["tier"] = ""
+			for i := range 29 {
+				p.Spec.TargetSelector.MatchLabels["example.com/l"+strconv.Itoa(i)] = "A-b_c.9"
+			}
+		}},
 		{Desc: "targetSelector with every operator", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
-			p.Spec.TargetSelector.MatchExpressions = []metav1.LabelSelectorRequirement{
-				{Key: "tier", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"batch"}},
+			p.Spec.TargetSelector.MatchExpressions = []v1alpha1.LabelSelectorRequirement{
+				{Key: "tier", Operator: metav1.LabelSelectorOpNotIn, Values: []v1alpha1.LabelValue{"batch"}},
 				{Key: "offerfeed.dev/governed", Operator: metav1.LabelSelectorOpExists},
 				{Key: "canary", Operator: metav1.LabelSelectorOpDoesNotExist},
 			}

@@ -167,7 +167,7 @@ func TestManagerKubeconfig(t *testing.T) {
 	policy := &v1alpha1.OfferFeedPolicy{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "standard"},
 		Spec: v1alpha1.OfferFeedPolicySpec{
-			TargetSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "offer-service"}},
+			TargetSelector: v1alpha1.SelectLabels(map[string]string{"app": "offer-service"}),
 			ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
 			Feed:           &v1alpha1.FeedLimits{Path: "/offers", MinInterval: "2s"},
 		},

@@ -349,7 +349,7 @@ func Policy(shape market.Shape, mode v1alpha1.PolicyMode, scale float64) *v1alph
 	p := &v1alpha1.OfferFeedPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: PolicyName, Namespace: Namespace},
 		Spec: v1alpha1.OfferFeedPolicySpec{
-			TargetSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": AppLabel}},
+			TargetSelector: v1alpha1.SelectLabels(map[string]string{"app": AppLabel}),
 			Mode:           mode,
 			ClientIdentity: v1alpha1.ClientIdentity{Header: market.DefaultIdentityHeader},
 			Feed:           &v1alpha1.FeedLimits{Method: v1alpha1.HTTPMethod(rt.FeedMethod), Path: rt.FeedPath, MinInterval: dur(2 * time.Second), Burst: 1},

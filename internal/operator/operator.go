@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -20,7 +21,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/leaderelection"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -51,7 +54,9 @@ type Options struct {
 	EnableHTTP2 bool
 	// ProbeAddr is where /healthz and /readyz are served; "" turns them off.
 	ProbeAddr string
-	// LeaderElection makes replicas elect one leader that reconciles.
+	// LeaderElection makes replicas elect one leader that reconciles. A replica that loses
+	// the lease (an API server outage longer than the renew deadline) stops its controller,
+	// keeps serving the webhook and campaigns again; it does not exit.
 	LeaderElection bool
 	// LeaderElectionNamespace is the namespace of the leader Lease (default: the pod's own).
 	LeaderElectionNamespace string
@@ -126,17 +131,18 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 		metrics.CertDir = opts.MetricsCertDir
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  NewScheme(),
-		Metrics:                 metrics,
-		HealthProbeBindAddress:  opts.ProbeAddr,
-		LeaderElection:          opts.LeaderElection,
-		LeaderElectionID:        LeaderElectionID,
-		LeaderElectionNamespace: opts.LeaderElectionNamespace,
-		// The manager exits right away when it loses the lease, so a new leader starts clean.
-		LeaderElectionReleaseOnCancel: true,
-		GracefulShutdownTimeout:       &shutdown,
+		Scheme:                 NewScheme(),
+		Metrics:                metrics,
+		HealthProbeBindAddress: opts.ProbeAddr,
+		// No leader election by the manager: it would stop everything, the webhook server
+		// included, when the lease is lost. The policy controller campaigns by itself
+		// (leaderControllers); the webhook, probes and metrics serve on every replica.
+		GracefulShutdownTimeout: &shutdown,
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.ConfigMap{}:       {Label: managed},
+			// Only offerfeed's own ConfigMaps; the name selector also lets RBAC limit the
+			// manager's list and watch of ConfigMaps to that name (resourceNames).
+			&corev1.ConfigMap{}: {Label: managed,
+				Field: fields.OneTermEqualSelector("metadata.name", v1alpha1.GatewayConfigMapName)},
 			controllers.PodMetadata(): podCache,
 		}},
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
@@ -155,11 +161,32 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 	}
 	r := &controllers.OfferFeedPolicyReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
 		Recorder: mgr.GetEventRecorder(name)}
-	if err := r.SetupWithManager(mgr, controllers.Options{
+	ctrlOpts := controllers.Options{
 		MaxConcurrentReconciles: cmp.Or(opts.MaxConcurrentReconciles, 4),
 		Name:                    opts.Controller,
-	}); err != nil {
+	}
+	// Check the setup once here, so that a mistake fails NewManager rather than a term.
+	if _, err := r.NewController(mgr, ctrlOpts); err != nil {
 		return nil, fmt.Errorf("setting up policy controller: %w", err)
+	}
+	ctrlOpts.SkipNameValidation = true
+	lc := &leaderControllers{
+		newController: func() (controller.Controller, error) { return r.NewController(mgr, ctrlOpts) },
+		log:           mgr.GetLogger().WithName("leader-election"),
+	}
+	if opts.LeaderElection {
+		lc.lock, err = leaderelection.NewResourceLock(cfg, mgr, leaderelection.Options{
+			LeaderElection:          true,
+			LeaderElectionID:        LeaderElectionID,
+			LeaderElectionNamespace: opts.LeaderElectionNamespace,
+			RenewDeadline:           renewDeadline,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("leader election: %w", err)
+		}
+	}
+	if err := mgr.Add(lc); err != nil {
+		return nil, err
 	}
 	// The webhook server runs on every replica, leader or not, so both serve admissions.
 	if opts.Gateway.Image != "" {

@@ -29,7 +29,7 @@ func BenchmarkRender100(b *testing.B) {
 		p := celcases.Base()
 		p.Name = fmt.Sprintf("p%03d", i)
 		p.CreationTimestamp.Time = t0.Add(time.Duration(i) * time.Second)
-		p.Spec.TargetSelector.MatchLabels = map[string]string{"app": p.Name}
+		p.Spec.TargetSelector.MatchLabels = map[string]v1alpha1.LabelValue{"app": v1alpha1.LabelValue(p.Name)}
 		policies = append(policies, *p)
 		for j := range 2 {
 			pods = append(pods, Pod{Name: fmt.Sprintf("%s-%d", p.Name, j), Labels: map[string]string{"app": p.Name}, Injected: true})

@@ -83,7 +83,7 @@ func Render(namespace string, policies []v1alpha1.OfferFeedPolicy, pods []Pod) (
 		Policies:      []gatewayconfig.Policy{},
 	}
 	for _, p := range ordered {
-		sel, err := metav1.LabelSelectorAsSelector(&p.Spec.TargetSelector)
+		sel, err := metav1.LabelSelectorAsSelector(p.Spec.TargetSelector.AsMetav1())
 		if err != nil {
 			res.Policies[p.Name] = PolicyResult{Reason: v1alpha1.ReasonInvalid,
 				Message: fmt.Sprintf("spec.targetSelector: %v", err)}
@@ -173,7 +173,7 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 	out := gatewayconfig.Policy{
 		Name:           p.Name,
 		Mode:           gatewayconfig.Mode(s.Mode),
-		Selector:       *s.TargetSelector.DeepCopy(),
+		Selector:       *s.TargetSelector.AsMetav1(),
 		IdentityHeader: s.ClientIdentity.Header,
 	}
 	var errs []string

@@ -29,7 +29,7 @@ func policy(name string, age time.Duration, sel map[string]string) v1alpha1.Offe
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "offers",
 			CreationTimestamp: metav1.NewTime(t0.Add(-age))},
 		Spec: v1alpha1.OfferFeedPolicySpec{
-			TargetSelector: metav1.LabelSelector{MatchLabels: sel},
+			TargetSelector: v1alpha1.SelectLabels(sel),
 			ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
 			Feed:           &v1alpha1.FeedLimits{Path: "/offers", MinInterval: "2s"},
 		},
@@ -49,7 +49,7 @@ func TestRenderConflictMessageIgnoresPodOrder(t *testing.T) {
 		policy("all", 2*time.Hour, map[string]string{"app": "offer-service"}),
 		func() v1alpha1.OfferFeedPolicy {
 			p := policy("web", time.Hour, nil)
-			p.Spec.TargetSelector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Exists"}}
+			p.Spec.TargetSelector.MatchExpressions = []v1alpha1.LabelSelectorRequirement{{Key: "app", Operator: "Exists"}}
 			return p
 		}(),
 	}

@@ -228,7 +228,7 @@ var _ = Describe("Pod injection webhook", func() {
 		Expect(k8s.Create(ctx(), &v1alpha1.OfferFeedPolicy{
 			ObjectMeta: metav1.ObjectMeta{Name: "standard", Namespace: ns},
 			Spec: v1alpha1.OfferFeedPolicySpec{
-				TargetSelector: metav1.LabelSelector{MatchLabels: sel},
+				TargetSelector: v1alpha1.SelectLabels(sel),
 				ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
 				Feed:           &v1alpha1.FeedLimits{Path: "/offers", MinInterval: "2s"},
 			},

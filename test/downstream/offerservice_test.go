@@ -71,7 +71,7 @@ func standardPolicy(ns string, mode offerfeedv1alpha1.PolicyMode) *offerfeedv1al
 	return &offerfeedv1alpha1.OfferFeedPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "standard", Namespace: ns},
 		Spec: offerfeedv1alpha1.OfferFeedPolicySpec{
-			TargetSelector: metav1.LabelSelector{MatchLabels: offerServiceLabels},
+			TargetSelector: offerfeedv1alpha1.SelectLabels(offerServiceLabels),
 			Mode:           mode,
 			ClientIdentity: offerfeedv1alpha1.ClientIdentity{Header: "X-Driver-Id"},
 			Feed:           &offerfeedv1alpha1.FeedLimits{Method: "GET", Path: "/offers", MinInterval: "2s", Burst: 1},

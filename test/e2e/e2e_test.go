@@ -6,6 +6,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -214,9 +215,23 @@ func decode[T any](t *testing.T, d manifest.Document) *T {
 	return v
 }
 
-// TestManagerAsInstalled runs `offerfeed manager` with the install's arguments and RBAC and
-// has it inject a pod and count it in its policy's status.
-func TestManagerAsInstalled(t *testing.T) {
+// installation is a control plane with the install's namespace, RBAC and webhook
+// configuration, on which `offerfeed manager` runs as the install's ServiceAccount.
+type installation struct {
+	env   *envtest.Environment
+	admin client.Client
+	// container is the manager's container of the install's Deployment.
+	container corev1.Container
+	// kubeconfig is a kubeconfig file for the manager's ServiceAccount user.
+	kubeconfig string
+}
+
+// install starts a control plane and installs offerfeed's namespace, RBAC and webhook
+// configuration from `kustomize build config/default`. The API server keeps its certificates
+// in a directory of the test, so that it can be stopped and started again on the same port
+// with the same certificates (an outage, not a new cluster).
+func install(t *testing.T) *installation {
+	t.Helper()
 	offerfeedBinary(t)
 	docs, err := kustomize.Build("../../config/default")
 	if err != nil {
@@ -229,6 +244,8 @@ func TestManagerAsInstalled(t *testing.T) {
 	if env.WebhookInstallOptions.MutatingWebhooks, err = cfgwebhook.MutatingWebhookConfigurations(); err != nil {
 		t.Fatal(err)
 	}
+	env.ControlPlane.APIServer = &envtest.APIServer{CertDir: t.TempDir()}
+	env.ControlPlaneStopTimeout = 2 * time.Minute // the API server drains its watches when stopped
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -239,8 +256,8 @@ func TestManagerAsInstalled(t *testing.T) {
 		}
 	})
 	ctx := context.Background()
-	admin, err := client.New(cfg, client.Options{Scheme: operator.NewScheme()})
-	if err != nil {
+	in := &installation{env: env}
+	if in.admin, err = client.New(cfg, client.Options{Scheme: operator.NewScheme()}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -249,7 +266,7 @@ func TestManagerAsInstalled(t *testing.T) {
 	for _, kinds := range [][]string{{"Namespace"}, {"ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}} {
 		for _, d := range docs {
 			if slices.Contains(kinds, d.Object.GetKind()) {
-				if err := admin.Create(ctx, d.Object); err != nil {
+				if err := in.admin.Create(ctx, d.Object); err != nil {
 					t.Fatalf("creating %s %s: %v", d.Object.GetKind(), d.Object.GetName(), err)
 				}
 			}
@@ -258,6 +275,7 @@ func TestManagerAsInstalled(t *testing.T) {
 			}
 		}
 	}
+	in.container = deploy.Spec.Template.Spec.Containers[0]
 	user, err := env.AddUser(envtest.User{Name: managerUser, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + managerNamespace}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -266,35 +284,61 @@ func TestManagerAsInstalled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kubeconfigFile := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfigFile, kubeconfig, 0o600); err != nil {
+	in.kubeconfig = filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(in.kubeconfig, kubeconfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return in
+}
 
-	// The Deployment's arguments as the kubelet expands them; then what differs outside a
-	// pod (later flags win): the webhook's port and certificate from envtest, local probe
-	// and metrics addresses, and the Lease namespace, which in a pod is the pod's own.
-	c := deploy.Spec.Template.Spec.Containers[0]
-	args := kustomize.ExpandedArgs(c)
-	wo := env.WebhookInstallOptions
-	probeAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-	metricsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+// manager is a running `offerfeed manager` and its local addresses.
+type manager struct {
+	*process
+	probeAddr, metricsAddr string
+}
+
+// startManager runs `offerfeed manager` with the Deployment's arguments as the kubelet
+// expands them; then what differs outside a pod (later flags win): the webhook's port and
+// certificate from envtest (webhookPort 0: envtest's own; a second replica in this process
+// needs another), local probe and metrics addresses, and the Lease namespace, which in a pod
+// is the pod's own. It waits until the manager is ready.
+func (in *installation) startManager(t *testing.T, webhookPort int) *manager {
+	t.Helper()
+	args := kustomize.ExpandedArgs(in.container)
+	wo := in.env.WebhookInstallOptions
+	m := &manager{probeAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))),
+		metricsAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))}
 	args = append(args,
-		"--webhook-port="+strconv.Itoa(wo.LocalServingPort),
+		"--webhook-port="+strconv.Itoa(cmp.Or(webhookPort, wo.LocalServingPort)),
 		"--webhook-cert-dir="+wo.LocalServingCertDir,
-		"--health-probe-bind-address="+probeAddr,
-		"--metrics-bind-address="+metricsAddr,
+		"--health-probe-bind-address="+m.probeAddr,
+		"--metrics-bind-address="+m.metricsAddr,
 		"--leader-election-namespace="+managerNamespace)
-	mgr := start(t, []string{"KUBECONFIG=" + kubeconfigFile}, args...)
+	m.process = start(t, []string{"KUBECONFIG=" + in.kubeconfig}, args...)
 	// Ready includes the webhook server serving.
-	eventually(t, "manager ready", wantOK("http://"+probeAddr+"/readyz"))
+	eventually(t, "manager ready", wantOK("http://"+m.probeAddr+"/readyz"))
+	return m
+}
+
+// leaseHolder returns the identity that holds the leader Lease, "" for none.
+func (in *installation) leaseHolder(ctx context.Context) (string, error) {
+	lease := &coordinationv1.Lease{}
+	if err := in.admin.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: operator.LeaderElectionID}, lease); err != nil {
+		return "", err
+	}
+	return ptr.Deref(lease.Spec.HolderIdentity, ""), nil
+}
+
+// TestManagerAsInstalled runs `offerfeed manager` with the install's arguments and RBAC and
+// has it inject a pod and count it in its policy's status.
+func TestManagerAsInstalled(t *testing.T) {
+	in := install(t)
+	ctx := context.Background()
+	admin, c := in.admin, in.container
+	mgr := in.startManager(t, 0)
 	eventually(t, "leader elected", func() error {
-		lease := &coordinationv1.Lease{}
-		if err := admin.Get(ctx, client.ObjectKey{Namespace: managerNamespace, Name: operator.LeaderElectionID}, lease); err != nil {
-			return err
-		}
-		if ptr.Deref(lease.Spec.HolderIdentity, "") == "" {
-			return fmt.Errorf("lease without holder")
+		if h, err := in.leaseHolder(ctx); err != nil || h == "" {
+			return fmt.Errorf("lease holder %q: %v", h, err)
 		}
 		return nil
 	})
@@ -309,7 +353,7 @@ func TestManagerAsInstalled(t *testing.T) {
 	if err := admin.Create(ctx, &v1alpha1.OfferFeedPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "standard", Namespace: ns.Name},
 		Spec: v1alpha1.OfferFeedPolicySpec{
-			TargetSelector: metav1.LabelSelector{MatchLabels: sel},
+			TargetSelector: v1alpha1.SelectLabels(sel),
 			ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
 			Feed:           &v1alpha1.FeedLimits{Path: "/offers", MinInterval: "2s"},
 		},
@@ -347,7 +391,7 @@ func TestManagerAsInstalled(t *testing.T) {
 		}
 		return nil
 	})
-	checkSecureMetrics(t, ctx, admin, "https://"+metricsAddr+"/metrics")
+	checkSecureMetrics(t, ctx, admin, "https://"+mgr.metricsAddr+"/metrics")
 	mgr.stop(t)
 	if strings.Contains(mgr.out.String(), "forbidden") {
 		t.Errorf("the manager was refused something under the install's RBAC:\n%s", mgr.out.String())
@@ -504,7 +548,7 @@ func TestInjectedGatewayRuns(t *testing.T) {
 	res, err := render.Render("offers", []v1alpha1.OfferFeedPolicy{{
 		ObjectMeta: metav1.ObjectMeta{Name: "standard", Namespace: "offers", CreationTimestamp: metav1.Now()},
 		Spec: v1alpha1.OfferFeedPolicySpec{
-			TargetSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "offer-service"}},
+			TargetSelector: v1alpha1.SelectLabels(map[string]string{"app": "offer-service"}),
 			ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
 			Feed:           &v1alpha1.FeedLimits{Path: "/offers", MinInterval: "1m"},
 		},

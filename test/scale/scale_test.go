@@ -143,7 +143,7 @@ func policy(ns string, j int) *v1alpha1.OfferFeedPolicy {
 	return &v1alpha1.OfferFeedPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("policy-%02d", j), Namespace: ns},
 		Spec: v1alpha1.OfferFeedPolicySpec{
-			TargetSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "offer-service", "shard": strconv.Itoa(j)}},
+			TargetSelector: v1alpha1.SelectLabels(map[string]string{"app": "offer-service", "shard": strconv.Itoa(j)}),
 			ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
 			Feed:           &v1alpha1.FeedLimits{Path: "/offers", MinInterval: "2s"},
 			Accept: &v1alpha1.AcceptLimits{PathTemplate: "/offers/{offerId}/accept",
