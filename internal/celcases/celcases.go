@@ -11,6 +11,7 @@ package celcases
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -211,10 +212,29 @@ const (
 	requiredValue = "Required value"
 )
 
-// Invalid returns the specs the API server must refuse, each with the substrings of its error.
+// Invalid returns the specs the API server must refuse, each with the substrings of its error,
+// field group by field group.
 func Invalid() []Case {
+	return slices.Concat(
+		invalidCrossField(),
+		invalidSelector(),
+		invalidMode(),
+		invalidIdentity(),
+		invalidFeed(),
+		invalidAcceptOfferID(),
+		invalidAcceptLimits(),
+		invalidFairness(),
+		invalidShownOffers(),
+		invalidOverrides(),
+		invalidObject(),
+		invalidRefusal(),
+	)
+}
+
+// invalidCrossField returns the invalid cases that break cross-field rules of the spec: one
+// field needs, excludes or bounds another.
+func invalidCrossField() []Case {
 	return []Case{
-		// Cross-field rules of the spec.
 		{
 			Desc: "neither feed nor accept",
 			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
@@ -327,8 +347,12 @@ func Invalid() []Case {
 			},
 			WantErrors: []string{"feed and accept must not be the same route"},
 		},
+	}
+}
 
-		// targetSelector.
+// invalidSelector returns the invalid cases that break spec.targetSelector.
+func invalidSelector() []Case {
+	return []Case{
 		{
 			Desc:       "empty targetSelector",
 			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.TargetSelector = v1alpha1.LabelSelector{} },
@@ -407,15 +431,23 @@ func Invalid() []Case {
 			MutateObject: unset("spec", "targetSelector"),
 			WantErrors:   []string{"spec.targetSelector: " + requiredValue},
 		},
+	}
+}
 
-		// mode.
+// invalidMode returns the invalid cases that break spec.mode.
+func invalidMode() []Case {
+	return []Case{
 		{
 			Desc:       "mode not Enforce or DryRun",
 			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Mode = "Audit" },
 			WantErrors: []string{"spec.mode", unsupported, `"Audit"`, `supported values: "Enforce", "DryRun"`},
 		},
+	}
+}
 
-		// clientIdentity.
+// invalidIdentity returns the invalid cases that break spec.clientIdentity.
+func invalidIdentity() []Case {
+	return []Case{
 		{
 			Desc:         "clientIdentity missing",
 			MutateObject: unset("spec", "clientIdentity"),
@@ -451,8 +483,12 @@ func Invalid() []Case {
 			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.ClientIdentity.Header = "connection" },
 			WantErrors: []string{"spec.clientIdentity.header", "header must not be Host or a hop-by-hop header"},
 		},
+	}
+}
 
-		// feed.
+// invalidFeed returns the invalid cases that break spec.feed.
+func invalidFeed() []Case {
+	return []Case{
 		{
 			Desc:       "feed method not supported",
 			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Feed.Method = "DELETE" },
@@ -533,8 +569,13 @@ func Invalid() []Case {
 			MutateObject: set("5/s", "spec", "feed", "rate"),
 			WantErrors:   []string{`unknown field "spec.feed.rate"`},
 		},
+	}
+}
 
-		// accept: where the offer id comes from.
+// invalidAcceptOfferID returns the invalid cases that break where spec.accept finds the offer
+// id: its pathTemplate or offerIdField.
+func invalidAcceptOfferID() []Case {
+	return []Case{
 		{
 			Desc:       "offer id in both the path and the body",
 			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Accept.OfferIDField = "offerId" },
@@ -599,8 +640,12 @@ func Invalid() []Case {
 			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Accept.Method = "DELETE" },
 			WantErrors: []string{"spec.accept.method", unsupported},
 		},
+	}
+}
 
-		// accept: limits.
+// invalidAcceptLimits returns the invalid cases that break the limits of spec.accept.
+func invalidAcceptLimits() []Case {
+	return []Case{
 		{
 			Desc:       "maxAccepts without window",
 			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Accept.Window = nil },
@@ -661,6 +706,22 @@ func Invalid() []Case {
 			WantErrors: []string{"spec.accept.minReactionTime", "minReactionTime must be at most 1m"},
 		},
 		{
+			Desc:       "minReactionTime in days",
+			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Accept.MinReactionTime = dur("1d") },
+			WantErrors: []string{"spec.accept.minReactionTime", shouldMatch},
+		},
+		{
+			Desc:         "requireShown not a boolean",
+			MutateObject: set("yes", "spec", "accept", "requireShown"),
+			WantErrors:   []string{"spec.accept.requireShown", "must be of type boolean"},
+		},
+	}
+}
+
+// invalidFairness returns the invalid cases that break spec.accept.fairness, the fair draws.
+func invalidFairness() []Case {
+	return []Case{
+		{
 			Desc: "fairness window below 100ms",
 			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
 				p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "50ms"}
@@ -689,18 +750,12 @@ func Invalid() []Case {
 			},
 			WantErrors: []string{"fairness needs the offer id of each accept", "exactly one of a {offerId} segment in pathTemplate and offerIdField must name the offer"},
 		},
-		{
-			Desc:       "minReactionTime in days",
-			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Accept.MinReactionTime = dur("1d") },
-			WantErrors: []string{"spec.accept.minReactionTime", shouldMatch},
-		},
-		{
-			Desc:         "requireShown not a boolean",
-			MutateObject: set("yes", "spec", "accept", "requireShown"),
-			WantErrors:   []string{"spec.accept.requireShown", "must be of type boolean"},
-		},
+	}
+}
 
-		// shownOffers.
+// invalidShownOffers returns the invalid cases that break spec.shownOffers.
+func invalidShownOffers() []Case {
+	return []Case{
 		{
 			Desc:         "shownOffers without jsonPath",
 			MutateObject: set(map[string]any{}, "spec", "shownOffers"),
@@ -721,8 +776,12 @@ func Invalid() []Case {
 			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.ShownOffers.JSONPath = strings.Repeat("a", 257) },
 			WantErrors: []string{"spec.shownOffers.jsonPath", "Too long", "256"},
 		},
+	}
+}
 
-		// overrides.
+// invalidOverrides returns the invalid cases that break spec.overrides.
+func invalidOverrides() []Case {
+	return []Case{
 		{
 			Desc:       "more than 64 overrides",
 			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Overrides = overrides(65) },
@@ -823,8 +882,12 @@ func Invalid() []Case {
 			},
 			WantErrors: []string{"spec.overrides[0].accept.minReactionTime", "minReactionTime must be at most 1m"},
 		},
+	}
+}
 
-		// The object as a whole.
+// invalidObject returns the invalid cases that break the object as a whole.
+func invalidObject() []Case {
+	return []Case{
 		{
 			Desc:         "spec missing",
 			MutateObject: unset("spec"),
@@ -835,8 +898,12 @@ func Invalid() []Case {
 			MutateObject: set(true, "spec", "enabled"),
 			WantErrors:   []string{`unknown field "spec.enabled"`},
 		},
+	}
+}
 
-		// spec.refusal: the shape of the gateway's refusals.
+// invalidRefusal returns the invalid cases that break spec.refusal, the shape of the gateway's refusals.
+func invalidRefusal() []Case {
+	return []Case{
 		{
 			Desc:       "refusal that sets nothing",
 			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Refusal = &v1alpha1.Refusal{} },

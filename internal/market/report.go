@@ -3,12 +3,12 @@ package market
 import (
 	"cmp"
 	"fmt"
-	"html"
 	"io"
 	"maps"
 	"math"
 	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 )
 
@@ -211,15 +211,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(&b, "%s API, %d drivers, %s, %d offers seen, %d taken\n\n",
 		r.Shape, drivers, r.Duration.Round(100*time.Millisecond), r.OffersSeen, r.OffersTaken)
 
-	const row = "%-14s %7s %5s %6s %6s %6s %7s %8s %8s %5s %16s %16s\n"
-	fmt.Fprintf(&b, row, "class", "drivers", "won", "share", "fair",
-		"polls", "served", "refused", "accepts", "won", "poll p50/p99", "accept p50/p99")
+	rows := [][]string{{"class", "drivers", "won", "share", "fair",
+		"polls", "served", "refused", "accepts", "won", "poll p50/p99", "accept p50/p99"}}
 	for _, c := range r.Classes {
-		fmt.Fprintf(&b, row, c.Class, itoa(c.Drivers), itoa(c.OffersWon), pct(c.Share), pct(c.FairShare),
+		rows = append(rows, []string{string(c.Class), itoa(c.Drivers), itoa(c.OffersWon), pct(c.Share), pct(c.FairShare),
 			itoa(c.Polls), itoa(c.PollsServed), itoa(c.PollsRefused), itoa(c.Accepts), itoa(c.AcceptsWon),
-			fmtDur(c.PollLatency.P50)+"/"+fmtDur(c.PollLatency.P99),
-			fmtDur(c.AcceptLatency.P50)+"/"+fmtDur(c.AcceptLatency.P99))
+			fmtDur(c.PollLatency.P50) + "/" + fmtDur(c.PollLatency.P99),
+			fmtDur(c.AcceptLatency.P50) + "/" + fmtDur(c.AcceptLatency.P99)})
 	}
+	writeColumns(&b, rows)
 
 	b.WriteString("\nRefused by the gateway (OfferFeed-Decision):\n")
 	writeCounts(&b, r.Classes, func(c ClassReport) (map[string]int, string) { return c.Decisions, "" })
@@ -240,8 +240,39 @@ func (r *Report) WriteTable(w io.Writer) error {
 	return err
 }
 
+// columnPad is the space between two columns of a text table.
+const columnPad = 2
+
+// writeColumns writes rows as a table: the first column aligned left, the others aligned
+// right, each column as wide as its widest cell. text/tabwriter aligns a whole table one way,
+// so the numbers are aligned first and the class names then, beside the aligned numbers.
+func writeColumns(b *strings.Builder, rows [][]string) {
+	var nums strings.Builder
+	tw := tabwriter.NewWriter(&nums, 0, 0, columnPad, ' ', tabwriter.AlignRight)
+	for _, row := range rows {
+		for _, cell := range row[1:] {
+			// A cell ends with a tab: the last column is aligned too.
+			tw.Write([]byte(cellText(cell) + "\t"))
+		}
+		tw.Write([]byte("\n"))
+	}
+	tw.Flush()
+	numbers := strings.Split(nums.String(), "\n")
+	tw = tabwriter.NewWriter(b, 0, 0, 0, ' ', 0)
+	for i, row := range rows {
+		fmt.Fprintf(tw, "%s\t%s\n", cellText(row[0]), numbers[i])
+	}
+	tw.Flush()
+}
+
+// cellText is s as one cell of a tabwriter table: tabs and line breaks would split it.
+func cellText(s string) string {
+	return strings.NewReplacer("\t", " ", "\n", " ", "\r", " ", "\v", " ", "\f", " ").Replace(s)
+}
+
 // writeCounts writes one line per class with counts, or "  none".
 func writeCounts(b *strings.Builder, classes []ClassReport, get func(ClassReport) (map[string]int, string)) {
+	tw := tabwriter.NewWriter(b, 0, 0, columnPad, ' ', 0)
 	wrote := false
 	for _, c := range classes {
 		counts, suffix := get(c)
@@ -253,8 +284,9 @@ func writeCounts(b *strings.Builder, classes []ClassReport, get func(ClassReport
 		for _, k := range slices.Sorted(maps.Keys(counts)) {
 			parts = append(parts, fmt.Sprintf("%s %d", k, counts[k]))
 		}
-		fmt.Fprintf(b, "  %-14s %s%s\n", c.Class, strings.Join(parts, ", "), suffix)
+		fmt.Fprintf(tw, "  %s\t%s\n", cellText(string(c.Class)), cellText(strings.Join(parts, ", ")+suffix))
 	}
+	tw.Flush()
 	if !wrote {
 		b.WriteString("  none\n")
 	}
@@ -276,81 +308,4 @@ func fmtDur(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.2fs", d.Seconds())
 	}
-}
-
-// classColors are the bar colours of the classes in WriteHTML.
-var classColors = map[Class]string{ClassHuman: "#4e79a7", ClassBot: "#e15759", ClassCompliantBot: "#f28e2b"}
-
-// WriteHTML writes a self-contained HTML page comparing runs: an inline SVG bar chart of the
-// share of offers won by each class in each run, with a marker at the class's fair share,
-// and each run's table. It uses no external assets and no script.
-func WriteHTML(w io.Writer, runs []*Report) error {
-	var classes []Class
-	for _, c := range Classes {
-		for _, r := range runs {
-			if r.Class(c) != nil {
-				classes = append(classes, c)
-				break
-			}
-		}
-	}
-	const left, top, plotH, barW, gap, groupPad = 50, 20, 240, 44, 12, 48
-	groupW := len(classes)*(barW+gap) - gap + groupPad
-	width := max(left+max(len(runs), 1)*groupW+20, 480)
-	height := top + plotH + 80
-
-	var b strings.Builder
-	b.WriteString(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>offerfeed demo: who wins the offers</title>
-<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}pre{background:#f6f6f6;padding:1em;overflow-x:auto}
-svg text{font-family:system-ui,sans-serif;font-size:12px;fill:#222}</style>
-</head><body>
-<h1>offerfeed demo: who wins the offers</h1>
-<p>Share of the offers won by each class of drivers in each run. The dashed line on a bar is the
-class's fair share: its share of the drivers.</p>
-`)
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="share of offers won by class per run">`+"\n",
-		width, height, width, height)
-	y := func(share float64) float64 { return top + plotH*(1-share) }
-	for _, tick := range []float64{0, 0.25, 0.5, 0.75, 1} {
-		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n",
-			left, y(tick), width-10, y(tick), left-6, y(tick)+4, pct(tick))
-	}
-	for i, r := range runs {
-		x0 := left + groupPad/2 + i*groupW
-		for j, class := range classes {
-			c := r.Class(class)
-			if c == nil {
-				continue
-			}
-			x := x0 + j*(barW+gap)
-			fmt.Fprintf(&b, `<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s"><title>%s: %d of %d offers (%s), fair share %s</title></rect>`+"\n",
-				x, y(c.Share), barW, plotH*c.Share, classColors[class], class, c.OffersWon, r.OffersTaken, pct(c.Share), pct(c.FairShare))
-			fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="middle">%d</text>`+"\n", x+barW/2, y(c.Share)-4, c.OffersWon)
-			fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#222" stroke-width="2" stroke-dasharray="5 3"/>`+"\n",
-				x, y(c.FairShare), x+barW, y(c.FairShare))
-		}
-		mid := x0 + (groupW-groupPad)/2
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">%s</text>`+"\n",
-			mid, top+plotH+18, html.EscapeString(cmp.Or(r.Title, fmt.Sprintf("Run %d", i+1))))
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%d offers taken</text>`+"\n", mid, top+plotH+34, r.OffersTaken)
-	}
-	lx, ly := left, top+plotH+62
-	for _, c := range classes {
-		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n",
-			lx, ly-10, classColors[c], lx+16, ly, c)
-		lx += 30 + 8*len(c)
-	}
-	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#222" stroke-width="2" stroke-dasharray="5 3"/><text x="%d" y="%d">fair share</text>`+"\n",
-		lx, ly-4, lx+24, ly-4, lx+30, ly)
-	b.WriteString("</svg>\n")
-	for i, r := range runs {
-		var t strings.Builder
-		_ = r.WriteTable(&t)
-		fmt.Fprintf(&b, "<h2>%s</h2>\n<pre>%s</pre>\n",
-			html.EscapeString(cmp.Or(r.Title, fmt.Sprintf("Run %d", i+1))), html.EscapeString(t.String()))
-	}
-	b.WriteString("</body></html>\n")
-	_, err := io.WriteString(w, b.String())
-	return err
 }

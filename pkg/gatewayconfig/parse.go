@@ -124,11 +124,38 @@ func Validate(c *Config) error {
 // ValidatePolicy checks one policy as Validate does; its errors name the field, not the policy.
 func ValidatePolicy(p *Policy) error { return errors.Join(validatePolicy(p)...) }
 
+// problemFunc records a problem with a field: the field's path, then a message.
+type problemFunc = func(field, format string, args ...any)
+
+// validatePolicy returns a policy's problems, field group by field group, in field order.
 func validatePolicy(p *Policy) []error {
 	var errs []error
 	add := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
+	checkNameAndMode(add, p)
+	checkSelector(add, p.Selector)
+	checkIdentityHeader(add, p.IdentityHeader)
+	if p.Feed == nil && p.Accept == nil {
+		add("feed", "at least one of feed and accept must be set")
+	}
+	if f := p.Feed; f != nil {
+		checkFeed(add, f)
+	}
+	if a := p.Accept; a != nil {
+		checkAccept(add, a, p.ShownOffers != nil)
+	}
+	checkRoutesDiffer(add, p.Feed, p.Accept)
+	if s := p.ShownOffers; s != nil {
+		checkShownOffers(add, s, p.Feed != nil)
+	}
+	checkOverrides(add, p)
+	errs = append(errs, p.Refusal.problems()...)
+	return errs
+}
+
+// checkNameAndMode checks the policy's name, hash and mode.
+func checkNameAndMode(add problemFunc, p *Policy) {
 	if p.Name == "" {
 		add("name", "required")
 	}
@@ -138,12 +165,20 @@ func validatePolicy(p *Policy) []error {
 	if !slices.Contains(Modes(), string(p.Mode)) {
 		add("mode", "%q is not %s", p.Mode, strings.Join(Modes(), " or "))
 	}
-	if _, err := metav1.LabelSelectorAsSelector(&p.Selector); err != nil {
+}
+
+// checkSelector checks that a policy's selector parses and selects something.
+func checkSelector(add problemFunc, sel metav1.LabelSelector) {
+	if _, err := metav1.LabelSelectorAsSelector(&sel); err != nil {
 		add("selector", "does not parse: %v", err)
-	} else if len(p.Selector.MatchLabels) == 0 && len(p.Selector.MatchExpressions) == 0 {
+	} else if len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0 {
 		add("selector", "must set matchLabels or matchExpressions; an empty selector would govern every pod in the namespace")
 	}
-	switch h := p.IdentityHeader; {
+}
+
+// checkIdentityHeader checks the header that carries the driver id.
+func checkIdentityHeader(add problemFunc, h string) {
+	switch {
 	case len(h) < MinHeaderLen:
 		add("identityHeader", "required")
 	case len(h) > MaxHeaderLen:
@@ -155,178 +190,221 @@ func validatePolicy(p *Policy) []error {
 	case slices.Contains(ReservedHeaders(), strings.ToLower(h)):
 		add("identityHeader", "%q must not be Host or a hop-by-hop header: proxies and the gateway's HTTP server do not pass them on as request headers", h)
 	}
-	if p.Feed == nil && p.Accept == nil {
-		add("feed", "at least one of feed and accept must be set")
+}
+
+// checkFeed checks the feed's route and pacing.
+func checkFeed(add problemFunc, f *Feed) {
+	if !validMethod(f.Method) {
+		add("feed.method", "%q is not one of %s", f.Method, strings.Join(Methods(), ", "))
 	}
-	if f := p.Feed; f != nil {
-		if !validMethod(f.Method) {
-			add("feed.method", "%q is not one of %s", f.Method, strings.Join(Methods(), ", "))
-		}
-		if len(f.Path) < MinPathLen || len(f.Path) > MaxPathLen {
-			add("feed.path", "not %d to %d characters", MinPathLen, MaxPathLen)
-		} else if !feedPathRE.MatchString(f.Path) {
-			add("feed.path", "%q must start with '/' and hold no '?', '#' or white space", f.Path)
-		}
-		checkInterval(add, "feed.minInterval", f.MinInterval)
-		checkBurst(add, "feed.burst", f.Burst)
+	if len(f.Path) < MinPathLen || len(f.Path) > MaxPathLen {
+		add("feed.path", "not %d to %d characters", MinPathLen, MaxPathLen)
+	} else if !feedPathRE.MatchString(f.Path) {
+		add("feed.path", "%q must start with '/' and hold no '?', '#' or white space", f.Path)
 	}
-	if a := p.Accept; a != nil {
-		if !validMethod(a.Method) {
-			add("accept.method", "%q is not one of %s", a.Method, strings.Join(Methods(), ", "))
-		}
-		if len(a.PathTemplate) < MinPathTemplateLen || len(a.PathTemplate) > MaxPathTemplateLen {
-			add("accept.pathTemplate", "not %d to %d characters", MinPathTemplateLen, MaxPathTemplateLen)
-		} else if !pathTemplateRE.MatchString(a.PathTemplate) {
-			add("accept.pathTemplate", "%q must be '/'-separated segments, each a literal without '{', '}', '?', '#' or white space, or {offerId}", a.PathTemplate)
-		} else if strings.Count(a.PathTemplate, OfferIDSegment) > 1 {
-			add("accept.pathTemplate", "%q holds {offerId} more than once", a.PathTemplate)
-		}
-		inPath := strings.Contains(a.PathTemplate, OfferIDSegment)
-		switch {
-		case inPath && a.OfferIDField != "":
-			add("accept.offerIdField", "must not be set when pathTemplate has a {offerId} segment: exactly one must name the offer")
-		case !inPath && a.OfferIDField == "":
-			add("accept.offerIdField", "required when pathTemplate has no {offerId} segment: exactly one must name the offer")
-		case a.OfferIDField != "" && (len(a.OfferIDField) < MinFieldLen || len(a.OfferIDField) > MaxFieldLen || !fieldRE.MatchString(a.OfferIDField)):
-			add("accept.offerIdField", "%q is not a JSON field name such as offerId", a.OfferIDField)
-		}
-		checkMaxAccepts(add, "accept.maxAccepts", a.MaxAccepts)
-		if (a.MaxAccepts > 0) != (a.Window > 0) {
-			add("accept.window", "maxAccepts and window must be set together")
-		}
-		if a.Window > 0 {
-			checkWindow(add, "accept.window", a.Window)
-		}
-		if a.MinReactionTime.D() > MaxMinReactionTime {
-			add("accept.minReactionTime", "%s is more than %s", a.MinReactionTime.D(), MaxMinReactionTime)
-		}
-		if a.Window > 0 && a.Window < a.MinReactionTime {
-			add("accept.window", "window must be at least minReactionTime")
-		}
-		if a.MaxAccepts == 0 && a.MinReactionTime == 0 && !a.RequireShown && a.Fairness == nil {
-			add("accept", "accept must limit something: set maxAccepts and window, minReactionTime, requireShown, or fairness")
-		}
-		if f := a.Fairness; f != nil {
-			if f.Window.D() < MinFairnessWindow || f.Window.D() > MaxFairnessWindow {
-				add("accept.fairness.window", "%s is not between %s and %s", f.Window.D(), MinFairnessWindow, MaxFairnessWindow)
-			}
-			if !slices.Contains(Awards(), f.Award) {
-				add("accept.fairness.award", "%q is not %s", f.Award, strings.Join(Awards(), " or "))
-			}
-		}
-		if a.MinReactionTime > 0 && p.ShownOffers == nil {
-			add("accept.minReactionTime", "needs shownOffers, to learn when an offer was shown to a driver")
-		}
-		if a.RequireShown && p.ShownOffers == nil {
-			add("accept.requireShown", "needs shownOffers, to learn which offers a driver was shown")
-		}
+	checkInterval(add, "feed.minInterval", f.MinInterval)
+	checkBurst(add, "feed.burst", f.Burst)
+}
+
+// checkAccept checks the accept's route, limits and fair draws; shown tells whether the
+// policy reads shown offers.
+func checkAccept(add problemFunc, a *Accept, shown bool) {
+	checkAcceptRoute(add, a)
+	checkAcceptLimits(add, a)
+	if f := a.Fairness; f != nil {
+		checkFairness(add, f)
 	}
-	if f, a := p.Feed, p.Accept; f != nil && a != nil && f.Method == a.Method &&
+	if a.MinReactionTime > 0 && !shown {
+		add("accept.minReactionTime", "needs shownOffers, to learn when an offer was shown to a driver")
+	}
+	if a.RequireShown && !shown {
+		add("accept.requireShown", "needs shownOffers, to learn which offers a driver was shown")
+	}
+}
+
+// checkAcceptRoute checks the accept's method, path template and where it finds the offer id.
+func checkAcceptRoute(add problemFunc, a *Accept) {
+	if !validMethod(a.Method) {
+		add("accept.method", "%q is not one of %s", a.Method, strings.Join(Methods(), ", "))
+	}
+	if len(a.PathTemplate) < MinPathTemplateLen || len(a.PathTemplate) > MaxPathTemplateLen {
+		add("accept.pathTemplate", "not %d to %d characters", MinPathTemplateLen, MaxPathTemplateLen)
+	} else if !pathTemplateRE.MatchString(a.PathTemplate) {
+		add("accept.pathTemplate", "%q must be '/'-separated segments, each a literal without '{', '}', '?', '#' or white space, or {offerId}", a.PathTemplate)
+	} else if strings.Count(a.PathTemplate, OfferIDSegment) > 1 {
+		add("accept.pathTemplate", "%q holds {offerId} more than once", a.PathTemplate)
+	}
+	inPath := strings.Contains(a.PathTemplate, OfferIDSegment)
+	switch {
+	case inPath && a.OfferIDField != "":
+		add("accept.offerIdField", "must not be set when pathTemplate has a {offerId} segment: exactly one must name the offer")
+	case !inPath && a.OfferIDField == "":
+		add("accept.offerIdField", "required when pathTemplate has no {offerId} segment: exactly one must name the offer")
+	case a.OfferIDField != "" && (len(a.OfferIDField) < MinFieldLen || len(a.OfferIDField) > MaxFieldLen || !fieldRE.MatchString(a.OfferIDField)):
+		add("accept.offerIdField", "%q is not a JSON field name such as offerId", a.OfferIDField)
+	}
+}
+
+// checkAcceptLimits checks maxAccepts, window and minReactionTime, and that the accept limits
+// something.
+func checkAcceptLimits(add problemFunc, a *Accept) {
+	checkMaxAccepts(add, "accept.maxAccepts", a.MaxAccepts)
+	if (a.MaxAccepts > 0) != (a.Window > 0) {
+		add("accept.window", "maxAccepts and window must be set together")
+	}
+	if a.Window > 0 {
+		checkWindow(add, "accept.window", a.Window)
+	}
+	if a.MinReactionTime.D() > MaxMinReactionTime {
+		add("accept.minReactionTime", "%s is more than %s", a.MinReactionTime.D(), MaxMinReactionTime)
+	}
+	if a.Window > 0 && a.Window < a.MinReactionTime {
+		add("accept.window", "window must be at least minReactionTime")
+	}
+	if a.MaxAccepts == 0 && a.MinReactionTime == 0 && !a.RequireShown && a.Fairness == nil {
+		add("accept", "accept must limit something: set maxAccepts and window, minReactionTime, requireShown, or fairness")
+	}
+}
+
+// checkFairness checks the fair draws' window and award.
+func checkFairness(add problemFunc, f *Fairness) {
+	if f.Window.D() < MinFairnessWindow || f.Window.D() > MaxFairnessWindow {
+		add("accept.fairness.window", "%s is not between %s and %s", f.Window.D(), MinFairnessWindow, MaxFairnessWindow)
+	}
+	if !slices.Contains(Awards(), f.Award) {
+		add("accept.fairness.award", "%q is not %s", f.Award, strings.Join(Awards(), " or "))
+	}
+}
+
+// checkRoutesDiffer checks that the feed and the accept (either may be nil) are not one route.
+func checkRoutesDiffer(add problemFunc, f *Feed, a *Accept) {
+	if f != nil && a != nil && f.Method == a.Method &&
 		(f.Path == a.PathTemplate || (!strings.HasSuffix(f.Path, "/") && f.Path+"/" == a.PathTemplate)) {
 		add("accept.pathTemplate", "feed and accept must not be the same route: the gateway matches accept first, so the feed would never be paced; give them different paths or methods")
 	}
-	if s := p.ShownOffers; s != nil {
-		if p.Feed == nil {
-			add("shownOffers", "needs feed: shown offers are read from feed responses")
-		}
-		if len(s.JSONPath) < MinJSONPathLen || len(s.JSONPath) > MaxJSONPathLen || !jsonPathRE.MatchString(s.JSONPath) {
-			add("shownOffers.jsonPath", "%q is not a path such as offers[].id (names joined by '.', name[] walks an array)", s.JSONPath)
-		}
+}
+
+// checkShownOffers checks where shown offers are read; feed tells whether the policy has a feed.
+func checkShownOffers(add problemFunc, s *ShownOffers, feed bool) {
+	if !feed {
+		add("shownOffers", "needs feed: shown offers are read from feed responses")
 	}
+	if len(s.JSONPath) < MinJSONPathLen || len(s.JSONPath) > MaxJSONPathLen || !jsonPathRE.MatchString(s.JSONPath) {
+		add("shownOffers.jsonPath", "%q is not a path such as offers[].id (names joined by '.', name[] walks an array)", s.JSONPath)
+	}
+}
+
+// checkOverrides checks the overrides of p, each with the limits it changes.
+func checkOverrides(add problemFunc, p *Policy) {
 	if len(p.Overrides) > MaxOverrides {
 		add("overrides", "%d overrides, more than the limit of %d", len(p.Overrides), MaxOverrides)
 	}
 	for i, o := range p.Overrides {
 		f := fmt.Sprintf("overrides[%d]", i)
-		if len(o.Drivers) < MinOverrideDrivers || len(o.Drivers) > MaxOverrideDrivers {
-			add(f+".drivers", "must list %d to %d drivers", MinOverrideDrivers, MaxOverrideDrivers)
-		}
-		// Errors name a driver by its index, never by its id: they end up in /readyz, logs and
-		// the policy's status, and driver ids are personal data.
-		seen := make(map[string]int, len(o.Drivers))
-		for j, d := range o.Drivers {
-			if len(d) < MinDriverLen || len(d) > MaxDriverLen {
-				add(fmt.Sprintf("%s.drivers[%d]", f, j), "must be %d to %d characters", MinDriverLen, MaxDriverLen)
-			}
-			if k, dup := seen[d]; dup {
-				add(fmt.Sprintf("%s.drivers[%d]", f, j), "duplicate of drivers[%d]", k)
-				continue
-			}
-			seen[d] = j
-		}
+		checkOverrideDrivers(add, f, o.Drivers)
 		if o.Feed == nil && o.Accept == nil {
 			add(f, "an override must change feed or accept")
 		}
 		if of := o.Feed; of != nil {
-			if p.Feed == nil {
-				add(f+".feed", "an override of feed needs feed to be set")
-			}
-			if of.MinInterval == 0 && of.Burst == 0 {
-				add(f+".feed", "a feed override must set minInterval or burst")
-			}
-			if of.MinInterval != 0 {
-				checkInterval(add, f+".feed.minInterval", of.MinInterval)
-			}
-			if of.Burst != 0 {
-				checkBurst(add, f+".feed.burst", of.Burst)
-			}
+			checkFeedOverride(add, f, of, p.Feed != nil)
 		}
 		if oa := o.Accept; oa != nil {
-			if p.Accept == nil {
-				add(f+".accept", "an override of accept needs accept to be set")
-			}
-			if oa.MaxAccepts == 0 && oa.Window == 0 && oa.MinReactionTime == nil {
-				add(f+".accept", "an accept override must set maxAccepts, window or minReactionTime")
-			}
-			checkMaxAccepts(add, f+".accept.maxAccepts", oa.MaxAccepts)
-			if oa.Window != 0 {
-				checkWindow(add, f+".accept.window", oa.Window)
-			}
-			if oa.MinReactionTime != nil && oa.MinReactionTime.D() > MaxMinReactionTime {
-				add(f+".accept.minReactionTime", "%s is more than %s", oa.MinReactionTime.D(), MaxMinReactionTime)
-			}
-			if p.Accept != nil {
-				// The effective limits must still make sense.
-				eff := p.Accept.With(oa)
-				maxA, win, mrt := eff.MaxAccepts, eff.Window, eff.MinReactionTime
-				if (maxA > 0) != (win > 0) {
-					add(f+".accept", "maxAccepts and window must be set together (with the policy's values)")
-				}
-				if win > 0 && win < mrt {
-					add(f+".accept", "window must be at least minReactionTime (with the policy's values)")
-				}
-				if mrt > 0 && p.ShownOffers == nil {
-					add(f+".accept.minReactionTime", "needs shownOffers, to learn when an offer was shown to a driver")
-				}
-			}
+			checkAcceptOverride(add, f, oa, p)
 		}
 	}
-	errs = append(errs, p.Refusal.problems()...)
-	return errs
+}
+
+// checkOverrideDrivers checks the drivers of the override at field f.
+func checkOverrideDrivers(add problemFunc, f string, drivers []string) {
+	if len(drivers) < MinOverrideDrivers || len(drivers) > MaxOverrideDrivers {
+		add(f+".drivers", "must list %d to %d drivers", MinOverrideDrivers, MaxOverrideDrivers)
+	}
+	// Errors name a driver by its index, never by its id: they end up in /readyz, logs and
+	// the policy's status, and driver ids are personal data.
+	seen := make(map[string]int, len(drivers))
+	for j, d := range drivers {
+		if len(d) < MinDriverLen || len(d) > MaxDriverLen {
+			add(fmt.Sprintf("%s.drivers[%d]", f, j), "must be %d to %d characters", MinDriverLen, MaxDriverLen)
+		}
+		if k, dup := seen[d]; dup {
+			add(fmt.Sprintf("%s.drivers[%d]", f, j), "duplicate of drivers[%d]", k)
+			continue
+		}
+		seen[d] = j
+	}
+}
+
+// checkFeedOverride checks the feed override of the override at field f; feed tells whether
+// the policy has a feed.
+func checkFeedOverride(add problemFunc, f string, of *FeedOverride, feed bool) {
+	if !feed {
+		add(f+".feed", "an override of feed needs feed to be set")
+	}
+	if of.MinInterval == 0 && of.Burst == 0 {
+		add(f+".feed", "a feed override must set minInterval or burst")
+	}
+	if of.MinInterval != 0 {
+		checkInterval(add, f+".feed.minInterval", of.MinInterval)
+	}
+	if of.Burst != 0 {
+		checkBurst(add, f+".feed.burst", of.Burst)
+	}
+}
+
+// checkAcceptOverride checks the accept override of the override at field f, alone and
+// combined with the accept of p.
+func checkAcceptOverride(add problemFunc, f string, oa *AcceptOverride, p *Policy) {
+	if p.Accept == nil {
+		add(f+".accept", "an override of accept needs accept to be set")
+	}
+	if oa.MaxAccepts == 0 && oa.Window == 0 && oa.MinReactionTime == nil {
+		add(f+".accept", "an accept override must set maxAccepts, window or minReactionTime")
+	}
+	checkMaxAccepts(add, f+".accept.maxAccepts", oa.MaxAccepts)
+	if oa.Window != 0 {
+		checkWindow(add, f+".accept.window", oa.Window)
+	}
+	if oa.MinReactionTime != nil && oa.MinReactionTime.D() > MaxMinReactionTime {
+		add(f+".accept.minReactionTime", "%s is more than %s", oa.MinReactionTime.D(), MaxMinReactionTime)
+	}
+	if p.Accept != nil {
+		// The effective limits must still make sense.
+		eff := p.Accept.With(oa)
+		maxA, win, mrt := eff.MaxAccepts, eff.Window, eff.MinReactionTime
+		if (maxA > 0) != (win > 0) {
+			add(f+".accept", "maxAccepts and window must be set together (with the policy's values)")
+		}
+		if win > 0 && win < mrt {
+			add(f+".accept", "window must be at least minReactionTime (with the policy's values)")
+		}
+		if mrt > 0 && p.ShownOffers == nil {
+			add(f+".accept.minReactionTime", "needs shownOffers, to learn when an offer was shown to a driver")
+		}
+	}
 }
 
 func validMethod(m string) bool { return slices.Contains(Methods(), m) }
 
 // checkMaxAccepts checks a maxAccepts of the config, where 0 stands for an absent one.
-func checkMaxAccepts(add func(string, string, ...any), field string, n int32) {
+func checkMaxAccepts(add problemFunc, field string, n int32) {
 	if n != 0 && (n < MinMaxAccepts || n > MaxMaxAccepts) {
 		add(field, "%d is not between %d and %d", n, MinMaxAccepts, MaxMaxAccepts)
 	}
 }
 
-func checkInterval(add func(string, string, ...any), field string, d Duration) {
+func checkInterval(add problemFunc, field string, d Duration) {
 	if d.D() < MinFeedInterval || d.D() > MaxFeedInterval {
 		add(field, "%s is not between %s and %s", d.D(), MinFeedInterval, MaxFeedInterval)
 	}
 }
 
-func checkBurst(add func(string, string, ...any), field string, b int32) {
+func checkBurst(add problemFunc, field string, b int32) {
 	if b < MinBurst || b > MaxBurst {
 		add(field, "%d is not between %d and %d", b, MinBurst, MaxBurst)
 	}
 }
 
-func checkWindow(add func(string, string, ...any), field string, d Duration) {
+func checkWindow(add problemFunc, field string, d Duration) {
 	if d.D() < MinWindow || d.D() > MaxWindow {
 		add(field, "%s is not between %s and %s", d.D(), MinWindow, MaxWindow)
 	}
