@@ -5,9 +5,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -339,4 +343,120 @@ func TestRedteamLongFeedForgetsShown(t *testing.T) {
 	h.up.offers = offers
 	expect(t, h.do("GET", "/offers", "", drv("t1")...), 200, "")
 	expect(t, h.do("POST", "/offers/o0/accept", "", drv("t1")...), 429, "too-fast")
+}
+
+// tunnelUpstream is an offer service that honours "Upgrade: h2c" the way a lax h2c server
+// does: it answers 101 and then serves the connection itself (HTTP/1.1 here, which stands for
+// the HTTP/2 a real one would speak), recording every request it serves there.
+type tunnelUpstream struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (u *tunnelUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "h2c") {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"offers":[]}`)
+		return
+	}
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+	brw.Flush()
+	for {
+		req, err := http.ReadRequest(brw.Reader)
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		u.mu.Lock()
+		u.seen = append(u.seen, req.Method+" "+req.URL.Path)
+		u.mu.Unlock()
+		brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		brw.Flush()
+	}
+}
+
+// TestRedteamH2CUpgrade: "Upgrade: h2c" (with HTTP2-Settings not named in Connection, so that
+// the proxy keeps it) on any path turned the client's connection into a tunnel to the offer
+// service once the service switched protocols: every request after it, accepts included,
+// reached the service without the gateway seeing it (h2c smuggling). The gateway forwards no
+// h2c upgrade: the request goes on as plain HTTP/1.1.
+func TestRedteamH2CUpgrade(t *testing.T) {
+	up := &tunnelUpstream{}
+	us := httptest.NewServer(up)
+	t.Cleanup(us.Close)
+	h := newHarness(t, configOf(standardPolicy()), func(o *Options) { o.Upstream, _ = url.Parse(us.URL) })
+	srv := h.g.NewServer()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	for _, upgrade := range []string{"h2c", "H2C", "websocket, h2c"} {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET /health HTTP/1.1\r\nHost: x\r\nX-Driver-Id: t1\r\nConnection: Upgrade\r\nUpgrade: %s\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", upgrade)
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		// Whatever the answer, the next request on the connection must be the gateway's.
+		fmt.Fprintf(c, "POST /offers/o9/accept HTTP/1.1\r\nHost: x\r\nX-Driver-Id: t1\r\nContent-Length: 0\r\n\r\n")
+		resp, err = http.ReadResponse(br, nil)
+		c.Close()
+		up.mu.Lock()
+		seen := append([]string(nil), up.seen...)
+		up.mu.Unlock()
+		if len(seen) > 0 {
+			t.Fatalf("%s: the offer service served %v through a tunnel", upgrade, seen)
+		}
+		if err != nil || resp.StatusCode != 403 || resp.Header.Get(HeaderDecision) != "unseen-offer" {
+			t.Fatalf("%s: the accept after the upgrade: %v %v", upgrade, resp, err)
+		}
+	}
+}
+
+// TestRedteamPipelining: HTTP/1.1 requests pipelined on one connection are decided one by one
+// like any others: of five polls written at once, one reaches the offer service.
+func TestRedteamPipelining(t *testing.T) {
+	h := newHarness(t, configOf(standardPolicy()))
+	srv := h.g.NewServer()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, strings.Repeat("GET /offers HTTP/1.1\r\nHost: x\r\nX-Driver-Id: t1\r\n\r\n", 5))
+	br := bufio.NewReader(c)
+	var codes []int
+	for range 5 {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+	}
+	if fmt.Sprint(codes) != "[200 429 429 429 429]" || h.upstreamSaw("/offers") != 1 {
+		t.Fatalf("pipelined polls: %v, the offer service saw %d", codes, h.upstreamSaw("/offers"))
+	}
 }

@@ -291,7 +291,26 @@ func sanitizeHeaders(h http.Header, identity string) (overrides overrideHeaders)
 	if c, ok := h["Connection"]; ok {
 		h["Connection"] = keepConnectionTokens(c, identity)
 	}
+	// An h2c upgrade is never forwarded: an offer service that honours it would serve the rest
+	// of the connection as HTTP/2, every request of it past the gateway (h2c smuggling). The
+	// request goes on as plain HTTP/1.1.
+	if u, ok := h["Upgrade"]; ok && upgradesToH2C(u) {
+		delete(h, "Upgrade")
+		delete(h, "Http2-Settings")
+	}
 	return overrides
+}
+
+// upgradesToH2C reports whether Upgrade header values name the h2c protocol.
+func upgradesToH2C(vs []string) bool {
+	for _, v := range vs {
+		for tok := range strings.SplitSeq(v, ",") {
+			if p, _, _ := strings.Cut(strings.TrimSpace(tok), "/"); strings.EqualFold(strings.TrimSpace(p), "h2c") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // keepConnectionTokens returns the values of a Connection header without the tokens that name
