@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"strings"
 )
@@ -36,11 +37,17 @@ func identityKey(seed maphash.Seed, vs []string) (uint64, bool) {
 			} else {
 				v = ""
 			}
-			elem = strings.Trim(elem, " \t")
+			elem = trimOWS(elem)
 			if elem == "" {
 				continue
 			}
-			k, ok := identityElemKey(seed, elem)
+			var k uint64
+			var ok bool
+			if strings.IndexByte(elem, ' ') >= 0 || strings.IndexByte(elem, '\t') >= 0 {
+				k, ok = identityElemKeySlow(seed, elem)
+			} else {
+				k, ok = identityElemKey(seed, elem)
+			}
 			if !ok || found && k != key {
 				return 0, false
 			}
@@ -50,26 +57,97 @@ func identityKey(seed maphash.Seed, vs []string) (uint64, bool) {
 	return key, found
 }
 
-// identityElemKey hashes one trimmed, non-empty element of an identity header: ASCII letters in
-// lower case, runs of spaces and tabs as one space. It refuses bytes outside visible ASCII.
-// An element already in that form (the common case) is hashed as it is.
+// trimOWS trims spaces and tabs (HTTP's optional white space) from both ends of s.
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// identityElemKey hashes one trimmed, non-empty element of an identity header without white
+// space (tokens, driver ids): ASCII letters in lower case. It refuses bytes outside visible
+// ASCII. The element is copied to a buffer on the stack and folded there 8 bytes at a time.
 func identityElemKey(seed maphash.Seed, s string) (uint64, bool) {
-	plain := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == ' ' && s[i-1] != ' ': // s is trimmed: i > 0
-		case c < 0x21 || c > 0x7e:
-			if c != ' ' && c != '\t' {
-				return 0, false
-			}
-			plain = false
-		case 'A' <= c && c <= 'Z':
-			plain = false
+	if len(s) <= 64 {
+		var buf [64]byte
+		b := buf[:copy(buf[:], s)]
+		if !foldASCII(b) {
+			return 0, false
+		}
+		return maphash.Bytes(seed, b), true
+	}
+	return identityElemKeyLong(seed, s)
+}
+
+func identityElemKeyLong(seed maphash.Seed, s string) (uint64, bool) {
+	var buf [512]byte
+	var h maphash.Hash
+	h.SetSeed(seed)
+	for len(s) > 0 {
+		b := buf[:copy(buf[:], s)]
+		s = s[len(b):]
+		if !foldASCII(b) {
+			return 0, false
+		}
+		h.Write(b)
+	}
+	return h.Sum64(), true
+}
+
+// foldASCII lower-cases the ASCII letters of b in place, or reports false when b holds a byte
+// outside visible ASCII.
+func foldASCII(b []byte) bool {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w, ok := foldWord(binary.LittleEndian.Uint64(b[i:]))
+		if !ok {
+			return false
+		}
+		binary.LittleEndian.PutUint64(b[i:], w)
+	}
+	for ; i < len(b); i++ {
+		c := b[i]
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
 		}
 	}
-	if plain {
-		return maphash.String(seed, s), true
+	return true
+}
+
+// Bytes of every lane of a word, for foldWord.
+const (
+	lanes = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// foldWord lower-cases the ASCII letters among 8 bytes, or reports false when one of them is
+// not visible ASCII (0x21 to 0x7E). No lane carries into the next: every byte is below 0x80
+// when the sums are taken.
+func foldWord(w uint64) (uint64, bool) {
+	if w&highs != 0 || // a byte of 0x80 or more
+		(w+(0x80-0x21)*lanes)&highs != highs || // a byte below 0x21
+		(w+lanes)&highs != 0 { // 0x7F
+		return 0, false
+	}
+	ge := (w + (0x80-'A')*lanes) & highs // lanes at or above 'A'
+	gt := (w + (0x80-'Z'-1)*lanes) & highs
+	return w | (ge&^gt)>>2, true // 0x80>>2 is the case bit 0x20
+}
+
+// identityElemKeySlow is identityElemKey for an element with white space or a byte outside
+// visible ASCII.
+func identityElemKeySlow(seed maphash.Seed, s string) (uint64, bool) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x21 || c > 0x7e) && c != ' ' && c != '\t' {
+			return 0, false
+		}
 	}
 	var h maphash.Hash
 	h.SetSeed(seed)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"net"
 	"net/http"
@@ -459,4 +460,98 @@ func TestRedteamPipelining(t *testing.T) {
 	if fmt.Sprint(codes) != "[200 429 429 429 429]" || h.upstreamSaw("/offers") != 1 {
 		t.Fatalf("pipelined polls: %v, the offer service saw %d", codes, h.upstreamSaw("/offers"))
 	}
+}
+
+// BenchmarkIdentityKey is the key of a driver from its identity header (identity.go) against
+// the hash of the exact bytes it replaced: a lower-case driver id (hashed as it is), and a
+// Flex-like access token of 360 characters with upper case (folded into a buffer).
+func BenchmarkIdentityKey(b *testing.B) {
+	seed := maphash.MakeSeed()
+	tok := "Atza|" + strings.Repeat("IwEBIAbCdEfGhIjK", 22) + "xyz"
+	for _, c := range []struct{ name, v string }{{"driver-id", "driver-000123"}, {"token", tok}} {
+		b.Run(c.name+"/exact-bytes", func(b *testing.B) {
+			for b.Loop() {
+				keySink = maphash.String(seed, c.v)
+			}
+		})
+		b.Run(c.name+"/identityKey", func(b *testing.B) {
+			vs := []string{c.v}
+			b.ReportAllocs()
+			for b.Loop() {
+				keySink, _ = identityKey(seed, vs)
+			}
+		})
+	}
+}
+
+var keySink uint64
+
+// BenchmarkRouteRequestWithIdentity is BenchmarkRouteRequest's ordinary requests with the
+// identity header, which adds the reading of a router that ignores the method.
+func BenchmarkRouteRequestWithIdentity(b *testing.B) {
+	_, p := benchGateway(b, nil)
+	for _, c := range []struct{ name, method, target string }{
+		{"feed", "GET", "/offers?area=north"},
+		{"accept", "POST", "/offers/o-000123/accept"},
+		{"other", "GET", "/drivers/me"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			r := httptest.NewRequest(c.method, c.target, nil)
+			r.Header.Set(p.identity, "driver-000123")
+			b.ReportAllocs()
+			for b.Loop() {
+				routeSink = routeOnce(p, r)
+			}
+		})
+	}
+}
+
+// identityRef is identity.go's rule written plainly: the elements of every line, trimmed,
+// empty ones dropped, runs of spaces and tabs as one space, in lower case; no byte outside
+// visible ASCII; all elements alike.
+func identityRef(vs []string) (string, bool) {
+	var id string
+	found := false
+	for _, v := range vs {
+		for _, e := range strings.Split(v, ",") {
+			e = strings.Join(strings.FieldsFunc(e, func(r rune) bool { return r == ' ' || r == '\t' }), " ")
+			if e == "" {
+				continue
+			}
+			for i := 0; i < len(e); i++ {
+				if c := e[i]; (c < 0x21 || c > 0x7e) && c != ' ' {
+					return "", false
+				}
+			}
+			e = strings.ToLower(e)
+			if found && e != id {
+				return "", false
+			}
+			id, found = e, true
+		}
+	}
+	return id, found
+}
+
+// FuzzIdentityKey: identityKey (8-byte folding, the slow path for white space, buffers of 64
+// and 512 bytes) names the same identity as the plain rule, and keys it as the plain rule's
+// identity hashed whole.
+func FuzzIdentityKey(f *testing.F) {
+	for _, s := range []string{"t1", "T1,", "t1, t2", "Bearer  abc", "a\tb", "té", "\x7f", "@[`{AZaz",
+		strings.Repeat("AbCdEfGh", 70) + "Z", "x, ,X", strings.Repeat("q", 64), strings.Repeat("Q", 65)} {
+		f.Add(s, "")
+		f.Add(s, strings.ToUpper(s))
+	}
+	seed := maphash.MakeSeed()
+	f.Fuzz(func(t *testing.T, a, b string) {
+		vs := []string{a}
+		if b != "" {
+			vs = append(vs, b)
+		}
+		want, wok := identityRef(vs)
+		got, ok := identityKey(seed, vs)
+		if ok != wok || ok && got != maphash.String(seed, want) {
+			t.Fatalf("identityKey(%q) = %x, %v; the rule says %q, %v", vs, got, ok, want, wok)
+		}
+	})
 }
