@@ -555,3 +555,66 @@ func FuzzIdentityKey(f *testing.F) {
 		}
 	})
 }
+
+// serveOnLoopback serves the harness's gateway with NewServer on a loopback port.
+func (h *harness) serveOnLoopback(t *testing.T) string {
+	srv := h.g.NewServer()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// TestRedteamBodyFraming: Expect: 100-continue and a chunked body split inside the offer id
+// (with a trailer) are read like any body: the accept of an offer never shown is refused.
+func TestRedteamBodyFraming(t *testing.T) {
+	h := newHarness(t, configOf(flexPolicy()))
+	addr := h.serveOnLoopback(t)
+	for _, req := range []struct{ head, body string }{
+		{"Expect: 100-continue\r\nContent-Length: 16\r\n", `{"offerId":"o9"}`},
+		{"Transfer-Encoding: chunked\r\nTrailer: X-Offer-Id\r\n", "b\r\n{\"offerId\":\r\n5\r\n\"o9\"}\r\n0\r\nX-Offer-Id: o1\r\n\r\n"},
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		fmt.Fprintf(c, "POST /AcceptOffer HTTP/1.1\r\nHost: x\r\nX-Amz-Access-Token: t1\r\nContent-Type: application/json\r\n%s\r\n", req.head)
+		if strings.Contains(req.head, "Expect") {
+			line, err := br.ReadString('\n')
+			if err != nil || !strings.Contains(line, "100") {
+				t.Fatalf("no 100 Continue: %q %v", line, err)
+			}
+			br.ReadString('\n')
+		}
+		io.WriteString(c, req.body)
+		resp, err := http.ReadResponse(br, nil)
+		c.Close()
+		if err != nil || resp.StatusCode != 403 || resp.Header.Get(HeaderDecision) != "unseen-offer" {
+			t.Fatalf("%q: %v %v", req.head, resp, err)
+		}
+	}
+	if n := h.upstreamSaw("/AcceptOffer"); n != 0 {
+		t.Fatalf("the offer service got %d accepts", n)
+	}
+}
+
+// TestRedteamUnshownVariantSkipsReaction: without requireShown an accept for an offer the
+// driver was never shown is not checked for reaction time (by design: docs/gateway.md,
+// "Reaction time"), and the gateway does not fold offer ids. So against an offer service that
+// takes "O9" or "o9 " for o9 (a case-insensitive collation, a trimming lookup), a bot accepts
+// o9 the moment it is shown, and with accept.fairness it gets a draw of its own that closes
+// before the honest drivers' draw for o9.
+func TestRedteamUnshownVariantSkipsReaction(t *testing.T) {
+	t.Skip("finding: without requireShown, an offer-id variant (O9 for o9) skips minReactionTime and the fair draw; set requireShown (see report)")
+	p := standardPolicy()
+	p.Accept.RequireShown = false
+	h := newHarness(t, configOf(p))
+	h.up.offers = []string{"o9"}
+	expect(t, h.do("GET", "/offers", "", drv("t1")...), 200, "")
+	expect(t, h.do("POST", "/offers/O9/accept", "", drv("t1")...), 429, "too-fast")
+}
