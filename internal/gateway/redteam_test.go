@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"hash/maphash"
 	"io"
@@ -617,4 +618,26 @@ func TestRedteamUnshownVariantSkipsReaction(t *testing.T) {
 	h.up.offers = []string{"o9"}
 	expect(t, h.do("GET", "/offers", "", drv("t1")...), 200, "")
 	expect(t, h.do("POST", "/offers/O9/accept", "", drv("t1")...), 429, "too-fast")
+}
+
+// TestRedteamDrawTicketsByIdentitySpelling: with accept.fairness and the Random award, every
+// spelling of one identity was a candidate of its own, so a bot that sent "t1", "T1", "t1,"
+// and " t1, t1" held four tickets in the offer's draw against an honest driver's one. They are
+// one driver now: the second spelling is answered 409 duplicate-accept at once.
+func TestRedteamDrawTicketsByIdentitySpelling(t *testing.T) {
+	h := newDrawHarness(t, fairPolicy("Random"))
+	first := h.hold("o9", "t1")
+	for _, v := range []string{"T1", "t1,", "t1, t1"} {
+		a := <-h.accept(context.Background(), v, "o9")
+		if a.code != 409 || a.decision != "duplicate-accept" {
+			t.Fatalf("%q: %d %q, want 409 duplicate-accept", v, a.code, a.decision)
+		}
+	}
+	if n := h.held("o9"); n != 1 {
+		t.Fatalf("%d candidates in the draw, want 1", n)
+	}
+	h.clock.Advance(3 * time.Second)
+	if a := <-first[0]; a.code != 200 {
+		t.Fatalf("the one candidate: %d %q", a.code, a.decision)
+	}
 }
