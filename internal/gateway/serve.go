@@ -289,7 +289,11 @@ func sanitizeHeaders(h http.Header, identity string) (overrides overrideHeaders)
 		}
 	}
 	if c, ok := h["Connection"]; ok {
-		h["Connection"] = keepConnectionTokens(c, identity)
+		if c = keepConnectionTokens(c, identity); c == nil {
+			delete(h, "Connection")
+		} else {
+			h["Connection"] = c
+		}
 	}
 	// An h2c upgrade is never forwarded: an offer service that honours it would serve the rest
 	// of the connection as HTTP/2, every request of it past the gateway (h2c smuggling). The
@@ -340,6 +344,9 @@ func keepConnectionTokens(vs []string, identity string) []string {
 				kept = append(kept, t)
 			}
 		}
+	}
+	if len(kept) == 0 {
+		return nil
 	}
 	return []string{strings.Join(kept, ", ")}
 }
