@@ -105,9 +105,18 @@ func (p *policy) ambiguous(r *http.Request, overrides overrideHeaders, escaped s
 	if rt != routeOther && ms.other {
 		return rt, true
 	}
+	// A router may ignore the method altogether (http.ServeMux patterns without one, Express's
+	// app.all, a handler that never reads r.Method): to it, GET /offers/o9/accept is an accept
+	// and POST /offers a poll. That reading applies to requests that carry the identity
+	// header: without it the offer service cannot act for a driver (the token is missing, or
+	// the ingress did not authenticate a driver), so other APIs on a governed path (a
+	// dispatcher's POST /offers, a CORS preflight) go on.
+	if len(r.Header[p.identity]) > 0 {
+		ms.anyMethod = anyMethod
+	}
 	conflict := func(lp *reqPath) (route, bool) {
-		for i, m := range [...]string{ms.own, ms.feed, ms.accept} {
-			if m == "" || i > 0 && strings.EqualFold(m, ms.own) {
+		for i, m := range [...]string{ms.own, ms.feed, ms.accept, ms.anyMethod} {
+			if m == "" || i > 0 && i < 3 && strings.EqualFold(m, ms.own) {
 				continue
 			}
 			if lrt, lid := p.routeOf(m, lp, true); lrt != routeOther && (lrt != rt || lid != id) {
@@ -177,6 +186,17 @@ type methodSet struct {
 	own          string
 	feed, accept string // the route's method when some reading names it, else ""
 	other        bool   // some reading names a method other than the request's own
+	// anyMethod is anyMethod when a router that ignores the method must be modelled.
+	anyMethod string
+}
+
+// anyMethod, as the method of routeOf, matches a route whatever its method (a router that
+// routes on the path alone). No request method has this spelling.
+const anyMethod = "\x00any"
+
+// methodMatches reports whether a request's method m (or anyMethod) matches a route's.
+func methodMatches(m, route string) bool {
+	return m == anyMethod || strings.EqualFold(m, route)
 }
 
 func (s *methodSet) add(p *policy, m string) {

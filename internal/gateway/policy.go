@@ -159,7 +159,10 @@ func compilePolicy(p *gatewayconfig.Policy, seed maphash.Seed) (*policy, error) 
 		o := &p.Overrides[i]
 		l := makeLimits(p, o)
 		for _, d := range o.Drivers {
-			k := maphash.String(seed, d)
+			k, ok := identityKey(seed, []string{d})
+			if !ok {
+				continue // no request can name this driver (identity.go)
+			}
 			if c.overrides == nil {
 				c.overrides = make(map[uint64]*limits)
 			}

@@ -83,7 +83,7 @@ func compileFeedRoute(f *gatewayconfig.Feed) feedRoute {
 // match reports whether the request is a feed poll. With fold, literal segments match in any
 // case (as a lenient router would match them).
 func (r *feedRoute) match(method string, p *reqPath, fold bool) bool {
-	if !strings.EqualFold(method, r.method) {
+	if !methodMatches(method, r.method) {
 		return false
 	}
 	if r.prefix {
@@ -137,7 +137,7 @@ func compileAcceptRoute(a *gatewayconfig.Accept) acceptRoute {
 // template has a {offerId} segment. With fold, literal segments match in any case; the offer
 // id is taken as it is.
 func (r *acceptRoute) match(method string, p *reqPath, fold bool) (offerID string, ok bool) {
-	if !strings.EqualFold(method, r.method) || len(p.segs) != len(r.segs) {
+	if !methodMatches(method, r.method) || len(p.segs) != len(r.segs) {
 		return "", false
 	}
 	for i, s := range r.segs {

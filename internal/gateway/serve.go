@@ -62,20 +62,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.proxy.ServeHTTP(w, r)
 		return
 	}
-	// The identity is one value. A header sent several times with different values is no
-	// identity: an ingress that appends rather than replaces would otherwise let a client pick
-	// a new identity on every request.
-	var ident string
-	if v := r.Header[p.identity]; len(v) > 0 {
-		ident = v[0]
-		for _, o := range v[1:] {
-			if o != ident {
-				ident = ""
-				break
-			}
-		}
-	}
-	if ident == "" {
+	// The identity is one value (identity.go). A header sent several times, or as a list,
+	// with different values is no identity: an ingress that appends rather than replaces would
+	// otherwise let a client pick a new identity on every request.
+	key, ok := identityKey(g.seed, r.Header[p.identity])
+	if !ok {
 		p.counters[rt][MissingIdentity].Inc()
 		if !p.dryRun {
 			g.refuse(w, r, p, rt, MissingIdentity, 0)
@@ -85,7 +76,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.forward(w, r, &reqState{route: rt})
 		return
 	}
-	key := maphash.String(g.seed, ident)
 	if rt == routeFeed {
 		g.serveFeed(w, r, p, key)
 		return
@@ -209,6 +199,9 @@ func (g *Gateway) serveAccept(w http.ResponseWriter, r *http.Request, p *policy,
 	var hasID bool
 	if p.offerField != nil {
 		id, hasID = g.offerFromBody(r, p.offerField)
+		if hasID && r.URL.RawQuery != "" && g.queryNamesOtherOffer(r.URL.RawQuery, p.offerField[0].name, id) {
+			hasID = false
+		}
 	} else if pathID != "" {
 		id, hasID = maphash.String(g.seed, pathID), true
 	}
@@ -295,7 +288,67 @@ func sanitizeHeaders(h http.Header, identity string) (overrides overrideHeaders)
 			overrides |= overrideHeader(k)
 		}
 	}
+	if c, ok := h["Connection"]; ok {
+		if c = keepConnectionTokens(c, identity); c == nil {
+			delete(h, "Connection")
+		} else {
+			h["Connection"] = c
+		}
+	}
+	// An h2c upgrade is never forwarded: an offer service that honours it would serve the rest
+	// of the connection as HTTP/2, every request of it past the gateway (h2c smuggling). The
+	// request goes on as plain HTTP/1.1.
+	if u, ok := h["Upgrade"]; ok && upgradesToH2C(u) {
+		delete(h, "Upgrade")
+		delete(h, "Http2-Settings")
+	}
 	return overrides
+}
+
+// upgradesToH2C reports whether Upgrade header values name the h2c protocol.
+func upgradesToH2C(vs []string) bool {
+	for _, v := range vs {
+		for tok := range strings.SplitSeq(v, ",") {
+			if p, _, _ := strings.Cut(strings.TrimSpace(tok), "/"); strings.EqualFold(strings.TrimSpace(p), "h2c") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// keepConnectionTokens returns the values of a Connection header without the tokens that name
+// the identity header or an OfferFeed-* header. A proxy drops the headers that Connection names
+// before it forwards a request (httputil.ReverseProxy does): naming the identity would have
+// the gateway key a driver on a header the offer service never sees, and naming
+// OfferFeed-Flag would hide the DryRun flag from it.
+func keepConnectionTokens(vs []string, identity string) []string {
+	drop := func(tok string) bool {
+		tok = strings.TrimSpace(tok)
+		return identity != "" && strings.EqualFold(tok, identity) ||
+			len(tok) >= len(headerPrefix) && strings.EqualFold(tok[:len(headerPrefix)], headerPrefix)
+	}
+	dirty := false
+	for _, v := range vs {
+		for tok := range strings.SplitSeq(v, ",") {
+			dirty = dirty || drop(tok)
+		}
+	}
+	if !dirty {
+		return vs
+	}
+	var kept []string
+	for _, v := range vs {
+		for tok := range strings.SplitSeq(v, ",") {
+			if t := strings.TrimSpace(tok); t != "" && !drop(t) {
+				kept = append(kept, t)
+			}
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	return []string{strings.Join(kept, ", ")}
 }
 
 // tokenName reports whether a header name holds only letters, digits and '-'.
@@ -368,6 +421,31 @@ func offerIDFromJSON(b []byte, path jsonPath, seed maphash.Seed) (uint64, bool) 
 		return 0, false
 	}
 	return id, true
+}
+
+// queryNamesOtherOffer reports whether a query string has a parameter named field (its name
+// decoded, in any case) whose value (decoded) is another offer id than id. A lenient offer
+// service may read the id from the query as well as from the body (Werkzeug's request.values
+// looks in the query first; PHP's $_REQUEST, Spring's @RequestParam and ASP.NET's model
+// binding read both): the gateway must not check one offer while the service accepts another.
+func (g *Gateway) queryNamesOtherOffer(rawQuery, field string, id uint64) bool {
+	for kv := range strings.FieldsFuncSeq(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
+		k, v, _ := strings.Cut(kv, "=")
+		if len(k) > 3*len(field)+8 {
+			continue // longer than any encoding of the name
+		}
+		if strings.ContainsAny(k, "%+") {
+			k = lenientUnescape(strings.ReplaceAll(k, "+", " "))
+		}
+		if !strings.EqualFold(strings.TrimSpace(k), field) {
+			continue
+		}
+		v = strings.TrimSpace(lenientUnescape(strings.ReplaceAll(v, "+", " ")))
+		if maphash.String(g.seed, v) != id {
+			return true
+		}
+	}
+	return false
 }
 
 type replayBody struct {
