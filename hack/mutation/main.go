@@ -123,6 +123,14 @@ var mutations = []mutation{
 		tests:       "^TestDrawTries$",
 		want:        "accepts of one draw at the offer service at once",
 	},
+	{
+		name:        "accept body: the literal true at offerIdField is read as an (empty) offer id",
+		file:        "internal/gateway/jsonscan.go",
+		original:    "\tcase c == 't':\n\t\ts.lit, s.litN, s.state = \"true\", 1, stLiteral",
+		replacement: "\tcase c == 't':\n\t\ts.beginCapture(target)\n\t\ts.endValue()\n\t\ts.lit, s.litN, s.state = \"true\", 1, stLiteral",
+		tests:       "^FuzzOfferIDDifferential$",
+		want:        "encoding/json reads none",
+	},
 }
 
 func main() {
