@@ -7,6 +7,7 @@
 //	go run ./hack/mutation            # every mutation
 //	go run ./hack/mutation -list      # print the list
 //	go run ./hack/mutation -only 3,7  # some of them (1-based)
+//	go run ./hack/mutation -tests .   # each against every test of the package
 package main
 
 import (
@@ -74,10 +75,10 @@ var mutations = []mutation{
 		tests:       "^TestUnreadableOfferID$",
 	},
 	{
-		name:        "accept answer: a 5xx counts toward maxAccepts",
+		name:        "accept answer (slot, not draw): a 5xx counts toward maxAccepts",
 		file:        "internal/gateway/serve.go",
-		original:    "won := status >= 200 && status < 300",
-		replacement: "won := status >= 200 && status < 600",
+		original:    "\t\t\tif won {\n\t\t\t\ta.x.done = append(a.x.done, now)",
+		replacement: "\t\t\tif won || status >= 500 {\n\t\t\t\ta.x.done = append(a.x.done, now)",
 		tests:       "^TestOnly2xxAcceptsCount$",
 	},
 	{
@@ -124,10 +125,10 @@ var mutations = []mutation{
 		want:        "accepts of one draw at the offer service at once",
 	},
 	{
-		name:        "accept body: the literal true at offerIdField is read as an (empty) offer id",
+		name:        "accept body (strict paths only): the literal true at offerIdField is read as an (empty) offer id",
 		file:        "internal/gateway/jsonscan.go",
 		original:    "\tcase c == 't':\n\t\ts.lit, s.litN, s.state = \"true\", 1, stLiteral",
-		replacement: "\tcase c == 't':\n\t\ts.beginCapture(target)\n\t\ts.endValue()\n\t\ts.lit, s.litN, s.state = \"true\", 1, stLiteral",
+		replacement: "\tcase c == 't':\n\t\tif s.strict {\n\t\t\ts.beginCapture(target)\n\t\t\ts.endValue()\n\t\t}\n\t\ts.lit, s.litN, s.state = \"true\", 1, stLiteral",
 		tests:       "^FuzzOfferIDDifferential$",
 		want:        "encoding/json reads none",
 	},
@@ -136,6 +137,7 @@ var mutations = []mutation{
 func main() {
 	list := flag.Bool("list", false, "print the mutations and exit")
 	only := flag.String("only", "", "comma-separated 1-based numbers of the mutations to run")
+	tests := flag.String("tests", "", "run these tests (a go test -run regexp) for every mutation instead of the list's, such as . for all")
 	flag.Parse()
 	if *list {
 		for i, m := range mutations {
@@ -159,6 +161,9 @@ func main() {
 	for i, m := range mutations {
 		if len(pick) > 0 && !pick[i+1] {
 			continue
+		}
+		if *tests != "" {
+			m.tests, m.want = *tests, ""
 		}
 		t0 := time.Now()
 		msg, ok := run(tmp, i, m)
