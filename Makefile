@@ -60,8 +60,12 @@ lint: vet ## Check formatting and vet.
 controlplane: ## Build kube-apiserver, etcd and kubectl from Go modules for envtest (skips what exists).
 	ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/controlplane/build.sh
 
+.PHONY: mutation
+mutation: ## Check that the gateway tests catch deliberate bugs in its decision code (hack/mutation).
+	$(GO) run ./hack/mutation
+
 .PHONY: test
-test: lint verify-gen ## Build the control plane if needed, check generated files, run every test.
+test: lint verify-gen mutation ## Build the control plane if needed, check generated files, run every test and the mutation check.
 	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/controlplane/build.sh)" \
 		$(GO) test -race -count=1 $(TESTFLAGS) ./...
 

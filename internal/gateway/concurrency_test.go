@@ -72,8 +72,21 @@ func TestInFlightAcceptSlots(t *testing.T) {
 	}
 	// Seven refusals come back while three accepts wait in the offer service.
 	refused := 0
+	deadline := time.After(10 * time.Second)
 	for refused < 7 {
-		c := <-codes
+		var c string
+		select {
+		case c = <-codes:
+		case <-time.After(5 * time.Millisecond):
+			if n := reached.Load(); n > 3 {
+				close(release)
+				t.Fatalf("%d accepts reached the offer service at once, want 3", n)
+			}
+			continue
+		case <-deadline:
+			close(release)
+			t.Fatalf("%d refusals after 10s, want 7", refused)
+		}
 		if c != "429 accept-throttled" {
 			t.Fatalf("got %q before the offer service answered, want 429 accept-throttled", c)
 		}

@@ -68,8 +68,8 @@ func TestDrawRaceOneOffer(t *testing.T) {
 		if len(got) != 2 || got["200 "] != 1 || got["409 "+DecisionLostDraw] != n-1 {
 			t.Errorf("answers %v, want one 200 and %d 409 lost-draw", got, n-1)
 		}
-		if h.svc.maxInflight != 1 {
-			t.Errorf("%d accepts at the offer service at once", h.svc.maxInflight)
+		if n := h.svc.mostInflight(); n != 1 {
+			t.Errorf("%d accepts at the offer service at once", n)
 		}
 		if tries := h.svc.triesOf("o1"); len(tries) != 1 || h.svc.wins["o1"] != 1 {
 			t.Errorf("the offer service saw %d accepts and gave %d 2xx; want 1 and 1", len(tries), h.svc.wins["o1"])

@@ -82,7 +82,9 @@ func (c *timerClock) Advance(d time.Duration) {
 
 // offerService is an offer service for draws: an accept for an offer is answered by status
 // (nil: 200 for the first accept of the offer, 410 once it is taken). It records the drivers
-// whose accepts it saw, per offer, and the most accepts of one offer it answered at once.
+// whose accepts it saw, per offer, and the most accepts of one offer it was working on at
+// once: an accept counts as in flight for offerServiceWork before it is answered, so that a
+// second try of the same offer forwarded before the first one's answer is seen.
 type offerService struct {
 	*httptest.Server
 	mu          sync.Mutex
@@ -120,12 +122,25 @@ func newOfferService(t testing.TB) *offerService {
 			s.taken[offer] = true
 			s.wins[offer]++
 		}
+		s.mu.Unlock()
+		time.Sleep(offerServiceWork) // in flight: a concurrent try of this offer would show now
+		s.mu.Lock()
 		s.inflight[offer]--
 		s.mu.Unlock()
 		w.WriteHeader(code)
 	}))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// offerServiceWork is how long the offer service works on an accept before it answers.
+const offerServiceWork = 20 * time.Millisecond
+
+// mostInflight is the most accepts of one offer the offer service worked on at once.
+func (s *offerService) mostInflight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxInflight
 }
 
 func (s *offerService) triesOf(offer string) []string {
@@ -420,8 +435,8 @@ func TestDrawTries(t *testing.T) {
 			if fmt.Sprint(got) != fmt.Sprint(c.want) {
 				t.Errorf("answers %v, want %v", got, c.want)
 			}
-			if h.svc.maxInflight != 1 {
-				t.Errorf("%d accepts of one draw at the offer service at once", h.svc.maxInflight)
+			if n := h.svc.mostInflight(); n != 1 {
+				t.Errorf("%d accepts of one draw at the offer service at once", n)
 			}
 			if !hasMetric(t, h.g, drawMetric("offerfeed_gateway_draw_accepts_total", `policy="standard"`, `result="`+c.result+`"`)+fmt.Sprint(" ", c.n)) ||
 				!hasMetric(t, h.g, drawMetric("offerfeed_gateway_draws_total", `award="Random"`, `outcome="`+c.out+`"`, `policy="standard"`)+" 1") {

@@ -185,29 +185,6 @@ func validJSONPath(s string) bool {
 	return gatewayconfig.Validate(&gatewayconfig.Config{SchemaVersion: 1, Policies: []gatewayconfig.Policy{p}}) == nil
 }
 
-// FuzzOfferIDFromBody: the accept body extractor never panics, allocates a bounded amount,
-// and agrees with encoding/json decoding into a struct.
-func FuzzOfferIDFromBody(f *testing.F) {
-	f.Add([]byte(`{"offerId":"A1"}`))
-	f.Add([]byte(`{"offerId":"A1","OFFERID":"B"}`))
-	f.Add([]byte(`{"offerId":1e5,"x":[{"offerId":"no"}]}`))
-	f.Add([]byte(`{"offerId":"\u00e9"}`))
-	f.Add([]byte(`not json`))
-	path := jsonPath{{name: "offerId", fold: true}}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		id, ok := offerIDFromJSON(body, path, testSeed)
-		var v struct {
-			OfferID string `json:"offerId"`
-		}
-		if ok && json.Unmarshal(body, &v) == nil && v.OfferID != "" && maphash.String(testSeed, v.OfferID) != id {
-			t.Fatalf("%q: extractor disagrees with encoding/json (%q)", body, v.OfferID)
-		}
-		if a := testing.AllocsPerRun(1, func() { offerIDFromJSON(body, path, testSeed) }); a > 3 {
-			t.Fatalf("extractor allocated %v times", a)
-		}
-	})
-}
-
 // FuzzPathTemplate: matching never panics, and a path built from a template with any offer id
 // matches it and yields that id.
 func FuzzPathTemplate(f *testing.F) {

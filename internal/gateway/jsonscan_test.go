@@ -61,6 +61,11 @@ func TestOfferIDDifferentials(t *testing.T) {
 		{"offerId", `{"offerId":"o1","offerId":"o2"}`, ""},
 		{"offerId", `{"offerId":"o1","offerId":null}`, "o1"},
 		{"offerId", `{"offerId":"o1","offerId":{"id":"o2"}}`, "o1"},
+		// Literals and containers are no id, and hide none nested in them.
+		{"offerId", `{"offerId":true}`, ""},
+		{"offerId", `{"offerId":null}`, ""},
+		{"offerId", `{"offerId":["o1"]}`, ""},
+		{"offerId", `{"x":{"offerId":"o1"}}`, ""},
 		{"offerId", `{"offer_id":"o2","offerId":"o1","offer-id":"o3"}`, "o1"},
 		// A key of 128 Kelvin signs (384 bytes) folds to a field of 128 k's.
 		{strings.Repeat("k", gatewayconfig.MaxFieldLen), `{"` + strings.Repeat("k", gatewayconfig.MaxFieldLen) + `":"o1","` + kelvins + `":"o9"}`, ""},
@@ -155,6 +160,9 @@ func differs(field string, doc []byte, h uint64, ok bool) string {
 	if !ok {
 		return ""
 	}
+	if len(ids) == 0 {
+		return "the gateway read an id where encoding/json reads none"
+	}
 	for _, id := range ids {
 		if maphash.String(testSeed, id) != h {
 			return "the gateway read another id than encoding/json's " + strconv.Quote(id)
@@ -168,8 +176,16 @@ var fieldRE = regexp.MustCompile(gatewayconfig.FieldPattern)
 // FuzzOfferIDDifferential is the differential test of the accept body reader against
 // encoding/json: for any offerIdField and body, when json.Unmarshal into a struct with that
 // field (string, json.Number, int64 or float64) yields an id, the gateway reads the same id or
-// calls it unknown, never another; and it reads no id from a body that is not JSON.
+// calls it unknown, never another; when none of them yields one, the gateway reads none
+// either; it reads no id from a body that is not JSON; and it allocates at most 3 times.
 func FuzzOfferIDDifferential(f *testing.F) {
+	f.Add("offerId", []byte(`{"offerId":"A1"}`))
+	f.Add("offerId", []byte(`{"offerId":1e5,"x":[{"offerId":"no"}]}`))
+	f.Add("offerId", []byte(`{"offerId":"\u00e9"}`))
+	f.Add("offerId", []byte(`{"offerId":true,"x":{"offerId":"o1"}}`))
+	f.Add("offerId", []byte(`{"offerId":false}`))
+	f.Add("offerId", []byte(`["offerId","o1"]`))
+	f.Add("offerId", []byte(`not json`))
 	f.Add("taskId", []byte(`{"taskId":"o1","taſkId":"o9"}`))
 	f.Add("taskId", []byte(`{"taskId":"o1","tas\u212aId":"o9"}`))
 	f.Add("taskId", []byte(`{"TASKID":"o1","taskid":"o1","task\u0049d":"o2"}`))
@@ -188,6 +204,9 @@ func FuzzOfferIDDifferential(f *testing.F) {
 		id, ok := offerIDFromJSON(body, path, testSeed)
 		if msg := differs(field, body, id, ok); msg != "" {
 			t.Fatalf("field %s, body %q: %s", field, body, msg)
+		}
+		if a := testing.AllocsPerRun(1, func() { offerIDFromJSON(body, path, testSeed) }); a > 3 {
+			t.Fatalf("field %s, body %q: the reader allocated %v times", field, body, a)
 		}
 	})
 }
