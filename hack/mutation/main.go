@@ -105,8 +105,8 @@ var mutations = []mutation{
 	{
 		name:        "route matching: an accept path with more segments is governed as the accept",
 		file:        "internal/gateway/route.go",
-		original:    "if !strings.EqualFold(method, r.method) || len(p.segs) != len(r.segs) {",
-		replacement: "if !strings.EqualFold(method, r.method) || len(p.segs) < len(r.segs) {",
+		original:    "if !methodMatches(method, r.method) || len(p.segs) != len(r.segs) {",
+		replacement: "if !methodMatches(method, r.method) || len(p.segs) < len(r.segs) {",
 		tests:       "^TestRouteMatch$",
 	},
 	{
