@@ -5,6 +5,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
+	"hash/maphash"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -300,6 +301,24 @@ func (t *drawTable) stop() {
 		d.timer.Stop()
 		t.close(d)
 	}
+}
+
+// HeldAccepts returns the accepts for offerID (as it appears in the accept path, or as the
+// string value of the body's offer id field) held by the open fair draw of the policy in
+// force: 0 when no window is open for the offer. Tests read it to know that a driver's accept
+// is held before they move a fake clock past the window.
+func (g *Gateway) HeldAccepts(offerID string) int {
+	p := g.active.Load().policy
+	if p == nil || p.draws == nil {
+		return 0
+	}
+	t := p.draws
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if d := t.open[maphash.String(g.seed, offerID)]; d != nil {
+		return len(d.cands)
+	}
+	return 0
 }
 
 // join puts the accept of driver key for offer id in the offer's draw, opening it when

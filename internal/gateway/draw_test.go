@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"hash/maphash"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -147,15 +146,7 @@ func (h *drawHarness) advance(d time.Duration) {
 }
 
 // held is the number of candidates that joined the open draw of offer.
-func (h *drawHarness) held(offer string) int {
-	t := h.g.active.Load().policy.draws
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if d := t.open[maphash.String(h.g.seed, offer)]; d != nil {
-		return len(d.cands)
-	}
-	return 0
-}
+func (h *drawHarness) held(offer string) int { return h.g.HeldAccepts(offer) }
 
 // hold sends the accepts of drivers for offer one after the other, each once the previous one
 // is held (so that they arrive in this order).
