@@ -86,6 +86,7 @@ type Gateway struct {
 	opts     Options
 	log      logr.Logger
 	clock    clock.WithDelayedExecution
+	now      func() time.Time // clock.Now; time.Now itself for the real clock (the hot path)
 	epoch    time.Time
 	seed     maphash.Seed
 	reg      *prometheus.Registry
@@ -145,7 +146,11 @@ func New(opts Options) (*Gateway, error) {
 	if g.clock == nil {
 		g.clock = clock.RealClock{}
 	}
-	g.epoch = g.clock.Now()
+	g.now = g.clock.Now
+	if _, real := g.clock.(clock.RealClock); real {
+		g.now = time.Now
+	}
+	g.epoch = g.now()
 	if g.reg == nil {
 		g.reg = prometheus.NewRegistry()
 	}
@@ -163,7 +168,7 @@ func New(opts Options) (*Gateway, error) {
 }
 
 // nowNS is the gateway clock: ns since the gateway was made (monotonic with the real clock).
-func (g *Gateway) nowNS() int64 { return int64(g.clock.Now().Sub(g.epoch)) }
+func (g *Gateway) nowNS() int64 { return int64(g.now().Sub(g.epoch)) }
 
 // Apply puts cfg in force: it validates cfg, picks the first policy whose selector matches the
 // pod's labels, and keeps the driver state when that policy is the one in force already (same
