@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,7 +43,7 @@ func ExampleNewGateway() {
 	}
 	clock := offerfeedtest.NewFakeClock(time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC))
 	gw, err := offerfeedtest.NewGateway(cfg, offers.URL, map[string]string{"app": "offer-service"},
-		offerfeedtest.WithClock(clock.Now))
+		offerfeedtest.WithClock(clock))
 	if err != nil {
 		panic(err)
 	}
@@ -69,9 +71,78 @@ func ExampleNewGateway() {
 	// driver-1 200
 }
 
+// A fair draw on a fake clock, deterministic: three drivers accept offer o1 within its 3s
+// window and are held; the test moves the clock past the window and the draw, in the order
+// that DrawSeed gives, hands the offer to one driver; the others get 409 lost-draw. No real
+// time passes for the window: before Advance the accepts wait however long the test takes.
+func Example_fairDraw() {
+	var mu sync.Mutex
+	taken := map[string]bool{}
+	offers := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if taken[r.URL.Path] {
+			w.WriteHeader(http.StatusGone)
+			return
+		}
+		taken[r.URL.Path] = true
+	}))
+	defer offers.Close()
+
+	cfg := &gatewayconfig.Config{
+		SchemaVersion: gatewayconfig.SchemaVersion,
+		Namespace:     "offers",
+		Policies: []gatewayconfig.Policy{{
+			Name:           "fair",
+			Mode:           gatewayconfig.ModeEnforce,
+			Selector:       metav1.LabelSelector{MatchLabels: map[string]string{"app": "offer-service"}},
+			IdentityHeader: "X-Driver-Id",
+			Accept: &gatewayconfig.Accept{Method: http.MethodPost, PathTemplate: "/offers/{offerId}/accept",
+				Fairness: &gatewayconfig.Fairness{Window: gatewayconfig.Duration(3 * time.Second), Award: gatewayconfig.AwardRandom}},
+		}},
+	}
+	clock := offerfeedtest.NewFakeClock(time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC))
+	gw, err := offerfeedtest.NewGateway(cfg, offers.URL, map[string]string{"app": "offer-service"},
+		offerfeedtest.WithClock(clock), offerfeedtest.WithDrawSeed(42))
+	if err != nil {
+		panic(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	drivers := []string{"driver-1", "driver-2", "driver-3"}
+	answers := make([]string, len(drivers))
+	var wg sync.WaitGroup
+	for i, driver := range drivers {
+		wg.Go(func() { // a held accept's ServeHTTP returns once the draw has answered it
+			r := httptest.NewRequest(http.MethodPost, "/offers/o1/accept", nil)
+			r.Header.Set("X-Driver-Id", driver)
+			w := httptest.NewRecorder()
+			gw.ServeHTTP(w, r)
+			answers[i] = strings.TrimSpace(fmt.Sprint(w.Code, " ", w.Header().Get(offerfeedtest.HeaderDecision)))
+		})
+		// Each accept is held before the next one comes: the draw's order depends on arrivals.
+		if err := gw.WaitHeld(ctx, "o1", i+1); err != nil {
+			panic(err)
+		}
+		clock.Advance(time.Second / 2)
+	}
+	fmt.Println("held:", gw.HeldAccepts("o1"))
+	clock.Advance(2 * time.Second) // 3s after the first accept: the window closes
+	wg.Wait()
+	for i, driver := range drivers {
+		fmt.Println(driver, answers[i])
+	}
+	// Output:
+	// held: 3
+	// driver-1 409 lost-draw
+	// driver-2 200
+	// driver-3 409 lost-draw
+}
+
 // A downstream envtest suite: install the CRDs, start the manager, apply a policy and read the
-// gateway config it was rendered into. (Not run here: it needs the envtest binaries, found
-// through KUBEBUILDER_ASSETS.)
+// gateway config it was rendered into. It runs with the package's tests and, like them,
+// needs the envtest binaries, found through KUBEBUILDER_ASSETS (`make test` sets it).
 func ExampleStartManager() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -112,4 +183,6 @@ func ExampleStartManager() {
 		panic(err)
 	}
 	fmt.Println(cfg.Policies[0].Name, cfg.Policies[0].Feed.MinInterval.D())
+	// Output:
+	// standard 2s
 }

@@ -1,12 +1,15 @@
 package offerfeedtest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
+
+	"k8s.io/utils/clock"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/offerfeed/offerfeed/internal/gateway"
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
@@ -49,11 +52,20 @@ type GatewayOption func(*gatewayOptions)
 
 type gatewayOptions struct{ gateway.Options }
 
-// WithClock makes the gateway read the time from now instead of time.Now, so that a test
-// decides when minInterval, window and minReactionTime have passed: see FakeClock. Any
-// func() time.Time fits, such as the Now method of k8s.io/utils/clock/testing.FakeClock.
-func WithClock(now func() time.Time) GatewayOption {
-	return func(o *gatewayOptions) { o.Now = now }
+// WithClock makes the gateway run on clock c instead of the real clock: every time it reads
+// (minInterval, window, minReactionTime) and the timers that close fair draw windows, so that
+// a test decides when they pass and nothing happens on its own. Use a FakeClock, or any
+// k8s.io/utils/clock clock with AfterFunc, such as k8s.io/utils/clock/testing.FakeClock. The
+// gateway's upstream timeout still uses real time.
+func WithClock(c clock.WithDelayedExecution) GatewayOption {
+	return func(o *gatewayOptions) { o.Clock = c }
+}
+
+// WithDrawSeed makes the order of fair draws with award Random reproducible: two gateways
+// with the same seed, config and arrivals draw the same order. Without it (or with 0) each
+// policy draws from a random seed.
+func WithDrawSeed(seed uint64) GatewayOption {
+	return func(o *gatewayOptions) { o.DrawSeed = seed }
 }
 
 // WithMaxTrackedDrivers bounds the drivers whose state the gateway keeps (default one
@@ -124,30 +136,52 @@ func (g *Gateway) Policy() string { return g.g.Status().Policy }
 // Mode returns the mode of the policy in force (Enforce or DryRun), "" when none applies.
 func (g *Gateway) Mode() gatewayconfig.Mode { return gatewayconfig.Mode(g.g.Status().Mode) }
 
-// FakeClock is a clock for WithClock that moves only when told to. It is safe for concurrent
-// use.
+// HeldAccepts returns how many accepts for offerID the open fair draw holds (0 when no
+// window is open for that offer). offerID is the id as it appears in the accept path, or the
+// string value of the body's offerIdField. A held accept's ServeHTTP returns once the draw
+// has answered it, so a test sends accepts from goroutines and reads HeldAccepts (or calls
+// WaitHeld) to know they are held before it moves the clock past the window.
+func (g *Gateway) HeldAccepts(offerID string) int { return g.g.HeldAccepts(offerID) }
+
+// WaitHeld waits until the open fair draw of offerID holds n accepts, or ctx ends. It
+// polls: give ctx a deadline.
+func (g *Gateway) WaitHeld(ctx context.Context, offerID string, n int) error {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		got := g.g.HeldAccepts(offerID)
+		if got == n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("offerfeedtest: %d accepts held for offer %q, waiting for %d: %w", got, offerID, n, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// FakeClock is a clock for WithClock that moves only when told to: it is
+// k8s.io/utils/clock/testing.FakeClock, whose Step (and Advance) moves the time and fires
+// the timers that are due, fair draw windows included. It is safe for concurrent use. As in
+// k8s.io/utils/clock/testing, Advance runs the function of an AfterFunc timer while it holds
+// the clock's lock: such a function must not call the clock (the gateway's do not).
 type FakeClock struct {
-	mu  sync.Mutex
-	now time.Time
+	*testingclock.FakeClock
 }
 
 // NewFakeClock returns a FakeClock that reads start.
-func NewFakeClock(start time.Time) *FakeClock { return &FakeClock{now: start} }
-
-// Now returns the clock's time.
-func (c *FakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
+func NewFakeClock(start time.Time) *FakeClock {
+	return &FakeClock{testingclock.NewFakeClock(start)}
 }
 
-// Advance moves the clock forward by d; a negative d is refused with a panic, as a gateway's
-// clock never goes back.
+// Advance moves the clock forward by d and fires the timers that are due; a negative d is
+// refused with a panic, as a gateway's clock never goes back. The work of a fired timer (a
+// fair draw) runs in goroutines of the gateway: wait for its results (the answers to held
+// accepts), not for Advance.
 func (c *FakeClock) Advance(d time.Duration) {
 	if d < 0 {
 		panic(errors.New("offerfeedtest: FakeClock.Advance with a negative duration"))
 	}
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+	c.Step(d)
 }

@@ -133,7 +133,7 @@ func TestGatewayEnforce(t *testing.T) {
 	t.Parallel()
 	up := newOfferService(t)
 	clock := offerfeedtest.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	gw, err := offerfeedtest.NewGateway(config(gatewayconfig.ModeEnforce), up.URL, podLabels, offerfeedtest.WithClock(clock.Now))
+	gw, err := offerfeedtest.NewGateway(config(gatewayconfig.ModeEnforce), up.URL, podLabels, offerfeedtest.WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestGatewayDryRunAndReload(t *testing.T) {
 	t.Parallel()
 	up := newOfferService(t)
 	clock := offerfeedtest.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	gw, err := offerfeedtest.NewGateway(config(gatewayconfig.ModeDryRun), up.URL, podLabels, offerfeedtest.WithClock(clock.Now))
+	gw, err := offerfeedtest.NewGateway(config(gatewayconfig.ModeDryRun), up.URL, podLabels, offerfeedtest.WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,6 +223,22 @@ func TestFakeClock(t *testing.T) {
 	if got := c.Now(); !got.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("Now() = %v after Advance(1m)", got)
 	}
+	// Timers move with Now: one due in 3s fires on the Advance that reaches it, not before.
+	// (A timer's function runs while the clock holds its lock: it must not read the clock.)
+	fired := make(chan struct{}, 1)
+	c.AfterFunc(3*time.Second, func() { fired <- struct{}{} })
+	c.Advance(3*time.Second - 1)
+	select {
+	case <-fired:
+		t.Fatal("a 3s timer fired 1ns early")
+	default:
+	}
+	c.Advance(1)
+	select {
+	case <-fired:
+	default:
+		t.Fatal("a 3s timer did not fire once the clock reached it")
+	}
 	defer func() {
 		if recover() == nil {
 			t.Fatal("Advance(-1s) did not panic")
@@ -249,7 +265,7 @@ func TestGatewayOptions(t *testing.T) {
 	rt := &countingTransport{}
 	clock := offerfeedtest.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	gw, err := offerfeedtest.NewGateway(config(gatewayconfig.ModeEnforce), up.URL, podLabels,
-		offerfeedtest.WithClock(clock.Now), offerfeedtest.WithMaxTrackedDrivers(1), offerfeedtest.WithUpstreamTransport(rt))
+		offerfeedtest.WithClock(clock), offerfeedtest.WithMaxTrackedDrivers(1), offerfeedtest.WithUpstreamTransport(rt))
 	if err != nil {
 		t.Fatal(err)
 	}

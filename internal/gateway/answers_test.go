@@ -76,7 +76,7 @@ func scriptedGateway(t *testing.T, s *scriptedService) (*Gateway, *fakeClock) {
 	t.Helper()
 	u, _ := url.Parse(s.URL)
 	clock := newFakeClock()
-	g, err := New(Options{Upstream: u, Now: clock.Now, UpstreamTimeout: 100 * time.Millisecond,
+	g, err := New(Options{Upstream: u, Clock: clock, UpstreamTimeout: 100 * time.Millisecond,
 		PodLabels: map[string]string{"app": "offer-service"}})
 	if err != nil {
 		t.Fatal(err)

@@ -35,7 +35,7 @@ func TestInFlightAcceptSlots(t *testing.T) {
 	defer up.Close()
 	u, _ := url.Parse(up.URL)
 	clock := newFakeClock()
-	g, err := New(Options{Upstream: u, Now: clock.Now, PodLabels: map[string]string{"app": "offer-service"}})
+	g, err := New(Options{Upstream: u, Clock: clock, PodLabels: map[string]string{"app": "offer-service"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +226,7 @@ func TestUpstreamFaults(t *testing.T) {
 func TestConcurrentDrivers(t *testing.T) {
 	p := standardPolicy()
 	p.Feed.MinInterval = dur("10ms")
-	h := newHarness(t, configOf(p), func(o *Options) { o.MaxTrackedDrivers = 64; o.Now = nil })
+	h := newHarness(t, configOf(p), func(o *Options) { o.MaxTrackedDrivers = 64; o.Clock = nil })
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
@@ -275,7 +275,7 @@ func TestAcceptCountedWhenClientHangsUp(t *testing.T) {
 	defer up.Close()
 	u, _ := url.Parse(up.URL)
 	clock := newFakeClock()
-	g, _ := New(Options{Upstream: u, Now: clock.Now, PodLabels: map[string]string{"app": "offer-service"}})
+	g, _ := New(Options{Upstream: u, Clock: clock, PodLabels: map[string]string{"app": "offer-service"}})
 	p := standardPolicy()
 	p.Accept.MaxAccepts, p.Accept.Window = 1, dur("1m")
 	if err := g.Apply(configOf(p)); err != nil {
@@ -379,7 +379,7 @@ func TestLargeFeedStreams(t *testing.T) {
 	defer up.Close()
 	u, _ := url.Parse(up.URL)
 	clock := newFakeClock()
-	g, _ := New(Options{Upstream: u, Now: clock.Now, PodLabels: map[string]string{"app": "offer-service"}})
+	g, _ := New(Options{Upstream: u, Clock: clock, PodLabels: map[string]string{"app": "offer-service"}})
 	if err := g.Apply(configOf(standardPolicy())); err != nil {
 		t.Fatal(err)
 	}

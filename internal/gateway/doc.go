@@ -49,7 +49,8 @@
 //
 // A Gateway is an http.Handler: tests and tools can put one in front of an httptest server:
 //
-//	g, err := gateway.New(gateway.Options{Upstream: upstreamURL, Now: clock.Now})
+//	clk := testingclock.NewFakeClock(start) // k8s.io/utils/clock/testing: Step moves time and timers
+//	g, err := gateway.New(gateway.Options{Upstream: upstreamURL, Clock: clk})
 //	err = g.Apply(cfg)
 //	srv := httptest.NewServer(g)
 package gateway

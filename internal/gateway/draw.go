@@ -5,6 +5,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
+	"hash/maphash"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
 
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
@@ -142,17 +144,17 @@ func newDrawMetrics(reg prometheus.Registerer, g *Gateway) (*drawMetrics, error)
 
 // drawTable holds the fair draws of one policy.
 type drawTable struct {
-	lrw       bool // LeastRecentlyWon; else Random
-	window    time.Duration
-	dry       bool
-	dt        *driverTable
-	now       func() int64
-	afterFunc func(time.Duration, func()) func() bool
-	maxDraws  int
-	maxCands  int
-	maxShut   int
-	policy    string
-	log       logr.Logger
+	lrw      bool // LeastRecentlyWon; else Random
+	window   time.Duration
+	dry      bool
+	dt       *driverTable
+	now      func() int64
+	clock    clock.WithDelayedExecution
+	maxDraws int
+	maxCands int
+	maxShut  int
+	policy   string
+	log      logr.Logger
 
 	// metrics, bound at creation
 	mOpened     prometheus.Counter
@@ -162,6 +164,9 @@ type drawTable struct {
 	mResults    [numDrawResults]prometheus.Counter
 
 	live atomic.Int64 // draws opened and not finished
+	// closing counts the window closes that timers started and that have not finished
+	// (tests wait on it after they moved a fake clock).
+	closing sync.WaitGroup
 
 	mu      sync.Mutex
 	stopped bool
@@ -179,13 +184,13 @@ type shutMark struct {
 
 // draw is the draw of one offer.
 type draw struct {
-	id        uint64
-	opened    int64
-	cands     []*candidate // in arrival order
-	order     []*candidate // award order, once the window closed
-	pos       int          // the next candidate of order to try
-	stopTimer func() bool
-	closed    bool // the window closed
+	id     uint64
+	opened int64
+	cands  []*candidate // in arrival order
+	order  []*candidate // award order, once the window closed
+	pos    int          // the next candidate of order to try
+	timer  clock.Timer
+	closed bool // the window closed
 }
 
 // Candidate states.
@@ -211,22 +216,19 @@ func (g *Gateway) newDrawTable(p *policy, gp *gatewayconfig.Policy) *drawTable {
 	}
 	f := gp.Accept.Fairness
 	t := &drawTable{
-		policy:    p.name,
-		log:       g.log,
-		lrw:       f.Award == gatewayconfig.AwardLeastRecentlyWon,
-		window:    f.Window.D(),
-		dry:       p.dryRun,
-		dt:        p.table,
-		now:       g.nowNS,
-		afterFunc: g.opts.AfterFunc,
-		maxDraws:  g.opts.MaxDraws,
-		maxCands:  g.opts.MaxDrawCandidates,
-		open:      make(map[uint64]*draw),
-		shut:      make(map[uint64]int64),
-		stopped:   g.draining.Load(),
-	}
-	if t.afterFunc == nil {
-		t.afterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+		policy:   p.name,
+		log:      g.log,
+		lrw:      f.Award == gatewayconfig.AwardLeastRecentlyWon,
+		window:   f.Window.D(),
+		dry:      p.dryRun,
+		dt:       p.table,
+		now:      g.nowNS,
+		clock:    g.clock,
+		maxDraws: g.opts.MaxDraws,
+		maxCands: g.opts.MaxDrawCandidates,
+		open:     make(map[uint64]*draw),
+		shut:     make(map[uint64]int64),
+		stopped:  g.draining.Load(),
 	}
 	if t.maxDraws <= 0 {
 		t.maxDraws = DefaultMaxDraws
@@ -296,9 +298,27 @@ func (t *drawTable) stop() {
 	}
 	t.mu.Unlock()
 	for _, d := range ds {
-		d.stopTimer()
+		d.timer.Stop()
 		t.close(d)
 	}
+}
+
+// HeldAccepts returns the accepts for offerID (as it appears in the accept path, or as the
+// string value of the body's offer id field) held by the open fair draw of the policy in
+// force: 0 when no window is open for the offer. Tests read it to know that a driver's accept
+// is held before they move a fake clock past the window.
+func (g *Gateway) HeldAccepts(offerID string) int {
+	p := g.active.Load().policy
+	if p == nil || p.draws == nil {
+		return 0
+	}
+	t := p.draws
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if d := t.open[maphash.String(g.seed, offerID)]; d != nil {
+		return len(d.cands)
+	}
+	return 0
 }
 
 // join puts the accept of driver key for offer id in the offer's draw, opening it when
@@ -322,8 +342,21 @@ func (t *drawTable) join(id, key uint64, lastWin, now int64) (*draw, *candidate,
 		t.open[id] = d
 		t.live.Add(1)
 		t.mOpened.Inc()
-		d.stopTimer = t.afterFunc(t.window, func() { t.close(d) })
+		// The timer's function only starts the close: a fake clock (k8s.io/utils/clock/testing)
+		// calls it while it holds its lock, and close reads the clock and takes t.mu, which
+		// join holds while it sets a timer.
+		d.timer = t.clock.AfterFunc(t.window, func() {
+			t.closing.Add(1)
+			go func() {
+				defer t.closing.Done()
+				t.close(d)
+			}()
+		})
 	} else {
+		if now-d.opened >= int64(t.window) {
+			// The window is over on the gateway's clock; its timer has not run the draw yet.
+			return nil, nil, resWindowClosed
+		}
 		for _, c := range d.cands {
 			if c.key == key {
 				return nil, nil, resDuplicate

@@ -21,9 +21,9 @@ func BenchmarkDrawHeldAccept(b *testing.B) {
 	const group = 10
 	for _, mode := range []string{"draw", "no-draw"} {
 		b.Run(mode, func(b *testing.B) {
-			clock := newTimerClock()
+			clock := newFakeClock()
 			u, _ := url.Parse("http://upstream.invalid")
-			g, err := New(Options{Upstream: u, Transport: cannedTransport{`{"ok":true}`}, Now: clock.Now, AfterFunc: clock.AfterFunc,
+			g, err := New(Options{Upstream: u, Transport: cannedTransport{`{"ok":true}`}, Clock: clock,
 				MaxTrackedDrivers: 10_000, PodLabels: map[string]string{"app": "offer-service"}})
 			if err != nil {
 				b.Fatal(err)
@@ -87,9 +87,9 @@ func BenchmarkDrawBookkeeping(b *testing.B) {
 	const group = 10
 	for _, award := range []string{"Random", "LeastRecentlyWon"} {
 		b.Run(award, func(b *testing.B) {
-			clock := newTimerClock()
+			clock := newFakeClock()
 			u, _ := url.Parse("http://upstream.invalid")
-			g, err := New(Options{Upstream: u, Now: clock.Now, AfterFunc: clock.AfterFunc, PodLabels: map[string]string{"app": "offer-service"}})
+			g, err := New(Options{Upstream: u, Clock: clock, PodLabels: map[string]string{"app": "offer-service"}})
 			if err != nil {
 				b.Fatal(err)
 			}

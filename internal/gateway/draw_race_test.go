@@ -91,7 +91,7 @@ func TestDrawRaceManyOffers(t *testing.T) {
 	func() {
 		p := fairPolicy("LeastRecentlyWon")
 		p.Accept.Fairness.Window = dur("100ms")
-		h := newDrawHarness(t, p, func(o *Options) { o.Now, o.AfterFunc = nil, nil })
+		h := newDrawHarness(t, p, func(o *Options) { o.Clock = nil })
 		defer h.svc.Close()
 		h.svc.status = func(offer, driver string, try int) int {
 			switch {

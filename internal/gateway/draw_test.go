@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"hash/maphash"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -17,68 +16,6 @@ import (
 
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
-
-// timerClock is a fake clock with timers: Advance fires, in the caller's goroutine, the
-// timers that are due.
-type timerClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	at   time.Time
-	f    func()
-	done bool // fired or stopped
-}
-
-func newTimerClock() *timerClock {
-	return &timerClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-}
-
-func (c *timerClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *timerClock) AfterFunc(d time.Duration, f func()) func() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{at: c.now.Add(d), f: f}
-	c.timers = append(c.timers, t)
-	return func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if t.done {
-			return false
-		}
-		t.done = true
-		return true
-	}
-}
-
-func (c *timerClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	var due []*fakeTimer
-	keep := c.timers[:0]
-	for _, t := range c.timers {
-		switch {
-		case t.done:
-		case !t.at.After(c.now):
-			t.done = true
-			due = append(due, t)
-		default:
-			keep = append(keep, t)
-		}
-	}
-	c.timers = keep
-	c.mu.Unlock()
-	for _, t := range due {
-		t.f()
-	}
-}
 
 // offerService is an offer service for draws: an accept for an offer is answered by status
 // (nil: 200 for the first accept of the offer, 410 once it is taken). It records the drivers
@@ -168,16 +105,16 @@ const testDrawSeed = 42
 
 type drawHarness struct {
 	t     testing.TB
-	clock *timerClock
+	clock *fakeClock
 	svc   *offerService
 	g     *Gateway
 }
 
 func newDrawHarness(t testing.TB, p gatewayconfig.Policy, mod ...func(*Options)) *drawHarness {
 	t.Helper()
-	h := &drawHarness{t: t, clock: newTimerClock(), svc: newOfferService(t)}
+	h := &drawHarness{t: t, clock: newFakeClock(), svc: newOfferService(t)}
 	u, _ := url.Parse(h.svc.URL)
-	opts := Options{Upstream: u, Now: h.clock.Now, AfterFunc: h.clock.AfterFunc, DrawSeed: testDrawSeed,
+	opts := Options{Upstream: u, Clock: h.clock, DrawSeed: testDrawSeed,
 		PodLabels: map[string]string{"app": "offer-service"}}
 	for _, m := range mod {
 		m(&opts)
@@ -214,16 +151,17 @@ func (h *drawHarness) accept(ctx context.Context, driver, offer string) <-chan a
 	return ch
 }
 
-// held is the number of candidates that joined the open draw of offer.
-func (h *drawHarness) held(offer string) int {
-	t := h.g.active.Load().policy.draws
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if d := t.open[maphash.String(h.g.seed, offer)]; d != nil {
-		return len(d.cands)
+// advance moves the clock by d and waits until the draw windows whose timers fired have
+// closed (their draws started).
+func (h *drawHarness) advance(d time.Duration) {
+	h.clock.Advance(d)
+	if p := h.g.active.Load().policy; p != nil && p.draws != nil {
+		p.draws.closing.Wait()
 	}
-	return 0
 }
+
+// held is the number of candidates that joined the open draw of offer.
+func (h *drawHarness) held(offer string) int { return h.g.HeldAccepts(offer) }
 
 // hold sends the accepts of drivers for offer one after the other, each once the previous one
 // is held (so that they arrive in this order).
@@ -303,19 +241,19 @@ func TestDrawWindow(t *testing.T) {
 			var chs []<-chan answer
 			at := time.Duration(0)
 			for i, j := range c.joins {
-				h.clock.Advance(j - at)
+				h.advance(j - at)
 				at = j
 				chs = append(chs, h.hold("o1", fmt.Sprint("d", i))...)
 			}
 			if n := len(h.svc.triesOf("o1")); n != 0 {
 				t.Fatalf("%d accepts reached the offer service while the window is open", n)
 			}
-			h.clock.Advance(c.closeAt - 1)
+			h.advance(c.closeAt - 1)
 			if h.held("o1") != c.held {
 				t.Fatalf("held %d, want %d", h.held("o1"), c.held)
 			}
 			notAnswered(t, chs...)
-			h.clock.Advance(1)
+			h.advance(1)
 			got := answers(t, chs)
 			won := 0
 			for _, a := range got {
@@ -330,7 +268,7 @@ func TestDrawWindow(t *testing.T) {
 				t.Errorf("%d won, %d tried; want one of each", won, len(h.svc.triesOf("o1")))
 			}
 			// After the window: forwarded at once (and the offer is gone).
-			h.clock.Advance(time.Millisecond)
+			h.advance(time.Millisecond)
 			late := answers(t, []<-chan answer{h.accept(context.Background(), "late", "o1")})[0]
 			if late.code != http.StatusGone || late.decision != "" {
 				t.Errorf("late accept: %d %q, want the offer service's 410", late.code, late.decision)
@@ -356,7 +294,7 @@ func TestDrawAwardOrder(t *testing.T) {
 		h.svc.status = fail
 		drivers := []string{"d0", "d1", "d2", "d3", "d4", "d5"}
 		chs := h.hold("o1", drivers...)
-		h.clock.Advance(3 * time.Second)
+		h.advance(3 * time.Second)
 		answers(t, chs)
 		var want []string
 		for _, i := range seededOrder(len(drivers)) {
@@ -371,9 +309,9 @@ func TestDrawAwardOrder(t *testing.T) {
 		// "old" wins o1 in a draw; "recent" wins o2 a minute later outside a draw (after its
 		// window closed).
 		ch := h.hold("o1", "old")
-		h.clock.Advance(3 * time.Second)
+		h.advance(3 * time.Second)
 		answers(t, ch)
-		h.clock.Advance(time.Minute)
+		h.advance(time.Minute)
 		h.svc.status = func(offer, driver string, _ int) int {
 			if driver == "recent" {
 				return 200
@@ -381,15 +319,15 @@ func TestDrawAwardOrder(t *testing.T) {
 			return 410
 		}
 		ch = h.hold("o2", "x")
-		h.clock.Advance(3 * time.Second)
+		h.advance(3 * time.Second)
 		answers(t, ch)
 		if a := answers(t, []<-chan answer{h.accept(context.Background(), "recent", "o2")})[0]; a.code != 200 {
 			t.Fatalf("recent: %d", a.code)
 		}
-		h.clock.Advance(time.Minute)
+		h.advance(time.Minute)
 		h.svc.status = fail
 		chs := h.hold("o3", "recent", "old", "new1", "new2")
-		h.clock.Advance(3 * time.Second)
+		h.advance(3 * time.Second)
 		answers(t, chs)
 		got := h.svc.triesOf("o3")
 		if len(got) != 4 || !(got[0] == "new1" || got[0] == "new2") || !(got[1] == "new1" || got[1] == "new2") ||
@@ -424,7 +362,7 @@ func TestDrawTries(t *testing.T) {
 			h := newDrawHarness(t, fairPolicy("Random"))
 			h.svc.status = c.status
 			chs := h.hold("o1", "a", "b", "c", "d", "e")
-			h.clock.Advance(3 * time.Second)
+			h.advance(3 * time.Second)
 			got := map[int]int{}
 			for _, a := range answers(t, chs) {
 				got[a.code]++
@@ -463,7 +401,7 @@ func TestDrawCandidateLeaves(t *testing.T) {
 	eventually(t, "quitter to leave", func() bool {
 		return hasMetric(t, h.g, drawMetric("offerfeed_gateway_draw_accepts_total", `policy="standard"`, `result="left"`)+" 1")
 	})
-	h.clock.Advance(3 * time.Second)
+	h.advance(3 * time.Second)
 	for _, a := range answers(t, chs) {
 		if a.code != 500 {
 			t.Errorf("%s: %d, want the service's 500", a.driver, a.code)
@@ -478,7 +416,7 @@ func TestDrawCandidateLeaves(t *testing.T) {
 		more = append(more, h.hold(o, "quitter")...)
 	}
 	h.svc.status = nil
-	h.clock.Advance(3 * time.Second)
+	h.advance(3 * time.Second)
 	for _, a := range answers(t, more) {
 		if a.code != 200 {
 			t.Errorf("quitter's later accept: %d %q", a.code, a.decision)
@@ -503,7 +441,7 @@ func TestDrawSlots(t *testing.T) {
 			t.Fatalf("second accept while held: %d %q, want 429 accept-throttled", a.code, a.decision)
 		}
 		chs = append(chs, h.hold(offer, fmt.Sprint("w", i))...)
-		h.clock.Advance(3 * time.Second)
+		h.advance(3 * time.Second)
 		for _, a := range answers(t, chs) {
 			switch {
 			case a.driver != "d1":
@@ -520,7 +458,7 @@ func TestDrawSlots(t *testing.T) {
 	// d1's slot is free: it wins the next offer.
 	h.svc.status = nil
 	chs := h.hold("mine", "d1")
-	h.clock.Advance(3 * time.Second)
+	h.advance(3 * time.Second)
 	if a := answers(t, chs)[0]; a.code != 200 {
 		t.Fatalf("d1 after lost draws: %d %q, want 200", a.code, a.decision)
 	}
@@ -568,13 +506,13 @@ func TestDrawReload(t *testing.T) {
 		t.Errorf("detail %q", d)
 	}
 	chs := h.hold("o1", "a", "b")
-	h.clock.Advance(time.Second)
+	h.advance(time.Second)
 	if err := h.g.Apply(configOf(p)); err != nil { // the same policy
 		t.Fatal(err)
 	}
 	chs = append(chs, h.hold("o1", "c")...) // joins the same draw
 	notAnswered(t, chs...)
-	h.clock.Advance(2 * time.Second)
+	h.advance(2 * time.Second)
 	if got := answers(t, chs); len(got) != 3 || len(h.svc.triesOf("o1")) != 1 {
 		t.Fatalf("kept draw: %v, tried %v", got, h.svc.triesOf("o1"))
 	}
@@ -593,9 +531,9 @@ func TestDrawReload(t *testing.T) {
 	}
 	// The new policy draws with its own window.
 	chs = h.hold("o3", "a")
-	h.clock.Advance(3 * time.Second)
+	h.advance(3 * time.Second)
 	notAnswered(t, chs...)
-	h.clock.Advance(2 * time.Second)
+	h.advance(2 * time.Second)
 	answers(t, chs)
 
 	// A config without the policy runs its draws too.
@@ -617,7 +555,7 @@ func TestDrawDryRun(t *testing.T) {
 	var got []answer
 	for i := 0; i < 4; i++ {
 		got = append(got, answers(t, []<-chan answer{h.accept(context.Background(), fmt.Sprint("d", i), "o1")})...)
-		h.clock.Advance(500 * time.Millisecond)
+		h.advance(500 * time.Millisecond)
 	}
 	if got[0].code != 200 || got[1].code != 410 || got[1].decision != "" {
 		t.Errorf("answers %v: want first come, first served", got)
@@ -625,7 +563,7 @@ func TestDrawDryRun(t *testing.T) {
 	if f := h.svc.flagsOf("o1"); !slices.Equal(f, []string{"draw", "draw", "draw", "draw"}) {
 		t.Errorf("flags %q", f)
 	}
-	h.clock.Advance(time.Second) // 3s after the first: the window closes
+	h.advance(time.Second) // 3s after the first: the window closes
 	answers(t, []<-chan answer{h.accept(context.Background(), "late", "o1")})
 	if f := h.svc.flagsOf("o1"); f[4] != "" {
 		t.Errorf("late accept flagged %q", f[4])
@@ -674,15 +612,15 @@ func TestDrawBounds(t *testing.T) {
 	if !hasMetric(t, h.g, "offerfeed_gateway_draws_live 2") {
 		t.Error("live draws")
 	}
-	h.clock.Advance(3 * time.Second)
+	h.advance(3 * time.Second)
 	answers(t, chs)
 	if !hasMetric(t, h.g, "offerfeed_gateway_draws_live 0") {
 		t.Error("live draws after")
 	}
 	// Closed windows are remembered for drawMemory, then forgotten.
-	h.clock.Advance(drawMemory)
+	h.advance(drawMemory)
 	chs = h.hold("o1", "e")
-	h.clock.Advance(3 * time.Second)
+	h.advance(3 * time.Second)
 	answers(t, chs)
 }
 
@@ -750,5 +688,45 @@ func TestDrawOrderUniform(t *testing.T) {
 	tb.mu.Unlock()
 	if firsts[1] == 0 || firsts[3] == 0 {
 		t.Errorf("never-won ties always broken one way: %v", firsts)
+	}
+}
+
+// lateTimerClock is a fake clock whose timers run late: Now reads ahead by skew while the
+// timers still wait for Step, as when a loaded machine runs a timer's goroutine late.
+type lateTimerClock struct {
+	*fakeClock
+	mu   sync.Mutex
+	skew time.Duration
+}
+
+func (c *lateTimerClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fakeClock.Now().Add(c.skew)
+}
+
+// TestDrawWindowOnTheClock: the window is over when the gateway's clock says so, even before
+// its timer ran the draw: a later accept is forwarded as usual, not held.
+func TestDrawWindowOnTheClock(t *testing.T) {
+	clock := &lateTimerClock{fakeClock: newFakeClock()}
+	h := newDrawHarness(t, fairPolicy("Random"), func(o *Options) { o.Clock = clock })
+	chs := h.hold("o1", "early")
+	clock.mu.Lock()
+	clock.skew = 3 * time.Second
+	clock.mu.Unlock()
+	late := answers(t, []<-chan answer{h.accept(context.Background(), "late", "o1")})[0]
+	if late.code != http.StatusOK || late.decision != "" {
+		t.Errorf("late accept: %d %q, want forwarded at once (200)", late.code, late.decision)
+	}
+	if !hasMetric(t, h.g, drawMetric("offerfeed_gateway_draw_accepts_total", `policy="standard"`, `result="window-closed"`)+" 1") {
+		t.Error("late accept not counted as window-closed")
+	}
+	notAnswered(t, chs...)
+	clock.Advance(3 * time.Second) // the timer fires: the draw of "early" runs
+	if a := answers(t, chs)[0]; a.code != http.StatusGone {
+		t.Errorf("early: %d %q, want the offer service's 410 (taken by late)", a.code, a.decision)
+	}
+	if got := h.svc.triesOf("o1"); !slices.Equal(got, []string{"late", "early"}) {
+		t.Errorf("tries %v", got)
 	}
 }

@@ -160,7 +160,7 @@ func TestFloodCannotResetQuota(t *testing.T) {
 	defer up.Close()
 	u, _ := url.Parse(up.URL)
 	clock := newFakeClock()
-	g, err := New(Options{Upstream: u, Now: clock.Now, MaxTrackedDrivers: max, PodLabels: map[string]string{"app": "offer-service"}})
+	g, err := New(Options{Upstream: u, Clock: clock, MaxTrackedDrivers: max, PodLabels: map[string]string{"app": "offer-service"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -399,7 +399,7 @@ func FuzzLenientRouting(f *testing.F) {
 	rt := &recordingTransport{}
 	clock := newFakeClock()
 	u, _ := url.Parse("http://offer-service.invalid")
-	g, err := New(Options{Upstream: u, Transport: rt, Now: clock.Now, PodLabels: map[string]string{"app": "offer-service"}})
+	g, err := New(Options{Upstream: u, Transport: rt, Clock: clock, PodLabels: map[string]string{"app": "offer-service"}})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/clock"
 
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
@@ -63,18 +64,20 @@ type Options struct {
 	IdleTimeout       time.Duration
 	// Namespace, when set, is checked against the config's namespace (a mismatch is logged).
 	Namespace string
-	// Now is the clock; nil means time.Now. Tests inject a fake clock.
-	Now func() time.Time
+	// Clock is the gateway's clock: every time the gateway reads to decide (pacing, accept
+	// windows, reaction times, driver eviction) and the timers that close fair draw windows.
+	// nil means the real clock. Tests inject a fake one, such as
+	// k8s.io/utils/clock/testing.FakeClock, so that the reads and the timers move together.
+	// The gateway runs a timer's work in a goroutine of its own, so a fake clock may fire
+	// timers while it holds its own lock. The upstream's response header timeout and the
+	// config file's watch use real time whatever Clock is.
+	Clock clock.WithDelayedExecution
 	// Logger receives structured logs; the zero value discards them.
 	Logger logr.Logger
 	// Registry receives the gateway's metrics; nil means a new registry of its own. Two
 	// gateways cannot share a registry.
 	Registry *prometheus.Registry
 
-	// AfterFunc calls f, in a goroutine of its own, once d has passed on the clock of Now, and
-	// returns a function that stops the timer (as time.AfterFunc(d, f).Stop does). It times
-	// the windows of fair draws; nil means time.AfterFunc. Tests that inject Now inject it.
-	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 	// DrawSeed, when not zero, seeds the random order of fair draws (tests); zero means a seed
 	// from crypto/rand for each policy.
 	DrawSeed uint64
@@ -91,7 +94,8 @@ type Options struct {
 type Gateway struct {
 	opts     Options
 	log      logr.Logger
-	now      func() time.Time
+	clock    clock.WithDelayedExecution
+	now      func() time.Time // clock.Now; time.Now itself for the real clock (the hot path)
 	epoch    time.Time
 	seed     maphash.Seed
 	reg      *prometheus.Registry
@@ -157,7 +161,7 @@ func New(opts Options) (*Gateway, error) {
 	g := &Gateway{
 		opts:    opts,
 		log:     opts.Logger,
-		now:     opts.Now,
+		clock:   opts.Clock,
 		seed:    maphash.MakeSeed(),
 		reg:     opts.Registry,
 		maxBody: opts.MaxAcceptBody,
@@ -166,7 +170,11 @@ func New(opts Options) (*Gateway, error) {
 	if g.log.GetSink() == nil {
 		g.log = logr.Discard()
 	}
-	if g.now == nil {
+	if g.clock == nil {
+		g.clock = clock.RealClock{}
+	}
+	g.now = g.clock.Now
+	if _, real := g.clock.(clock.RealClock); real {
 		g.now = time.Now
 	}
 	g.epoch = g.now()
@@ -294,7 +302,7 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 // failLocked records a refused config: logged, counted, and shown in /readyz.
 func (g *Gateway) failLocked(err error) {
 	g.m.reloadFailures.Inc()
-	g.lastError, g.lastErrAt = err.Error(), time.Now()
+	g.lastError, g.lastErrAt = err.Error(), g.clock.Now()
 	a := g.active.Load()
 	g.log.Error(err, "config refused; the last good config stays in force", "generation", a.gen, "configHash", a.configHash)
 }

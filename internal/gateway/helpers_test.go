@@ -12,29 +12,21 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
-// fakeClock is an injectable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+// fakeClock is the gateway's clock in tests: k8s.io/utils/clock/testing.FakeClock, whose
+// Step moves the time and fires the timers that are due (fair draw windows).
+type fakeClock struct{ *testingclock.FakeClock }
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{testingclock.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))}
 }
 
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// Advance moves the clock forward by d and fires the timers that are due.
+func (c *fakeClock) Advance(d time.Duration) { c.Step(d) }
 
 func dur(s string) gatewayconfig.Duration {
 	d, err := time.ParseDuration(s)
@@ -155,7 +147,7 @@ func newHarness(t testing.TB, cfg *gatewayconfig.Config, mod ...func(*Options)) 
 	t.Helper()
 	h := &harness{t: t, clock: newFakeClock(), up: newFakeUpstream(t)}
 	u, _ := url.Parse(h.up.URL)
-	opts := Options{Upstream: u, Now: h.clock.Now, PodLabels: map[string]string{"app": "offer-service"}}
+	opts := Options{Upstream: u, Clock: h.clock, PodLabels: map[string]string{"app": "offer-service"}}
 	for _, m := range mod {
 		m(&opts)
 	}

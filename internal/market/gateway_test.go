@@ -16,8 +16,10 @@ import (
 )
 
 // TestMarketThroughGateway plays the demo's story, ten times faster, through the real
-// gateway: in DryRun raw bots win and are flagged; in Enforce they are refused and bots that
-// obey the policy win more than they do.
+// gateway: in DryRun raw bots are flagged and nothing is refused; in Enforce they are refused.
+// It plays in real time, so it asserts only what a loaded machine cannot change: that the
+// gateway saw and flagged or refused the bots, not who won how much. Who is too fast or too
+// frequent is TestClassTimingOnFakeClock's, on a fake clock.
 func TestMarketThroughGateway(t *testing.T) {
 	for _, tc := range []struct {
 		mode  gatewayconfig.Mode
@@ -58,6 +60,7 @@ func TestMarketThroughGateway(t *testing.T) {
 			t.Logf("\n%s", table.String())
 
 			bot, compliant := rep.Class(market.ClassBot), rep.Class(market.ClassCompliantBot)
+			t.Logf("offers won: raw bots %d, compliant bots %d (not asserted: real time)", bot.OffersWon, compliant.OffersWon)
 			switch tc.mode {
 			case gatewayconfig.ModeDryRun:
 				if bot.Flags["feed-throttled"] == 0 || bot.Flags["too-fast"] == 0 || bot.WonFlagged == 0 {
@@ -68,15 +71,14 @@ func TestMarketThroughGateway(t *testing.T) {
 						t.Errorf("DryRun refused %s: %v", c.Class, c.Decisions)
 					}
 				}
-				if bot.Share <= compliant.Share {
-					t.Errorf("DryRun: raw bots should win most: bot %v, compliant %v", bot.Share, compliant.Share)
-				}
 			case gatewayconfig.ModeEnforce:
 				if bot.Decisions["feed-throttled"] == 0 || bot.Decisions["too-fast"] == 0 || bot.PollsRefused == 0 {
 					t.Errorf("Enforce: raw bots should be refused: %v", bot.Decisions)
 				}
-				if bot.OffersWon >= compliant.OffersWon {
-					t.Errorf("Enforce: compliant bots should beat raw bots: bot %d, compliant %d", bot.OffersWon, compliant.OffersWon)
+				// Safe in real time: the gateway marks an offer shown before the bot reads it, and
+				// the bot accepts minReactionTime+margin after it read it.
+				if compliant.Decisions["too-fast"] != 0 {
+					t.Errorf("Enforce: compliant bots accept after minReactionTime and should never be too fast: %v", compliant.Decisions)
 				}
 			}
 		})

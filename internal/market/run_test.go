@@ -80,10 +80,9 @@ func TestRunAgainstOfferService(t *testing.T) {
 	if taken := len(svc.Records(rep.RunID).Taken); taken != rep.OffersTaken {
 		t.Errorf("service records %d taken offers, report %d", taken, rep.OffersTaken)
 	}
-	human, bot, compliant := rep.Class(ClassHuman), rep.Class(ClassBot), rep.Class(ClassCompliantBot)
-	if bot.Share <= human.Share || bot.Share <= compliant.Share {
-		t.Errorf("without a gateway bots should win most offers: bot %v, human %v, compliant %v", bot.Share, human.Share, compliant.Share)
-	}
+	// Who wins how much is real time here and not asserted (that bots react first is
+	// TestTimingOrdersTheClasses').
+	human, bot := rep.Class(ClassHuman), rep.Class(ClassBot)
 	if human.FairShare != 0.5 || bot.FairShare != 0.25 {
 		t.Errorf("fair shares human %v bot %v, want 0.5 and 0.25", human.FairShare, bot.FairShare)
 	}
@@ -186,23 +185,36 @@ func TestRawBotsIgnoreRetryAfter(t *testing.T) {
 		w.Header().Set("Retry-After", "60")
 		w.WriteHeader(http.StatusTooManyRequests)
 	}))
+	ctx, cancel := context.WithCancel(context.Background())
 	var drivers []*Driver
 	var wg sync.WaitGroup
-	end := time.Now().Add(300 * time.Millisecond)
 	for _, class := range Classes {
 		d := NewDriver(DriverConfig{ID: string(class) + "-01", Class: class, BaseURL: srv.URL,
 			Timing: DefaultTiming().Scaled(0.01), Policy: Policy{MinInterval: 20 * time.Millisecond}})
 		drivers = append(drivers, d)
-		wg.Go(func() { d.RunUntil(context.Background(), end) })
+		wg.Go(func() { d.Run(ctx) })
 	}
+	// Play until every driver polled once and the raw bot three times, however slow the
+	// machine (bounded): no one else may poll again within Retry-After's 60 seconds.
+	polls := func() map[Class]int {
+		n := map[Class]int{}
+		for _, d := range drivers {
+			n[d.Class()] = len(d.Requests())
+		}
+		return n
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for p := polls(); p[ClassHuman] == 0 || p[ClassCompliantBot] == 0 || p[ClassBot] < 3; p = polls() {
+		if time.Now().After(deadline) {
+			t.Fatalf("polls after 30s: %v", p)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
 	wg.Wait()
 	srv.Close()
-	polls := map[Class]int{}
-	for _, d := range drivers {
-		polls[d.Class()] = len(d.Requests())
-	}
-	if polls[ClassHuman] != 1 || polls[ClassCompliantBot] != 1 || polls[ClassBot] < 2 {
-		t.Errorf("polls against Retry-After: 60: %v; want humans and compliant bots 1, bots more", polls)
+	if p := polls(); p[ClassHuman] != 1 || p[ClassCompliantBot] != 1 || p[ClassBot] < 3 {
+		t.Errorf("polls against Retry-After: 60: %v; want humans and compliant bots 1, bots 3 or more", p)
 	}
 	checkNoGoroutinesLeft(t, before)
 }

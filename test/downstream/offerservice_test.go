@@ -28,12 +28,13 @@ var offerServiceLabels = map[string]string{"app": "offer-service"}
 // remembers the requests it got.
 type offerService struct {
 	*httptest.Server
-	mu   sync.Mutex
-	seen []http.Header // request headers of GET /offers
+	mu      sync.Mutex
+	seen    []http.Header       // request headers of GET /offers
+	accepts map[string][]string // offer id → drivers whose accepts reached us, in order
 }
 
 func newOfferService() *offerService {
-	s := &offerService{}
+	s := &offerService{accepts: map[string][]string{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.Method == http.MethodGet && r.URL.Path == "/offers":
@@ -43,6 +44,10 @@ func newOfferService() *offerService {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = io.WriteString(w, `{"offers":[{"id":"o1","pay":42.5},{"id":"o2","pay":38}]}`)
 		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/accept"):
+			offer := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/offers/"), "/accept")
+			s.mu.Lock()
+			s.accepts[offer] = append(s.accepts[offer], r.Header.Get("X-Driver-Id"))
+			s.mu.Unlock()
 			w.WriteHeader(http.StatusOK)
 		default:
 			http.NotFound(w, r)
@@ -50,6 +55,20 @@ func newOfferService() *offerService {
 	}))
 	DeferCleanup(s.Close)
 	return s
+}
+
+// acceptsOf returns the drivers whose accepts for offer reached us, in order.
+func (s *offerService) acceptsOf(offer string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.accepts[offer]...)
+}
+
+// reset forgets the requests seen so far.
+func (s *offerService) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seen, s.accepts = nil, map[string][]string{}
 }
 
 func (s *offerService) feedRequests() []http.Header {
@@ -129,7 +148,7 @@ var _ = Describe("our offer service behind the offerfeed gateway", func() {
 		Expect(cfg.Policies[0].Mode).To(Equal(gatewayconfig.Mode(policy.Spec.Mode)))
 		Expect(cfg.Policies[0].Feed.MinInterval.D()).To(Equal(2 * time.Second))
 
-		gw, err := offerfeedtest.NewGateway(cfg, svc.URL, offerServiceLabels, offerfeedtest.WithClock(clock.Now))
+		gw, err := offerfeedtest.NewGateway(cfg, svc.URL, offerServiceLabels, offerfeedtest.WithClock(clock))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(gw.Policy()).To(Equal(policy.Name))
 		srv := httptest.NewServer(gw)
