@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -70,6 +72,12 @@ func parseManagerFlags(args []string) (operator.Options, *zap.Options, error) {
 	pullPolicy := fs.String("gateway-image-pull-policy", "", "pull policy of the gateway sidecar: Always, IfNotPresent or Never (default: the API server's)")
 	port := fs.Int("gateway-port", int(webhook.DefaultPort), "the gateway's proxy port in injected pods (container port named offerfeed)")
 	adminPort := fs.Int("gateway-admin-port", int(webhook.DefaultAdminPort), "the gateway's admin port in injected pods (/metrics, /healthz, /readyz; named offerfeed-admin)")
+	gatewayResources := map[string]*string{
+		"cpu-request":    fs.String("gateway-cpu-request", "50m", "CPU request of the gateway sidecar; empty for none"),
+		"memory-request": fs.String("gateway-memory-request", "64Mi", "memory request of the gateway sidecar; empty for none"),
+		"cpu-limit":      fs.String("gateway-cpu-limit", "", "CPU limit of the gateway sidecar; empty for none"),
+		"memory-limit":   fs.String("gateway-memory-limit", "256Mi", "memory limit of the gateway sidecar (its GOMEMLIMIT follows it); empty for none"),
+	}
 	fs.IntVar(&opts.WebhookPort, "webhook-port", operator.DefaultWebhookPort, "port of the webhook server (HTTPS)")
 	fs.StringVar(&opts.WebhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the webhook server's tls.crt and tls.key (reloaded on change)")
 	zapOpts := &zap.Options{}
@@ -95,10 +103,42 @@ func parseManagerFlags(args []string) (operator.Options, *zap.Options, error) {
 		}
 	}
 	opts.Gateway.Port, opts.Gateway.AdminPort = int32(*port), int32(*adminPort)
+	resources, err := sidecarResources(gatewayResources)
+	if err != nil {
+		return opts, nil, err
+	}
+	opts.Gateway.Resources = resources
 	if opts.Gateway.Image != "" {
 		if err := opts.Gateway.Validate(); err != nil {
 			return opts, nil, err
 		}
 	}
 	return opts, zapOpts, nil
+}
+
+// sidecarResources turns the --gateway-{cpu,memory}-{request,limit} flags (keyed without the
+// prefix) into the sidecar's resources; an empty flag leaves its entry out.
+func sidecarResources(flags map[string]*string) (*corev1.ResourceRequirements, error) {
+	r := &corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	for key, v := range flags {
+		if *v == "" {
+			continue
+		}
+		q, err := resource.ParseQuantity(*v)
+		if err != nil {
+			return nil, fmt.Errorf("--gateway-%s %q: %w", key, *v, err)
+		}
+		kind, name, _ := strings.Cut(key, "-")
+		list := r.Requests
+		if name == "limit" {
+			list = r.Limits
+		}
+		list[corev1.ResourceName(kind)] = q
+	}
+	for name, req := range r.Requests {
+		if lim, ok := r.Limits[name]; ok && req.Cmp(lim) > 0 {
+			return nil, fmt.Errorf("gateway %s request %s is above its limit %s", name, req.String(), lim.String())
+		}
+	}
+	return r, nil
 }
