@@ -1,6 +1,9 @@
 # offerfeed — make help lists the targets.
 
 ENVTEST_K8S_VERSION ?= 1.37.2
+# The release version: the chart's version, and with a "v" the image tag and the chart's
+# appVersion (test/helm checks Chart.yaml against it).
+VERSION ?= $(shell cat VERSION)
 IMG ?= offerfeed:latest
 GO ?= go
 # Test flags; `make test TESTFLAGS=-short` skips the slow cases.
@@ -22,6 +25,10 @@ manifests: ## Generate the CRD, RBAC and webhook manifests from the markers.
 		output:crd:artifacts:config=config/crd/bases \
 		output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
+	@# The Helm chart reads copies of the generated CRD, ClusterRole and webhook (charts/offerfeed/files/README.md).
+	cp config/crd/bases/offerfeed.dev_offerfeedpolicies.yaml charts/offerfeed/files/crd/
+	cp config/rbac/role.yaml charts/offerfeed/files/rbac/
+	cp config/webhook/manifests.yaml charts/offerfeed/files/webhook/
 
 .PHONY: generate
 generate: ## Generate deepcopy code and the gateway config JSON Schema.
@@ -31,18 +38,23 @@ generate: ## Generate deepcopy code and the gateway config JSON Schema.
 
 .PHONY: verify-gen
 verify-gen: manifests generate ## Fail when generated files differ from what is committed.
-	@if [ -n "$$(git status --porcelain -- config api)" ]; then \
+	@if [ -n "$$(git status --porcelain -- config api charts)" ]; then \
 		echo "generated files differ from the commit; run 'make manifests generate' and commit:"; \
-		git status --porcelain -- config api; git diff -- config api | head -40; exit 1; fi
+		git status --porcelain -- config api charts; git diff -- config api charts | head -40; exit 1; fi
 	@echo "generated files are up to date"
 
 .PHONY: fmt
 fmt: ## Format the Go code.
 	gofmt -l -w $$(git ls-files '*.go')
 
+# Modules of their own, outside ./... (their dependencies stay out of go.mod): the Helm chart's
+# tests (Helm's SDK) and the image builder (go-containerregistry).
+SUBMODULES ?= test/helm hack/image
+
 .PHONY: vet
 vet: ## Run go vet.
 	$(GO) vet ./...
+	for m in $(SUBMODULES); do $(GO) -C $$m vet ./... || exit 1; done
 
 .PHONY: lint
 lint: vet ## Check formatting and vet.
@@ -54,8 +66,9 @@ controlplane: ## Build kube-apiserver, etcd and kubectl from Go modules for envt
 
 .PHONY: test
 test: lint verify-gen ## Build the control plane if needed, check generated files, run every test.
-	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/controlplane/build.sh)" \
-		$(GO) test -race -count=1 $(TESTFLAGS) ./...
+	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/controlplane/build.sh)" && export KUBEBUILDER_ASSETS && \
+		$(GO) test -race -count=1 $(TESTFLAGS) ./... && \
+		for m in $(SUBMODULES); do $(GO) -C $$m test -race -count=1 $(TESTFLAGS) ./... || exit 1; done
 
 .PHONY: bench
 bench: ## Run the benchmarks (see BENCHMARKS.md for the figures).
@@ -74,6 +87,37 @@ run: manifests generate ## Run the manager against the cluster of the current ku
 .PHONY: demo
 demo: controlplane build ## Run the demo market on an embedded control plane.
 	bin/offerfeed demo $(DEMOFLAGS)
+
+##@ Release
+
+IMAGE_REPO ?= offerfeed
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+# IMAGE_PUSH=registry.example.com/offerfeed:v0.1.0 pushes the image (credentials of ~/.docker/config.json).
+IMAGE_PUSH ?=
+# Reproducible images: the files' and the image's time is the last commit's.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+CA_CERTS ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+
+.PHONY: image
+image: ## Build the OCI image without Docker: dist/oci (OCI layout, IMAGE_PLATFORMS) and dist/offerfeed-vVERSION.tar.
+	rm -rf dist/bin dist/oci
+	bins=; for p in $$(echo $(IMAGE_PLATFORMS) | tr , ' '); do \
+		os=$${p%/*}; arch=$${p#*/}; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags='-s -w' -o dist/bin/$${os}_$$arch/offerfeed . || exit 1; \
+		bins="$$bins -binary $$p=$(CURDIR)/dist/bin/$${os}_$$arch/offerfeed"; \
+	done; \
+	$(GO) -C hack/image run . $$bins -repository $(IMAGE_REPO) -version v$(VERSION) \
+		-revision "$$(git rev-parse HEAD 2>/dev/null)" -created $(SOURCE_DATE_EPOCH) \
+		$(if $(CA_CERTS),-ca-certs $(CA_CERTS)) -layout $(CURDIR)/dist/oci \
+		-tarball $(CURDIR)/dist/offerfeed-v$(VERSION).tar $(if $(IMAGE_PUSH),-push $(IMAGE_PUSH))
+
+.PHONY: helm-lint
+helm-lint: ## Lint the Helm chart (helm lint --strict, with Helm's Go SDK).
+	$(GO) -C test/helm run ./cmd/chart lint $(CURDIR)/charts/offerfeed
+
+.PHONY: helm-package
+helm-package: ## Package the Helm chart as dist/offerfeed-VERSION.tgz (helm package, with Helm's Go SDK).
+	$(GO) -C test/helm run ./cmd/chart package $(CURDIR)/charts/offerfeed $(CURDIR)/dist
 
 .PHONY: docker-build
 docker-build: ## Build the image (needs a Docker engine).

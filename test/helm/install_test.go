@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"helm.sh/helm/v4/pkg/chart/common"
+
 	"github.com/offerfeed/offerfeed/internal/testenv"
 )
 
@@ -133,7 +135,9 @@ func TestInstallOnAPIServer(t *testing.T) {
 
 	// The certificate of an install is kept on upgrade: create the install's Secret for real,
 	// render again against the cluster, and get the same certificate and caBundle.
-	secret := noCM["Secret "+namespace+"/webhook-server-cert"]
+	secret := noCM["Secret "+namespace+"/webhook-server-cert"].DeepCopy()
+	// As `helm install` stores it: owned by the release.
+	secret.SetAnnotations(map[string]string{"meta.helm.sh/release-name": releaseName, "meta.helm.sh/release-namespace": namespace})
 	if err := c.Create(ctx, secret.DeepCopy()); err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +149,12 @@ func TestInstallOnAPIServer(t *testing.T) {
 	if err := cfg.Init(flags, namespace, "memory"); err != nil {
 		t.Fatal(err)
 	}
+	// The control plane built from Go modules (hack/controlplane) reports version
+	// v0.0.0-master, which the chart's kubeVersion (>=1.29) refuses; tell Helm the version it
+	// is built from instead of asking it.
+	caps := common.DefaultCapabilities.Copy()
+	caps.KubeVersion = *kubeVersion()
+	cfg.Capabilities = caps
 	text, err := RenderWithCluster(cfg, ch, releaseName, namespace, map[string]any{"certManager": map[string]any{"enabled": false}})
 	if err != nil {
 		t.Fatal(err)
