@@ -192,6 +192,10 @@ func TestDefaultIsKustomizeDefault(t *testing.T) {
 	compare(t, renderChart(t, ch, map[string]any{"createNamespace": true}), want)
 
 	got := renderChart(t, ch, nil)
+	crd := got["CustomResourceDefinition /offerfeedpolicies.offerfeed.dev"]
+	if crd == nil || crd.GetAnnotations()["helm.sh/resource-policy"] != "keep" {
+		t.Errorf("the CRD is not kept on uninstall (helm.sh/resource-policy: keep)")
+	}
 	if _, ok := got["Namespace /"+namespace]; ok {
 		t.Errorf("the default render has the Namespace")
 	}
