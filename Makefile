@@ -2,6 +2,9 @@
 
 # The Kubernetes version of the envtest control plane: written once, in hack/controlplane/kube/go.mod.
 ENVTEST_K8S_VERSION := $(shell hack/controlplane/k8s-version.sh)
+# The release version: the chart's version, and with a "v" the image tag and the chart's
+# appVersion (test/helm checks Chart.yaml against it).
+VERSION ?= $(shell cat VERSION)
 IMG ?= offerfeed:latest
 GO ?= go
 # Test flags; `make test TESTFLAGS=-short` skips the slow cases.
@@ -23,6 +26,10 @@ manifests: ## Generate the CRD, RBAC and webhook manifests from the markers.
 		output:crd:artifacts:config=config/crd/bases \
 		output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
+	@# The Helm chart reads copies of the generated CRD, ClusterRole and webhook (charts/offerfeed/files/README.md).
+	cp config/crd/bases/offerfeed.dev_offerfeedpolicies.yaml charts/offerfeed/files/crd/
+	cp config/rbac/role.yaml charts/offerfeed/files/rbac/
+	cp config/webhook/manifests.yaml charts/offerfeed/files/webhook/
 
 .PHONY: generate
 generate: ## Generate deepcopy code, the gateway config rules (from the CRD), JSON Schema and K8s version.
@@ -35,7 +42,7 @@ generate: ## Generate deepcopy code, the gateway config rules (from the CRD), JS
 	mv config/gateway/config.schema.json.tmp config/gateway/config.schema.json
 
 # What manifests and generate write.
-GENERATED := config api pkg/gatewayconfig/zz_generated.rules.go internal/testenv/zz_generated.version.go
+GENERATED := config api charts pkg/gatewayconfig/zz_generated.rules.go internal/testenv/zz_generated.version.go
 
 .PHONY: verify-gen
 verify-gen: manifests generate ## Fail when generated files differ from what is committed.
@@ -48,9 +55,14 @@ verify-gen: manifests generate ## Fail when generated files differ from what is 
 fmt: ## Format the Go code.
 	gofmt -l -w $$(git ls-files '*.go')
 
+# Modules of their own, outside ./... (their dependencies stay out of go.mod): the Helm chart's
+# tests (Helm's SDK) and the image builder (go-containerregistry).
+SUBMODULES ?= test/helm hack/image
+
 .PHONY: vet
 vet: ## Run go vet.
 	$(GO) vet ./...
+	for m in $(SUBMODULES); do $(GO) -C $$m vet ./... || exit 1; done
 
 .PHONY: lint
 lint: vet ## Check formatting and vet.
@@ -65,9 +77,10 @@ mutation: ## Check that the gateway tests catch deliberate bugs in its decision 
 	$(GO) run ./hack/mutation
 
 .PHONY: test
-test: lint verify-gen mutation ## Build the control plane if needed, check generated files, run every test and the mutation check.
-	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/controlplane/build.sh)" \
-		$(GO) test -race -count=1 $(TESTFLAGS) ./...
+test: lint verify-gen mutation ## Build the control plane if needed, check generated files, run every test (and those of SUBMODULES) and the mutation check.
+	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/controlplane/build.sh)" && export KUBEBUILDER_ASSETS && \
+		$(GO) test -race -count=1 $(TESTFLAGS) ./... && \
+		for m in $(SUBMODULES); do $(GO) -C $$m test -count=1 $(TESTFLAGS) ./... || exit 1; done
 
 .PHONY: bench
 bench: ## Run the benchmarks (see BENCHMARKS.md for the figures).
@@ -90,6 +103,37 @@ run: manifests generate ## Run the manager against the cluster of the current ku
 .PHONY: demo
 demo: controlplane build-demo ## Run the demo market on an embedded control plane (DEMOFLAGS: its flags).
 	bin/offerfeed-demo $(DEMOFLAGS)
+
+##@ Release
+
+IMAGE_REPO ?= offerfeed
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+# IMAGE_PUSH=registry.example.com/offerfeed:v0.1.0 pushes the image (credentials of ~/.docker/config.json).
+IMAGE_PUSH ?=
+# Reproducible images: the files' and the image's time is the last commit's.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+CA_CERTS ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+
+.PHONY: image
+image: ## Build the OCI image without Docker: dist/oci (OCI layout, IMAGE_PLATFORMS) and dist/offerfeed-vVERSION.tar.
+	rm -rf dist/bin dist/oci
+	bins=; for p in $$(echo $(IMAGE_PLATFORMS) | tr , ' '); do \
+		os=$${p%/*}; arch=$${p#*/}; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags='-s -w' -o dist/bin/$${os}_$$arch/offerfeed . || exit 1; \
+		bins="$$bins -binary $$p=$(CURDIR)/dist/bin/$${os}_$$arch/offerfeed"; \
+	done; \
+	$(GO) -C hack/image run . $$bins -repository $(IMAGE_REPO) -version v$(VERSION) \
+		-revision "$$(git rev-parse HEAD 2>/dev/null)" -created $(SOURCE_DATE_EPOCH) \
+		$(if $(CA_CERTS),-ca-certs $(CA_CERTS)) -layout $(CURDIR)/dist/oci \
+		-tarball $(CURDIR)/dist/offerfeed-v$(VERSION).tar $(if $(IMAGE_PUSH),-push $(IMAGE_PUSH))
+
+.PHONY: helm-lint
+helm-lint: ## Lint the Helm chart (helm lint --strict, with Helm's Go SDK).
+	$(GO) -C test/helm run ./cmd/chart lint $(CURDIR)/charts/offerfeed
+
+.PHONY: helm-package
+helm-package: ## Package the Helm chart as dist/offerfeed-VERSION.tgz (helm package, with Helm's Go SDK).
+	$(GO) -C test/helm run ./cmd/chart package $(CURDIR)/charts/offerfeed $(CURDIR)/dist
 
 .PHONY: docker-build
 docker-build: ## Build the image (needs a Docker engine).

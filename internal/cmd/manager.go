@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -31,6 +33,9 @@ type managerOptions struct {
 	gatewayImagePullPolicy string
 	gatewayPort            int
 	gatewayAdminPort       int
+	// gatewayResources are the --gateway-{cpu,memory}-{request,limit} flags, keyed without
+	// the prefix; complete turns them into operator.Gateway.Resources.
+	gatewayResources map[string]*string
 	// zap holds the --zap-* logging flags.
 	zap zap.Options
 }
@@ -74,6 +79,12 @@ func (o *managerOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.gatewayImagePullPolicy, "gateway-image-pull-policy", "", "pull policy of the gateway sidecar: Always, IfNotPresent or Never (default: the API server's)")
 	fs.IntVar(&o.gatewayPort, "gateway-port", int(webhook.DefaultPort), "the gateway's proxy port in injected pods (container port named offerfeed)")
 	fs.IntVar(&o.gatewayAdminPort, "gateway-admin-port", int(webhook.DefaultAdminPort), "the gateway's admin port in injected pods (/metrics, /healthz, /readyz; named offerfeed-admin)")
+	o.gatewayResources = map[string]*string{
+		"cpu-request":    fs.String("gateway-cpu-request", "50m", "CPU request of the gateway sidecar; empty for none"),
+		"memory-request": fs.String("gateway-memory-request", "64Mi", "memory request of the gateway sidecar; empty for none"),
+		"cpu-limit":      fs.String("gateway-cpu-limit", "", "CPU limit of the gateway sidecar; empty for none"),
+		"memory-limit":   fs.String("gateway-memory-limit", "256Mi", "memory limit of the gateway sidecar (its GOMEMLIMIT follows it); empty for none"),
+	}
 	fs.IntVar(&o.operator.WebhookPort, "webhook-port", operator.DefaultWebhookPort, "port of the webhook server (HTTPS)")
 	fs.StringVar(&o.operator.WebhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the webhook server's tls.crt and tls.key (reloaded on change)")
 	// controller-runtime's logging flags (--zap-log-level, --zap-devel, ...), as kubebuilder's
@@ -97,6 +108,11 @@ func (o *managerOptions) complete() error {
 		}
 	}
 	o.operator.Gateway.Port, o.operator.Gateway.AdminPort = int32(o.gatewayPort), int32(o.gatewayAdminPort)
+	resources, err := sidecarResources(o.gatewayResources)
+	if err != nil {
+		return usageErrorf("%w", err)
+	}
+	o.operator.Gateway.Resources = resources
 	if o.operator.Gateway.Image != "" {
 		if err := o.operator.Gateway.Validate(); err != nil {
 			return usageErrorf("%w", err)
@@ -147,4 +163,31 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 		cfg.QPS = -1 // as controller-runtime: no client-side rate limit; API priority and fairness apply
 	}
 	return cfg, nil
+}
+
+// sidecarResources turns the --gateway-{cpu,memory}-{request,limit} flags (keyed without the
+// prefix) into the sidecar's resources; an empty flag leaves its entry out.
+func sidecarResources(flags map[string]*string) (*corev1.ResourceRequirements, error) {
+	r := &corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	for key, v := range flags {
+		if *v == "" {
+			continue
+		}
+		q, err := resource.ParseQuantity(*v)
+		if err != nil {
+			return nil, fmt.Errorf("--gateway-%s %q: %w", key, *v, err)
+		}
+		kind, name, _ := strings.Cut(key, "-")
+		list := r.Requests
+		if name == "limit" {
+			list = r.Limits
+		}
+		list[corev1.ResourceName(kind)] = q
+	}
+	for name, req := range r.Requests {
+		if lim, ok := r.Limits[name]; ok && req.Cmp(lim) > 0 {
+			return nil, fmt.Errorf("gateway %s request %s is above its limit %s", name, req.String(), lim.String())
+		}
+	}
+	return r, nil
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/pflag"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -100,6 +102,8 @@ func TestManagerFlagErrors(t *testing.T) {
 		{"--webhook-port=0"},
 		{"--gateway-port=70000"},
 		{"--zap-log-level=loud"},
+		{"--gateway-memory-limit=lots"},
+		{"--gateway-cpu-request=2", "--gateway-cpu-limit=1"},
 		{"--no-such-flag"},
 		{"extra"},
 	} {
@@ -201,5 +205,39 @@ func TestManagerKubeconfig(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("manager did not stop")
+	}
+}
+
+// TestManagerGatewayResources: the --gateway-{cpu,memory}-{request,limit} flags (which the Helm
+// chart's gateway.resources sets) become the injected sidecar's resources; an empty flag
+// leaves its entry out.
+func TestManagerGatewayResources(t *testing.T) {
+	q := resource.MustParse
+	for _, tc := range []struct {
+		args []string
+		want corev1.ResourceRequirements
+	}{{
+		args: nil,
+		want: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: q("50m"), corev1.ResourceMemory: q("64Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: q("256Mi")},
+		},
+	}, {
+		args: []string{"--gateway-cpu-request=200m", "--gateway-memory-request=128Mi", "--gateway-cpu-limit=1", "--gateway-memory-limit=1Gi"},
+		want: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: q("200m"), corev1.ResourceMemory: q("128Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: q("1"), corev1.ResourceMemory: q("1Gi")},
+		},
+	}, {
+		args: []string{"--gateway-cpu-request=", "--gateway-memory-request=", "--gateway-memory-limit="},
+		want: corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}},
+	}} {
+		o, err := parseManagerFlags(append([]string{"--gateway-image=offerfeed:test"}, tc.args...))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.args, err)
+		}
+		if got := o.operator.Gateway.Resources; got == nil || !equality.Semantic.DeepEqual(*got, tc.want) {
+			t.Errorf("%q: resources %v, want %v", tc.args, got, tc.want)
+		}
 	}
 }
