@@ -120,6 +120,9 @@ func TestEviction(t *testing.T) {
 	if !hasMetric(t, h.g, fmt.Sprintf("offerfeed_gateway_tracked_drivers %d", h.g.trackedDrivers())) {
 		t.Error("tracked drivers gauge")
 	}
+	if !hasMetric(t, h.g, fmt.Sprintf("offerfeed_gateway_tracked_drivers_limit %d", st.MaxDrivers)) {
+		t.Error("tracked drivers limit gauge")
+	}
 }
 
 // TestUpstreamFaults: a down offer service answers 502 at once, a slow one 504 after the

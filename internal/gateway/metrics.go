@@ -56,8 +56,21 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 		Name: "offerfeed_gateway_evicted_drivers_total",
 		Help: "Drivers forgotten (not seen recently, by CLOCK) to keep the state within its bound.",
 	}, func() float64 { return float64(g.evictedDrivers()) })
+	trackedLimit := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "offerfeed_gateway_tracked_drivers_limit",
+		Help: "The most drivers whose state the gateway holds (--max-tracked-drivers); beyond it the least recently seen are evicted.",
+	}, func() float64 { return float64(g.opts.MaxTrackedDrivers) })
+	reloadOK := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "offerfeed_gateway_config_last_reload_successful",
+		Help: "0 while the last config the gateway read was refused (the last good one stays in force, /readyz says why), else 1.",
+	}, func() float64 {
+		if g.Status().LastReloadError != "" {
+			return 0
+		}
+		return 1
+	})
 	if err := registerAll(reg, m.decisions, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, hist,
-		tracked, evictions, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		tracked, trackedLimit, reloadOK, evictions, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, err
 	}
 	return m, nil
