@@ -24,10 +24,12 @@ manifests: ## Generate the CRD, RBAC and webhook manifests from the markers.
 		output:webhook:artifacts:config=config/webhook
 
 .PHONY: generate
-generate: ## Generate deepcopy code and the gateway config JSON Schema.
+generate: ## Generate deepcopy code, the gateway config JSON Schema and the PrometheusRule.
 	$(GO) tool controller-gen object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 	$(GO) run ./hack/jsonschema > config/gateway/config.schema.json.tmp
 	mv config/gateway/config.schema.json.tmp config/gateway/config.schema.json
+	$(GO) run ./hack/prometheusrule > config/prometheus/prometheusrule.yaml.tmp
+	mv config/prometheus/prometheusrule.yaml.tmp config/prometheus/prometheusrule.yaml
 
 .PHONY: verify-gen
 verify-gen: manifests generate ## Fail when generated files differ from what is committed.
@@ -52,8 +54,17 @@ lint: vet ## Check formatting and vet.
 controlplane: ## Build kube-apiserver, etcd and kubectl from Go modules for envtest (skips what exists).
 	ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/controlplane/build.sh
 
+# promtool comes from the Prometheus module, pinned in the tools module hack/tools so that
+# offerfeed's go.mod does not take in the Prometheus server's dependencies.
+PROMTOOL ?= $(GO) tool -modfile=$(CURDIR)/hack/tools/go.mod promtool
+
+.PHONY: test-rules
+test-rules: ## Check the alerting rules and run their unit tests with promtool.
+	$(PROMTOOL) check rules config/prometheus/offerfeed.rules.yaml
+	cd config/prometheus && $(PROMTOOL) test rules offerfeed.rules.test.yaml
+
 .PHONY: test
-test: lint verify-gen ## Build the control plane if needed, check generated files, run every test.
+test: lint verify-gen test-rules ## Build the control plane if needed, check generated files, run every test.
 	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/controlplane/build.sh)" \
 		$(GO) test -race -count=1 $(TESTFLAGS) ./...
 
