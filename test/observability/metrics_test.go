@@ -195,7 +195,22 @@ func TestQueriesNameExposedMetrics(t *testing.T) {
 			t.Errorf("%s is not exposed by the gateway or the manager; used by:\n  %s", n, strings.Join(slices.Compact(referenced[n]), "\n  "))
 		}
 	}
-	t.Logf("%d metric names referenced, all exposed", len(referenced))
+	// The controller-runtime queries select the policy controller by label: those labels exist.
+	for fam, label := range map[string]string{"controller_runtime_reconcile_errors_total": "controller",
+		"controller_runtime_reconcile_total": "controller", "workqueue_depth": "name"} {
+		found := false
+		for _, m := range mgrFamilies[fam].GetMetric() {
+			for _, l := range m.GetLabel() {
+				found = found || (l.GetName() == label && strings.HasPrefix(l.GetValue(), "offerfeedpolicy"))
+			}
+		}
+		if !found {
+			t.Errorf("%s has no series with %s=offerfeedpolicy…, which the dashboard and the rules select", fam, label)
+		}
+	}
+	if !t.Failed() {
+		t.Logf("%d metric names referenced, all exposed", len(referenced))
+	}
 }
 
 // dashboardQueries returns every PromQL query of the dashboard: the panels' targets and the
