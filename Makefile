@@ -32,7 +32,7 @@ manifests: ## Generate the CRD, RBAC and webhook manifests from the markers.
 	cp config/webhook/manifests.yaml charts/offerfeed/files/webhook/
 
 .PHONY: generate
-generate: ## Generate deepcopy code, the gateway config rules (from the CRD), JSON Schema and K8s version.
+generate: ## Generate deepcopy code, the gateway config rules (from the CRD), JSON Schema, K8s version and the PrometheusRule.
 	$(GO) tool controller-gen object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 	$(GO) run ./hack/gatewayrules > pkg/gatewayconfig/zz_generated.rules.go.tmp
 	mv pkg/gatewayconfig/zz_generated.rules.go.tmp pkg/gatewayconfig/zz_generated.rules.go
@@ -40,6 +40,8 @@ generate: ## Generate deepcopy code, the gateway config rules (from the CRD), JS
 	mv internal/testenv/zz_generated.version.go.tmp internal/testenv/zz_generated.version.go
 	$(GO) run ./hack/jsonschema > config/gateway/config.schema.json.tmp
 	mv config/gateway/config.schema.json.tmp config/gateway/config.schema.json
+	$(GO) run ./hack/prometheusrule > config/prometheus/prometheusrule.yaml.tmp
+	mv config/prometheus/prometheusrule.yaml.tmp config/prometheus/prometheusrule.yaml
 
 # What manifests and generate write.
 GENERATED := config api charts pkg/gatewayconfig/zz_generated.rules.go internal/testenv/zz_generated.version.go
@@ -76,8 +78,17 @@ controlplane: ## Build kube-apiserver, etcd and kubectl from Go modules for envt
 mutation: ## Check that the gateway tests catch deliberate bugs in its decision code (hack/mutation).
 	$(GO) run ./hack/mutation
 
+# promtool comes from the Prometheus module, pinned in the tools module hack/tools so that
+# offerfeed's go.mod does not take in the Prometheus server's dependencies.
+PROMTOOL ?= $(GO) tool -modfile=$(CURDIR)/hack/tools/go.mod promtool
+
+.PHONY: test-rules
+test-rules: ## Check the alerting rules and run their unit tests with promtool.
+	$(PROMTOOL) check rules config/prometheus/offerfeed.rules.yaml
+	cd config/prometheus && $(PROMTOOL) test rules offerfeed.rules.test.yaml
+
 .PHONY: test
-test: lint verify-gen mutation ## Build the control plane if needed, check generated files, run every test (and those of SUBMODULES) and the mutation check.
+test: lint verify-gen test-rules mutation ## Build the control plane if needed, check generated files, run every test (and those of SUBMODULES) and the mutation check.
 	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/controlplane/build.sh)" && export KUBEBUILDER_ASSETS && \
 		$(GO) test -race -count=1 $(TESTFLAGS) ./... && \
 		for m in $(SUBMODULES); do $(GO) -C $$m test -count=1 $(TESTFLAGS) ./... || exit 1; done

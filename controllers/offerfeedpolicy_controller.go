@@ -97,6 +97,7 @@ func (r *OfferFeedPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			return ctrl.Result{}, err
 		}
 	}
+	seriesOfProcess.record(ns, policies.Items)
 	logger.V(1).Info("reconciled gateway config", "policies", len(policies.Items), "programmed", len(res.Config.Policies))
 	if !managed {
 		return ctrl.Result{RequeueAfter: foreignConfigMapRecheck}, nil
@@ -233,6 +234,7 @@ func (r *OfferFeedPolicyReconciler) applyStatus(ctx context.Context, p *v1alpha1
 func setStatus(p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult, managed bool) {
 	setAcceptedCondition(p, pr)
 	setProgrammedCondition(p, pr, managed)
+	setReadyCondition(p)
 	p.Status.TargetedPods = pr.TargetedPods
 	p.Status.ConfigHash = ""
 	if pr.Accepted && managed {
@@ -274,6 +276,49 @@ func setProgrammedCondition(p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult,
 		}
 	}
 	meta.SetStatusCondition(&p.Status.Conditions, c)
+}
+
+// readyInputs are the conditions that Ready summarises, in the order in which the first one
+// that is not True gives Ready its reason. When the gateways report what they enforce, an
+// Enforced condition joins them here (after Programmed); setReadyCondition needs no other
+// change, and Enforced=False with a reason not in stalledReasons reads as InProgress.
+var readyInputs = []string{v1alpha1.ConditionAccepted, v1alpha1.ConditionProgrammed}
+
+// stalledReasons are the reasons of a condition that is not True that no reconcile can put
+// right: someone has to change a policy or a ConfigMap.
+var stalledReasons = map[string]bool{
+	v1alpha1.ReasonConflicted:          true,
+	v1alpha1.ReasonInvalid:             true,
+	v1alpha1.ReasonConfigMapNotManaged: true,
+}
+
+// setReadyCondition sets Ready from the conditions it summarises (readyInputs): True when all
+// are True at the current generation; otherwise the status, reason and message of the first
+// that is not (Unknown, reason Reconciling, for one not computed at this generation). It sets
+// Stalled=True with the same reason while that reason needs someone to act, and removes
+// Stalled otherwise.
+func setReadyCondition(p *v1alpha1.OfferFeedPolicy) {
+	c := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: p.Generation,
+		Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReady, Message: "the policy is accepted and in the gateway config"}
+	for _, t := range readyInputs {
+		in := meta.FindStatusCondition(p.Status.Conditions, t)
+		if in == nil || in.ObservedGeneration != p.Generation {
+			c.Status, c.Reason = metav1.ConditionUnknown, v1alpha1.ReasonReconciling
+			c.Message = fmt.Sprintf("%s is not computed for generation %d yet", t, p.Generation)
+			break
+		}
+		if in.Status != metav1.ConditionTrue {
+			c.Status, c.Reason, c.Message = in.Status, in.Reason, fmt.Sprintf("%s=%s: %s", t, in.Status, in.Message)
+			break
+		}
+	}
+	meta.SetStatusCondition(&p.Status.Conditions, c)
+	if c.Status == metav1.ConditionFalse && stalledReasons[c.Reason] {
+		meta.SetStatusCondition(&p.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionStalled,
+			Status: metav1.ConditionTrue, Reason: c.Reason, Message: c.Message, ObservedGeneration: p.Generation})
+	} else {
+		meta.RemoveStatusCondition(&p.Status.Conditions, v1alpha1.ConditionStalled)
+	}
 }
 
 // Options tune the controller.

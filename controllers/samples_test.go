@@ -45,6 +45,7 @@ var _ = Describe("kubectl and the samples", func() {
 				expectCondition(g, p, v1alpha1.ConditionAccepted, metav1.ConditionTrue, v1alpha1.ReasonAccepted)
 				expectCondition(g, p, v1alpha1.ConditionProgrammed, metav1.ConditionTrue, v1alpha1.ReasonProgrammed)
 				g.Expect(p.Status.ConfigHash).To(Equal(golden.Policies[name].Hash), "the golden status of %s", name)
+				expectCondition(g, p, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReady)
 			}
 			cm := &corev1.ConfigMap{}
 			g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: v1alpha1.GatewayConfigMapName}, cm)).To(Succeed())
@@ -54,8 +55,8 @@ var _ = Describe("kubectl and the samples", func() {
 		By("kubectl get shows the printer columns")
 		out, err = kubectl("get", "ofp", "-n", ns)
 		Expect(err).NotTo(HaveOccurred(), out)
-		Expect(strings.Fields(strings.SplitN(out, "\n", 2)[0])).To(Equal([]string{"NAME", "MODE", "ACCEPTED", "PROGRAMMED", "TARGETED", "AGE"}))
-		Expect(out).To(MatchRegexp(`standard\s+Enforce\s+True\s+True\s+0\s+\d+s\n`), "no pods run here: Targeted is 0")
+		Expect(strings.Fields(strings.SplitN(out, "\n", 2)[0])).To(Equal([]string{"NAME", "MODE", "READY", "ACCEPTED", "PROGRAMMED", "TARGETED", "AGE"}))
+		Expect(out).To(MatchRegexp(`standard\s+Enforce\s+True\s+True\s+True\s+0\s+\d+s\n`), "no pods run here: Targeted is 0")
 	})
 
 	It("refuses an invalid policy with a message naming the field", func() {

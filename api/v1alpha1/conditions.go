@@ -8,6 +8,27 @@ const (
 	// ConditionProgrammed is True when the policy is in the gateway config (ConfigMap
 	// offerfeed-gateway) of its namespace.
 	ConditionProgrammed = "Programmed"
+	// ConditionReady summarises the others for people and GitOps tools (kstatus, Argo CD): it
+	// is True when every condition it summarises (Accepted and Programmed today) is True at
+	// the policy's current generation. When it is not, its reason and message are those of
+	// the first condition that is not True. Its observedGeneration is the generation it
+	// summarises.
+	ConditionReady = "Ready"
+	// ConditionStalled is present, and True, only while the policy cannot become Ready until
+	// someone changes something (its reason says what: Conflicted, Invalid,
+	// ConfigMapNotManaged). kstatus reports such a policy as Failed rather than InProgress,
+	// so a GitOps tool stops waiting for it. It is removed once the cause is gone.
+	ConditionStalled = "Stalled"
+)
+
+// Reasons of the Ready condition. When Ready is False it carries the reason of the first
+// condition it summarises that is not True (for example Conflicted or ConfigMapNotManaged).
+const (
+	// ReasonReady (Ready=True): the policy is Accepted and Programmed at its current generation.
+	ReasonReady = "Ready"
+	// ReasonReconciling (Ready=Unknown): a condition that Ready summarises has not been
+	// computed for the current generation yet.
+	ReasonReconciling = "Reconciling"
 )
 
 // Reasons of the Accepted condition.

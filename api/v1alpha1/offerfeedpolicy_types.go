@@ -427,8 +427,9 @@ type OfferFeedPolicyStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions are Accepted (the policy is valid and not in conflict) and Programmed (the
-	// policy is in the gateway config of its namespace).
+	// conditions are Accepted (the policy is valid and not in conflict), Programmed (the
+	// policy is in the gateway config of its namespace), Ready (both, at the current
+	// generation) and, while someone must act before it can become Ready, Stalled.
 	//
 	// +optional
 	// +listType=map
@@ -458,6 +459,7 @@ type OfferFeedPolicyStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ofp,categories=offerfeed
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Accepted",type=string,JSONPath=`.status.conditions[?(@.type=="Accepted")].status`
 // +kubebuilder:printcolumn:name="Programmed",type=string,JSONPath=`.status.conditions[?(@.type=="Programmed")].status`
 // +kubebuilder:printcolumn:name="Targeted",type=integer,JSONPath=`.status.targetedPods`

@@ -158,6 +158,9 @@ func TestEviction(t *testing.T) {
 	if !hasMetric(t, h.g, fmt.Sprintf(`offerfeed_gateway_evicted_drivers_total{area="main"} %d`, h.g.evictedDriversFrom(areaMain))) {
 		t.Error("evicted drivers counter")
 	}
+	if !hasMetric(t, h.g, fmt.Sprintf("offerfeed_gateway_tracked_drivers_limit %d", st.MaxDrivers)) {
+		t.Error("tracked drivers limit gauge")
+	}
 }
 
 // TestUpstreamFaults: a down offer service answers 502 at once, a slow one 504 after the

@@ -403,6 +403,8 @@ func TestMetricsAndReadyz(t *testing.T) {
 		`offerfeed_gateway_tracked_drivers 1`,
 		`offerfeed_gateway_config_generation 1`,
 		`offerfeed_gateway_config_reload_failures_total 0`,
+		`offerfeed_gateway_config_last_reload_successful 1`,
+		`offerfeed_gateway_tracked_drivers_limit 1e+06`, // DefaultMaxTrackedDrivers
 		`offerfeed_gateway_upstream_duration_seconds_count{route="feed"} 1`,
 	} {
 		if !hasMetric(t, h.g, want) {

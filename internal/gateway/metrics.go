@@ -66,6 +66,19 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 		}
 		return 0
 	})
+	trackedLimit := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "offerfeed_gateway_tracked_drivers_limit",
+		Help: "The most drivers whose state the gateway holds (--max-tracked-drivers); beyond it new identities, then the drivers of least value, are forgotten.",
+	}, func() float64 { return float64(g.opts.MaxTrackedDrivers) })
+	reloadOK := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "offerfeed_gateway_config_last_reload_successful",
+		Help: "0 while the last config the gateway read was refused (the last good one stays in force, /readyz says why), else 1.",
+	}, func() float64 {
+		if g.Status().LastReloadError != "" {
+			return 0
+		}
+		return 1
+	})
 	var evictions [numAreas]prometheus.Collector
 	for a := range numAreas {
 		evictions[a] = prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -75,7 +88,7 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 		}, func() float64 { return float64(g.evictedDriversFrom(a)) })
 	}
 	if err := registerAll(reg, m.decisions, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, m.bodyTimeouts, hist,
-		tracked, evictions[areaProbation], evictions[areaMain], missing, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		tracked, trackedLimit, reloadOK, evictions[areaProbation], evictions[areaMain], missing, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -127,6 +127,9 @@ func TestReloadKubeletVolume(t *testing.T) {
 	if !hasMetric(t, h.g, "offerfeed_gateway_config_reload_failures_total 1") {
 		t.Error("reload failure not counted")
 	}
+	if !hasMetric(t, h.g, "offerfeed_gateway_config_last_reload_successful 0") {
+		t.Error("offerfeed_gateway_config_last_reload_successful is not 0 after a refused config")
+	}
 	readyz := httptestGet(h.g.AdminHandler(), "/readyz").Body.String()
 	if !strings.Contains(readyz, `"lastReloadError": "config file`) {
 		t.Errorf("readyz does not show the reload error:\n%s", readyz)
@@ -147,6 +150,9 @@ func TestReloadKubeletVolume(t *testing.T) {
 	// Fixed: applied, the error clears, and the state is still there.
 	vol.write(map[string][]byte{"config.json": marshal(t, configOf(other, changed))})
 	eventually(t, "the fixed config", func() bool { return h.g.Status().LastReloadError == "" })
+	if !hasMetric(t, h.g, "offerfeed_gateway_config_last_reload_successful 1") {
+		t.Error("offerfeed_gateway_config_last_reload_successful is not 1 once the config is fixed")
+	}
 	expect(t, h.do("GET", "/offers", "", drv("d1")...), 429, "feed-throttled")
 
 	// Renamed policy: new state.
