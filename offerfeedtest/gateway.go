@@ -16,10 +16,10 @@ import (
 // the table in offerfeed's DESIGN.md.
 const (
 	// HeaderDecision is the response header that names the decision of a refused request.
-	HeaderDecision = "OfferFeed-Decision"
+	HeaderDecision = gateway.HeaderDecision
 	// HeaderFlag is the request header that tells the offer service, in DryRun, what the
 	// gateway would have decided.
-	HeaderFlag = "OfferFeed-Flag"
+	HeaderFlag = gateway.HeaderFlag
 
 	// DecisionFeedThrottled: a poll sooner than minInterval (beyond burst); 429.
 	DecisionFeedThrottled = "feed-throttled"
@@ -39,9 +39,9 @@ const (
 	// JSON, field missing or conflicting) while minReactionTime or fairness needs it; 400.
 	DecisionUnreadableOffer = "unreadable-offer"
 	// DecisionLostDraw: an accept held for its offer's fair draw that another driver won; 409.
-	DecisionLostDraw = "lost-draw"
+	DecisionLostDraw = string(gateway.DecisionLostDraw)
 	// DecisionDuplicateAccept: a second accept of a driver already in the offer's open draw; 409.
-	DecisionDuplicateAccept = "duplicate-accept"
+	DecisionDuplicateAccept = string(gateway.DecisionDuplicateAccept)
 )
 
 // GatewayOption configures NewGateway.

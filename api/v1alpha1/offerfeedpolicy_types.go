@@ -2,6 +2,8 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
 // Duration is a length of time written as in Go and Gateway API: one to four numbers, each
@@ -11,17 +13,25 @@ import (
 // +kubebuilder:validation:MaxLength=24
 type Duration string
 
-// PolicyMode says whether the gateway blocks the requests a policy refuses.
+// PolicyMode says whether the gateway blocks the requests a policy refuses: Enforce or DryRun.
 //
-// +kubebuilder:validation:Enum=Enforce;DryRun
-type PolicyMode string
+// PolicyMode is an alias of gatewayconfig.Mode, and FairnessAward of gatewayconfig.Award: the
+// API and the gateway config share one definition of each enum, and the
+// +kubebuilder:validation:Enum markers that controller-gen writes into the CRD sit on those
+// types in pkg/gatewayconfig. They are defined there, not here, because gatewayconfig is what
+// the gateway and GitOps tools import and must not link this package (which brings in
+// controller-runtime). The fields are typed gatewayconfig.Mode and gatewayconfig.Award
+// rather than with the aliases: controller-gen follows an alias to another package only when
+// the field names that package. Durations are not shared: Duration here is the text a person
+// wrote, checked by a pattern and compared in CEL; gatewayconfig.Duration is its parsed value.
+type PolicyMode = gatewayconfig.Mode
 
 const (
 	// ModeEnforce answers a refused request itself; it never reaches the offer service.
-	ModeEnforce PolicyMode = "Enforce"
+	ModeEnforce = gatewayconfig.ModeEnforce
 	// ModeDryRun forwards every request and tells the offer service what the gateway would have
 	// decided in the request header OfferFeed-Flag.
-	ModeDryRun PolicyMode = "DryRun"
+	ModeDryRun = gatewayconfig.ModeDryRun
 )
 
 // HTTPMethod is an HTTP request method that a governed route answers to.
@@ -57,7 +67,7 @@ type OfferFeedPolicySpec struct {
 	//
 	// +optional
 	// +kubebuilder:default=Enforce
-	Mode PolicyMode `json:"mode,omitempty"`
+	Mode gatewayconfig.Mode `json:"mode,omitempty"`
 
 	// clientIdentity says how the gateway tells drivers apart.
 	//
@@ -218,17 +228,17 @@ type AcceptLimits struct {
 	Fairness *Fairness `json:"fairness,omitempty"`
 }
 
-// FairnessAward is how a fair draw picks among the accepts for one offer.
-//
-// +kubebuilder:validation:Enum=Random;LeastRecentlyWon
-type FairnessAward string
+// FairnessAward is how a fair draw picks among the accepts for one offer: Random or
+// LeastRecentlyWon. It is gatewayconfig.Award, which holds the enum marker of
+// spec.accept.fairness.award (see PolicyMode).
+type FairnessAward = gatewayconfig.Award
 
 const (
 	// AwardRandom draws the candidates in a uniformly random order.
-	AwardRandom FairnessAward = "Random"
+	AwardRandom = gatewayconfig.AwardRandom
 	// AwardLeastRecentlyWon puts first the drivers whose last win is oldest (never won
 	// first), breaking ties at random.
-	AwardLeastRecentlyWon FairnessAward = "LeastRecentlyWon"
+	AwardLeastRecentlyWon = gatewayconfig.AwardLeastRecentlyWon
 )
 
 // Fairness configures fair draws of offers among the accepts that arrive close together.
@@ -244,7 +254,7 @@ type Fairness struct {
 	//
 	// +optional
 	// +kubebuilder:default=Random
-	Award FairnessAward `json:"award,omitempty"`
+	Award gatewayconfig.Award `json:"award,omitempty"`
 }
 
 // ShownOffers says where the feed response lists the ids of the offers shown to the driver.

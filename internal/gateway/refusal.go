@@ -38,8 +38,8 @@ func compileRefusals(r *gatewayconfig.Refusal) refusalShapes {
 	for d := Allowed + 1; d < numDecisions; d++ {
 		add(d.String(), d.Status())
 	}
-	add(DecisionLostDraw, http.StatusConflict)
-	add(DecisionDuplicateAccept, http.StatusConflict)
+	add(DecisionLostDraw.String(), http.StatusConflict)
+	add(DecisionDuplicateAccept.String(), http.StatusConflict)
 	return out
 }
 

@@ -187,7 +187,7 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 	}
 	out := gatewayconfig.Policy{
 		Name:           p.Name,
-		Mode:           gatewayconfig.Mode(s.Mode),
+		Mode:           s.Mode,
 		Selector:       *s.TargetSelector.AsMetav1(),
 		IdentityHeader: s.ClientIdentity.Header,
 	}
@@ -223,7 +223,7 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 		if f := a.Fairness; f != nil {
 			out.Accept.Fairness = &gatewayconfig.Fairness{
 				Window: dur("spec.accept.fairness.window", &f.Window),
-				Award:  string(f.Award),
+				Award:  f.Award,
 			}
 		}
 	}

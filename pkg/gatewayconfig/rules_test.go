@@ -14,7 +14,7 @@ func TestNamedValuesAreInTheEnums(t *testing.T) {
 		enum, named []string
 	}{
 		{Modes(), []string{string(ModeEnforce), string(ModeDryRun)}},
-		{Awards(), []string{AwardRandom, AwardLeastRecentlyWon}},
+		{Awards(), []string{string(AwardRandom), string(AwardLeastRecentlyWon)}},
 	} {
 		if !slices.Equal(slices.Sorted(slices.Values(tc.enum)), slices.Sorted(slices.Values(tc.named))) {
 			t.Errorf("the CRD's enum is %v, the named constants are %v", tc.enum, tc.named)
