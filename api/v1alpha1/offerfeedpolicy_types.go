@@ -9,21 +9,24 @@ import (
 // Duration is a length of time written as in Go and Gateway API: one to four numbers, each
 // followed by a unit of h, m, s or ms, such as "2s", "800ms" or "1m30s".
 //
+// It is not gatewayconfig.Duration, on purpose: this is the text a person wrote, checked by a
+// pattern and compared in CEL with duration(); gatewayconfig.Duration is the parsed value that
+// render writes in canonical form, so that "60s" and "1m" give the same config and hash.
+//
 // +kubebuilder:validation:Pattern=`^([0-9]{1,5}(h|m|s|ms)){1,4}$`
 // +kubebuilder:validation:MaxLength=24
 type Duration string
 
 // PolicyMode says whether the gateway blocks the requests a policy refuses: Enforce or DryRun.
 //
-// PolicyMode is an alias of gatewayconfig.Mode, and FairnessAward of gatewayconfig.Award: the
-// API and the gateway config share one definition of each enum, and the
-// +kubebuilder:validation:Enum markers that controller-gen writes into the CRD sit on those
-// types in pkg/gatewayconfig. They are defined there, not here, because gatewayconfig is what
-// the gateway and GitOps tools import and must not link this package (which brings in
-// controller-runtime). The fields are typed gatewayconfig.Mode and gatewayconfig.Award
-// rather than with the aliases: controller-gen follows an alias to another package only when
-// the field names that package. Durations are not shared: Duration here is the text a person
-// wrote, checked by a pattern and compared in CEL; gatewayconfig.Duration is its parsed value.
+// One definition for the API and the gateway config: PolicyMode is an alias of
+// gatewayconfig.Mode, FairnessAward of gatewayconfig.Award and RefusalDecision of
+// gatewayconfig.RefusalDecision. Those types carry the enum markers that controller-gen writes
+// into the CRD, and the constants. They live in pkg/gatewayconfig, not here, because the
+// gateway and GitOps tools import gatewayconfig, which needs only metav1, and should not link
+// this package, which brings in controller-runtime. The spec's fields name the gatewayconfig
+// types rather than these aliases because controller-gen reads the markers of a type in
+// another package only through a field that names that package.
 type PolicyMode = gatewayconfig.Mode
 
 const (
@@ -339,10 +342,9 @@ type AcceptOverride struct {
 }
 
 // RefusalDecision names a gateway decision that refuses a request: the value of response
-// header OfferFeed-Decision.
-//
-// +kubebuilder:validation:Enum=feed-throttled;accept-throttled;too-fast;unseen-offer;missing-identity;lost-draw;duplicate-accept;ambiguous-request;unreadable-offer
-type RefusalDecision string
+// header OfferFeed-Decision. It is gatewayconfig.RefusalDecision, which holds the enum marker
+// and a constant for each decision (see PolicyMode).
+type RefusalDecision = gatewayconfig.RefusalDecision
 
 // Refusal is the shape of the gateway's refusals: status, content type and body, for every
 // refused decision, with optional entries for single decisions.
@@ -403,7 +405,7 @@ type DecisionRefusal struct {
 	// unreadable-offer.
 	//
 	// +required
-	Decision RefusalDecision `json:"decision"`
+	Decision gatewayconfig.RefusalDecision `json:"decision"`
 
 	// status replaces refusal.status for this decision, from 400 to 599.
 	//

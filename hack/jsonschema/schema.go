@@ -145,7 +145,6 @@ var constraints = map[string]func(*Schema){
 	"Refusal.contentType":         contentType,
 	"Refusal.body":                refusalBody,
 	"Refusal.decisions":           func(s *Schema) { s.MaxItems = ptr(gatewayconfig.MaxRefusalDecisions) },
-	"DecisionRefusal.decision":    func(s *Schema) { s.Enum = gatewayconfig.RefusalDecisions() },
 	"DecisionRefusal.status":      refusalStatus,
 	"DecisionRefusal.contentType": contentType,
 	"DecisionRefusal.body":        refusalBody,

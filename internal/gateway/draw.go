@@ -47,8 +47,8 @@ const (
 )
 
 // DrawDecision is a value of the OfferFeed-Decision or OfferFeed-Flag header that a fair draw
-// answers or flags an accept with, and the name a policy's refusal shapes it by. The other
-// decisions are Decision's.
+// answers or flags an accept with; a policy's refusal shapes the two refusals among them by
+// their names, gatewayconfig's. The other decisions are Decision's.
 type DrawDecision string
 
 // String returns the header value.
@@ -58,10 +58,10 @@ func (d DrawDecision) String() string { return string(d) }
 const (
 	// DecisionLostDraw answers (409) an accept that was held for its offer's draw and not
 	// tried, because another candidate won; also an accept for an offer whose draw is full.
-	DecisionLostDraw DrawDecision = "lost-draw"
+	DecisionLostDraw = DrawDecision(gatewayconfig.DecisionLostDraw)
 	// DecisionDuplicateAccept answers (409) an accept of a driver that is already a
 	// candidate of the offer's open draw: a driver has one place in a draw.
-	DecisionDuplicateAccept DrawDecision = "duplicate-accept"
+	DecisionDuplicateAccept = DrawDecision(gatewayconfig.DecisionDuplicateAccept)
 	// FlagDraw is the OfferFeed-Flag, in DryRun, of an accept that Enforce would have held
 	// for a draw (the accept that opens the window included).
 	FlagDraw DrawDecision = "draw"

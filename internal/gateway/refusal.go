@@ -27,7 +27,7 @@ func compileRefusals(r *gatewayconfig.Refusal) refusalShapes {
 	}
 	out := refusalShapes{}
 	add := func(name string, status int) {
-		st, ct, body := r.Shape(name, status)
+		st, ct, body := r.Shape(gatewayconfig.RefusalDecision(name), status)
 		sh := &refusalShape{status: st}
 		if body != "" {
 			sh.contentType = []string{ct}

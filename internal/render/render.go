@@ -274,7 +274,7 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 func Refusal(r *v1alpha1.Refusal) *gatewayconfig.Refusal {
 	out := &gatewayconfig.Refusal{Status: int(deref(r.Status)), ContentType: r.ContentType, Body: r.Body}
 	for _, d := range r.Decisions {
-		out.Decisions = append(out.Decisions, gatewayconfig.DecisionRefusal{Decision: string(d.Decision),
+		out.Decisions = append(out.Decisions, gatewayconfig.DecisionRefusal{Decision: d.Decision,
 			Status: int(deref(d.Status)), ContentType: d.ContentType, Body: d.Body})
 	}
 	return out
