@@ -25,8 +25,9 @@ type Duration string
 // into the CRD, and the constants. They live in pkg/gatewayconfig, not here, because the
 // gateway and GitOps tools import gatewayconfig, which needs only metav1, and should not link
 // this package, which brings in controller-runtime. The spec's fields name the gatewayconfig
-// types rather than these aliases because controller-gen reads the markers of a type in
-// another package only through a field that names that package.
+// types rather than these aliases: controller-gen (v0.23) fails on a field whose type is a
+// local alias of another package's string type, and reads the markers fine through a field
+// that names the package.
 type PolicyMode = gatewayconfig.Mode
 
 const (
