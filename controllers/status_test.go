@@ -20,7 +20,7 @@ func TestSetStatus(t *testing.T) {
 		pr             render.PolicyResult
 		managed        bool
 		wantAccepted   metav1.ConditionStatus
-		wantProgrammed string // reason
+		wantProgrammed v1alpha1.OfferFeedPolicyConditionReason
 		wantMessage    string // in Programmed
 		wantHash       string
 		wantTargeted   int32
@@ -47,15 +47,15 @@ func TestSetStatus(t *testing.T) {
 		t.Run(tt.desc, func(t *testing.T) {
 			p := &v1alpha1.OfferFeedPolicy{ObjectMeta: metav1.ObjectMeta{Generation: 7}}
 			setStatus(p, tt.pr, tt.managed)
-			a := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionAccepted)
-			pc := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionProgrammed)
+			a := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionAccepted))
+			pc := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionProgrammed))
 			if a == nil || pc == nil {
 				t.Fatalf("conditions missing: %+v", p.Status.Conditions)
 			}
-			if a.Status != tt.wantAccepted || a.Reason != tt.pr.Reason || a.Message != tt.pr.Message {
+			if a.Status != tt.wantAccepted || a.Reason != string(tt.pr.Reason) || a.Message != tt.pr.Message {
 				t.Errorf("Accepted = %+v", a)
 			}
-			if pc.Reason != tt.wantProgrammed || !strings.Contains(pc.Message, tt.wantMessage) {
+			if pc.Reason != string(tt.wantProgrammed) || !strings.Contains(pc.Message, tt.wantMessage) {
 				t.Errorf("Programmed = %+v", pc)
 			}
 			if (pc.Status == metav1.ConditionTrue) != (tt.wantProgrammed == v1alpha1.ReasonProgrammed) {
