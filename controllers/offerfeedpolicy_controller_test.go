@@ -190,7 +190,7 @@ var _ = Describe("OfferFeedPolicy controller", func() {
 			expectCondition(g, p, v1alpha1.ConditionAccepted, metav1.ConditionTrue, v1alpha1.ReasonAccepted)
 			expectCondition(g, p, v1alpha1.ConditionProgrammed, metav1.ConditionTrue, v1alpha1.ReasonProgrammed)
 			expectCondition(g, p, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReady)
-			g.Expect(meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionStalled)).To(BeNil())
+			g.Expect(meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionStalled))).To(BeNil())
 			g.Expect(policyNames(gatewayConfig(g, ns))).To(Equal([]string{"aa-new"}))
 		}).WithTimeout(timeout).Should(Succeed())
 	})
