@@ -48,12 +48,12 @@ func (r plainRecorder) AnnotatedEventf(regarding, related runtime.Object, _ map[
 
 // eventCount counts the events with reason about policy name in ns, each event as often as
 // its series says it happened.
-func eventCount(g Gomega, ns, name, reason string) int32 {
+func eventCount(g Gomega, ns, name string, reason v1alpha1.OfferFeedPolicyConditionReason) int32 {
 	var list eventsv1.EventList
 	g.Expect(k8s.List(ctx(), &list, client.InNamespace(ns))).To(Succeed())
 	var n int32
 	for _, e := range list.Items {
-		if e.Regarding.Name != name || e.Reason != reason {
+		if e.Regarding.Name != name || e.Reason != string(reason) {
 			continue
 		}
 		n++

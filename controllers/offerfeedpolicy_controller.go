@@ -31,9 +31,6 @@ import (
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
-// ConfigHashAnnotation on the gateway ConfigMap holds the hash of its config.json.
-const ConfigHashAnnotation = "offerfeed.dev/config-hash"
-
 // foreignConfigMapRecheck is how often a namespace whose offerfeed-gateway ConfigMap is not
 // offerfeed's is looked at again: the cache holds only offerfeed's ConfigMaps, so the removal
 // of a foreign one raises no event.
@@ -124,19 +121,6 @@ func (r *OfferFeedPolicyReconciler) pods(ctx context.Context, ns string) ([]rend
 	return out, nil
 }
 
-// GatewayConfigMap returns ConfigMap offerfeed-gateway of ns holding the rendered config data,
-// as the controller creates it and `offerfeed render` prints it.
-func GatewayConfigMap(ns string, data []byte) *corev1.ConfigMap {
-	return &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: v1alpha1.GatewayConfigMapName, Namespace: ns,
-			Labels:      map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue},
-			Annotations: map[string]string{ConfigHashAnnotation: gatewayconfig.Hash(data)},
-		},
-		Data: map[string]string{v1alpha1.GatewayConfigKey: string(data)},
-	}
-}
-
 // applyConfigMap makes ConfigMap offerfeed-gateway hold res.Data, writing only when it differs.
 // Without policies it only empties an existing ConfigMap. It returns false when a ConfigMap of
 // that name exists that offerfeed did not write; that one is left alone.
@@ -161,7 +145,7 @@ func (r *OfferFeedPolicyReconciler) applyConfigMap(ctx context.Context, ns strin
 				return false, fmt.Errorf("getting ConfigMap %s: %w", key, err)
 			}
 		}
-		cm = GatewayConfigMap(ns, res.Data)
+		cm = render.ConfigMap(ns, res.Data)
 		err := r.Create(ctx, cm)
 		if apierrors.IsAlreadyExists(err) {
 			return false, nil
@@ -176,7 +160,7 @@ func (r *OfferFeedPolicyReconciler) applyConfigMap(ctx context.Context, ns strin
 	}
 
 	want := map[string]string{v1alpha1.GatewayConfigKey: string(res.Data)}
-	if maps.Equal(cm.Data, want) && len(cm.BinaryData) == 0 && cm.Annotations[ConfigHashAnnotation] == hash {
+	if maps.Equal(cm.Data, want) && len(cm.BinaryData) == 0 && cm.Annotations[v1alpha1.ConfigHashAnnotation] == hash {
 		return true, nil
 	}
 	base := cm.DeepCopy()
@@ -184,7 +168,7 @@ func (r *OfferFeedPolicyReconciler) applyConfigMap(ctx context.Context, ns strin
 	if cm.Annotations == nil {
 		cm.Annotations = map[string]string{}
 	}
-	cm.Annotations[ConfigHashAnnotation] = hash
+	cm.Annotations[v1alpha1.ConfigHashAnnotation] = hash
 	if err := r.Patch(ctx, cm, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		return false, fmt.Errorf("updating ConfigMap %s: %w", key, err)
 	}
@@ -200,9 +184,9 @@ func (r *OfferFeedPolicyReconciler) applyConfigMap(ctx context.Context, ns strin
 // recorded a second time. An event is thus recorded only by the write that made the change.
 func (r *OfferFeedPolicyReconciler) applyStatus(ctx context.Context, p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult, managed bool) error {
 	before := p.DeepCopy()
-	wasAccepted := meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionAccepted)
-	wasProgrammed := meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionProgrammed)
-	hadAccepted := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionAccepted) != nil
+	wasAccepted := meta.IsStatusConditionTrue(p.Status.Conditions, string(v1alpha1.ConditionAccepted))
+	wasProgrammed := meta.IsStatusConditionTrue(p.Status.Conditions, string(v1alpha1.ConditionProgrammed))
+	hadAccepted := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionAccepted)) != nil
 
 	setStatus(p, pr, managed)
 	if equality.Semantic.DeepEqual(before.Status, p.Status) {
@@ -218,11 +202,11 @@ func (r *OfferFeedPolicyReconciler) applyStatus(ctx context.Context, p *v1alpha1
 	if r.Recorder == nil {
 		return nil
 	}
-	accepted := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionAccepted)
+	accepted := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionAccepted))
 	if accepted.Status == metav1.ConditionFalse && (wasAccepted || !hadAccepted) {
 		r.Recorder.Eventf(p, nil, corev1.EventTypeWarning, accepted.Reason, "Render", "%s", accepted.Message)
 	}
-	programmed := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionProgrammed)
+	programmed := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionProgrammed))
 	if programmed.Status == metav1.ConditionTrue && !wasProgrammed {
 		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, programmed.Reason, "Program", "%s", programmed.Message)
 	}
@@ -250,7 +234,7 @@ func setAcceptedCondition(p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult) {
 		status = metav1.ConditionTrue
 	}
 	meta.SetStatusCondition(&p.Status.Conditions, metav1.Condition{
-		Type: v1alpha1.ConditionAccepted, Status: status, Reason: pr.Reason,
+		Type: string(v1alpha1.ConditionAccepted), Status: status, Reason: string(pr.Reason),
 		Message: pr.Message, ObservedGeneration: p.Generation,
 	})
 }
@@ -258,17 +242,17 @@ func setAcceptedCondition(p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult) {
 // setProgrammedCondition sets the Programmed condition: True when the policy is in the
 // gateway config, with a word on selected pods that have no gateway sidecar.
 func setProgrammedCondition(p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult, managed bool) {
-	c := metav1.Condition{Type: v1alpha1.ConditionProgrammed, ObservedGeneration: p.Generation}
+	c := metav1.Condition{Type: string(v1alpha1.ConditionProgrammed), ObservedGeneration: p.Generation}
 	switch {
 	case !pr.Accepted:
-		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonNotAccepted
+		c.Status, c.Reason = metav1.ConditionFalse, string(v1alpha1.ReasonNotAccepted)
 		c.Message = "the policy is not accepted, so it is not in the gateway config"
 	case !managed:
-		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonConfigMapNotManaged
+		c.Status, c.Reason = metav1.ConditionFalse, string(v1alpha1.ReasonConfigMapNotManaged)
 		c.Message = fmt.Sprintf("ConfigMap %s exists but was not written by offerfeed (no label %s=%s); rename or delete it",
 			v1alpha1.GatewayConfigMapName, v1alpha1.ManagedByLabel, v1alpha1.ManagedByValue)
 	default:
-		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonProgrammed
+		c.Status, c.Reason = metav1.ConditionTrue, string(v1alpha1.ReasonProgrammed)
 		c.Message = fmt.Sprintf("in ConfigMap %s; enforced by the gateway of %d pods", v1alpha1.GatewayConfigMapName, pr.TargetedPods)
 		if pr.UninjectedPods > 0 {
 			c.Message += fmt.Sprintf("; %d selected pods have no gateway sidecar and are not governed (label the namespace %s=enabled and recreate them)",
@@ -282,11 +266,11 @@ func setProgrammedCondition(p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult,
 // that is not True gives Ready its reason. When the gateways report what they enforce, an
 // Enforced condition joins them here (after Programmed); setReadyCondition needs no other
 // change, and Enforced=False with a reason not in stalledReasons reads as InProgress.
-var readyInputs = []string{v1alpha1.ConditionAccepted, v1alpha1.ConditionProgrammed}
+var readyInputs = []v1alpha1.OfferFeedPolicyConditionType{v1alpha1.ConditionAccepted, v1alpha1.ConditionProgrammed}
 
 // stalledReasons are the reasons of a condition that is not True that no reconcile can put
 // right: someone has to change a policy or a ConfigMap.
-var stalledReasons = map[string]bool{
+var stalledReasons = map[v1alpha1.OfferFeedPolicyConditionReason]bool{
 	v1alpha1.ReasonConflicted:          true,
 	v1alpha1.ReasonInvalid:             true,
 	v1alpha1.ReasonConfigMapNotManaged: true,
@@ -298,12 +282,12 @@ var stalledReasons = map[string]bool{
 // Stalled=True with the same reason while that reason needs someone to act, and removes
 // Stalled otherwise.
 func setReadyCondition(p *v1alpha1.OfferFeedPolicy) {
-	c := metav1.Condition{Type: v1alpha1.ConditionReady, ObservedGeneration: p.Generation,
-		Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReady, Message: "the policy is accepted and in the gateway config"}
+	c := metav1.Condition{Type: string(v1alpha1.ConditionReady), ObservedGeneration: p.Generation,
+		Status: metav1.ConditionTrue, Reason: string(v1alpha1.ReasonReady), Message: "the policy is accepted and in the gateway config"}
 	for _, t := range readyInputs {
-		in := meta.FindStatusCondition(p.Status.Conditions, t)
+		in := meta.FindStatusCondition(p.Status.Conditions, string(t))
 		if in == nil || in.ObservedGeneration != p.Generation {
-			c.Status, c.Reason = metav1.ConditionUnknown, v1alpha1.ReasonReconciling
+			c.Status, c.Reason = metav1.ConditionUnknown, string(v1alpha1.ReasonReconciling)
 			c.Message = fmt.Sprintf("%s is not computed for generation %d yet", t, p.Generation)
 			break
 		}
@@ -313,11 +297,11 @@ func setReadyCondition(p *v1alpha1.OfferFeedPolicy) {
 		}
 	}
 	meta.SetStatusCondition(&p.Status.Conditions, c)
-	if c.Status == metav1.ConditionFalse && stalledReasons[c.Reason] {
-		meta.SetStatusCondition(&p.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionStalled,
+	if c.Status == metav1.ConditionFalse && stalledReasons[v1alpha1.OfferFeedPolicyConditionReason(c.Reason)] {
+		meta.SetStatusCondition(&p.Status.Conditions, metav1.Condition{Type: string(v1alpha1.ConditionStalled),
 			Status: metav1.ConditionTrue, Reason: c.Reason, Message: c.Message, ObservedGeneration: p.Generation})
 	} else {
-		meta.RemoveStatusCondition(&p.Status.Conditions, v1alpha1.ConditionStalled)
+		meta.RemoveStatusCondition(&p.Status.Conditions, string(v1alpha1.ConditionStalled))
 	}
 }
 

@@ -79,11 +79,12 @@ func getPolicy(g Gomega, ns, name string) *v1alpha1.OfferFeedPolicy {
 	return p
 }
 
-func expectCondition(g Gomega, p *v1alpha1.OfferFeedPolicy, typ string, status metav1.ConditionStatus, reason string) *metav1.Condition {
-	c := meta.FindStatusCondition(p.Status.Conditions, typ)
+func expectCondition(g Gomega, p *v1alpha1.OfferFeedPolicy, typ v1alpha1.OfferFeedPolicyConditionType, status metav1.ConditionStatus,
+	reason v1alpha1.OfferFeedPolicyConditionReason) *metav1.Condition {
+	c := meta.FindStatusCondition(p.Status.Conditions, string(typ))
 	g.Expect(c).NotTo(BeNil(), "condition %s missing", typ)
 	g.Expect(c.Status).To(Equal(status), "condition %s: %s", typ, c.Message)
-	g.Expect(c.Reason).To(Equal(reason))
+	g.Expect(c.Reason).To(Equal(string(reason)))
 	g.Expect(c.ObservedGeneration).To(Equal(p.Generation))
 	return c
 }
@@ -137,7 +138,7 @@ var _ = Describe("OfferFeedPolicy controller", func() {
 					reasons = append(reasons, e.Reason)
 				}
 			}
-			g.Expect(reasons).To(ConsistOf(v1alpha1.ReasonProgrammed))
+			g.Expect(reasons).To(ConsistOf(string(v1alpha1.ReasonProgrammed)))
 		}).WithTimeout(timeout).Should(Succeed())
 
 		By("deleting the last policy")
@@ -177,7 +178,7 @@ var _ = Describe("OfferFeedPolicy controller", func() {
 			g.Expect(k8s.List(ctx(), &events, client.InNamespace(ns))).To(Succeed())
 			found := false
 			for _, e := range events.Items {
-				found = found || (e.Regarding.Name == "aa-new" && e.Reason == v1alpha1.ReasonConflicted && e.Type == corev1.EventTypeWarning)
+				found = found || (e.Regarding.Name == "aa-new" && e.Reason == string(v1alpha1.ReasonConflicted) && e.Type == corev1.EventTypeWarning)
 			}
 			g.Expect(found).To(BeTrue())
 		}).WithTimeout(timeout).Should(Succeed())
@@ -189,7 +190,7 @@ var _ = Describe("OfferFeedPolicy controller", func() {
 			expectCondition(g, p, v1alpha1.ConditionAccepted, metav1.ConditionTrue, v1alpha1.ReasonAccepted)
 			expectCondition(g, p, v1alpha1.ConditionProgrammed, metav1.ConditionTrue, v1alpha1.ReasonProgrammed)
 			expectCondition(g, p, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReady)
-			g.Expect(meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionStalled)).To(BeNil())
+			g.Expect(meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionStalled))).To(BeNil())
 			g.Expect(policyNames(gatewayConfig(g, ns))).To(Equal([]string{"aa-new"}))
 		}).WithTimeout(timeout).Should(Succeed())
 	})

@@ -20,13 +20,13 @@ func TestSetStatus(t *testing.T) {
 		pr             render.PolicyResult
 		managed        bool
 		wantAccepted   metav1.ConditionStatus
-		wantProgrammed string // reason
+		wantProgrammed v1alpha1.OfferFeedPolicyConditionReason
 		wantMessage    string // in Programmed
 		wantHash       string
 		wantTargeted   int32
 		wantReady      metav1.ConditionStatus
-		wantReadyWhy   string // Ready's reason; Stalled=True with it when wantStalled
-		wantReadyMsg   string // in Ready's message
+		wantReadyWhy   v1alpha1.OfferFeedPolicyConditionReason // Ready's reason; Stalled=True with it when wantStalled
+		wantReadyMsg   string                                  // in Ready's message
 		wantStalled    bool
 	}{
 		{"accepted and programmed", accepted, true, metav1.ConditionTrue, v1alpha1.ReasonProgrammed, "3 pods", "sha256:ab", 3,
@@ -47,15 +47,15 @@ func TestSetStatus(t *testing.T) {
 		t.Run(tt.desc, func(t *testing.T) {
 			p := &v1alpha1.OfferFeedPolicy{ObjectMeta: metav1.ObjectMeta{Generation: 7}}
 			setStatus(p, tt.pr, tt.managed)
-			a := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionAccepted)
-			pc := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionProgrammed)
+			a := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionAccepted))
+			pc := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionProgrammed))
 			if a == nil || pc == nil {
 				t.Fatalf("conditions missing: %+v", p.Status.Conditions)
 			}
-			if a.Status != tt.wantAccepted || a.Reason != tt.pr.Reason || a.Message != tt.pr.Message {
+			if a.Status != tt.wantAccepted || a.Reason != string(tt.pr.Reason) || a.Message != tt.pr.Message {
 				t.Errorf("Accepted = %+v", a)
 			}
-			if pc.Reason != tt.wantProgrammed || !strings.Contains(pc.Message, tt.wantMessage) {
+			if pc.Reason != string(tt.wantProgrammed) || !strings.Contains(pc.Message, tt.wantMessage) {
 				t.Errorf("Programmed = %+v", pc)
 			}
 			if (pc.Status == metav1.ConditionTrue) != (tt.wantProgrammed == v1alpha1.ReasonProgrammed) {
@@ -67,14 +67,14 @@ func TestSetStatus(t *testing.T) {
 			if a.ObservedGeneration != 7 || pc.ObservedGeneration != 7 {
 				t.Error("conditions lack observedGeneration")
 			}
-			rc := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady)
-			if rc == nil || rc.Status != tt.wantReady || rc.Reason != tt.wantReadyWhy || rc.ObservedGeneration != 7 ||
+			rc := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionReady))
+			if rc == nil || rc.Status != tt.wantReady || rc.Reason != string(tt.wantReadyWhy) || rc.ObservedGeneration != 7 ||
 				!strings.Contains(rc.Message, tt.wantReadyMsg) {
 				t.Errorf("Ready = %+v, want %s, reason %s, message with %q", rc, tt.wantReady, tt.wantReadyWhy, tt.wantReadyMsg)
 			}
-			sc := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionStalled)
+			sc := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionStalled))
 			switch {
-			case tt.wantStalled && (sc == nil || sc.Status != metav1.ConditionTrue || sc.Reason != tt.wantReadyWhy || sc.ObservedGeneration != 7):
+			case tt.wantStalled && (sc == nil || sc.Status != metav1.ConditionTrue || sc.Reason != string(tt.wantReadyWhy) || sc.ObservedGeneration != 7):
 				t.Errorf("Stalled = %+v, want True with reason %s", sc, tt.wantReadyWhy)
 			case !tt.wantStalled && sc != nil:
 				t.Errorf("Stalled = %+v, want none", sc)
@@ -98,17 +98,17 @@ func TestSetStatusTransitions(t *testing.T) {
 	p := &v1alpha1.OfferFeedPolicy{ObjectMeta: metav1.ObjectMeta{Generation: 1}}
 
 	setStatus(p, conflicted, true)
-	if !meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionStalled) ||
-		!meta.IsStatusConditionFalse(p.Status.Conditions, v1alpha1.ConditionReady) {
+	if !meta.IsStatusConditionTrue(p.Status.Conditions, string(v1alpha1.ConditionStalled)) ||
+		!meta.IsStatusConditionFalse(p.Status.Conditions, string(v1alpha1.ConditionReady)) {
 		t.Fatalf("conflicted: %+v", p.Status.Conditions)
 	}
 
 	p.Generation = 2 // the winner went away and the spec changed
 	setStatus(p, ok, true)
-	if meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionStalled) != nil {
+	if meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionStalled)) != nil {
 		t.Errorf("Stalled stays after its cause went: %+v", p.Status.Conditions)
 	}
-	rc := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady)
+	rc := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionReady))
 	if rc.Status != metav1.ConditionTrue || rc.ObservedGeneration != 2 {
 		t.Fatalf("Ready = %+v, want True at generation 2", rc)
 	}
@@ -116,7 +116,7 @@ func TestSetStatusTransitions(t *testing.T) {
 
 	p.Generation = 3
 	setStatus(p, ok, true)
-	rc = meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady)
+	rc = meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionReady))
 	if rc.ObservedGeneration != 3 || !rc.LastTransitionTime.Equal(&since) {
 		t.Errorf("Ready = %+v, want generation 3 and the transition time of generation 2", rc)
 	}
@@ -125,8 +125,10 @@ func TestSetStatusTransitions(t *testing.T) {
 // TestSetReadyCondition: Ready summarises the conditions in readyInputs, in order, and is
 // Unknown while one of them is missing or of an older generation.
 func TestSetReadyCondition(t *testing.T) {
-	cond := func(typ string, status metav1.ConditionStatus, reason string, gen int64) metav1.Condition {
-		return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: typ + " says " + reason, ObservedGeneration: gen}
+	cond := func(typ v1alpha1.OfferFeedPolicyConditionType, status metav1.ConditionStatus, reason v1alpha1.OfferFeedPolicyConditionReason,
+		gen int64) metav1.Condition {
+		return metav1.Condition{Type: string(typ), Status: status, Reason: string(reason),
+			Message: string(typ) + " says " + string(reason), ObservedGeneration: gen}
 	}
 	accepted := cond(v1alpha1.ConditionAccepted, metav1.ConditionTrue, v1alpha1.ReasonAccepted, 5)
 	programmed := cond(v1alpha1.ConditionProgrammed, metav1.ConditionTrue, v1alpha1.ReasonProgrammed, 5)
@@ -134,7 +136,7 @@ func TestSetReadyCondition(t *testing.T) {
 		desc        string
 		conds       []metav1.Condition
 		want        metav1.ConditionStatus
-		wantReason  string
+		wantReason  v1alpha1.OfferFeedPolicyConditionReason
 		wantMessage string
 		wantStalled bool
 	}{
@@ -158,14 +160,14 @@ func TestSetReadyCondition(t *testing.T) {
 			p := &v1alpha1.OfferFeedPolicy{ObjectMeta: metav1.ObjectMeta{Generation: 5}}
 			p.Status.Conditions = append([]metav1.Condition(nil), tt.conds...)
 			setReadyCondition(p)
-			rc := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady)
-			if rc == nil || rc.Status != tt.want || rc.Reason != tt.wantReason || !strings.Contains(rc.Message, tt.wantMessage) || rc.ObservedGeneration != 5 {
+			rc := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionReady))
+			if rc == nil || rc.Status != tt.want || rc.Reason != string(tt.wantReason) || !strings.Contains(rc.Message, tt.wantMessage) || rc.ObservedGeneration != 5 {
 				t.Errorf("Ready = %+v, want %s %s %q", rc, tt.want, tt.wantReason, tt.wantMessage)
 			}
-			if got := meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionStalled); got != tt.wantStalled {
+			if got := meta.IsStatusConditionTrue(p.Status.Conditions, string(v1alpha1.ConditionStalled)); got != tt.wantStalled {
 				t.Errorf("Stalled = %v, want %v: %+v", got, tt.wantStalled, p.Status.Conditions)
 			}
-			if !tt.wantStalled && meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionStalled) != nil {
+			if !tt.wantStalled && meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionStalled)) != nil {
 				t.Errorf("Stalled present: %+v", p.Status.Conditions)
 			}
 		})
@@ -196,8 +198,9 @@ func TestConditionSeries(t *testing.T) {
 		setStatus(&p, pr, true)
 		return p
 	}
-	value := func(ns, name, typ, status, reason string) float64 {
-		return testutil.ToFloat64(policyConditions.WithLabelValues(ns, name, typ, status, reason))
+	value := func(ns, name string, typ v1alpha1.OfferFeedPolicyConditionType, status metav1.ConditionStatus,
+		reason v1alpha1.OfferFeedPolicyConditionReason) float64 {
+		return testutil.ToFloat64(policyConditions.WithLabelValues(ns, name, string(typ), string(status), string(reason)))
 	}
 	series := func(ns string) int {
 		n := 0
@@ -226,12 +229,16 @@ func TestConditionSeries(t *testing.T) {
 		t.Errorf("Ready of obs-1/b = %v, want 1", got)
 	}
 	// The stale series are gone: reading them again creates them at 0.
-	for _, k := range [][3]string{{"b", v1alpha1.ConditionReady, "False"}, {"a", v1alpha1.ConditionReady, "True"}} {
+	for _, k := range []struct {
+		policy string
+		typ    v1alpha1.OfferFeedPolicyConditionType
+		status metav1.ConditionStatus
+	}{{"b", v1alpha1.ConditionReady, metav1.ConditionFalse}, {"a", v1alpha1.ConditionReady, metav1.ConditionTrue}} {
 		reason := v1alpha1.ReasonConflicted
-		if k[2] == "True" {
+		if k.status == metav1.ConditionTrue {
 			reason = v1alpha1.ReasonReady
 		}
-		if got := value("obs-1", k[0], k[1], k[2], reason); got != 0 {
+		if got := value("obs-1", k.policy, k.typ, k.status, reason); got != 0 {
 			t.Errorf("stale series %v = %v, want it removed", k, got)
 		}
 	}

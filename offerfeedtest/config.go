@@ -59,7 +59,7 @@ func programmed(ctx context.Context, c client.Client, key types.NamespacedName) 
 		return nil, fmt.Errorf("OfferFeedPolicy %s: generation %d not reconciled yet (status.observedGeneration %d)",
 			key, p.Generation, p.Status.ObservedGeneration)
 	}
-	pc := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionProgrammed)
+	pc := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionProgrammed))
 	if pc != nil && pc.Status == metav1.ConditionTrue && pc.ObservedGeneration == p.Generation {
 		return p, nil
 	}
@@ -67,7 +67,7 @@ func programmed(ctx context.Context, c client.Client, key types.NamespacedName) 
 	if pc != nil {
 		state = fmt.Sprintf("Programmed=%s, reason %s: %s", pc.Status, pc.Reason, pc.Message)
 	}
-	if ac := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionAccepted); ac != nil && ac.Status != metav1.ConditionTrue {
+	if ac := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionAccepted)); ac != nil && ac.Status != metav1.ConditionTrue {
 		state += fmt.Sprintf("; Accepted=%s, reason %s: %s", ac.Status, ac.Reason, ac.Message)
 	}
 	return nil, fmt.Errorf("OfferFeedPolicy %s is not Programmed: %s", key, state)

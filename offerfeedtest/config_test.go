@@ -46,8 +46,9 @@ func TestConfigHelpers(t *testing.T) {
 		p.Status.Conditions = conds
 		return p
 	}
-	cond := func(typ string, status metav1.ConditionStatus, reason string, gen int64) metav1.Condition {
-		return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: "because", ObservedGeneration: gen,
+	cond := func(typ v1alpha1.OfferFeedPolicyConditionType, status metav1.ConditionStatus, reason v1alpha1.OfferFeedPolicyConditionReason,
+		gen int64) metav1.Condition {
+		return metav1.Condition{Type: string(typ), Status: status, Reason: string(reason), Message: "because", ObservedGeneration: gen,
 			LastTransitionTime: metav1.Now()}
 	}
 	programmed := cond(v1alpha1.ConditionProgrammed, metav1.ConditionTrue, v1alpha1.ReasonProgrammed, 2)

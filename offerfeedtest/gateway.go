@@ -16,35 +16,36 @@ import (
 )
 
 // Headers of the gateway, and the values of HeaderDecision and HeaderFlag: the decisions of
-// the table in offerfeed's DESIGN.md.
+// the table in offerfeed's DESIGN.md. Each is the gateway's own name (gatewayconfig's
+// RefusalDecision constants), as a plain string to compare with a header.
 const (
 	// HeaderDecision is the response header that names the decision of a refused request.
-	HeaderDecision = "OfferFeed-Decision"
+	HeaderDecision = gateway.HeaderDecision
 	// HeaderFlag is the request header that tells the offer service, in DryRun, what the
 	// gateway would have decided.
-	HeaderFlag = "OfferFeed-Flag"
+	HeaderFlag = gateway.HeaderFlag
 
 	// DecisionFeedThrottled: a poll sooner than minInterval (beyond burst); 429.
-	DecisionFeedThrottled = "feed-throttled"
+	DecisionFeedThrottled = string(gatewayconfig.DecisionFeedThrottled)
 	// DecisionAcceptThrottled: more than maxAccepts accepts in window; 429.
-	DecisionAcceptThrottled = "accept-throttled"
+	DecisionAcceptThrottled = string(gatewayconfig.DecisionAcceptThrottled)
 	// DecisionTooFast: an accept sooner than minReactionTime after the offer was shown; 429.
-	DecisionTooFast = "too-fast"
+	DecisionTooFast = string(gatewayconfig.DecisionTooFast)
 	// DecisionUnseenOffer: an accept for an offer never shown to this driver; 403.
-	DecisionUnseenOffer = "unseen-offer"
+	DecisionUnseenOffer = string(gatewayconfig.DecisionUnseenOffer)
 	// DecisionMissingIdentity: a governed request without the identity header; 400.
-	DecisionMissingIdentity = "missing-identity"
+	DecisionMissingIdentity = string(gatewayconfig.DecisionMissingIdentity)
 	// DecisionAmbiguousRequest: a request that a lenient router could take for the feed or an
 	// accept other than the gateway's exact match (encoded '/', ;params, case, HEAD, method
 	// override headers, ...); 400.
-	DecisionAmbiguousRequest = "ambiguous-request"
+	DecisionAmbiguousRequest = string(gatewayconfig.DecisionAmbiguousRequest)
 	// DecisionUnreadableOffer: an accept whose offer id cannot be read (body too large, not
 	// JSON, field missing or conflicting) while minReactionTime or fairness needs it; 400.
-	DecisionUnreadableOffer = "unreadable-offer"
+	DecisionUnreadableOffer = string(gatewayconfig.DecisionUnreadableOffer)
 	// DecisionLostDraw: an accept held for its offer's fair draw that another driver won; 409.
-	DecisionLostDraw = "lost-draw"
+	DecisionLostDraw = string(gatewayconfig.DecisionLostDraw)
 	// DecisionDuplicateAccept: a second accept of a driver already in the offer's open draw; 409.
-	DecisionDuplicateAccept = "duplicate-accept"
+	DecisionDuplicateAccept = string(gatewayconfig.DecisionDuplicateAccept)
 )
 
 // GatewayOption configures NewGateway.

@@ -116,7 +116,7 @@ func TestManagers(t *testing.T) {
 			var perr error
 			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 				perr = offerfeedtest.Programmed(ctx, c, younger)
-				if perr != nil && strings.Contains(perr.Error(), v1alpha1.ReasonConflicted) {
+				if perr != nil && strings.Contains(perr.Error(), string(v1alpha1.ReasonConflicted)) {
 					break
 				}
 			}

@@ -45,8 +45,8 @@ func TestDecisionNames(t *testing.T) {
 		offerfeedtest.DecisionMissingIdentity:  gateway.MissingIdentity.String(),
 		offerfeedtest.DecisionAmbiguousRequest: gateway.AmbiguousRequest.String(),
 		offerfeedtest.DecisionUnreadableOffer:  gateway.UnreadableOffer.String(),
-		offerfeedtest.DecisionLostDraw:         gateway.DecisionLostDraw,
-		offerfeedtest.DecisionDuplicateAccept:  gateway.DecisionDuplicateAccept,
+		offerfeedtest.DecisionLostDraw:         gateway.DecisionLostDraw.String(),
+		offerfeedtest.DecisionDuplicateAccept:  gateway.DecisionDuplicateAccept.String(),
 	} {
 		if got != want {
 			t.Errorf("offerfeedtest says %q, the gateway %q", got, want)

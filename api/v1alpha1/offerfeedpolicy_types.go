@@ -2,26 +2,40 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
 // Duration is a length of time written as in Go and Gateway API: one to four numbers, each
 // followed by a unit of h, m, s or ms, such as "2s", "800ms" or "1m30s".
 //
+// It is not gatewayconfig.Duration, on purpose: this is the text a person wrote, checked by a
+// pattern and compared in CEL with duration(); gatewayconfig.Duration is the parsed value that
+// render writes in canonical form, so that "60s" and "1m" give the same config and hash.
+//
 // +kubebuilder:validation:Pattern=`^([0-9]{1,5}(h|m|s|ms)){1,4}$`
 // +kubebuilder:validation:MaxLength=24
 type Duration string
 
-// PolicyMode says whether the gateway blocks the requests a policy refuses.
+// PolicyMode says whether the gateway blocks the requests a policy refuses: Enforce or DryRun.
 //
-// +kubebuilder:validation:Enum=Enforce;DryRun
-type PolicyMode string
+// One definition for the API and the gateway config: PolicyMode is an alias of
+// gatewayconfig.Mode, FairnessAward of gatewayconfig.Award and RefusalDecision of
+// gatewayconfig.RefusalDecision. Those types carry the enum markers that controller-gen writes
+// into the CRD, and the constants. They live in pkg/gatewayconfig, not here, because the
+// gateway and GitOps tools import gatewayconfig, which needs only metav1, and should not link
+// this package, which brings in controller-runtime. The spec's fields name the gatewayconfig
+// types rather than these aliases: controller-gen (v0.23) fails on a field whose type is a
+// local alias of another package's string type, and reads the markers fine through a field
+// that names the package.
+type PolicyMode = gatewayconfig.Mode
 
 const (
 	// ModeEnforce answers a refused request itself; it never reaches the offer service.
-	ModeEnforce PolicyMode = "Enforce"
+	ModeEnforce = gatewayconfig.ModeEnforce
 	// ModeDryRun forwards every request and tells the offer service what the gateway would have
 	// decided in the request header OfferFeed-Flag.
-	ModeDryRun PolicyMode = "DryRun"
+	ModeDryRun = gatewayconfig.ModeDryRun
 )
 
 // HTTPMethod is an HTTP request method that a governed route answers to.
@@ -57,7 +71,7 @@ type OfferFeedPolicySpec struct {
 	//
 	// +optional
 	// +kubebuilder:default=Enforce
-	Mode PolicyMode `json:"mode,omitempty"`
+	Mode gatewayconfig.Mode `json:"mode,omitempty"`
 
 	// clientIdentity says how the gateway tells drivers apart.
 	//
@@ -218,17 +232,17 @@ type AcceptLimits struct {
 	Fairness *Fairness `json:"fairness,omitempty"`
 }
 
-// FairnessAward is how a fair draw picks among the accepts for one offer.
-//
-// +kubebuilder:validation:Enum=Random;LeastRecentlyWon
-type FairnessAward string
+// FairnessAward is how a fair draw picks among the accepts for one offer: Random or
+// LeastRecentlyWon. It is gatewayconfig.Award, which holds the enum marker of
+// spec.accept.fairness.award (see PolicyMode).
+type FairnessAward = gatewayconfig.Award
 
 const (
 	// AwardRandom draws the candidates in a uniformly random order.
-	AwardRandom FairnessAward = "Random"
+	AwardRandom = gatewayconfig.AwardRandom
 	// AwardLeastRecentlyWon puts first the drivers whose last win is oldest (never won
 	// first), breaking ties at random.
-	AwardLeastRecentlyWon FairnessAward = "LeastRecentlyWon"
+	AwardLeastRecentlyWon = gatewayconfig.AwardLeastRecentlyWon
 )
 
 // Fairness configures fair draws of offers among the accepts that arrive close together.
@@ -244,7 +258,7 @@ type Fairness struct {
 	//
 	// +optional
 	// +kubebuilder:default=Random
-	Award FairnessAward `json:"award,omitempty"`
+	Award gatewayconfig.Award `json:"award,omitempty"`
 }
 
 // ShownOffers says where the feed response lists the ids of the offers shown to the driver.
@@ -329,10 +343,9 @@ type AcceptOverride struct {
 }
 
 // RefusalDecision names a gateway decision that refuses a request: the value of response
-// header OfferFeed-Decision.
-//
-// +kubebuilder:validation:Enum=feed-throttled;accept-throttled;too-fast;unseen-offer;missing-identity;lost-draw;duplicate-accept;ambiguous-request;unreadable-offer
-type RefusalDecision string
+// header OfferFeed-Decision. It is gatewayconfig.RefusalDecision, which holds the enum marker
+// and a constant for each decision (see PolicyMode).
+type RefusalDecision = gatewayconfig.RefusalDecision
 
 // Refusal is the shape of the gateway's refusals: status, content type and body, for every
 // refused decision, with optional entries for single decisions.
@@ -393,7 +406,7 @@ type DecisionRefusal struct {
 	// unreadable-offer.
 	//
 	// +required
-	Decision RefusalDecision `json:"decision"`
+	Decision gatewayconfig.RefusalDecision `json:"decision"`
 
 	// status replaces refusal.status for this decision, from 400 to 599.
 	//

@@ -133,7 +133,6 @@ var constraints = map[string]func(*Schema){
 		s.MinLength, s.MaxLength, s.Pattern = ptr(gatewayconfig.MinFieldLen), ptr(gatewayconfig.MaxFieldLen), gatewayconfig.FieldPattern
 	},
 	"Accept.maxAccepts": maxAccepts,
-	"Fairness.award":    func(s *Schema) { s.Enum = gatewayconfig.Awards() },
 	"ShownOffers.jsonPath": func(s *Schema) {
 		s.MinLength, s.MaxLength = ptr(gatewayconfig.MinJSONPathLen), ptr(gatewayconfig.MaxJSONPathLen)
 		s.Pattern = gatewayconfig.JSONPathPattern
@@ -146,7 +145,6 @@ var constraints = map[string]func(*Schema){
 	"Refusal.contentType":         contentType,
 	"Refusal.body":                refusalBody,
 	"Refusal.decisions":           func(s *Schema) { s.MaxItems = ptr(gatewayconfig.MaxRefusalDecisions) },
-	"DecisionRefusal.decision":    func(s *Schema) { s.Enum = gatewayconfig.RefusalDecisions() },
 	"DecisionRefusal.status":      refusalStatus,
 	"DecisionRefusal.contentType": contentType,
 	"DecisionRefusal.body":        refusalBody,
@@ -252,10 +250,15 @@ func readDocs(dir string) (*docs, error) {
 	return d, nil
 }
 
-// description turns a doc comment into a description: lines of a paragraph joined.
+// description turns a doc comment into a description: lines of a paragraph joined. Paragraphs
+// of markers (lines starting with '+', such as the CRD's +kubebuilder:validation:Enum on the
+// types the API shares with the config) are left out.
 func description(text string) string {
 	var paras []string
 	for _, p := range strings.Split(strings.TrimSpace(text), "\n\n") {
+		if strings.HasPrefix(strings.TrimSpace(p), "+") {
+			continue
+		}
 		paras = append(paras, strings.Join(strings.Fields(p), " "))
 	}
 	return strings.Join(paras, "\n\n")

@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/offerfeed/offerfeed/api/v1alpha1"
-	"github.com/offerfeed/offerfeed/controllers"
 	"github.com/offerfeed/offerfeed/internal/manifest"
 	"github.com/offerfeed/offerfeed/internal/render"
 )
@@ -101,7 +100,7 @@ func renderManifests(stdin io.Reader, stdout, stderr io.Writer, files []string, 
 			}
 			continue
 		}
-		cm := controllers.GatewayConfigMap(ns, res.Data)
+		cm := render.ConfigMap(ns, res.Data)
 		cm.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}
 		b, err := yaml.Marshal(cm)
 		if err != nil {

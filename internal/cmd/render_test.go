@@ -198,7 +198,7 @@ func operatorConfig(t *testing.T, c client.Client, ns string) (string, bool) {
 		t.Fatal(err)
 	}
 	for _, p := range list.Items {
-		if meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionAccepted) == nil || p.Status.ObservedGeneration != p.Generation {
+		if meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionAccepted)) == nil || p.Status.ObservedGeneration != p.Generation {
 			return "", false
 		}
 	}

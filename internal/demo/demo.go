@@ -442,7 +442,7 @@ func waitWebhook(ctx context.Context, addr string) error {
 func (d *demo) waitProgrammed(ctx context.Context, mode v1alpha1.PolicyMode) error {
 	start := time.Now()
 	return d.pollPolicy(ctx, 50*time.Millisecond, func(p *v1alpha1.OfferFeedPolicy) bool {
-		if !meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionProgrammed) ||
+		if !meta.IsStatusConditionTrue(p.Status.Conditions, string(v1alpha1.ConditionProgrammed)) ||
 			p.Status.ObservedGeneration != p.Generation || p.Spec.Mode != mode || p.Status.TargetedPods == 0 {
 			return false
 		}

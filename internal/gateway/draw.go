@@ -48,20 +48,29 @@ const (
 	drawMemory = 5 * time.Minute
 )
 
+// DrawDecision is a value of the OfferFeed-Decision or OfferFeed-Flag header that a fair draw
+// answers or flags an accept with; a policy's refusal shapes the two refusals among them by
+// their names, gatewayconfig's. The other decisions are Decision's.
+type DrawDecision string
+
+// String returns the header value.
+func (d DrawDecision) String() string { return string(d) }
+
 // Values of the OfferFeed-Decision and OfferFeed-Flag headers for fair draws.
 const (
 	// DecisionLostDraw answers (409) an accept that was held for its offer's draw and not
 	// tried, because another candidate won; also an accept for an offer whose draw is full.
-	DecisionLostDraw = "lost-draw"
+	DecisionLostDraw = DrawDecision(gatewayconfig.DecisionLostDraw)
 	// DecisionDuplicateAccept answers (409) an accept of a driver that is already a
 	// candidate of the offer's open draw: a driver has one place in a draw.
-	DecisionDuplicateAccept = "duplicate-accept"
+	DecisionDuplicateAccept = DrawDecision(gatewayconfig.DecisionDuplicateAccept)
 	// FlagDraw is the OfferFeed-Flag, in DryRun, of an accept that Enforce would have held
 	// for a draw (the accept that opens the window included).
-	FlagDraw = "draw"
+	FlagDraw DrawDecision = "draw"
 )
 
-// drawResult is what a draw did with an accept of a policy with fairness.
+// drawResult is what a draw did with an accept of a policy with fairness; its String is the
+// label value "result" of offerfeed_gateway_draw_accepts_total.
 type drawResult uint8
 
 const (
@@ -82,16 +91,36 @@ const (
 var drawResultNames = [numDrawResults]string{"won", "lost", "failed", "left", "duplicate", "full",
 	"max-draws", "window-closed", "stopped", "no-offer-id", "dry-run"}
 
+// String returns the result's name.
+func (r drawResult) String() string {
+	if r < numDrawResults {
+		return drawResultNames[r]
+	}
+	return "unknown"
+}
+
+// drawOutcome is how a draw ended; its String is the label value "outcome" of
+// offerfeed_gateway_draws_total.
+type drawOutcome uint8
+
 // Outcomes of a draw, counted when its last candidate was settled.
 const (
-	outWon          = iota // a candidate was answered 2xx
-	outUnwon               // every candidate failed or left
-	outDryFirstCame        // DryRun: the award order's first candidate was the first to come
-	outDryReordered        // DryRun: another candidate would have been tried first
+	outWon          drawOutcome = iota // a candidate was answered 2xx
+	outUnwon                           // every candidate failed or left
+	outDryFirstCame                    // DryRun: the award order's first candidate was the first to come
+	outDryReordered                    // DryRun: another candidate would have been tried first
 	numDrawOutcomes
 )
 
 var drawOutcomeNames = [numDrawOutcomes]string{"won", "unwon", "dry-run-first-came", "dry-run-reordered"}
+
+// String returns the outcome's name.
+func (o drawOutcome) String() string {
+	if o < numDrawOutcomes {
+		return drawOutcomeNames[o]
+	}
+	return "unknown"
+}
 
 // drawMetrics are the fair draw metrics, in the gateway's registry.
 type drawMetrics struct {
@@ -249,10 +278,10 @@ func (g *Gateway) newDrawTable(p *policy, gp *gatewayconfig.Policy) *drawTable {
 	t.mCandidates = m.candidates.WithLabelValues(p.name)
 	t.mHold = m.hold.WithLabelValues(p.name)
 	for o := range t.mDraws {
-		t.mDraws[o] = m.draws.WithLabelValues(p.name, f.Award, drawOutcomeNames[o])
+		t.mDraws[o] = m.draws.WithLabelValues(p.name, string(f.Award), drawOutcome(o).String())
 	}
 	for r := range t.mResults {
-		t.mResults[r] = m.accepts.WithLabelValues(p.name, drawResultNames[r])
+		t.mResults[r] = m.accepts.WithLabelValues(p.name, drawResult(r).String())
 	}
 	return t
 }
@@ -511,9 +540,9 @@ func (t *drawTable) leave(c *candidate) bool {
 }
 
 // finishLocked counts a draw whose every candidate is settled and frees its place.
-func (t *drawTable) finishLocked(d *draw, outcome int) {
+func (t *drawTable) finishLocked(d *draw, outcome drawOutcome) {
 	if l := t.log.V(1); l.Enabled() {
-		l.Info("fair draw finished", "policy", t.policy, "outcome", drawOutcomeNames[outcome],
+		l.Info("fair draw finished", "policy", t.policy, "outcome", outcome.String(),
 			"candidates", len(d.cands), "tried", d.pos, "heldSeconds", float64(t.now()-d.opened)/1e9)
 	}
 	d.cands, d.order = nil, nil
@@ -550,14 +579,14 @@ func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *pol
 				answerDraw(w, p, dec)
 				return
 			}
-			r.Header.Set(HeaderFlag, dec)
+			r.Header.Set(HeaderFlag, dec.String())
 		}
 		g.forwardAccept(w, r, st)
 		return
 	}
 	if t.dry {
 		t.mResults[resDryRun].Inc()
-		r.Header.Set(HeaderFlag, FlagDraw)
+		r.Header.Set(HeaderFlag, FlagDraw.String())
 		g.forwardAccept(w, r, st)
 		return
 	}
@@ -606,14 +635,14 @@ func (g *Gateway) forwardAccept(w http.ResponseWriter, r *http.Request, st *reqS
 
 // answerDraw answers an accept that is not forwarded because of a draw: 409 with the decision,
 // or the policy's refusal shape.
-func answerDraw(w http.ResponseWriter, p *policy, decision string) {
+func answerDraw(w http.ResponseWriter, p *policy, decision DrawDecision) {
 	h := w.Header()
-	h.Set(HeaderDecision, decision)
+	h.Set(HeaderDecision, decision.String())
 	h.Set("Cache-Control", "no-store")
-	if p.refusals.write(w, decision, 0) { // spec.refusal's shape
+	if p.refusals.write(w, decision.String(), 0) { // spec.refusal's shape
 		return
 	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusConflict)
-	io.WriteString(w, decision+"\n")
+	io.WriteString(w, decision.String()+"\n")
 }

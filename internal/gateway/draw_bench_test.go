@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
 // BenchmarkDrawHeldAccept is the cost of a held accept: ten drivers accept one offer at once
@@ -85,8 +87,8 @@ func BenchmarkDrawHeldAccept(b *testing.B) {
 // the first wins and the nine others are signalled lost.
 func BenchmarkDrawBookkeeping(b *testing.B) {
 	const group = 10
-	for _, award := range []string{"Random", "LeastRecentlyWon"} {
-		b.Run(award, func(b *testing.B) {
+	for _, award := range []gatewayconfig.Award{gatewayconfig.AwardRandom, gatewayconfig.AwardLeastRecentlyWon} {
+		b.Run(string(award), func(b *testing.B) {
 			clock := newFakeClock()
 			u, _ := url.Parse("http://upstream.invalid")
 			g, err := New(Options{Upstream: u, Clock: clock, PodLabels: map[string]string{"app": "offer-service"}})

@@ -65,7 +65,7 @@ func TestDrawRaceOneOffer(t *testing.T) {
 		eventually(t, "300 accepts held", func() bool { return h.held("o1") == n })
 		h.clock.Advance(3 * time.Second)
 		got := countAnswers((<-done)["o1"])
-		if len(got) != 2 || got["200 "] != 1 || got["409 "+DecisionLostDraw] != n-1 {
+		if len(got) != 2 || got["200 "] != 1 || got["409 "+DecisionLostDraw.String()] != n-1 {
 			t.Errorf("answers %v, want one 200 and %d 409 lost-draw", got, n-1)
 		}
 		if n := h.svc.mostInflight(); n != 1 {
@@ -110,7 +110,7 @@ func TestDrawRaceManyOffers(t *testing.T) {
 		for o, as := range all {
 			got := countAnswers(as)
 			total += len(as)
-			if got["200 "] != 1 || got["503 "] != 1 || got["200 "]+got["503 "]+got["410 "]+got["409 "+DecisionLostDraw] != len(as) {
+			if got["200 "] != 1 || got["503 "] != 1 || got["200 "]+got["503 "]+got["410 "]+got["409 "+DecisionLostDraw.String()] != len(as) {
 				t.Errorf("%s: answers %v; want one 200, one 503, the rest 410 or 409 lost-draw", o, got)
 			}
 			h.svc.mu.Lock()

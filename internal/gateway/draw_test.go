@@ -94,7 +94,7 @@ func (s *offerService) flagsOf(offer string) []string {
 
 // fairPolicy is the standard policy with a fair draw, without the shown-offer checks (so that
 // accepts need no feed poll first).
-func fairPolicy(award string) gatewayconfig.Policy {
+func fairPolicy(award gatewayconfig.Award) gatewayconfig.Policy {
 	p := standardPolicy()
 	p.Accept.RequireShown, p.Accept.MinReactionTime = false, 0
 	p.Accept.Fairness = &gatewayconfig.Fairness{Window: dur("3s"), Award: award}
@@ -260,7 +260,7 @@ func TestDrawWindow(t *testing.T) {
 				switch {
 				case a.code == 200:
 					won++
-				case a.code != 409 || a.decision != DecisionLostDraw:
+				case a.code != 409 || a.decision != DecisionLostDraw.String():
 					t.Errorf("%s: %d %q", a.driver, a.code, a.decision)
 				}
 			}
@@ -366,7 +366,7 @@ func TestDrawTries(t *testing.T) {
 			got := map[int]int{}
 			for _, a := range answers(t, chs) {
 				got[a.code]++
-				if a.code == 409 && a.decision != DecisionLostDraw || a.code != 409 && a.decision != "" || a.rateLimit != "" {
+				if a.code == 409 && a.decision != DecisionLostDraw.String() || a.code != 409 && a.decision != "" || a.rateLimit != "" {
 					t.Errorf("%d with decision %q", a.code, a.decision)
 				}
 			}
@@ -581,7 +581,7 @@ func TestDrawDryRun(t *testing.T) {
 	h.accept(context.Background(), "x", "o5")
 	answers(t, []<-chan answer{h.accept(context.Background(), "x", "o5")})
 	eventually(t, "both accepts of x", func() bool { return len(h.svc.flagsOf("o5")) == 2 })
-	if f := h.svc.flagsOf("o5"); !slices.Contains(f, DecisionDuplicateAccept) {
+	if f := h.svc.flagsOf("o5"); !slices.Contains(f, DecisionDuplicateAccept.String()) {
 		t.Errorf("duplicate flagged %q", f)
 	}
 }
@@ -597,11 +597,11 @@ func TestDrawBounds(t *testing.T) {
 		t.Errorf("over MaxDraws: %d %q, want forwarded", a.code, a.decision)
 	}
 	// A fourth candidate: lost-draw at once.
-	if a := answers(t, []<-chan answer{h.accept(context.Background(), "d", "o1")})[0]; a.code != 409 || a.decision != DecisionLostDraw {
+	if a := answers(t, []<-chan answer{h.accept(context.Background(), "d", "o1")})[0]; a.code != 409 || a.decision != DecisionLostDraw.String() {
 		t.Errorf("over MaxDrawCandidates: %d %q", a.code, a.decision)
 	}
 	// A second accept of a candidate: duplicate.
-	if a := answers(t, []<-chan answer{h.accept(context.Background(), "x", "o2")})[0]; a.code != 409 || a.decision != DecisionDuplicateAccept {
+	if a := answers(t, []<-chan answer{h.accept(context.Background(), "x", "o2")})[0]; a.code != 409 || a.decision != DecisionDuplicateAccept.String() {
 		t.Errorf("duplicate: %d %q", a.code, a.decision)
 	}
 	for r, n := range map[string]int{"max-draws": 1, "full": 1, "duplicate": 1} {

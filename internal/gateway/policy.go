@@ -34,8 +34,12 @@ const (
 	numDecisions
 )
 
-var decisionNames = [numDecisions]string{"allowed", "feed-throttled", "accept-throttled", "too-fast", "unseen-offer", "missing-identity",
-	"ambiguous-request", "unreadable-offer"}
+// decisionNames are the names of the decisions; those of the refusals are gatewayconfig's.
+var decisionNames = [numDecisions]string{"allowed",
+	string(gatewayconfig.DecisionFeedThrottled), string(gatewayconfig.DecisionAcceptThrottled),
+	string(gatewayconfig.DecisionTooFast), string(gatewayconfig.DecisionUnseenOffer),
+	string(gatewayconfig.DecisionMissingIdentity), string(gatewayconfig.DecisionAmbiguousRequest),
+	string(gatewayconfig.DecisionUnreadableOffer)}
 
 // String returns the decision's name, the value of headers OfferFeed-Decision and OfferFeed-Flag.
 func (d Decision) String() string {

@@ -27,7 +27,7 @@ func compileRefusals(r *gatewayconfig.Refusal) refusalShapes {
 	}
 	out := refusalShapes{}
 	add := func(name string, status int) {
-		st, ct, body := r.Shape(name, status)
+		st, ct, body := r.Shape(gatewayconfig.RefusalDecision(name), status)
 		sh := &refusalShape{status: st}
 		if body != "" {
 			sh.contentType = []string{ct}
@@ -38,8 +38,8 @@ func compileRefusals(r *gatewayconfig.Refusal) refusalShapes {
 	for d := Allowed + 1; d < numDecisions; d++ {
 		add(d.String(), d.Status())
 	}
-	add(DecisionLostDraw, http.StatusConflict)
-	add(DecisionDuplicateAccept, http.StatusConflict)
+	add(DecisionLostDraw.String(), http.StatusConflict)
+	add(DecisionDuplicateAccept.String(), http.StatusConflict)
 	return out
 }
 

@@ -169,8 +169,8 @@ func TestRefusalShapesDraw(t *testing.T) {
 		driver, decision, body string
 		status                 int
 	}{
-		{"b", DecisionLostDraw, `{"message":"lost-draw","code":409}`, 409},               // the draw is full
-		{"a", DecisionDuplicateAccept, `{"message":"duplicate-accept","code":400}`, 400}, // a is held already
+		{"b", DecisionLostDraw.String(), `{"message":"lost-draw","code":409}`, 409},               // the draw is full
+		{"a", DecisionDuplicateAccept.String(), `{"message":"duplicate-accept","code":400}`, 400}, // a is held already
 	} {
 		w := send(tc.driver)
 		expect(t, w, tc.status, tc.decision)
@@ -194,7 +194,7 @@ func TestRefusalDecisionsAreTheGatewaysRefusals(t *testing.T) {
 	for d := Allowed + 1; d < numDecisions; d++ {
 		gw = append(gw, d.String())
 	}
-	gw = append(gw, DecisionLostDraw, DecisionDuplicateAccept)
+	gw = append(gw, DecisionLostDraw.String(), DecisionDuplicateAccept.String())
 	enum := gatewayconfig.RefusalDecisions()
 	if !slices.Equal(slices.Sorted(slices.Values(enum)), slices.Sorted(slices.Values(gw))) {
 		t.Errorf("the CRD's refusal decisions are %v, the gateway refuses with %v", enum, gw)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -43,7 +44,7 @@ type PolicyResult struct {
 	// Accepted is false when the policy is invalid or loses a conflict.
 	Accepted bool
 	// Reason is one of the Accepted condition reasons of api/v1alpha1.
-	Reason string
+	Reason v1alpha1.OfferFeedPolicyConditionReason
 	// Message explains Reason to a person.
 	Message string
 	// TargetedPods counts the injected pods the policy governs.
@@ -52,6 +53,20 @@ type PolicyResult struct {
 	UninjectedPods int32
 	// Hash is the policy's entry hash in the config; empty when not accepted.
 	Hash string
+}
+
+// ConfigMap returns ConfigMap offerfeed-gateway of ns holding the rendered config data (a
+// Result's Data), labelled as offerfeed's and annotated with the data's hash: what the policy
+// controller creates and `offerfeed render` prints.
+func ConfigMap(ns string, data []byte) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: v1alpha1.GatewayConfigMapName, Namespace: ns,
+			Labels:      map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue},
+			Annotations: map[string]string{v1alpha1.ConfigHashAnnotation: gatewayconfig.Hash(data)},
+		},
+		Data: map[string]string{v1alpha1.GatewayConfigKey: string(data)},
+	}
 }
 
 // candidate is a policy on its way through rendering.
@@ -172,7 +187,7 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 	}
 	out := gatewayconfig.Policy{
 		Name:           p.Name,
-		Mode:           gatewayconfig.Mode(s.Mode),
+		Mode:           s.Mode,
 		Selector:       *s.TargetSelector.AsMetav1(),
 		IdentityHeader: s.ClientIdentity.Header,
 	}
@@ -208,7 +223,7 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 		if f := a.Fairness; f != nil {
 			out.Accept.Fairness = &gatewayconfig.Fairness{
 				Window: dur("spec.accept.fairness.window", &f.Window),
-				Award:  string(f.Award),
+				Award:  f.Award,
 			}
 		}
 	}
@@ -259,7 +274,7 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 func Refusal(r *v1alpha1.Refusal) *gatewayconfig.Refusal {
 	out := &gatewayconfig.Refusal{Status: int(deref(r.Status)), ContentType: r.ContentType, Body: r.Body}
 	for _, d := range r.Decisions {
-		out.Decisions = append(out.Decisions, gatewayconfig.DecisionRefusal{Decision: string(d.Decision),
+		out.Decisions = append(out.Decisions, gatewayconfig.DecisionRefusal{Decision: d.Decision,
 			Status: int(deref(d.Status)), ContentType: d.ContentType, Body: d.Body})
 	}
 	return out

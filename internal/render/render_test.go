@@ -204,7 +204,7 @@ func TestGoldenSamples(t *testing.T) {
 func golden(res *Result) *rendertest.Golden {
 	g := &rendertest.Golden{Config: string(res.Data), Policies: map[string]rendertest.Status{}}
 	for name, pr := range res.Policies {
-		g.Policies[name] = rendertest.Status{Accepted: pr.Accepted, Reason: pr.Reason, Message: pr.Message,
+		g.Policies[name] = rendertest.Status{Accepted: pr.Accepted, Reason: string(pr.Reason), Message: pr.Message,
 			TargetedPods: pr.TargetedPods, UninjectedPods: pr.UninjectedPods, Hash: pr.Hash}
 	}
 	return g
@@ -230,5 +230,43 @@ func checkGolden(t *testing.T, out string, res *Result) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("%s differs from what Render gives (-golden +rendered); if the change is right, run go test ./internal/render -update and review the diff:\n%s", out, diff)
+	}
+}
+
+// TestConfigMap: the ConfigMap holds a render's bytes under the config key, is labelled as
+// offerfeed's (the manager's cache holds only such ConfigMaps) and carries the hash of exactly
+// those bytes, so the annotation changes with the config.
+func TestConfigMap(t *testing.T) {
+	res, err := Render("offers", []v1alpha1.OfferFeedPolicy{policy("standard", time.Hour, map[string]string{"app": "offer-service"})}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, err := Render("offers", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		desc string
+		data []byte
+	}{{"one policy", res.Data}, {"no policy", empty.Data}} {
+		t.Run(tc.desc, func(t *testing.T) {
+			cm := ConfigMap("offers", tc.data)
+			if cm.Name != "offerfeed-gateway" || cm.Namespace != "offers" {
+				t.Errorf("ConfigMap %s/%s, want offers/offerfeed-gateway", cm.Namespace, cm.Name)
+			}
+			if got := cm.Data["config.json"]; got != string(tc.data) || len(cm.Data) != 1 {
+				t.Errorf("data = %v, want only config.json with the rendered bytes", cm.Data)
+			}
+			if cm.Labels["app.kubernetes.io/managed-by"] != "offerfeed" {
+				t.Errorf("labels = %v, want app.kubernetes.io/managed-by=offerfeed", cm.Labels)
+			}
+			want := gatewayconfig.Hash(tc.data)
+			if got := cm.Annotations["offerfeed.dev/config-hash"]; got != want {
+				t.Errorf("config-hash annotation = %q, want %q", got, want)
+			}
+		})
+	}
+	if ConfigMap("offers", res.Data).Annotations[v1alpha1.ConfigHashAnnotation] == ConfigMap("offers", empty.Data).Annotations[v1alpha1.ConfigHashAnnotation] {
+		t.Error("two different configs have the same config-hash annotation")
 	}
 }

@@ -242,7 +242,7 @@ var _ = Describe("Pod injection webhook", func() {
 			p := &v1alpha1.OfferFeedPolicy{}
 			g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: "standard"}, p)).To(Succeed())
 			g.Expect(p.Status.TargetedPods).To(Equal(int32(1)))
-			c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionProgrammed)
+			c := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionProgrammed))
 			g.Expect(c).NotTo(BeNil())
 			g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
 			g.Expect(c.Message).To(ContainSubstring("enforced by the gateway of 1 pods"))

@@ -4,6 +4,17 @@
 // check it themselves (see `offerfeed render` and the JSON Schema in config/gateway).
 //
 // Durations are written as Go duration strings in canonical form ("2s", "800ms", "10m0s").
+//
+// # Names shared with the API
+//
+// The enums that the OfferFeedPolicy API and this format have in common, Mode and Award, are
+// defined here, once: api/v1alpha1's PolicyMode and FairnessAward are aliases of them, and their
+// +kubebuilder:validation:Enum markers, here, are what controller-gen writes into the CRD. This
+// package is the one both sides can import: it needs only metav1, whereas api/v1alpha1 brings
+// in controller-runtime's scheme, which the gateway and GitOps tools should not link. Duration
+// is two types on purpose: the API's v1alpha1.Duration is the text a person wrote ("60s"),
+// checked by a pattern and compared in CEL, while Duration here is the parsed value, written in
+// canonical form so that the same limits always give the same config and hash.
 package gatewayconfig
 
 import (
@@ -33,6 +44,8 @@ type Config struct {
 }
 
 // Mode is Enforce or DryRun, as in the OfferFeedPolicy API.
+//
+// +kubebuilder:validation:Enum=Enforce;DryRun
 type Mode string
 
 const (
@@ -105,8 +118,22 @@ type Fairness struct {
 	// Window is how long after the first accept for an offer others still join its draw.
 	Window Duration `json:"window"`
 	// Award is Random or LeastRecentlyWon.
-	Award string `json:"award"`
+	Award Award `json:"award"`
 }
+
+// Award is how a fair draw orders the accepts for one offer: Random or LeastRecentlyWon, as in
+// the OfferFeedPolicy API.
+//
+// +kubebuilder:validation:Enum=Random;LeastRecentlyWon
+type Award string
+
+const (
+	// AwardRandom draws the candidates in a uniformly random order.
+	AwardRandom Award = "Random"
+	// AwardLeastRecentlyWon puts first the drivers whose last win is oldest (never won
+	// first), breaking ties at random.
+	AwardLeastRecentlyWon Award = "LeastRecentlyWon"
+)
 
 // ShownOffers locates the offer ids in a JSON feed response.
 type ShownOffers struct {

@@ -31,10 +31,6 @@ const (
 	// OfferIDSegment is the path template segment that matches the offer id.
 	OfferIDSegment = "{offerId}"
 
-	// AwardRandom and AwardLeastRecentlyWon are the values of Fairness.Award (Awards).
-	AwardRandom           = "Random"
-	AwardLeastRecentlyWon = "LeastRecentlyWon"
-
 	// HashPattern is the form of Policy.Hash.
 	HashPattern = `^sha256:[0-9a-f]{64}$`
 )
@@ -271,7 +267,7 @@ func checkFairness(add problemFunc, f *Fairness) {
 	if f.Window.D() < MinFairnessWindow || f.Window.D() > MaxFairnessWindow {
 		add("accept.fairness.window", "%s is not between %s and %s", f.Window.D(), MinFairnessWindow, MaxFairnessWindow)
 	}
-	if !slices.Contains(Awards(), f.Award) {
+	if !slices.Contains(Awards(), string(f.Award)) {
 		add("accept.fairness.award", "%q is not %s", f.Award, strings.Join(Awards(), " or "))
 	}
 }

@@ -30,7 +30,7 @@ type Refusal struct {
 // DecisionRefusal is the shape of the refusals of one decision.
 type DecisionRefusal struct {
 	// Decision is the refused decision, one of RefusalDecisions.
-	Decision string `json:"decision"`
+	Decision RefusalDecision `json:"decision"`
 	// Status replaces Refusal.Status for this decision; 0 keeps it.
 	Status int `json:"status,omitempty"`
 	// ContentType replaces Refusal.ContentType for this decision; set together with Body.
@@ -38,6 +38,41 @@ type DecisionRefusal struct {
 	// Body replaces Refusal.Body for this decision; absent keeps it.
 	Body string `json:"body,omitempty"`
 }
+
+// RefusalDecision names a gateway decision that refuses a request: the value of response
+// header OfferFeed-Decision, as in the OfferFeedPolicy API's spec.refusal.decisions.
+//
+// +kubebuilder:validation:Enum=feed-throttled;accept-throttled;too-fast;unseen-offer;missing-identity;lost-draw;duplicate-accept;ambiguous-request;unreadable-offer
+type RefusalDecision string
+
+// The decisions the gateway refuses a request with, and their status unless a refusal says
+// otherwise. They are the values of response header OfferFeed-Decision (and, in DryRun, of
+// request header OfferFeed-Flag).
+const (
+	// DecisionFeedThrottled: a poll sooner than minInterval (beyond burst); 429.
+	DecisionFeedThrottled RefusalDecision = "feed-throttled"
+	// DecisionAcceptThrottled: more than maxAccepts accepts in window; 429.
+	DecisionAcceptThrottled RefusalDecision = "accept-throttled"
+	// DecisionTooFast: an accept sooner than minReactionTime after the offer was shown; 429.
+	DecisionTooFast RefusalDecision = "too-fast"
+	// DecisionUnseenOffer: an accept for an offer never shown to this driver; 403.
+	DecisionUnseenOffer RefusalDecision = "unseen-offer"
+	// DecisionMissingIdentity: a governed request without the identity header; 400.
+	DecisionMissingIdentity RefusalDecision = "missing-identity"
+	// DecisionLostDraw: an accept held for its offer's fair draw that another driver won, or
+	// for an offer whose draw is full; 409.
+	DecisionLostDraw RefusalDecision = "lost-draw"
+	// DecisionDuplicateAccept: a second accept of a driver already in the offer's open draw;
+	// 409.
+	DecisionDuplicateAccept RefusalDecision = "duplicate-accept"
+	// DecisionAmbiguousRequest: a request that a lenient router could take for the feed or an
+	// accept other than the gateway's exact match (encoded '/', ;params, case, HEAD, method
+	// override headers, ...); 400.
+	DecisionAmbiguousRequest RefusalDecision = "ambiguous-request"
+	// DecisionUnreadableOffer: an accept whose offer id cannot be read (body too large, not
+	// JSON, field missing or conflicting) while minReactionTime or fairness needs it; 400.
+	DecisionUnreadableOffer RefusalDecision = "unreadable-offer"
+)
 
 // The bounds, the pattern and the decisions of a Refusal (MinRefusalStatus, MaxRefusalStatus,
 // MinContentTypeLen, MaxContentTypeLen, ContentTypePattern, MinRefusalBodyLen,
@@ -59,7 +94,7 @@ var contentTypeRE = regexp.MustCompile(ContentTypePattern)
 // Shape returns the status, content type and body template of the refusals of decision,
 // whose own status is status: the decision's entry, then the refusal's fields. An empty
 // content type means the gateway's default body (text/plain, the decision's name).
-func (r *Refusal) Shape(decision string, status int) (int, string, string) {
+func (r *Refusal) Shape(decision RefusalDecision, status int) (int, string, string) {
 	if r == nil {
 		return status, "", ""
 	}
@@ -102,10 +137,10 @@ func (r *Refusal) problems() []error {
 	if len(r.Decisions) > MaxRefusalDecisions {
 		add("refusal.decisions", "%d entries, more than the limit of %d", len(r.Decisions), MaxRefusalDecisions)
 	}
-	seen := make(map[string]int, len(r.Decisions))
+	seen := make(map[RefusalDecision]int, len(r.Decisions))
 	for i, d := range r.Decisions {
 		f := fmt.Sprintf("refusal.decisions[%d]", i)
-		if !slices.Contains(RefusalDecisions(), d.Decision) {
+		if !slices.Contains(RefusalDecisions(), string(d.Decision)) {
 			add(f+".decision", "%q is not one of %s", d.Decision, strings.Join(RefusalDecisions(), ", "))
 		}
 		if j, dup := seen[d.Decision]; dup {

@@ -91,7 +91,7 @@ func TestRefusalShape(t *testing.T) {
 			{Decision: "lost-draw", ContentType: "application/problem+json", Body: `{"title":"taken"}`},
 		}}
 	tests := []struct {
-		decision string
+		decision RefusalDecision
 		own      int
 		status   int
 		ct, body string

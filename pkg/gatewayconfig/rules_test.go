@@ -7,14 +7,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// TestNamedValuesAreInTheEnums checks that the names the code uses for modes and awards are
-// values of the CRD's enums (generated into Modes and Awards), and that nothing else is.
+// TestNamedValuesAreInTheEnums checks that the names the code uses for modes, awards and refusal
+// decisions are the values of the CRD's enums (generated into Modes, Awards and
+// RefusalDecisions from the markers on Mode, Award and RefusalDecision), and that nothing else
+// is: a constant added without its marker value, or the other way round, fails here.
 func TestNamedValuesAreInTheEnums(t *testing.T) {
 	for _, tc := range []struct {
 		enum, named []string
 	}{
 		{Modes(), []string{string(ModeEnforce), string(ModeDryRun)}},
-		{Awards(), []string{AwardRandom, AwardLeastRecentlyWon}},
+		{Awards(), []string{string(AwardRandom), string(AwardLeastRecentlyWon)}},
+		{RefusalDecisions(), []string{string(DecisionFeedThrottled), string(DecisionAcceptThrottled), string(DecisionTooFast),
+			string(DecisionUnseenOffer), string(DecisionMissingIdentity), string(DecisionLostDraw), string(DecisionDuplicateAccept),
+			string(DecisionAmbiguousRequest), string(DecisionUnreadableOffer)}},
 	} {
 		if !slices.Equal(slices.Sorted(slices.Values(tc.enum)), slices.Sorted(slices.Values(tc.named))) {
 			t.Errorf("the CRD's enum is %v, the named constants are %v", tc.enum, tc.named)

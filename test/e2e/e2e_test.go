@@ -386,7 +386,7 @@ func TestManagerAsInstalled(t *testing.T) {
 		if err := admin.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "standard"}, p); err != nil {
 			return err
 		}
-		if !meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionProgrammed) || p.Status.TargetedPods != 1 {
+		if !meta.IsStatusConditionTrue(p.Status.Conditions, string(v1alpha1.ConditionProgrammed)) || p.Status.TargetedPods != 1 {
 			return fmt.Errorf("status %+v", p.Status)
 		}
 		return nil

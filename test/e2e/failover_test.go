@@ -64,7 +64,7 @@ func (c *churn) converged(ctx context.Context, admin client.Client, ns string) e
 		return err
 	}
 	for _, p := range list.Items {
-		c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionProgrammed)
+		c := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionProgrammed))
 		if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != p.Generation || p.Status.ObservedGeneration != p.Generation {
 			return fmt.Errorf("policy %s not programmed at generation %d: %+v", p.Name, p.Generation, p.Status)
 		}

@@ -136,7 +136,7 @@ func TestWebhookSurvivesAPIOutage(t *testing.T) {
 			if err := in.admin.Get(ctx, client.ObjectKeyFromObject(policy), p); err != nil {
 				return err
 			}
-			c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionProgrammed)
+			c := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionProgrammed))
 			if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != p.Generation || string(p.Spec.Feed.MinInterval) != minInterval {
 				return fmt.Errorf("not programmed at generation %d: %+v", p.Generation, p.Status)
 			}

@@ -67,7 +67,7 @@ func TestGitOpsHealth(t *testing.T) {
 			t.Errorf("Argo CD health of %s = %s %q, want %s with %q", name, health, msg, wantArgo, wantMessage)
 		}
 	}
-	waitFor := func(name, typ string, st metav1.ConditionStatus) {
+	waitFor := func(name string, typ v1alpha1.OfferFeedPolicyConditionType, st metav1.ConditionStatus) {
 		t.Helper()
 		for {
 			p := &v1alpha1.OfferFeedPolicy{}
@@ -203,9 +203,9 @@ func toLua(L *lua.LState, v any) lua.LValue {
 	return lua.LNil
 }
 
-func metaCondition(p *v1alpha1.OfferFeedPolicy, typ string) *metav1.Condition {
+func metaCondition(p *v1alpha1.OfferFeedPolicy, typ v1alpha1.OfferFeedPolicyConditionType) *metav1.Condition {
 	for i := range p.Status.Conditions {
-		if p.Status.Conditions[i].Type == typ {
+		if p.Status.Conditions[i].Type == string(typ) {
 			return &p.Status.Conditions[i]
 		}
 	}

@@ -347,5 +347,5 @@ func hasSample(f *dto.MetricFamily, want map[string]string) bool {
 
 func hasPolicyReady(fams map[string]*dto.MetricFamily, ns string) bool {
 	return hasSample(fams["offerfeed_policy_condition"], map[string]string{"namespace": ns, "policy": "standard",
-		"type": v1alpha1.ConditionReady, "status": "True", "reason": v1alpha1.ReasonReady})
+		"type": string(v1alpha1.ConditionReady), "status": "True", "reason": string(v1alpha1.ReasonReady)})
 }

@@ -159,7 +159,7 @@ func programmed(b *testing.B, c client.Client) int {
 	}
 	n := 0
 	for _, p := range list.Items {
-		cond := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionProgrammed)
+		cond := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionProgrammed))
 		if cond != nil && cond.Status == metav1.ConditionTrue && p.Status.ObservedGeneration == p.Generation {
 			n++
 		}
