@@ -9,7 +9,9 @@
 // and, through gatewayconfig's constants, to the JSON Schema of the config (hack/jsonschema).
 // Bounds of durations are CEL rules in the CRD (duration(self) >= duration('10ms') && ...);
 // the generator reads them from the rule text and fails on a rule of another shape, as it
-// fails when a listed field or keyword is missing. Rules across fields are code in
+// fails when a listed field or keyword is missing. The label keys and values of
+// spec.targetSelector must be checked by CEL formats qualifiedName and labelValue, which
+// gatewayconfig checks with k8s.io/apimachinery/pkg/util/validation; it fails otherwise. Rules across fields are code in
 // gatewayconfig.Validate; the render tests check them against every invalid case of
 // internal/celcases, and test/drift checks every bound of the CRD against Parse.
 package main

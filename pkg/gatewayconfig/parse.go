@@ -20,7 +20,8 @@ import (
 // the operator renders always parses and a hand-written one is held to the same rules. Each is
 // written once, as a marker in api/v1alpha1: controller-gen turns the markers into the CRD, and
 // hack/gatewayrules reads the patterns, bounds and enums (and the duration ranges and reserved
-// header names of its CEL rules) from the CRD into zz_generated.rules.go (`make generate`;
+// header names of its CEL rules) from the CRD into zz_generated.rules.go, and checks that the
+// CRD's label rules use the formats checkSelector checks (`make generate`;
 // `make verify-gen` fails when it is stale). The package keeps no dependency on the CRD or the
 // API server code: it is what the gateway and GitOps tools import. Rules across fields are
 // code in validatePolicy; the render tests hold them to every invalid case of internal/celcases
