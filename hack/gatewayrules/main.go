@@ -9,7 +9,9 @@
 // and, through gatewayconfig's constants, to the JSON Schema of the config (hack/jsonschema).
 // Bounds of durations are CEL rules in the CRD (duration(self) >= duration('10ms') && ...);
 // the generator reads them from the rule text and fails on a rule of another shape, as it
-// fails when a listed field or keyword is missing. Rules across fields are code in
+// fails when a listed field or keyword is missing. The label keys and values of
+// spec.targetSelector must be checked by CEL formats qualifiedName and labelValue, which
+// gatewayconfig checks with k8s.io/apimachinery/pkg/util/validation; it fails otherwise. Rules across fields are code in
 // gatewayconfig.Validate; the render tests check them against every invalid case of
 // internal/celcases, and test/drift checks every bound of the CRD against Parse.
 package main
@@ -46,12 +48,13 @@ const (
 	maximum     keyword = "maximum"
 	minItems    keyword = "minItems"
 	maxItems    keyword = "maxItems"
+	maxProps    keyword = "maxProperties"
 	durationMin keyword = "duration minimum (CEL)"
 	durationMax keyword = "duration maximum (CEL)"
 )
 
 // Constant is one generated constant: Name holds keyword Keyword of the schema at Path
-// (field names joined by '.', [] for the items of a list).
+// (field names joined by '.', [] for the items of a list, {} for the values of a map).
 type Constant struct {
 	Name    string
 	Path    string
@@ -102,6 +105,23 @@ var Constants = []Constant{
 	{"MinRefusalBodyLen", "spec.refusal.body", minLength},
 	{"MaxRefusalBodyLen", "spec.refusal.body", maxLength},
 	{"MaxRefusalDecisions", "spec.refusal.decisions", maxItems},
+	{"MaxSelectorLabels", "spec.targetSelector.matchLabels", maxProps},
+	{"MaxLabelValueLen", "spec.targetSelector.matchLabels{}", maxLength},
+	{"MaxSelectorExpressions", "spec.targetSelector.matchExpressions", maxItems},
+	{"MaxLabelKeyLen", "spec.targetSelector.matchExpressions[].key", maxLength},
+	{"MaxSelectorValues", "spec.targetSelector.matchExpressions[].values", maxItems},
+}
+
+// LabelFormats lists the label keys and values of the selector, each with the CEL format
+// (format.qualifiedName or format.labelValue) its rule must check. gatewayconfig checks the
+// same syntax with k8s.io/apimachinery/pkg/util/validation (IsQualifiedName,
+// IsValidLabelValue, the functions behind those CEL formats); the generator fails when a rule
+// there is of another shape, so that the API's label syntax cannot change unseen.
+var LabelFormats = []struct{ Path, Format string }{
+	{"spec.targetSelector.matchLabels", "qualifiedName"}, // the keys of the map
+	{"spec.targetSelector.matchLabels{}", "labelValue"},
+	{"spec.targetSelector.matchExpressions[].key", "qualifiedName"},
+	{"spec.targetSelector.matchExpressions[].values[]", "labelValue"},
 }
 
 // Enum is a function returning the values of an enum.
@@ -126,6 +146,8 @@ var (
 	durationUpTo  = regexp.MustCompile(`^duration\(self\) <= duration\('([^']+)'\)$`)
 	headerPrefix  = regexp.MustCompile(`^!self\.lowerAscii\(\)\.startsWith\('([^']+)'\)$`)
 	headerNames   = regexp.MustCompile(`^!\(self\.lowerAscii\(\) in \[('[^']*'(?:, '[^']*')*)\]\)$`)
+	formatOfSelf  = regexp.MustCompile(`^!format\.([A-Za-z0-9]+)\(\)\.validate\(self\)\.hasValue\(\)$`)
+	formatOfKeys  = regexp.MustCompile(`^self\.all\(k, !format\.([A-Za-z0-9]+)\(\)\.validate\(k\)\.hasValue\(\)\)$`)
 )
 
 func main() {
@@ -164,6 +186,7 @@ func At(root *apiextensionsv1.JSONSchemaProps, path string) (*apiextensionsv1.JS
 	s := root
 	for _, part := range strings.Split(path, ".") {
 		name, items := strings.CutSuffix(part, "[]")
+		name, values := strings.CutSuffix(name, "{}")
 		p, ok := s.Properties[name]
 		if !ok {
 			return nil, fmt.Errorf("%s: no property %q", path, name)
@@ -175,8 +198,37 @@ func At(root *apiextensionsv1.JSONSchemaProps, path string) (*apiextensionsv1.JS
 			}
 			s = s.Items.Schema
 		}
+		if values {
+			if s.AdditionalProperties == nil || s.AdditionalProperties.Schema == nil {
+				return nil, fmt.Errorf("%s: %s is not a map", path, name)
+			}
+			s = s.AdditionalProperties.Schema
+		}
 	}
 	return s, nil
+}
+
+// LabelFormat returns the CEL format that the rules of s check: of the field itself
+// (!format.F().validate(self).hasValue()) or, with keys, of the keys of a map
+// (self.all(k, !format.F().validate(k).hasValue())). A rule of another shape, or none, is an
+// error.
+func LabelFormat(s *apiextensionsv1.JSONSchemaProps, keys bool) (string, error) {
+	re := formatOfSelf
+	if keys {
+		re = formatOfKeys
+	}
+	format := ""
+	for _, r := range s.XValidations {
+		m := re.FindStringSubmatch(r.Rule)
+		if m == nil || format != "" {
+			return "", fmt.Errorf("rule %q is not a label format rule this generator reads", r.Rule)
+		}
+		format = m[1]
+	}
+	if format == "" {
+		return "", fmt.Errorf("no label format rule")
+	}
+	return format, nil
 }
 
 // DurationBounds returns the bounds that the CEL rules of a duration field set; zero when a
@@ -252,6 +304,8 @@ const (
 			v, err = intOf(s.MinItems)
 		case maxItems:
 			v, err = intOf(s.MaxItems)
+		case maxProps:
+			v, err = intOf(s.MaxProperties)
 		case minimum:
 			v, err = floatOf(s.Minimum)
 		case maximum:
@@ -275,6 +329,19 @@ const (
 			return nil, fmt.Errorf("%s (%s of %s): %w", c.Name, c.Keyword, c.Path, err)
 		}
 		fmt.Fprintf(&b, "\t// %s is the %s of %s.\n\t%s = %s\n", c.Name, c.Keyword, c.Path, c.Name, v)
+	}
+	for _, f := range LabelFormats {
+		s, err := At(root, f.Path)
+		if err != nil {
+			return nil, err
+		}
+		got, err := LabelFormat(s, s.Type == "object")
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Path, err)
+		}
+		if got != f.Format {
+			return nil, fmt.Errorf("%s: the rule checks format.%s, gatewayconfig checks %s", f.Path, got, f.Format)
+		}
 	}
 	hs, err := At(root, HeaderPath)
 	if err != nil {

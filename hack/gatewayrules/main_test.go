@@ -67,3 +67,28 @@ func TestReservedHeaders(t *testing.T) {
 		t.Error("no reserved names and no error")
 	}
 }
+
+// TestLabelFormat reads the two label rule shapes of the CRD and refuses any other, so that a
+// change of the API's label syntax cannot leave the gateway's checks behind unnoticed.
+func TestLabelFormat(t *testing.T) {
+	for _, tc := range []struct {
+		rules []string
+		keys  bool
+		want  string
+		err   bool
+	}{
+		{rules: []string{"!format.qualifiedName().validate(self).hasValue()"}, want: "qualifiedName"},
+		{rules: []string{"!format.labelValue().validate(self).hasValue()"}, want: "labelValue"},
+		{rules: []string{"self.all(k, !format.qualifiedName().validate(k).hasValue())"}, keys: true, want: "qualifiedName"},
+		{rules: []string{"self.all(k, !format.qualifiedName().validate(k).hasValue())"}, err: true},
+		{rules: []string{"!format.labelValue().validate(self).hasValue()"}, keys: true, err: true},
+		{rules: []string{"!format.labelValue().validate(self).hasValue()", "self.size() < 10"}, err: true},
+		{rules: []string{"!format.labelValue().validate(self).hasValue()", "!format.dns1123Label().validate(self).hasValue()"}, err: true},
+		{rules: nil, err: true},
+	} {
+		got, err := LabelFormat(rules(tc.rules...), tc.keys)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("%q (keys %v): got %q, %v; want %q, error %v", tc.rules, tc.keys, got, err, tc.want, tc.err)
+		}
+	}
+}

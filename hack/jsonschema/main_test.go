@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -107,6 +108,13 @@ func TestSchemaAgreesWithParse(t *testing.T) {
 		}
 		return m
 	}
+	labels := func(n int) map[string]any {
+		out := map[string]any{}
+		for i := range n {
+			out[fmt.Sprintf("l%d", i)] = "x"
+		}
+		return out
+	}
 	for _, tc := range []struct {
 		desc   string
 		mutate func(m map[string]any)
@@ -144,6 +152,43 @@ func TestSchemaAgreesWithParse(t *testing.T) {
 		}, true},
 		{"selector expression with operator Foo", func(m map[string]any) {
 			sub(p0(m), "selector")["matchExpressions"] = []any{map[string]any{"key": "track", "operator": "Foo"}}
+		}, false},
+		{"selector of 32 labels", func(m map[string]any) { sub(p0(m), "selector")["matchLabels"] = labels(32) }, true},
+		{"selector of 33 labels", func(m map[string]any) { sub(p0(m), "selector")["matchLabels"] = labels(33) }, false},
+		{"selector label key with a prefix", func(m map[string]any) {
+			sub(p0(m), "selector")["matchLabels"] = map[string]any{"offerfeed.dev/app": "x"}
+		}, true},
+		{"selector label key with a space", func(m map[string]any) { sub(p0(m), "selector")["matchLabels"] = map[string]any{"app name": "x"} }, false},
+		{"selector label key with an upper-case prefix", func(m map[string]any) {
+			sub(p0(m), "selector")["matchLabels"] = map[string]any{"Offerfeed.dev/app": "x"}
+		}, false},
+		{"selector label value empty", func(m map[string]any) { sub(p0(m), "selector")["matchLabels"] = map[string]any{"app": ""} }, true},
+		{"selector label value of 64", func(m map[string]any) {
+			sub(p0(m), "selector")["matchLabels"] = map[string]any{"app": strings.Repeat("a", 64)}
+		}, false},
+		{"selector label value ending in -", func(m map[string]any) { sub(p0(m), "selector")["matchLabels"] = map[string]any{"app": "a-"} }, false},
+		{"selector of 17 expressions", func(m map[string]any) {
+			var es []any
+			for i := range 17 {
+				es = append(es, map[string]any{"key": fmt.Sprintf("k%d", i), "operator": "Exists"})
+			}
+			sub(p0(m), "selector")["matchExpressions"] = es
+		}, false},
+		{"selector expression of 65 values", func(m map[string]any) {
+			var vs []any
+			for i := range 65 {
+				vs = append(vs, fmt.Sprintf("v%d", i))
+			}
+			sub(p0(m), "selector")["matchExpressions"] = []any{map[string]any{"key": "track", "operator": "In", "values": vs}}
+		}, false},
+		{"selector expression key of a name of 63", func(m map[string]any) {
+			sub(p0(m), "selector")["matchExpressions"] = []any{map[string]any{"key": strings.Repeat("k", 63), "operator": "Exists"}}
+		}, true},
+		{"selector expression key -track", func(m map[string]any) {
+			sub(p0(m), "selector")["matchExpressions"] = []any{map[string]any{"key": "-track", "operator": "Exists"}}
+		}, false},
+		{"selector expression value with a slash", func(m map[string]any) {
+			sub(p0(m), "selector")["matchExpressions"] = []any{map[string]any{"key": "track", "operator": "In", "values": []any{"a/b"}}}
 		}, false},
 		{"fairness", func(m map[string]any) {
 			sub(p0(m), "accept")["fairness"] = map[string]any{"window": "3s", "award": "LeastRecentlyWon"}

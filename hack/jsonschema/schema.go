@@ -41,9 +41,11 @@ type Schema struct {
 	Items                *Schema   `json:"items,omitempty"`
 	MinItems             *int      `json:"minItems,omitempty"`
 	MaxItems             *int      `json:"maxItems,omitempty"`
+	MaxProperties        *int      `json:"maxProperties,omitempty"`
 	UniqueItems          bool      `json:"uniqueItems,omitempty"`
 	Properties           *Named    `json:"properties,omitempty"`
 	Required             []string  `json:"required,omitempty"`
+	PropertyNames        *Schema   `json:"propertyNames,omitempty"`
 	AdditionalProperties any       `json:"additionalProperties,omitempty"`
 	Defs                 *Named    `json:"$defs,omitempty"`
 }
@@ -378,7 +380,7 @@ func (g *generator) schema(t reflect.Type) (*Schema, error) {
 				` Canonical form, as the operator writes it: "2s", "800ms", "10m0s", "1h0m0s". Not negative.`}, nil
 		})
 	case t == selectorType:
-		return g.ref("LabelSelector", labelSelector)
+		return g.ref("LabelSelector", g.labelSelector)
 	case t.Kind() == reflect.Pointer:
 		return g.schema(t.Elem())
 	case t.Kind() == reflect.Struct && t.PkgPath() == g.pkg:
@@ -435,20 +437,46 @@ func (g *generator) ref(name string, def func() (*Schema, error)) (*Schema, erro
 	return &Schema{Ref: "#/$defs/" + name}, nil
 }
 
-// labelSelector is the schema of metav1.LabelSelector, as Kubernetes documents it.
-func labelSelector() (*Schema, error) {
-	req := &Schema{
-		Type:                 "object",
-		Description:          "A label selector requirement: a key, an operator and values.",
-		Properties:           &Named{},
-		Required:             []string{"key", "operator"},
-		AdditionalProperties: false,
+// labelKeyPattern and labelValuePattern spell the label syntax of
+// k8s.io/apimachinery/pkg/util/validation (IsQualifiedName, IsValidLabelValue), which Parse
+// checks, as patterns. The value pattern with its maxLength is exact; the key pattern leaves the
+// lengths of the prefix (at most 253) and of the name (at most 63) to Parse.
+const (
+	labelKeyPattern   = `^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`
+	labelValuePattern = `^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`
+)
+
+// labelSelector is the schema of metav1.LabelSelector, as Kubernetes documents it, with the
+// bounds of the CRD's spec.targetSelector (gatewayconfig.MaxSelectorLabels and the others,
+// which hack/gatewayrules generates) and the label syntax that Parse checks.
+func (g *generator) labelSelector() (*Schema, error) {
+	key := func(desc string) *Schema {
+		return &Schema{Type: "string", MinLength: ptr(1), MaxLength: ptr(gatewayconfig.MaxLabelKeyLen), Pattern: labelKeyPattern,
+			Description: desc + " A label key: an optional DNS subdomain prefix (at most 253 characters) and '/', " +
+				"then a name of at most 63 letters, digits, '-', '_' or '.' that starts and ends with a letter or digit."}
 	}
-	req.Properties.Set("key", &Schema{Type: "string", MinLength: ptr(1), Description: "The label key the selector applies to."})
-	req.Properties.Set("operator", &Schema{Type: "string", Enum: []string{"In", "NotIn", "Exists", "DoesNotExist"},
-		Description: "How the key relates to the values."})
-	req.Properties.Set("values", &Schema{Type: "array", Items: &Schema{Type: "string"},
-		Description: "The values: not empty for In and NotIn, empty for Exists and DoesNotExist."})
+	value := func() *Schema {
+		return &Schema{Type: "string", MaxLength: ptr(gatewayconfig.MaxLabelValueLen), Pattern: labelValuePattern,
+			Description: "A label value: empty, or at most 63 letters, digits, '-', '_' or '.' that start and end with a letter or digit."}
+	}
+	reqRef, err := g.ref("LabelSelectorRequirement", func() (*Schema, error) {
+		req := &Schema{
+			Type:                 "object",
+			Description:          "A label selector requirement: a key, an operator and values.",
+			Properties:           &Named{},
+			Required:             []string{"key", "operator"},
+			AdditionalProperties: false,
+		}
+		req.Properties.Set("key", key("The label key the selector applies to."))
+		req.Properties.Set("operator", &Schema{Type: "string", Enum: []string{"In", "NotIn", "Exists", "DoesNotExist"},
+			Description: "How the key relates to the values."})
+		req.Properties.Set("values", &Schema{Type: "array", Items: value(), MaxItems: ptr(gatewayconfig.MaxSelectorValues),
+			Description: "The values: not empty for In and NotIn, empty for Exists and DoesNotExist."})
+		return req, nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	s := &Schema{
 		Type: "object",
 		Description: "A Kubernetes label selector (metav1.LabelSelector): matchLabels and matchExpressions are ANDed; " +
@@ -456,9 +484,9 @@ func labelSelector() (*Schema, error) {
 		Properties:           &Named{},
 		AdditionalProperties: false,
 	}
-	s.Properties.Set("matchLabels", &Schema{Type: "object", AdditionalProperties: &Schema{Type: "string"},
-		Description: "Labels a pod must have, key and value."})
-	s.Properties.Set("matchExpressions", &Schema{Type: "array", Items: req,
+	s.Properties.Set("matchLabels", &Schema{Type: "object", PropertyNames: key("A label a pod must have."), AdditionalProperties: value(),
+		MaxProperties: ptr(gatewayconfig.MaxSelectorLabels), Description: "Labels a pod must have, key and value."})
+	s.Properties.Set("matchExpressions", &Schema{Type: "array", Items: reqRef, MaxItems: ptr(gatewayconfig.MaxSelectorExpressions),
 		Description: "Requirements a pod's labels must meet."})
 	return s, nil
 }

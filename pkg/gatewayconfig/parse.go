@@ -6,18 +6,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // The rules of the config format are the rules of the OfferFeedPolicy schema, so that a config
 // the operator renders always parses and a hand-written one is held to the same rules. Each is
 // written once, as a marker in api/v1alpha1: controller-gen turns the markers into the CRD, and
 // hack/gatewayrules reads the patterns, bounds and enums (and the duration ranges and reserved
-// header names of its CEL rules) from the CRD into zz_generated.rules.go (`make generate`;
+// header names of its CEL rules) from the CRD into zz_generated.rules.go, and checks that the
+// CRD's label rules use the formats checkSelector checks (`make generate`;
 // `make verify-gen` fails when it is stale). The package keeps no dependency on the CRD or the
 // API server code: it is what the gateway and GitOps tools import. Rules across fields are
 // code in validatePolicy; the render tests hold them to every invalid case of internal/celcases
@@ -163,12 +167,63 @@ func checkNameAndMode(add problemFunc, p *Policy) {
 	}
 }
 
-// checkSelector checks that a policy's selector parses and selects something.
-func checkSelector(add problemFunc, sel metav1.LabelSelector) {
+// checkSelector checks a policy's selector as the API checks spec.targetSelector: its bounds,
+// the syntax of its label keys and values (validation.IsQualifiedName and IsValidLabelValue,
+// the checks behind the CRD's CEL formats qualifiedName and labelValue), that it parses and
+// that it selects something. A selector whose keys or values are already refused is not
+// parsed too, which would only repeat the problem.
+func checkSelector(report problemFunc, sel metav1.LabelSelector) {
+	problems := 0
+	add := func(field, format string, args ...any) {
+		problems++
+		report(field, format, args...)
+	}
+	if len(sel.MatchLabels) > MaxSelectorLabels {
+		add("selector.matchLabels", "%d labels, more than the limit of %d", len(sel.MatchLabels), MaxSelectorLabels)
+	}
+	for _, k := range slices.Sorted(maps.Keys(sel.MatchLabels)) {
+		checkLabelKey(add, "selector.matchLabels", k)
+		checkLabelValue(add, "selector.matchLabels["+k+"]", sel.MatchLabels[k])
+	}
+	if len(sel.MatchExpressions) > MaxSelectorExpressions {
+		add("selector.matchExpressions", "%d requirements, more than the limit of %d", len(sel.MatchExpressions), MaxSelectorExpressions)
+	}
+	for i, r := range sel.MatchExpressions {
+		field := fmt.Sprintf("selector.matchExpressions[%d]", i)
+		checkLabelKey(add, field+".key", r.Key)
+		if len(r.Values) > MaxSelectorValues {
+			add(field+".values", "%d values, more than the limit of %d", len(r.Values), MaxSelectorValues)
+		}
+		for j, v := range r.Values {
+			checkLabelValue(add, fmt.Sprintf("%s.values[%d]", field, j), v)
+		}
+	}
+	if problems > 0 {
+		return
+	}
 	if _, err := metav1.LabelSelectorAsSelector(&sel); err != nil {
 		add("selector", "does not parse: %v", err)
 	} else if len(sel.MatchLabels) == 0 && len(sel.MatchExpressions) == 0 {
 		add("selector", "must set matchLabels or matchExpressions; an empty selector would govern every pod in the namespace")
+	}
+}
+
+// checkLabelKey checks a label key of a selector: a qualified name, as the API's
+// format.qualifiedName checks it.
+func checkLabelKey(add problemFunc, field, k string) {
+	if n := utf8.RuneCountInString(k); n > MaxLabelKeyLen {
+		add(field, "label key of %d characters, longer than %d", n, MaxLabelKeyLen)
+	} else if errs := validation.IsQualifiedName(k); len(errs) > 0 {
+		add(field, "invalid label key %q: %s", k, strings.Join(errs, "; "))
+	}
+}
+
+// checkLabelValue checks a label value of a selector, as the API's format.labelValue checks it.
+func checkLabelValue(add problemFunc, field, v string) {
+	if n := utf8.RuneCountInString(v); n > MaxLabelValueLen {
+		add(field, "label value of %d characters, longer than %d", n, MaxLabelValueLen)
+	} else if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+		add(field, "invalid label value %q: %s", v, strings.Join(errs, "; "))
 	}
 }
 

@@ -84,6 +84,16 @@ const (
 	MaxRefusalBodyLen = 4096
 	// MaxRefusalDecisions is the maxItems of spec.refusal.decisions.
 	MaxRefusalDecisions = 9
+	// MaxSelectorLabels is the maxProperties of spec.targetSelector.matchLabels.
+	MaxSelectorLabels = 32
+	// MaxLabelValueLen is the maxLength of spec.targetSelector.matchLabels{}.
+	MaxLabelValueLen = 63
+	// MaxSelectorExpressions is the maxItems of spec.targetSelector.matchExpressions.
+	MaxSelectorExpressions = 16
+	// MaxLabelKeyLen is the maxLength of spec.targetSelector.matchExpressions[].key.
+	MaxLabelKeyLen = 317
+	// MaxSelectorValues is the maxItems of spec.targetSelector.matchExpressions[].values.
+	MaxSelectorValues = 64
 	// ReservedHeaderPrefix starts the header names (lower case) that spec.clientIdentity.header must not have.
 	ReservedHeaderPrefix = "offerfeed-"
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
@@ -26,22 +28,32 @@ import (
 )
 
 // constraint is one keyword of the CRD schema at a path of the spec: field names joined by
-// '.', [] for the items of a list, as in spec.overrides[].drivers[].
+// '.', [] for the items of a list, as in spec.overrides[].drivers[], {} for the values of a map,
+// as in spec.targetSelector.matchLabels{}.
 type constraint struct {
 	path    string
 	keyword string
 	value   any // int64, float64, string, []string or time.Duration
 }
 
+// The keywords of the label syntax that CEL rules check: format is the CEL format
+// (qualifiedName or labelValue) of a string, keyFormat that of the keys of a map.
+const (
+	formatKeyword    = "format"
+	keyFormatKeyword = "keyFormat"
+)
+
 func (c constraint) String() string { return fmt.Sprintf("%s %s %v", c.path, c.keyword, c.value) }
 
 var (
 	durationRange = regexp.MustCompile(`^duration\(self\) >= duration\('([^']+)'\) && duration\(self\) <= duration\('([^']+)'\)$`)
 	durationUpTo  = regexp.MustCompile(`^duration\(self\) <= duration\('([^']+)'\)$`)
+	formatOfSelf  = regexp.MustCompile(`^!format\.([A-Za-z0-9]+)\(\)\.validate\(self\)\.hasValue\(\)$`)
+	formatOfKeys  = regexp.MustCompile(`^self\.all\(k, !format\.([A-Za-z0-9]+)\(\)\.validate\(k\)\.hasValue\(\)\)$`)
 )
 
 // constraints walks the schema s at path and returns every pattern, enum, bound, length and
-// list size, and the ranges of durations that CEL rules set.
+// list size, map size, the ranges of durations and the label formats that CEL rules set.
 func constraints(t *testing.T, path string, s *apiextensionsv1.JSONSchemaProps) []constraint {
 	var out []constraint
 	add := func(k string, v any) { out = append(out, constraint{path, k, v}) }
@@ -59,7 +71,8 @@ func constraints(t *testing.T, path string, s *apiextensionsv1.JSONSchemaProps) 
 		}
 		add("enum", vals)
 	}
-	for k, p := range map[string]*int64{"minLength": s.MinLength, "maxLength": s.MaxLength, "minItems": s.MinItems, "maxItems": s.MaxItems} {
+	for k, p := range map[string]*int64{"minLength": s.MinLength, "maxLength": s.MaxLength, "minItems": s.MinItems, "maxItems": s.MaxItems,
+		"minProperties": s.MinProperties, "maxProperties": s.MaxProperties} {
 		if p != nil {
 			add(k, *p)
 		}
@@ -75,6 +88,10 @@ func constraints(t *testing.T, path string, s *apiextensionsv1.JSONSchemaProps) 
 			add("durationMax", mustDuration(t, m[2]))
 		} else if m := durationUpTo.FindStringSubmatch(r.Rule); m != nil {
 			add("durationMax", mustDuration(t, m[1]))
+		} else if m := formatOfSelf.FindStringSubmatch(r.Rule); m != nil {
+			add(formatKeyword, m[1])
+		} else if m := formatOfKeys.FindStringSubmatch(r.Rule); m != nil {
+			add(keyFormatKeyword, m[1])
 		}
 	}
 	for name, p := range s.Properties {
@@ -82,6 +99,9 @@ func constraints(t *testing.T, path string, s *apiextensionsv1.JSONSchemaProps) 
 	}
 	if s.Items != nil && s.Items.Schema != nil {
 		out = append(out, constraints(t, path+"[]", s.Items.Schema)...)
+	}
+	if s.AdditionalProperties != nil && s.AdditionalProperties.Schema != nil {
+		out = append(out, constraints(t, path+"{}", s.AdditionalProperties.Schema)...)
 	}
 	return out
 }
@@ -142,6 +162,9 @@ func base(path string) *v1alpha1.OfferFeedPolicy {
 		p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "3s", Award: v1alpha1.AwardRandom}
 	case strings.HasPrefix(path, "spec.overrides[].accept"):
 		p.Spec.Overrides[0].Accept = &v1alpha1.AcceptOverride{MaxAccepts: ptr.To[int32](5)}
+	case strings.HasPrefix(path, "spec.targetSelector.matchExpressions[]"):
+		p.Spec.TargetSelector.MatchExpressions = []v1alpha1.LabelSelectorRequirement{
+			{Key: "track", Operator: metav1.LabelSelectorOpIn, Values: []v1alpha1.LabelValue{"canary"}}}
 	case strings.HasPrefix(path, "spec.refusal"):
 		// Every field set, so that each probe changes one; "{}" is a body for any content
 		// type a probe sets, JSON or not.
@@ -186,6 +209,26 @@ func fill(path string, n int64) any {
 	case "spec.refusal.body", "spec.refusal.decisions[].body":
 		// Two bytes a character: the schema counts characters, and so must Parse.
 		return rep("", "é")
+	case "spec.targetSelector.matchLabels":
+		out := map[string]any{}
+		for i := range n {
+			out[fmt.Sprintf("l%d", i)] = "x"
+		}
+		return out
+	case "spec.targetSelector.matchExpressions":
+		var out []any
+		for i := range n {
+			out = append(out, map[string]any{"key": fmt.Sprintf("k%d", i), "operator": "Exists"})
+		}
+		return out
+	case "spec.targetSelector.matchExpressions[].values":
+		var out []any
+		for i := range n {
+			out = append(out, fmt.Sprintf("v%d", i))
+		}
+		return out
+	case "spec.targetSelector.matchExpressions[].key":
+		return labelKey(int(n))
 	case "spec.refusal.decisions":
 		// Distinct decisions up to the enum's size; a longer list repeats one.
 		ds := gatewayconfig.RefusalDecisions()
@@ -197,6 +240,35 @@ func fill(path string, n int64) any {
 	}
 	return rep("", "a")
 }
+
+// labelKey returns a label key of n characters that is valid where a key of n can be: a name
+// of up to 63, or a DNS subdomain prefix of n-64 characters (valid up to 253), '/', a name of
+// 63.
+func labelKey(n int) string {
+	if n <= 63 {
+		return strings.Repeat("k", n)
+	}
+	var prefix strings.Builder
+	for rest := n - 64; rest > 0; {
+		c := min(rest, 63)
+		if rest-c == 1 {
+			c-- // no label may be empty: leave two characters, '.' and one letter
+		}
+		prefix.WriteString(strings.Repeat("p", c))
+		if rest -= c; rest > 0 {
+			prefix.WriteByte('.')
+			rest--
+		}
+	}
+	return prefix.String() + "/" + strings.Repeat("k", 63)
+}
+
+// labelProbes are strings tried against the label formats: valid and invalid label keys and
+// values.
+var labelProbes = []string{"", "a", "A1", "app", "a-b", "a_b", "a.b", "a..b", "-a", "a-", "_a", "a_", ".a", "a b", "é", "a/b",
+	"app name!", "offerfeed.dev/app", "Offerfeed.dev/app", "offerfeed_dev/app", "offer-feed.dev/a.b_c", "-x.dev/a", "/a", "a/",
+	"a/b/c", "kubernetes.io/", strings.Repeat("v", 63), strings.Repeat("v", 64), "x.dev/" + strings.Repeat("k", 63),
+	"x.dev/" + strings.Repeat("k", 64), labelKey(317), labelKey(318), labelKey(200)}
 
 // duration writes d as the API spells it: up to four numbers with h, m, s and ms.
 func duration(d time.Duration) string {
@@ -234,12 +306,12 @@ func probes(c constraint) []any {
 			out = []any{v, v - 1, v - 2}
 		case "maximum":
 			out = []any{v, v + 1}
-		case "minLength", "minItems":
+		case "minLength", "minItems", "minProperties":
 			out = []any{fill(c.path, v)}
 			if v > 0 {
 				out = append(out, fill(c.path, v-1))
 			}
-		case "maxLength", "maxItems":
+		case "maxLength", "maxItems", "maxProperties":
 			out = []any{fill(c.path, v), fill(c.path, v+1)}
 		}
 	case time.Duration:
@@ -253,14 +325,26 @@ func probes(c constraint) []any {
 		}
 		out = append(out, "Bogus", strings.ToLower(v[0]))
 	case string:
-		for _, p := range patternProbes {
-			out = append(out, p)
+		switch c.keyword {
+		case formatKeyword:
+			for _, p := range labelProbes {
+				out = append(out, p)
+			}
+		case keyFormatKeyword:
+			for _, p := range labelProbes {
+				out = append(out, map[string]any{p: "x"})
+			}
+		default:
+			for _, p := range patternProbes {
+				out = append(out, p)
+			}
 		}
 	}
 	return out
 }
 
-// set puts v at path in obj; [] is the first item of a list.
+// set puts v at path in obj; [] is the first item of a list, {} the value of the first key of
+// a map.
 func set(t *testing.T, obj map[string]any, path string, v any) {
 	parts := strings.Split(path, ".")
 	var cur any = obj
@@ -271,6 +355,14 @@ func set(t *testing.T, obj map[string]any, path string, v any) {
 			t.Fatalf("%s: no object at %s", path, part)
 		}
 		last := i == len(parts)-1
+		if name, values := strings.CutSuffix(name, "{}"); values {
+			vals, ok := m[name].(map[string]any)
+			if !ok || len(vals) == 0 || !last {
+				t.Fatalf("%s: no map at %s", path, part)
+			}
+			vals[slices.Sorted(maps.Keys(vals))[0]] = v
+			return
+		}
 		if last && !items {
 			m[name] = v
 			return
@@ -296,16 +388,25 @@ var unexpressible = map[string]string{
 	"spec.overrides[].feed.burst = 0": "0 is an absent burst in an override of the config (omitempty): the config cannot say burst 0",
 }
 
-// get returns the value at path in obj; [] is the first item of a list; nil when absent.
+// get returns the value at path in obj; [] is the first item of a list, {} the value of the
+// first key of a map; nil when absent.
 func get(obj map[string]any, path string) any {
 	var cur any = obj
 	for _, part := range strings.Split(path, ".") {
 		name, items := strings.CutSuffix(part, "[]")
+		name, values := strings.CutSuffix(name, "{}")
 		m, ok := cur.(map[string]any)
 		if !ok {
 			return nil
 		}
 		cur = m[name]
+		if values {
+			vals, ok := cur.(map[string]any)
+			if !ok || len(vals) == 0 {
+				return nil
+			}
+			cur = vals[slices.Sorted(maps.Keys(vals))[0]]
+		}
 		if items {
 			l, ok := cur.([]any)
 			if !ok || len(l) == 0 {
@@ -418,30 +519,36 @@ func short(v any) string {
 // jsonSchemaProperty maps a path of the CRD spec to the property of the gateway config's
 // JSON Schema that carries it: a definition of $defs and a property name.
 var jsonSchemaProperty = map[string][2]string{
-	"spec.mode":                            {"Policy", "mode"},
-	"spec.clientIdentity.header":           {"Policy", "identityHeader"},
-	"spec.feed.method":                     {"Feed", "method"},
-	"spec.feed.path":                       {"Feed", "path"},
-	"spec.feed.burst":                      {"Feed", "burst"},
-	"spec.accept.method":                   {"Accept", "method"},
-	"spec.accept.pathTemplate":             {"Accept", "pathTemplate"},
-	"spec.accept.offerIdField":             {"Accept", "offerIdField"},
-	"spec.accept.maxAccepts":               {"Accept", "maxAccepts"},
-	"spec.accept.fairness.award":           {"Fairness", "award"},
-	"spec.shownOffers.jsonPath":            {"ShownOffers", "jsonPath"},
-	"spec.overrides":                       {"Policy", "overrides"},
-	"spec.overrides[].drivers":             {"Override", "drivers"},
-	"spec.overrides[].drivers[]":           {"Override", "drivers[]"},
-	"spec.overrides[].feed.burst":          {"FeedOverride", "burst"},
-	"spec.overrides[].accept.maxAccepts":   {"AcceptOverride", "maxAccepts"},
-	"spec.refusal.status":                  {"Refusal", "status"},
-	"spec.refusal.contentType":             {"Refusal", "contentType"},
-	"spec.refusal.body":                    {"Refusal", "body"},
-	"spec.refusal.decisions":               {"Refusal", "decisions"},
-	"spec.refusal.decisions[].decision":    {"DecisionRefusal", "decision"},
-	"spec.refusal.decisions[].status":      {"DecisionRefusal", "status"},
-	"spec.refusal.decisions[].contentType": {"DecisionRefusal", "contentType"},
-	"spec.refusal.decisions[].body":        {"DecisionRefusal", "body"},
+	"spec.mode":                                       {"Policy", "mode"},
+	"spec.clientIdentity.header":                      {"Policy", "identityHeader"},
+	"spec.feed.method":                                {"Feed", "method"},
+	"spec.feed.path":                                  {"Feed", "path"},
+	"spec.feed.burst":                                 {"Feed", "burst"},
+	"spec.accept.method":                              {"Accept", "method"},
+	"spec.accept.pathTemplate":                        {"Accept", "pathTemplate"},
+	"spec.accept.offerIdField":                        {"Accept", "offerIdField"},
+	"spec.accept.maxAccepts":                          {"Accept", "maxAccepts"},
+	"spec.accept.fairness.award":                      {"Fairness", "award"},
+	"spec.shownOffers.jsonPath":                       {"ShownOffers", "jsonPath"},
+	"spec.overrides":                                  {"Policy", "overrides"},
+	"spec.overrides[].drivers":                        {"Override", "drivers"},
+	"spec.overrides[].drivers[]":                      {"Override", "drivers[]"},
+	"spec.overrides[].feed.burst":                     {"FeedOverride", "burst"},
+	"spec.overrides[].accept.maxAccepts":              {"AcceptOverride", "maxAccepts"},
+	"spec.refusal.status":                             {"Refusal", "status"},
+	"spec.refusal.contentType":                        {"Refusal", "contentType"},
+	"spec.refusal.body":                               {"Refusal", "body"},
+	"spec.refusal.decisions":                          {"Refusal", "decisions"},
+	"spec.refusal.decisions[].decision":               {"DecisionRefusal", "decision"},
+	"spec.refusal.decisions[].status":                 {"DecisionRefusal", "status"},
+	"spec.refusal.decisions[].contentType":            {"DecisionRefusal", "contentType"},
+	"spec.refusal.decisions[].body":                   {"DecisionRefusal", "body"},
+	"spec.targetSelector.matchLabels":                 {"LabelSelector", "matchLabels"},
+	"spec.targetSelector.matchLabels{}":               {"LabelSelector", "matchLabels{}"},
+	"spec.targetSelector.matchExpressions":            {"LabelSelector", "matchExpressions"},
+	"spec.targetSelector.matchExpressions[].key":      {"LabelSelectorRequirement", "key"},
+	"spec.targetSelector.matchExpressions[].values":   {"LabelSelectorRequirement", "values"},
+	"spec.targetSelector.matchExpressions[].values[]": {"LabelSelectorRequirement", "values[]"},
 }
 
 // jsonSchemaDiffers lists keywords where the JSON Schema says otherwise on purpose, with the
@@ -467,7 +574,10 @@ func TestCRDRulesInJSONSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range constraints(t, "spec", specSchema(t)) {
-		if notChecked(c) != "" || strings.HasPrefix(c.keyword, "duration") {
+		if notChecked(c) != "" || strings.HasPrefix(c.keyword, "duration") || c.keyword == formatKeyword || c.keyword == keyFormatKeyword {
+			// The label formats are Parse's (IsQualifiedName, IsValidLabelValue, checked above
+			// against the API server); the JSON Schema spells them as patterns, which
+			// hack/jsonschema's tests check against Parse.
 			continue
 		}
 		key := c.path + " " + c.keyword
@@ -477,10 +587,14 @@ func TestCRDRulesInJSONSchema(t *testing.T) {
 				t.Fatalf("%s is not mapped to a property of the gateway config's JSON Schema", c.path)
 			}
 			name, items := strings.CutSuffix(where[1], "[]")
+			name, values := strings.CutSuffix(name, "{}")
 			props, _ := doc.Defs[where[0]]["properties"].(map[string]any)
 			prop, _ := props[name].(map[string]any)
 			if items {
 				prop, _ = prop["items"].(map[string]any)
+			}
+			if values {
+				prop, _ = prop["additionalProperties"].(map[string]any)
 			}
 			if ref, ok := prop["$ref"].(string); ok {
 				prop = doc.Defs[strings.TrimPrefix(ref, "#/$defs/")]
