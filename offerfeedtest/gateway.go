@@ -16,7 +16,7 @@ import (
 )
 
 // Headers of the gateway, and the values of HeaderDecision and HeaderFlag: the decisions of
-// the table in offerfeed's DESIGN.md.
+// the table in offerfeed's docs/design.md#decisions-and-headers.
 const (
 	// HeaderDecision is the response header that names the decision of a refused request.
 	HeaderDecision = "OfferFeed-Decision"
