@@ -16,7 +16,7 @@ import (
 )
 
 // Headers of the gateway, and the values of HeaderDecision and HeaderFlag: the decisions of
-// the table in offerfeed's DESIGN.md. Each is the gateway's own name (gatewayconfig's
+// the table in offerfeed's docs/design.md#decisions-and-headers. Each is the gateway's own name (gatewayconfig's
 // RefusalDecision constants), as a plain string to compare with a header.
 const (
 	// HeaderDecision is the response header that names the decision of a refused request.

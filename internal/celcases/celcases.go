@@ -4,7 +4,7 @@
 // internal/validation, which run every case through `offerfeed validate`: both layers must agree
 // with the same table, so the offline check refuses exactly what the cluster refuses.
 //
-// Each case starts from Base, the policy of the example in DESIGN.md, and changes it with Mutate
+// Each case starts from Base, the example policy of docs/design.md#api, and changes it with Mutate
 // (typed) and, for what the Go types cannot express (a missing required field, an unknown field,
 // a value of the wrong JSON type), with MutateObject on the unstructured object.
 package celcases
@@ -64,7 +64,7 @@ func (c Case) Object() (*unstructured.Unstructured, error) {
 	return &unstructured.Unstructured{Object: m}, nil
 }
 
-// Base returns a new copy of the valid policy of DESIGN.md (REST shape, without status).
+// Base returns a new copy of the valid example policy of docs/design.md#api (REST shape, without status).
 func Base() *v1alpha1.OfferFeedPolicy {
 	return &v1alpha1.OfferFeedPolicy{
 		TypeMeta: metav1.TypeMeta{
@@ -99,7 +99,7 @@ func Base() *v1alpha1.OfferFeedPolicy {
 	}
 }
 
-// Flex turns p into the Amazon Flex shape of DESIGN.md: feed polled with POST, offer id in the
+// Flex turns p into the Amazon Flex shape of docs/design.md#the-two-api-shapes: feed polled with POST, offer id in the
 // JSON body of the accept, identity in an access-token header.
 func Flex(p *v1alpha1.OfferFeedPolicy) {
 	p.Spec.ClientIdentity.Header = "X-Amz-Access-Token"
@@ -979,11 +979,11 @@ func invalidRefusal() []Case {
 	}
 }
 
-// Valid returns specs the API server must accept: both API shapes of DESIGN.md, DryRun,
+// Valid returns specs the API server must accept: both API shapes of docs/design.md#the-two-api-shapes, DryRun,
 // overrides, the smallest feed-only and accept-only policies, and the bounds themselves.
 func Valid() []Case {
 	return []Case{
-		{Desc: "DESIGN.md example (REST shape)"},
+		{Desc: "design.md example (REST shape)"},
 		{Desc: "Amazon Flex shape", Mutate: Flex},
 		{Desc: "DryRun", Mutate: func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Mode = v1alpha1.ModeDryRun }},
 		{Desc: "Amazon Flex shape in DryRun", Mutate: func(p *v1alpha1.OfferFeedPolicy) {

@@ -330,7 +330,7 @@ func (d *demo) step(format string, args ...any) {
 	fmt.Fprintf(d.opts.Out, "▸ "+format+"\n", args...)
 }
 
-// Policy returns the demo's policy: the REST or Flex example of DESIGN.md in the given mode,
+// Policy returns the demo's policy: the REST or Flex example of docs/design.md#api in the given mode,
 // its durations multiplied by scale (0 means 1) to match a market played faster.
 func Policy(shape market.Shape, mode v1alpha1.PolicyMode, scale float64) *v1alpha1.OfferFeedPolicy {
 	rt := shape.Routes()

@@ -98,7 +98,7 @@ func call(g *Gateway, method, path, driver string) *httptest.ResponseRecorder {
 }
 
 // TestOnly2xxAcceptsCount: maxAccepts counts the accepts the offer service answered 2xx
-// (DESIGN.md); an answer of any other class, no answer (a reset connection: 502) or a timeout
+// (docs/design.md#decisions-and-headers); an answer of any other class, no answer (a reset connection: 502) or a timeout
 // (504) frees the slot the accept held. Each case sends three such accepts under maxAccepts 2,
 // then two accepts answered 200 pass and the third is accept-throttled: so the failures held
 // no slot, and the 2xx did.

@@ -70,7 +70,7 @@ func runSteps(t *testing.T, h *harness, steps []step) {
 	}
 }
 
-// TestDecisions covers every row of DESIGN.md's decision table, in Enforce.
+// TestDecisions covers every row of the decision table of docs/design.md#decisions-and-headers, in Enforce.
 func TestDecisions(t *testing.T) {
 	burst3 := standardPolicy()
 	burst3.Feed.Burst = 3

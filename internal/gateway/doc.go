@@ -3,7 +3,7 @@
 //
 // The gateway reads the config rendered by the operator (package gatewayconfig), picks the
 // first policy whose selector matches its pod's labels (no match: it proxies everything
-// unchanged) and decides each request of the policy's routes as DESIGN.md's table says:
+// unchanged) and decides each request of the policy's routes as the table of docs/design.md#decisions-and-headers says:
 //
 //   - feed polls are paced by a GCRA pacer (minInterval, burst); a poll too soon gets 429
 //     feed-throttled with Retry-After and the RateLimit / RateLimit-Policy fields of

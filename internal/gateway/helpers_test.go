@@ -36,7 +36,7 @@ func dur(s string) gatewayconfig.Duration {
 	return gatewayconfig.Duration(d)
 }
 
-// standardPolicy is DESIGN.md's example policy (path-segment offer ids).
+// standardPolicy is the example policy of docs/design.md#api (path-segment offer ids).
 func standardPolicy() gatewayconfig.Policy {
 	return gatewayconfig.Policy{
 		Name:           "standard",
@@ -50,7 +50,7 @@ func standardPolicy() gatewayconfig.Policy {
 	}
 }
 
-// flexPolicy is DESIGN.md's Amazon Flex shaped policy (body offer ids, POST feed).
+// flexPolicy is the Amazon Flex shaped policy of docs/design.md#the-two-api-shapes (body offer ids, POST feed).
 func flexPolicy() gatewayconfig.Policy {
 	return gatewayconfig.Policy{
 		Name:           "flex",

@@ -15,7 +15,7 @@ import (
 // Decision is what the gateway decided about one request on a governed route.
 type Decision uint8
 
-// The decisions of DESIGN.md's table. Allowed requests are proxied.
+// The decisions of the table of docs/design.md#decisions-and-headers. Allowed requests are proxied.
 const (
 	Allowed Decision = iota
 	FeedThrottled

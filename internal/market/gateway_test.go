@@ -30,7 +30,7 @@ func TestMarketThroughGateway(t *testing.T) {
 	} {
 		t.Run(string(tc.mode), func(t *testing.T) {
 			t.Parallel()
-			// The standard policy of DESIGN.md, scaled like the market.
+			// The standard policy of docs/design.md#api, scaled like the market.
 			known := market.Policy{MinInterval: 200 * time.Millisecond, MinReactionTime: 80 * time.Millisecond}
 			cfg := market.Config{
 				Title: "Run: " + string(tc.mode), Shape: tc.shape, Seed: 1, Scale: 0.1, Duration: 1500 * time.Millisecond,

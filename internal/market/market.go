@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Shape is the API shape of an offer service (see DESIGN.md, "Real offer APIs differ").
+// Shape is the API shape of an offer service (see docs/design.md#the-two-api-shapes).
 type Shape string
 
 const (

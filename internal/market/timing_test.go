@@ -35,7 +35,7 @@ func newClockMarket(t *testing.T, shape market.Shape, timing market.Timing, cfg 
 	upstream := httptest.NewServer(svc)
 	t.Cleanup(upstream.Close)
 	u, _ := url.Parse(upstream.URL)
-	g, err := gateway.New(gateway.Options{Upstream: u, Clock: clock})
+	g, err := gateway.New(gateway.Options{Upstream: u, Clock: clock, PodLabels: map[string]string{"app": "offer-service"}})
 	if err != nil {
 		t.Fatal(err)
 	}

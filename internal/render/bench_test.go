@@ -9,7 +9,7 @@ import (
 	"github.com/offerfeed/offerfeed/internal/celcases"
 )
 
-// BenchmarkPolicy renders DESIGN.md's example policy (defaults, durations, hash).
+// BenchmarkPolicy renders the example policy of docs/design.md#api (defaults, durations, hash).
 func BenchmarkPolicy(b *testing.B) {
 	p := celcases.Base()
 	b.ReportAllocs()

@@ -1,5 +1,5 @@
 // Package webhook is offerfeed's pod injection webhook: it adds the gateway sidecar to the pods
-// of namespaces labelled offerfeed.dev/injection=enabled (DESIGN.md, "Sidecar injection").
+// of namespaces labelled offerfeed.dev/injection=enabled (docs/design.md#injection).
 //
 // The mutation is the pure function Inject (a pod and a Config in, the changed pod and a
 // warning out, no client); PodInjector is the thin admission handler around it that the

@@ -152,7 +152,7 @@ func isDuration(path string) bool {
 	return false
 }
 
-// base returns a valid policy for probing path: DESIGN.md's example, with what path needs.
+// base returns a valid policy for probing path: the example of docs/design.md#api, with what path needs.
 func base(path string) *v1alpha1.OfferFeedPolicy {
 	p := celcases.Base()
 	switch {
