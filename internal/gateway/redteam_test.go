@@ -334,7 +334,7 @@ func TestRedteamReactionEdge(t *testing.T) {
 // of an offer near the top of a long list is refused unseen-offer; without it a bot accepts
 // such an offer with no reaction-time check at all.
 func TestRedteamLongFeedForgetsShown(t *testing.T) {
-	t.Skip("finding: shown-offer ring of 64 per driver; a feed answer of more than 64 offers forgets the first ones (design bound, see report)")
+	t.Skip("finding: shown-offer ring of 64 per driver; a feed answer of more than 64 offers forgets the first ones (a design bound: docs/gateway.md#open-findings-red-team-issue-12)")
 	p := standardPolicy()
 	p.Accept.RequireShown = false
 	h := newHarness(t, configOf(p))
