@@ -611,7 +611,7 @@ func TestRedteamBodyFraming(t *testing.T) {
 // o9 the moment it is shown, and with accept.fairness it gets a draw of its own that closes
 // before the honest drivers' draw for o9.
 func TestRedteamUnshownVariantSkipsReaction(t *testing.T) {
-	t.Skip("finding: without requireShown, an offer-id variant (O9 for o9) skips minReactionTime and the fair draw; set requireShown (see report)")
+	t.Skip("finding: without requireShown, an offer-id variant (O9 for o9) skips minReactionTime and the fair draw; set requireShown (docs/gateway.md#open-findings-red-team-issue-12)")
 	p := standardPolicy()
 	p.Accept.RequireShown = false
 	h := newHarness(t, configOf(p))
