@@ -75,7 +75,7 @@ controlplane: ## Build kube-apiserver, etcd and kubectl from Go modules for envt
 	ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/controlplane/build.sh
 
 .PHONY: mutation
-mutation: ## Check that the gateway tests catch deliberate bugs in its decision code (hack/mutation).
+mutation: ## Check that the gateway and render tests catch deliberate bugs in their decision code (hack/mutation).
 	$(GO) run ./hack/mutation
 
 # promtool comes from the Prometheus module, pinned in the tools module hack/tools so that

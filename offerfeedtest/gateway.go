@@ -57,7 +57,7 @@ type gatewayOptions struct{ gateway.Options }
 // (minInterval, window, minReactionTime) and the timers that close fair draw windows, so that
 // a test decides when they pass and nothing happens on its own. Use a FakeClock, or any
 // k8s.io/utils/clock clock with AfterFunc, such as k8s.io/utils/clock/testing.FakeClock. The
-// gateway's upstream timeout still uses real time.
+// gateway's upstream and request body timeouts still use real time.
 func WithClock(c clock.WithDelayedExecution) GatewayOption {
 	return func(o *gatewayOptions) { o.Clock = c }
 }

@@ -1,8 +1,9 @@
 // Command mutation checks that the gateway's tests catch small deliberate bugs in its decision
-// code. Each mutation replaces one exact snippet of a source file with a wrong variant; the
-// package's tests selected by the mutation's regexp are built against the mutated copy (through
-// go test -overlay: the tree is never edited) and must fail. A snippet that is not found exactly
-// once fails the check too: the code moved, and the list below must follow it.
+// code, and render's tests one in its conflict resolution. Each mutation replaces one exact
+// snippet of a source file with a wrong variant; the package's tests selected by the
+// mutation's regexp are built against the mutated copy (through go test -overlay: the tree is
+// never edited) and must fail. A snippet that is not found exactly once fails the check too:
+// the code moved, and the list below must follow it.
 //
 //	go run ./hack/mutation            # every mutation
 //	go run ./hack/mutation -list      # print the list
@@ -24,9 +25,10 @@ import (
 )
 
 // mutation is one deliberate bug: in file, original (exactly once) becomes replacement, and
-// go test -run tests of pkg must fail.
+// go test -run tests of pkg (the gateway's package when empty) must fail.
 type mutation struct {
 	name        string
+	pkg         string
 	file        string
 	original    string
 	replacement string
@@ -36,7 +38,8 @@ type mutation struct {
 	want string
 }
 
-const pkg = "./internal/gateway/"
+// gatewayPkg is the package of most mutations.
+const gatewayPkg = "./internal/gateway/"
 
 var mutations = []mutation{
 	{
@@ -132,6 +135,15 @@ var mutations = []mutation{
 		tests:       "^FuzzOfferIDDifferential$",
 		want:        "encoding/json reads none",
 	},
+	{
+		name:        "render: a policy that lost a conflict still blocks a later policy",
+		pkg:         "./internal/render/",
+		file:        "internal/render/render.go",
+		original:    "\t\t\t\tUninjectedPods: uninjected}\n\t\t\tcontinue\n\t\t}\n\t\tgp, err := Policy(p)",
+		replacement: "\t\t\t\tUninjectedPods: uninjected}\n\t\t\twinners = append(winners, c)\n\t\t\tcontinue\n\t\t}\n\t\tgp, err := Policy(p)",
+		tests:       "^TestGolden$",
+		want:        "loser-does-not-block.out.yaml differs",
+	},
 }
 
 func main() {
@@ -205,6 +217,10 @@ func run(tmp string, i int, m mutation) (string, bool) {
 	ovFile := filepath.Join(tmp, fmt.Sprintf("overlay%d.json", i+1))
 	if err := os.WriteFile(ovFile, ov, 0o644); err != nil {
 		return err.Error(), false
+	}
+	pkg := m.pkg
+	if pkg == "" {
+		pkg = gatewayPkg
 	}
 	cmd := exec.Command("go", "test", "-overlay", ovFile, "-count=1", "-failfast", "-timeout", "120s", "-run", m.tests, pkg)
 	out, err := cmd.CombinedOutput()

@@ -69,8 +69,9 @@ type Options struct {
 	// nil means the real clock. Tests inject a fake one, such as
 	// k8s.io/utils/clock/testing.FakeClock, so that the reads and the timers move together.
 	// The gateway runs a timer's work in a goroutine of its own, so a fake clock may fire
-	// timers while it holds its own lock. The upstream's response header timeout and the
-	// config file's watch use real time whatever Clock is.
+	// timers while it holds its own lock. The upstream's response header timeout, the request
+	// body timeout, the upstream latency metric and the config file's watch use real time
+	// whatever Clock is.
 	Clock clock.WithDelayedExecution
 	// Logger receives structured logs; the zero value discards them.
 	Logger logr.Logger

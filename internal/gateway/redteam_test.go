@@ -334,7 +334,7 @@ func TestRedteamReactionEdge(t *testing.T) {
 // of an offer near the top of a long list is refused unseen-offer; without it a bot accepts
 // such an offer with no reaction-time check at all.
 func TestRedteamLongFeedForgetsShown(t *testing.T) {
-	t.Skip("finding: shown-offer ring of 64 per driver; a feed answer of more than 64 offers forgets the first ones (design bound, see report)")
+	t.Skip("finding: shown-offer ring of 64 per driver; a feed answer of more than 64 offers forgets the first ones (a design bound: docs/gateway.md#open-findings-red-team-issue-12)")
 	p := standardPolicy()
 	p.Accept.RequireShown = false
 	h := newHarness(t, configOf(p))
@@ -611,7 +611,7 @@ func TestRedteamBodyFraming(t *testing.T) {
 // o9 the moment it is shown, and with accept.fairness it gets a draw of its own that closes
 // before the honest drivers' draw for o9.
 func TestRedteamUnshownVariantSkipsReaction(t *testing.T) {
-	t.Skip("finding: without requireShown, an offer-id variant (O9 for o9) skips minReactionTime and the fair draw; set requireShown (see report)")
+	t.Skip("finding: without requireShown, an offer-id variant (O9 for o9) skips minReactionTime and the fair draw; set requireShown (docs/gateway.md#open-findings-red-team-issue-12)")
 	p := standardPolicy()
 	p.Accept.RequireShown = false
 	h := newHarness(t, configOf(p))
