@@ -615,5 +615,5 @@ func answerDraw(w http.ResponseWriter, p *policy, decision string) {
 	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusConflict)
-	io.WriteString(w, decision+"\n")
+	_, _ = io.WriteString(w, decision+"\n")
 }
