@@ -7,6 +7,14 @@ ENVTEST_K8S_VERSION := $(shell hack/controlplane/k8s-version.sh)
 VERSION ?= $(shell cat VERSION)
 IMG ?= offerfeed:latest
 GO ?= go
+# Tools live in modules of their own, so that their dependencies stay out of go.mod (and out of the
+# module graph of whoever imports api/, offerfeedtest or pkg/gatewayconfig): hack/gen for the
+# generators, hack/lint for the linters. `go tool -modfile` builds them on first use (then cached).
+CONTROLLER_GEN ?= $(GO) tool -modfile=$(CURDIR)/hack/gen/go.mod controller-gen
+KUSTOMIZE ?= $(GO) tool -modfile=$(CURDIR)/hack/gen/go.mod kustomize
+GOLANGCI_LINT ?= $(GO) tool -modfile=$(CURDIR)/hack/lint/go.mod golangci-lint
+# golangci-lint built with the kube-api-linter (KAL) module plugin, for api/ (.golangci-kal.yml).
+GOLANGCI_KAL ?= $(GO) tool -modfile=$(CURDIR)/hack/lint/go.mod golangci-lint-kube-api-linter
 # Test flags; `make test TESTFLAGS=-short` skips the slow cases.
 TESTFLAGS ?=
 
@@ -22,7 +30,7 @@ help: ## Show the targets.
 
 .PHONY: manifests
 manifests: ## Generate the CRD, RBAC and webhook manifests from the markers.
-	$(GO) tool controller-gen rbac:roleName=manager-role crd webhook paths="./..." \
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." \
 		output:crd:artifacts:config=config/crd/bases \
 		output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
@@ -33,7 +41,7 @@ manifests: ## Generate the CRD, RBAC and webhook manifests from the markers.
 
 .PHONY: generate
 generate: ## Generate deepcopy code, the gateway config rules (from the CRD), JSON Schema, K8s version and the PrometheusRule.
-	$(GO) tool controller-gen object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 	$(GO) run ./hack/gatewayrules > pkg/gatewayconfig/zz_generated.rules.go.tmp
 	mv pkg/gatewayconfig/zz_generated.rules.go.tmp pkg/gatewayconfig/zz_generated.rules.go
 	$(GO) run ./hack/k8sversion > internal/testenv/zz_generated.version.go.tmp
@@ -67,8 +75,17 @@ vet: ## Run go vet.
 	for m in $(SUBMODULES); do $(GO) -C $$m vet ./... || exit 1; done
 
 .PHONY: lint
-lint: vet ## Check formatting and vet.
+lint: vet lint-go lint-api ## Check formatting, vet, golangci-lint (.golangci.yml) and kube-api-linter on api/ (.golangci-kal.yml).
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
+
+.PHONY: lint-go
+lint-go: ## Run golangci-lint (.golangci.yml) over the main module and SUBMODULES.
+	$(GOLANGCI_LINT) run ./...
+	for m in $(SUBMODULES); do (cd $$m && $(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...) || exit 1; done
+
+.PHONY: lint-api
+lint-api: ## Run kube-api-linter (KAL) on the API types (.golangci-kal.yml).
+	$(GOLANGCI_KAL) run --config .golangci-kal.yml ./api/...
 
 .PHONY: controlplane
 controlplane: ## Build kube-apiserver, etcd and kubectl from Go modules for envtest (skips what exists).
@@ -158,33 +175,33 @@ docker-buildx: ## Build and push the image for PLATFORMS (needs docker buildx).
 .PHONY: build-installer
 build-installer: ## Write dist/install.yaml: the whole install (config/default) with image IMG.
 	mkdir -p dist
-	cd config/manager && $(GO) tool kustomize edit set image offerfeed=$(IMG)
-	$(GO) tool kustomize build config/default > dist/install.yaml
+	cd config/manager && $(KUSTOMIZE) edit set image offerfeed=$(IMG)
+	$(KUSTOMIZE) build config/default > dist/install.yaml
 
 ##@ Deployment
 
 .PHONY: install
 install: ## Install the CRDs into the cluster of the current kubeconfig.
-	$(GO) tool kustomize build config/crd | kubectl apply --server-side -f -
+	$(KUSTOMIZE) build config/crd | kubectl apply --server-side -f -
 
 .PHONY: uninstall
 uninstall: ## Remove the CRDs (and every policy) from the cluster.
-	$(GO) tool kustomize build config/crd | kubectl delete --ignore-not-found -f -
+	$(KUSTOMIZE) build config/crd | kubectl delete --ignore-not-found -f -
 
 .PHONY: deploy
 deploy: ## Deploy offerfeed (config/default, needs cert-manager) with image IMG.
-	cd config/manager && $(GO) tool kustomize edit set image offerfeed=$(IMG)
-	$(GO) tool kustomize build config/default | kubectl apply --server-side -f -
+	cd config/manager && $(KUSTOMIZE) edit set image offerfeed=$(IMG)
+	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
 
 .PHONY: undeploy
 undeploy: ## Remove offerfeed from the cluster.
-	$(GO) tool kustomize build config/default | kubectl delete --ignore-not-found -f -
+	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
 
 .PHONY: deploy-no-certmanager
 deploy-no-certmanager: ## Deploy without cert-manager (create the webhook Secret first: docs/install.md).
-	cd config/manager && $(GO) tool kustomize edit set image offerfeed=$(IMG)
-	$(GO) tool kustomize build config/default-no-certmanager | kubectl apply --server-side -f -
+	cd config/manager && $(KUSTOMIZE) edit set image offerfeed=$(IMG)
+	$(KUSTOMIZE) build config/default-no-certmanager | kubectl apply --server-side -f -
 
 .PHONY: undeploy-no-certmanager
 undeploy-no-certmanager: ## Remove an install made with deploy-no-certmanager.
-	$(GO) tool kustomize build config/default-no-certmanager | kubectl delete --ignore-not-found -f -
+	$(KUSTOMIZE) build config/default-no-certmanager | kubectl delete --ignore-not-found -f -

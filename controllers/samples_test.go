@@ -21,7 +21,7 @@ import (
 func kubectl(args ...string) (string, error) {
 	dir, err := testenv.AssetsDir()
 	Expect(err).NotTo(HaveOccurred())
-	k := env.ControlPlane.KubeCtl()
+	k := env.ControlPlane.KubeCtl() //nolint:staticcheck // SA1019: the admin's kubectl is the one wanted; AddUser would add a user for nothing
 	k.Path = filepath.Join(dir, "kubectl")
 	stdout, stderr, err := k.Run(args...)
 	out, _ := io.ReadAll(stdout)

@@ -87,7 +87,7 @@ func WaitForPolicyProgrammed(ctx context.Context, c client.Client, key types.Nam
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for OfferFeedPolicy %s to be Programmed: %w (last: %v)", key, context.Cause(ctx), err)
+			return nil, fmt.Errorf("waiting for OfferFeedPolicy %s to be Programmed: %w (last: %w)", key, context.Cause(ctx), err)
 		case <-t.C:
 		}
 	}

@@ -155,13 +155,13 @@ func ExampleStartManager() {
 	if err != nil {
 		panic(err)
 	}
-	defer env.Stop() //nolint:errcheck
+	defer env.Stop() //nolint:errcheck // the example ends here; a stop error has no one to tell
 
 	m, err := offerfeedtest.StartManager(ctx, restCfg)
 	if err != nil {
 		panic(err)
 	}
-	defer m.Stop() //nolint:errcheck
+	defer m.Stop() //nolint:errcheck // the example ends here; a stop error has no one to tell
 
 	k8s, err := client.New(restCfg, client.Options{Scheme: offerfeedtest.NewScheme()})
 	if err != nil {

@@ -193,7 +193,7 @@ func TestStartManagerWithoutCRDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer env.Stop() //nolint:errcheck
+	defer env.Stop() //nolint:errcheck // the test is over; a stop error has no one to tell
 	_, err = offerfeedtest.StartManager(context.Background(), cfg)
 	if err == nil || !strings.Contains(err.Error(), "install the offerfeed CRDs") {
 		t.Fatalf("StartManager without CRDs: %v, want an error asking for the CRDs", err)

@@ -70,11 +70,11 @@ func newOfferService(t *testing.T) *offerService {
 		switch {
 		case r.URL.Path == "/offers":
 			w.Header().Set("Content-Type", "application/json")
-			io.WriteString(w, `{"offers":[{"id":"o1"},{"id":"o2"}]}`)
+			_, _ = io.WriteString(w, `{"offers":[{"id":"o1"},{"id":"o2"}]}`)
 		case strings.HasSuffix(r.URL.Path, "/accept"):
 			w.WriteHeader(http.StatusOK)
 		default:
-			io.WriteString(w, "other")
+			_, _ = io.WriteString(w, "other")
 		}
 	}))
 	t.Cleanup(s.Close)

@@ -70,7 +70,7 @@ type OfferFeedPolicySpec struct {
 	// is forwarded, flagged with the decision the gateway would have taken).
 	//
 	// +optional
-	// +kubebuilder:default=Enforce
+	// +default="Enforce"
 	Mode gatewayconfig.Mode `json:"mode,omitempty"`
 
 	// clientIdentity says how the gateway tells drivers apart.
@@ -133,7 +133,7 @@ type FeedLimits struct {
 	// method is the HTTP method of the feed request.
 	//
 	// +optional
-	// +kubebuilder:default=GET
+	// +default="GET"
 	Method HTTPMethod `json:"method,omitempty"`
 
 	// path is the feed's request path: an exact path such as /offers, or a prefix ending in
@@ -155,7 +155,7 @@ type FeedLimits struct {
 	// burst is how many polls a driver may make back to back before minInterval applies.
 	//
 	// +optional
-	// +kubebuilder:default=1
+	// +default=1
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100
 	Burst int32 `json:"burst,omitempty"`
@@ -173,7 +173,7 @@ type AcceptLimits struct {
 	// method is the HTTP method of the accept request.
 	//
 	// +optional
-	// +kubebuilder:default=POST
+	// +default="POST"
 	Method HTTPMethod `json:"method,omitempty"`
 
 	// pathTemplate is the accept's request path. A segment written {offerId} matches any one
@@ -257,7 +257,7 @@ type Fairness struct {
 	// award is how the draw orders the candidates: Random or LeastRecentlyWon.
 	//
 	// +optional
-	// +kubebuilder:default=Random
+	// +default="Random"
 	Award gatewayconfig.Award `json:"award,omitempty"`
 }
 
@@ -435,11 +435,6 @@ type DecisionRefusal struct {
 
 // OfferFeedPolicyStatus is what the operator observed and did with a policy.
 type OfferFeedPolicyStatus struct {
-	// observedGeneration is the metadata.generation that the status was last computed from.
-	//
-	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-
 	// conditions are Accepted (the policy is valid and not in conflict), Programmed (the
 	// policy is in the gateway config of its namespace), Ready (both, at the current
 	// generation) and, while someone must act before it can become Ready, Stalled.
@@ -450,11 +445,16 @@ type OfferFeedPolicyStatus struct {
 	// +kubebuilder:validation:MaxItems=8
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
+	// observedGeneration is the metadata.generation that the status was last computed from.
+	//
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
 	// targetedPods is how many running pods this policy governs: pods it selects that carry
 	// the gateway sidecar.
 	//
 	// +optional
-	// +kubebuilder:default=0
+	// +default=0
 	TargetedPods int32 `json:"targetedPods"`
 
 	// configHash is the hash ("sha256:" and hex) of this policy's entry in the gateway config,
@@ -478,7 +478,11 @@ type OfferFeedPolicyStatus struct {
 // +kubebuilder:printcolumn:name="Targeted",type=integer,JSONPath=`.status.targetedPods`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type OfferFeedPolicy struct {
-	metav1.TypeMeta   `json:",inline"`
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is the standard object metadata.
+	//
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// spec is the policy.
@@ -501,8 +505,4 @@ type OfferFeedPolicyList struct {
 
 	// items are the policies.
 	Items []OfferFeedPolicy `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&OfferFeedPolicy{}, &OfferFeedPolicyList{})
 }

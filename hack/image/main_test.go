@@ -128,7 +128,7 @@ func checkImage(t *testing.T, img v1.Image, platform string, f *fixture, oci boo
 			t.Errorf("%s: label %s = %q, want %q", platform, k, c.Labels[k], v)
 		}
 	}
-	if !cf.Created.Time.Equal(time.Unix(1767225600, 0)) {
+	if !cf.Created.Equal(time.Unix(1767225600, 0)) {
 		t.Errorf("created %v", cf.Created)
 	}
 

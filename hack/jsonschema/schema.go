@@ -201,6 +201,7 @@ type docs struct {
 // readDocs parses the Go source in dir (tests excluded).
 func readDocs(dir string) (*docs, error) {
 	fset := token.NewFileSet()
+	//nolint:staticcheck // SA1019 (ParseDir): one directory of plain files, no build tags to consider.
 	pkgs, err := parser.ParseDir(fset, dir, func(fi fs.FileInfo) bool {
 		return !strings.HasSuffix(fi.Name(), "_test.go")
 	}, parser.ParseComments)

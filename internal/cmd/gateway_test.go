@@ -24,6 +24,13 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+func writeFile(t *testing.T, name string, data []byte, perm os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(name, data, perm); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestGatewayFlagErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{},                               // no --upstream
@@ -52,16 +59,16 @@ func TestGatewayCommand(t *testing.T) {
 			reached <- struct{}{}
 			<-slow
 		}
-		io.WriteString(w, "ok")
+		_, _ = io.WriteString(w, "ok")
 	}))
 	defer up.Close()
 	dir := t.TempDir()
 	config := filepath.Join(dir, "config.json")
-	os.WriteFile(config, []byte(`{"schemaVersion":1,"namespace":"offers","policies":[{"name":"standard","mode":"Enforce",
+	writeFile(t, config, []byte(`{"schemaVersion":1,"namespace":"offers","policies":[{"name":"standard","mode":"Enforce",
 		"selector":{"matchLabels":{"app":"offer-service"}},"identityHeader":"X-Driver-Id",
 		"feed":{"method":"GET","path":"/offers","minInterval":"2s","burst":1}}]}`), 0o644)
 	labels := filepath.Join(dir, "labels")
-	os.WriteFile(labels, []byte("app=\"offer-service\"\n"), 0o644)
+	writeFile(t, labels, []byte("app=\"offer-service\"\n"), 0o644)
 	listen, admin := freeAddr(t), freeAddr(t)
 	done := make(chan int, 1)
 	go func() {

@@ -163,7 +163,9 @@ func BenchmarkServeFeed(b *testing.B) {
 		b.Run(mode, func(b *testing.B) {
 			g, _ := benchGateway(b, cannedTransport{feedBody})
 			if mode == "no-policy" {
-				g.Apply(nil)
+				if err := g.Apply(nil); err != nil {
+					b.Fatal(err)
+				}
 			}
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
@@ -199,7 +201,7 @@ func BenchmarkShownOffersScan(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		sc.init(p, testSeed, sc.found)
-		sc.Write(doc)
+		_, _ = sc.Write(doc)
 	}
 }
 

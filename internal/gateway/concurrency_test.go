@@ -187,7 +187,9 @@ func TestUpstreamFaults(t *testing.T) {
 	defer close(stop)
 	slowURL, _ := url.Parse(slow.URL)
 	g, _ = New(Options{Upstream: slowURL, UpstreamTimeout: 50 * time.Millisecond, PodLabels: map[string]string{"app": "offer-service"}})
-	g.Apply(configOf(standardPolicy()))
+	if err := g.Apply(configOf(standardPolicy())); err != nil {
+		t.Fatal(err)
+	}
 	base := runtime.NumGoroutine()
 	var wg sync.WaitGroup
 	for i := 0; i < 20; i++ {
@@ -211,7 +213,9 @@ func TestUpstreamFaults(t *testing.T) {
 	// Accepts are forwarded with a deadline of their own; its expiry is a timeout too.
 	p := standardPolicy()
 	p.Accept.RequireShown, p.Accept.MinReactionTime = false, 0
-	g.Apply(configOf(p))
+	if err := g.Apply(configOf(p)); err != nil {
+		t.Fatal(err)
+	}
 	w = httptest.NewRecorder()
 	r := httptest.NewRequest("POST", "/offers/o1/accept", nil)
 	r.Header.Set("X-Driver-Id", "acceptor")
@@ -300,14 +304,17 @@ func TestAcceptCountedWhenClientHangsUp(t *testing.T) {
 	req.Header.Set("X-Driver-Id", "bot")
 	errc := make(chan error, 1)
 	go func() {
-		_, err := http.DefaultClient.Do(req)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
 		errc <- err
 	}()
 	eventually(t, "the accept to be in flight", func() bool {
 		return hasMetric(t, g, `offerfeed_gateway_decisions_total{decision="allowed",policy="standard",route="accept"} 1`)
 	})
 	cancel()
-	<-errc
+	<-errc //nolint:errcheck // waits for the serve loop to end after cancel; its result is not under test here
 	close(release)
 	<-answered
 	// The 2xx counts: no accept in flight, one counted.
@@ -375,7 +382,7 @@ func TestLargeFeedStreams(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		for s := want; len(s) > 0; {
 			n := min(len(s), 1000)
-			io.WriteString(w, s[:n])
+			_, _ = io.WriteString(w, s[:n])
 			s = s[n:]
 		}
 	}))

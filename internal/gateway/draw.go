@@ -644,5 +644,5 @@ func answerDraw(w http.ResponseWriter, p *policy, decision DrawDecision) {
 	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusConflict)
-	io.WriteString(w, decision.String()+"\n")
+	_, _ = io.WriteString(w, decision.String()+"\n")
 }

@@ -141,7 +141,7 @@ func TestFloodCannotResetQuota(t *testing.T) {
 	const max = 1000
 	real := map[string]bool{"bot-token": true, "human-token": true}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
+		_, _ = io.Copy(io.Discard, r.Body)
 		if !real[r.Header.Get("X-Amz-Access-Token")] {
 			http.Error(w, "unknown token", http.StatusUnauthorized)
 			return
@@ -155,7 +155,7 @@ func TestFloodCannotResetQuota(t *testing.T) {
 		for _, o := range []string{"o1", "o2", "o3", "o4"} {
 			list = append(list, map[string]string{"offerId": o})
 		}
-		json.NewEncoder(w).Encode(map[string]any{"offerList": list})
+		_ = json.NewEncoder(w).Encode(map[string]any{"offerList": list})
 	}))
 	defer up.Close()
 	u, _ := url.Parse(up.URL)

@@ -104,18 +104,18 @@ func newFakeUpstream(t testing.TB) *fakeUpstream {
 			for _, o := range offers {
 				list = append(list, map[string]string{"id": o})
 			}
-			json.NewEncoder(w).Encode(map[string]any{"offers": list})
+			_ = json.NewEncoder(w).Encode(map[string]any{"offers": list})
 		case r.URL.Path == "/GetOffersForProviderPost":
 			w.Header().Set("Content-Type", "application/json; charset=utf-8")
 			var list []map[string]any
 			for _, o := range offers {
 				list = append(list, map[string]any{"offerId": o, "rateInfo": map[string]any{"priceAmount": 42.5}})
 			}
-			json.NewEncoder(w).Encode(map[string]any{"offerList": list})
+			_ = json.NewEncoder(w).Encode(map[string]any{"offerList": list})
 		case strings.HasSuffix(r.URL.Path, "/accept") || r.URL.Path == "/AcceptOffer":
 			w.WriteHeader(status)
 		default:
-			io.WriteString(w, "other")
+			_, _ = io.WriteString(w, "other")
 		}
 	}))
 	t.Cleanup(u.Close)

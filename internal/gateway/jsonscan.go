@@ -67,9 +67,6 @@ const (
 	maxKeyLen = 3 * gatewayconfig.MaxFieldLen
 )
 
-// errScan is the scanner's only error: the input is not JSON (or nests too deeply).
-var errScan = errors.New("not valid JSON")
-
 // scanner states.
 const (
 	stValue    = iota // expecting a value

@@ -135,7 +135,7 @@ func differs(field string, doc []byte, h uint64, ok bool) string {
 		v := reflect.New(structFor(field, typ))
 		f := v.Elem().Field(0)
 		f.Set(reflect.ValueOf(unset).Convert(typ))
-		json.Unmarshal(doc, v.Interface())
+		_ = json.Unmarshal(doc, v.Interface())
 		got := f.Interface()
 		if g, ok := got.(float64); ok && math.IsNaN(g) {
 			return nil, false

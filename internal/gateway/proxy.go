@@ -109,7 +109,7 @@ func (b *bodyWatch) Read(p []byte) (int, error) {
 	if b.state == bodyIdle {
 		b.state = bodyArmed
 		b.deadline = time.Now().Add(b.timeout)
-		b.rc.SetReadDeadline(b.deadline) // ErrNotSupported: no deadline
+		_ = b.rc.SetReadDeadline(b.deadline) // ErrNotSupported: no deadline
 	}
 	b.mu.Unlock()
 	n, err := b.ReadCloser.Read(p)
@@ -137,7 +137,7 @@ func (b *bodyWatch) answered() {
 	defer b.mu.Unlock()
 	if b.state == bodyArmed {
 		b.state = bodyOver
-		b.rc.SetReadDeadline(time.Time{})
+		_ = b.rc.SetReadDeadline(time.Time{})
 	}
 }
 
@@ -150,7 +150,7 @@ func (b *bodyWatch) end(err error) {
 		return
 	}
 	b.state = bodyOver
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		b.complete = true
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -158,7 +158,7 @@ func (b *bodyWatch) end(err error) {
 		b.g.m.bodyTimeouts.Inc()
 		return
 	}
-	b.rc.SetReadDeadline(time.Time{})
+	_ = b.rc.SetReadDeadline(time.Time{})
 }
 
 // release is called when the handler returns: a body never read gets its deadline now, for
@@ -167,7 +167,7 @@ func (b *bodyWatch) release() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.complete && !b.timedOut {
-		b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
 	}
 	b.state = bodyOver
 }

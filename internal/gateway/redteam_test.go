@@ -159,7 +159,7 @@ func TestRedteamIdentityOnTheWire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
 	send := func(headers string) (int, string) {
 		t.Helper()
@@ -168,7 +168,7 @@ func TestRedteamIdentityOnTheWire(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		fmt.Fprintf(c, "GET /offers HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n", headers)
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
@@ -267,7 +267,7 @@ func TestRedteamQueryOfferID(t *testing.T) {
 func TestRedteamBodyTricks(t *testing.T) {
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
-	zw.Write([]byte(`{"offerId":"o9"}`))
+	_, _ = zw.Write([]byte(`{"offerId":"o9"}`))
 	zw.Close()
 	cases := []struct {
 		name, body string
@@ -358,7 +358,7 @@ type tunnelUpstream struct {
 func (u *tunnelUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "h2c") {
 		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"offers":[]}`)
+		_, _ = io.WriteString(w, `{"offers":[]}`)
 		return
 	}
 	c, brw, err := http.NewResponseController(w).Hijack()
@@ -366,18 +366,18 @@ func (u *tunnelUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
-	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+	_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
 	brw.Flush()
 	for {
 		req, err := http.ReadRequest(brw.Reader)
 		if err != nil {
 			return
 		}
-		io.Copy(io.Discard, req.Body)
+		_, _ = io.Copy(io.Discard, req.Body)
 		u.mu.Lock()
 		u.seen = append(u.seen, req.Method+" "+req.URL.Path)
 		u.mu.Unlock()
-		brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		_, _ = brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 		brw.Flush()
 	}
 }
@@ -397,21 +397,21 @@ func TestRedteamH2CUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
 	for _, upgrade := range []string{"h2c", "H2C", "websocket, h2c"} {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		fmt.Fprintf(c, "GET /health HTTP/1.1\r\nHost: x\r\nX-Driver-Id: t1\r\nConnection: Upgrade\r\nUpgrade: %s\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", upgrade)
 		br := bufio.NewReader(c)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		// Whatever the answer, the next request on the connection must be the gateway's.
 		fmt.Fprintf(c, "POST /offers/o9/accept HTTP/1.1\r\nHost: x\r\nX-Driver-Id: t1\r\nContent-Length: 0\r\n\r\n")
@@ -438,15 +438,15 @@ func TestRedteamPipelining(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, strings.Repeat("GET /offers HTTP/1.1\r\nHost: x\r\nX-Driver-Id: t1\r\n\r\n", 5))
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(c, strings.Repeat("GET /offers HTTP/1.1\r\nHost: x\r\nX-Driver-Id: t1\r\n\r\n", 5))
 	br := bufio.NewReader(c)
 	var codes []int
 	for range 5 {
@@ -454,7 +454,7 @@ func TestRedteamPipelining(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		codes = append(codes, resp.StatusCode)
 	}
@@ -564,7 +564,7 @@ func (h *harness) serveOnLoopback(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
 }
@@ -582,7 +582,7 @@ func TestRedteamBodyFraming(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 		br := bufio.NewReader(c)
 		fmt.Fprintf(c, "POST /AcceptOffer HTTP/1.1\r\nHost: x\r\nX-Amz-Access-Token: t1\r\nContent-Type: application/json\r\n%s\r\n", req.head)
 		if strings.Contains(req.head, "Expect") {
@@ -590,9 +590,9 @@ func TestRedteamBodyFraming(t *testing.T) {
 			if err != nil || !strings.Contains(line, "100") {
 				t.Fatalf("no 100 Continue: %q %v", line, err)
 			}
-			br.ReadString('\n')
+			_, _ = br.ReadString('\n')
 		}
-		io.WriteString(c, req.body)
+		_, _ = io.WriteString(c, req.body)
 		resp, err := http.ReadResponse(br, nil)
 		c.Close()
 		if err != nil || resp.StatusCode != 403 || resp.Header.Get(HeaderDecision) != "unseen-offer" {

@@ -31,16 +31,15 @@ func problem(decision, status, retry string) string {
 // headers OfferFeed-Decision, Retry-After (where the decision has one) and RateLimit.
 func TestRefusalShapes(t *testing.T) {
 	type req struct {
-		advance        time.Duration
-		method, path   string
-		hdr            []string
-		status         int
-		decision       string
-		contentType    string
-		body           string
-		retryAfter     string // "" must be absent
-		rateLimit      bool   // RateLimit must be present
-		mustNotForward bool
+		advance      time.Duration
+		method, path string
+		hdr          []string
+		status       int
+		decision     string
+		contentType  string
+		body         string
+		retryAfter   string // "" must be absent
+		rateLimit    bool   // RateLimit must be present
 	}
 	const problemCT = "application/problem+json"
 	tests := []struct {

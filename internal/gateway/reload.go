@@ -124,7 +124,7 @@ func (g *Gateway) Watch(ctx context.Context, configFile, labelsFile string) erro
 				g.log.Error(err, "pod labels not read; keeping the previous labels", "file", labelsFile)
 			}
 		}
-		g.LoadFile(configFile) // failures are logged, counted and reported by LoadFile
+		_ = g.LoadFile(configFile) // failures are logged, counted and reported by LoadFile
 	}
 	addDirs()
 	reload()

@@ -176,13 +176,19 @@ func TestReloadPlainFile(t *testing.T) {
 
 	p := standardPolicy()
 	p.Name = "written"
-	os.WriteFile(configFile, marshal(t, configOf(p)), 0o644)
+	if err := os.WriteFile(configFile, marshal(t, configOf(p)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "the written config", func() bool { return h.g.Status().Policy == "written" })
 
 	p.Name = "renamed"
 	tmp := filepath.Join(dir, "tmp.json")
-	os.WriteFile(tmp, marshal(t, configOf(p)), 0o644)
-	os.Rename(tmp, configFile)
+	if err := os.WriteFile(tmp, marshal(t, configOf(p)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, configFile); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "the renamed-over config", func() bool { return h.g.Status().Policy == "renamed" })
 
 	// A file that was there and goes away keeps the last good config in force.
@@ -269,6 +275,8 @@ func TestReloadDirectoryAppears(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dir, "config.json"), marshal(t, configOf(standardPolicy())), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), marshal(t, configOf(standardPolicy())), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, "the config", func() bool { return h.g.Status().Policy == "standard" })
 }

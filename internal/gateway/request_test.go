@@ -284,7 +284,7 @@ func TestHeaderAliasesStripped(t *testing.T) {
 	h.g.ServeHTTP(w, r)
 	expect(t, w, 200, "")
 	got := h.up.last().Header
-	if len(got["X_driver_id"]) != 1 || got["X_driver_id"][0] != "d1" || got["X-Driver-Id"] != nil || got["X-DRIVER_ID"] != nil {
+	if len(got["X_driver_id"]) != 1 || got["X_driver_id"][0] != "d1" || got["X-Driver-Id"] != nil || got["X-DRIVER_ID"] != nil { //nolint:staticcheck // SA1008: the non-canonical key is the alias under test
 		t.Errorf("identity aliases reached the offer service: %v", got)
 	}
 }

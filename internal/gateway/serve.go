@@ -256,7 +256,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, p *policy, rt r
 	if !p.refusals.write(w, d.String(), retryAfter) { // refusal.go: spec.refusal's shape
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(d.Status())
-		io.WriteString(w, d.String()+"\n")
+		_, _ = io.WriteString(w, d.String()+"\n")
 	}
 	if l := g.log.V(1); l.Enabled() {
 		l.Info("request refused", "policy", p.name, "route", routeNames[rt], "decision", d.String(), "method", r.Method, "path", r.URL.Path)
@@ -415,7 +415,7 @@ func offerIDFromJSON(b []byte, path jsonPath, seed maphash.Seed) (uint64, bool) 
 		id = h
 		n++
 	})
-	sc.Write(b)
+	_, _ = sc.Write(b)
 	sc.Finish()
 	if !sc.Complete() || n == 0 || conflict || sc.Ambiguous() {
 		return 0, false
@@ -517,7 +517,7 @@ type shownBody struct {
 func (b *shownBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if sr := b.sr; n > 0 && sr != nil && !sr.sc.Err() {
-		sr.sc.Write(p[:n])
+		_, _ = sr.sc.Write(p[:n])
 		sr.flush()
 	}
 	return n, err

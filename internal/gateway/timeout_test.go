@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,7 +23,7 @@ func serve(t *testing.T, srv *http.Server) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
 }
@@ -30,9 +31,9 @@ func serve(t *testing.T, srv *http.Server) string {
 // closedWithin reports whether the server closes conn (after any answer) within d: it reads
 // until EOF or an error other than the client's own deadline.
 func closedWithin(conn net.Conn, d time.Duration) bool {
-	conn.SetReadDeadline(time.Now().Add(d))
+	_ = conn.SetReadDeadline(time.Now().Add(d))
 	_, err := io.Copy(io.Discard, conn)
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 		return false
 	}
 	return true
@@ -63,7 +64,7 @@ func TestSlowBodyCutOff(t *testing.T) {
 			}
 			return
 		}
-		w.Write(b)
+		_, _ = w.Write(b)
 	}))
 	t.Cleanup(up.Close)
 	u, _ := url.Parse(up.URL)
@@ -123,7 +124,7 @@ func TestSlowBodyCutOff(t *testing.T) {
 	defer c.Close()
 	fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: offers\r\nContent-Length: 10\r\n\r\nhello")
 	time.Sleep(timeout / 3)
-	io.WriteString(c, "world")
+	_, _ = io.WriteString(c, "world")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +169,7 @@ func TestHeaderAndIdleTimeouts(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Driver-Id: d1\r\n")
+		_, _ = io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Driver-Id: d1\r\n")
 		if !closedWithin(c, 20*time.Second) {
 			t.Errorf("%s: a connection with unfinished headers is still open after 20s", name)
 		}
@@ -178,14 +179,14 @@ func TestHeaderAndIdleTimeouts(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		_, _ = io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
 		br := bufio.NewReader(c)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		io.Copy(io.Discard, resp.Body)
-		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
 		if _, err := br.ReadByte(); err != io.EOF {
 			t.Errorf("%s: an idle keep-alive connection was not closed (read: %v)", name, err)
 		}

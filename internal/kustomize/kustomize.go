@@ -1,5 +1,5 @@
 // Package kustomize builds the kustomizations in config/ in process (the kustomize API that
-// `go tool kustomize build` runs), for tests that check or install what they produce.
+// `kustomize build` (hack/gen/go.mod) runs), for tests that check or install what they produce.
 package kustomize
 
 import (

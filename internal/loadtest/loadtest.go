@@ -87,9 +87,9 @@ var offers = func() string {
 }()
 
 func feedHandler(w http.ResponseWriter, r *http.Request) {
-	io.Copy(io.Discard, r.Body)
+	_, _ = io.Copy(io.Discard, r.Body)
 	w.Header().Set("Content-Type", "application/json")
-	io.WriteString(w, offers)
+	_, _ = io.WriteString(w, offers)
 }
 
 // limitedHandler is an offer service that serves slots requests at a time, each taking work;
@@ -118,7 +118,7 @@ func serve(h http.Handler) (string, func(), error) {
 		return "", nil, err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }()
 	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }
 
@@ -214,7 +214,7 @@ func (c *client) get(target, driver string) int {
 	if err != nil {
 		return 0
 	}
-	io.Copy(io.Discard, resp.Body)
+	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
 }

@@ -252,9 +252,9 @@ func writeColumns(b *strings.Builder, rows [][]string) {
 	for _, row := range rows {
 		for _, cell := range row[1:] {
 			// A cell ends with a tab: the last column is aligned too.
-			tw.Write([]byte(cellText(cell) + "\t"))
+			_, _ = tw.Write([]byte(cellText(cell) + "\t"))
 		}
-		tw.Write([]byte("\n"))
+		_, _ = tw.Write([]byte("\n"))
 	}
 	tw.Flush()
 	numbers := strings.Split(nums.String(), "\n")

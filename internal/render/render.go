@@ -176,7 +176,7 @@ func conflict(c *candidate, winners []*candidate, pods []Pod) (*candidate, strin
 
 // Policy renders one policy into its gateway config entry, with durations canonical and the
 // defaults of the CRD applied by the API server's own structural defaulting (the
-// +kubebuilder:default markers of api/v1alpha1 are their only definition), so a policy read
+// +default markers of api/v1alpha1 are their only definition), so a policy read
 // from a manifest renders as the same policy read back from the API server. It fails on
 // durations that do not parse; other values the schema refuses it passes on, for Render to
 // find with the gateway's own checks.

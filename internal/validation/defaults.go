@@ -10,7 +10,7 @@ import (
 
 // Default applies the defaults of the schema of gvk to obj, an object as decoded from JSON, as
 // the API server does when it decodes a request or reads a stored object (structural
-// defaulting: the +kubebuilder:default markers, nowhere else). obj may hold only some of the
+// defaulting: the +default markers, nowhere else). obj may hold only some of the
 // object's fields, such as just its spec.
 func (v *Validator) Default(gvk schema.GroupVersionKind, obj map[string]any) error {
 	ki, ok := v.kinds[gvk.GroupKind()]

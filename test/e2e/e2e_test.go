@@ -75,7 +75,7 @@ func offerfeedBinary(t *testing.T) string {
 		}
 		binary = filepath.Join(dir, "offerfeed")
 		if out, err := exec.Command("go", "build", "-o", binary, "../..").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
@@ -126,8 +126,8 @@ func start(t *testing.T, env []string, args ...string) *process {
 	}
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
+		_ = p.cmd.Process.Kill() // it may have exited already
+		<-p.done                 //nolint:errcheck // killed: its exit status is not under test
 		if t.Failed() {
 			t.Logf("offerfeed %s output:\n%s", args[0], p.out.String())
 		}
@@ -338,7 +338,7 @@ func TestManagerAsInstalled(t *testing.T) {
 	mgr := in.startManager(t, 0)
 	eventually(t, "leader elected", func() error {
 		if h, err := in.leaseHolder(ctx); err != nil || h == "" {
-			return fmt.Errorf("lease holder %q: %v", h, err)
+			return fmt.Errorf("lease holder %q: %w", h, err)
 		}
 		return nil
 	})
@@ -486,7 +486,7 @@ func TestInjectedGatewayRuns(t *testing.T) {
 	offerfeedBinary(t)
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"offers":[]}`)
+		_, _ = io.WriteString(w, `{"offers":[]}`)
 	}))
 	t.Cleanup(app.Close)
 	appPort := app.Listener.Addr().(*net.TCPAddr).Port
@@ -563,7 +563,7 @@ func TestInjectedGatewayRuns(t *testing.T) {
 	eventually(t, "policy enforced after the config appeared", func() error {
 		n++
 		h := http.Header{"X-Driver-Id": {fmt.Sprintf("driver-%d", n+1)}}
-		httpGet(proxy, h)
+		_, _, _, _ = httpGet(proxy, h)
 		code, _, header, err := httpGet(proxy, h)
 		if err != nil {
 			return err

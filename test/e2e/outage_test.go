@@ -111,7 +111,7 @@ func TestWebhookSurvivesAPIOutage(t *testing.T) {
 	mgr := in.startManager(t, 0)
 	eventually(t, "leader elected", func() error {
 		if h, err := in.leaseHolder(ctx); err != nil || h == "" {
-			return fmt.Errorf("lease holder %q: %v", h, err)
+			return fmt.Errorf("lease holder %q: %w", h, err)
 		}
 		return nil
 	})
@@ -184,7 +184,7 @@ func TestWebhookSurvivesAPIOutage(t *testing.T) {
 	deadline := 90 * time.Second
 	waitFor(t, deadline, "leader elected again", func() error {
 		if h, err := in.leaseHolder(ctx); err != nil || h == "" {
-			return fmt.Errorf("lease holder %q: %v", h, err)
+			return fmt.Errorf("lease holder %q: %w", h, err)
 		}
 		return nil
 	})

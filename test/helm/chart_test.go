@@ -13,12 +13,12 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
 	"github.com/offerfeed/offerfeed/internal/kustomize"
 	"github.com/offerfeed/offerfeed/internal/manifest"
-	chart "helm.sh/helm/v4/pkg/chart/v2"
 )
 
 const (

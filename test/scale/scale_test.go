@@ -59,7 +59,7 @@ func runScale(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer env.Stop() //nolint:errcheck
+	defer env.Stop() //nolint:errcheck // the benchmark is over; a stop error does not change its figures
 	c, err := client.New(testenv.Unthrottled(cfg), client.Options{Scheme: operator.NewScheme()})
 	if err != nil {
 		b.Fatal(err)
