@@ -18,7 +18,6 @@ import (
 
 	offerfeedv1alpha1 "github.com/offerfeed/offerfeed/api/v1alpha1"
 	"github.com/offerfeed/offerfeed/offerfeedtest"
-	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
 // offerServiceLabels are the labels of our offer-service pods.
@@ -145,7 +144,7 @@ var _ = Describe("our offer service behind the offerfeed gateway", func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(cfg.Policies).To(HaveLen(1))
 		Expect(cfg.Policies[0].Name).To(Equal(policy.Name))
-		Expect(cfg.Policies[0].Mode).To(Equal(gatewayconfig.Mode(policy.Spec.Mode)))
+		Expect(cfg.Policies[0].Mode).To(Equal(policy.Spec.Mode))
 		Expect(cfg.Policies[0].Feed.MinInterval.D()).To(Equal(2 * time.Second))
 
 		gw, err := offerfeedtest.NewGateway(cfg, svc.URL, offerServiceLabels, offerfeedtest.WithClock(clock))

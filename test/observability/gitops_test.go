@@ -124,7 +124,7 @@ func TestGitOpsHealth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Stop()
+	defer func() { _ = m.Stop() }()
 	waitFor("standard", v1alpha1.ConditionReady, metav1.ConditionTrue)
 	check("standard", status.CurrentStatus, "Healthy", "accepted")
 }
@@ -175,18 +175,18 @@ func argoHealth(script []byte, obj map[string]any) (string, string, error) {
 }
 
 // toLua converts a JSON-like value (an unstructured object) to Lua, as Argo CD does.
-func toLua(L *lua.LState, v any) lua.LValue {
+func toLua(ls *lua.LState, v any) lua.LValue {
 	switch v := v.(type) {
 	case map[string]any:
-		t := L.NewTable()
+		t := ls.NewTable()
 		for k, x := range v {
-			t.RawSetString(k, toLua(L, x))
+			t.RawSetString(k, toLua(ls, x))
 		}
 		return t
 	case []any:
-		t := L.NewTable()
+		t := ls.NewTable()
 		for _, x := range v {
-			t.Append(toLua(L, x))
+			t.Append(toLua(ls, x))
 		}
 		return t
 	case string:

@@ -109,7 +109,7 @@ func TestQueriesNameExposedMetrics(t *testing.T) {
 		switch {
 		case r.URL.Path == "/offers":
 			w.Header().Set("Content-Type", "application/json")
-			io.WriteString(w, `{"offers": [{"id": "o1"}]}`)
+			_, _ = io.WriteString(w, `{"offers": [{"id": "o1"}]}`)
 		case r.URL.Path == "/boom":
 			panic(http.ErrAbortHandler)
 		default:
@@ -139,7 +139,7 @@ func TestQueriesNameExposedMetrics(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		return resp.StatusCode
 	}
@@ -296,7 +296,7 @@ func scrape(t *testing.T, u string) map[string]*dto.MetricFamily {
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != 200 {
-			last = fmt.Errorf("GET %s: %d %v", u, resp.StatusCode, err)
+			last = fmt.Errorf("GET %s: %d %w", u, resp.StatusCode, err)
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
