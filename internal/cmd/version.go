@@ -15,8 +15,9 @@ import (
 // versionInfo is what offerfeed version prints: the build information the Go toolchain
 // records in the binary.
 type versionInfo struct {
-	// Version is the module version: v0.1.0 for `go install ...@v0.1.0`, a pseudo-version, or
-	// (devel) for a build in a checkout.
+	// Version is the module version: v0.1.0 for `go install ...@v0.1.0` or a build in a git
+	// clone at tag v0.1.0, a pseudo-version (+dirty with uncommitted changes), or (devel) for
+	// a build without VCS information.
 	Version string `json:"version"`
 	// Revision is the VCS commit the binary was built from (vcs.revision), when known.
 	Revision string `json:"revision,omitempty"`

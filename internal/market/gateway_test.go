@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/offerfeed/offerfeed/internal/gateway"
 	"github.com/offerfeed/offerfeed/internal/market"
+	"github.com/offerfeed/offerfeed/internal/render/rendertest"
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
@@ -103,9 +105,27 @@ func gatewayConfig(mode gatewayconfig.Mode, shape market.Shape, known market.Pol
 // TestStrictAppThroughGateway plays the Flex market with apps that read only the platform's
 // own errors, as the apps already on drivers' phones do. With the gateway's own refusals
 // (text/plain 429) they crash; with spec.refusal in the Flex shape (400 {"message":"Rate
-// exceeded"}) they keep working while the gateway refuses the bots.
+// exceeded"}) they keep working while the gateway refuses the bots. The Flex shape is the
+// one the operator renders from config/samples' flex policy (the golden file that the
+// controller's tests hold the operator to), so the shipped sample is what is played.
 func TestStrictAppThroughGateway(t *testing.T) {
-	flex := &gatewayconfig.Refusal{Status: 400, ContentType: "application/json", Body: `{"message":"` + market.FlexRateExceeded + `"}`}
+	golden, err := rendertest.Read("../render/testdata/samples.out.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rendered, err := gatewayconfig.Parse([]byte(golden.Config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flex *gatewayconfig.Refusal
+	for _, p := range rendered.Policies {
+		if p.Name == "flex" {
+			flex = p.Refusal
+		}
+	}
+	if want := (&gatewayconfig.Refusal{Status: 400, ContentType: "application/json", Body: `{"message":"` + market.FlexRateExceeded + `"}`}); !reflect.DeepEqual(flex, want) {
+		t.Fatalf("the flex sample renders refusal %+v, want the Flex app's own %+v", flex, want)
+	}
 	for _, tc := range []struct {
 		desc    string
 		refusal *gatewayconfig.Refusal

@@ -475,6 +475,15 @@ func TestValues(t *testing.T) {
 			if ep["port"] != "https" || ep["scheme"] != "https" || ep["interval"] != "30s" {
 				t.Errorf("endpoint %v", ep)
 			}
+			// The endpoint scrapes as config/prometheus's ServiceMonitor does, honorLabels
+			// included: without it offerfeed_policy_condition's namespace label (the policy's)
+			// becomes exported_namespace and the alerts and the dashboard name the wrong one.
+			want := prometheusServiceMonitorEndpoint(t)
+			got := maps.Clone(ep)
+			delete(got, "interval")
+			if d := cmp.Diff(want, got); d != "" {
+				t.Errorf("the chart's ServiceMonitor endpoint differs from config/prometheus's (-config +chart):\n%s", d)
+			}
 		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -483,6 +492,28 @@ func TestValues(t *testing.T) {
 			tc.check(t, in, c, stringsOf(c["args"]))
 		})
 	}
+}
+
+// prometheusServiceMonitorEndpoint returns the endpoint of the manager's ServiceMonitor in
+// config/prometheus, which the alerts and the dashboard are written for.
+func prometheusServiceMonitorEndpoint(t *testing.T) map[string]any {
+	t.Helper()
+	docs, err := kustomize.Build(top + "/config/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range docs {
+		if d.Object.GetKind() != "ServiceMonitor" {
+			continue
+		}
+		eps, _, _ := unstructured.NestedSlice(d.Object.Object, "spec", "endpoints")
+		if len(eps) != 1 {
+			t.Fatalf("config/prometheus's ServiceMonitor has %d endpoints", len(eps))
+		}
+		return eps[0].(map[string]any)
+	}
+	t.Fatal("config/prometheus has no ServiceMonitor")
+	return nil
 }
 
 // TestReleaseName: another release name prefixes every name, and every reference follows: the
