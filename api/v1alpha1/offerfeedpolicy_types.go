@@ -445,9 +445,14 @@ type OfferFeedPolicyStatus struct {
 	// +kubebuilder:validation:MaxItems=8
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// observedGeneration is the metadata.generation that the status was last computed from.
+	// observedGeneration is the metadata.generation that the status was last computed from;
+	// 0 until the operator has reconciled the policy once. The API server fills in 0 when it
+	// is unset, so a policy read from it always carries observedGeneration and GitOps tools
+	// (kstatus, the Argo CD health check) see a policy no manager has reconciled yet as in
+	// progress (0 is less than metadata.generation).
 	//
 	// +optional
+	// +default=0
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// targetedPods is how many running pods this policy governs: pods it selects that carry
@@ -490,9 +495,12 @@ type OfferFeedPolicy struct {
 	// +required
 	Spec OfferFeedPolicySpec `json:"spec"`
 
-	// status is what the operator observed and did with the policy.
+	// status is what the operator observed and did with the policy. The API server fills
+	// in an empty status, with its defaults (observedGeneration 0, targetedPods 0), until the
+	// operator writes one.
 	//
 	// +optional
+	// +default={}
 	Status OfferFeedPolicyStatus `json:"status,omitempty"`
 }
 

@@ -5,7 +5,8 @@
 -- anything else, such as a policy the manager has not reconciled yet.
 local hs = { status = "Progressing", message = "Waiting for the offerfeed manager to reconcile the policy" }
 local generation = obj.metadata.generation
-if obj.status == nil or obj.status.observedGeneration == nil then
+-- The API server fills in observedGeneration 0 until the manager first writes the status.
+if obj.status == nil or obj.status.observedGeneration == nil or obj.status.observedGeneration == 0 then
   return hs
 end
 if generation ~= nil and obj.status.observedGeneration ~= generation then

@@ -310,7 +310,8 @@ func TestLint(t *testing.T) {
 	for _, vals := range []map[string]any{
 		nil,
 		{"createNamespace": true, "certManager": map[string]any{"enabled": false},
-			"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true, "interval": "30s"}}},
+			"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true, "interval": "30s"},
+				"gatewayPodMonitor": map[string]any{"enabled": true, "interval": "30s"}}},
 		{"crds": map[string]any{"install": false}, "podDisruptionBudget": map[string]any{"enabled": false},
 			"gateway": map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": "1Gi"}}}},
 	} {
@@ -350,6 +351,8 @@ func TestSchemaRefuses(t *testing.T) {
 		{`certManager: {enabled: "yes"}`, "enabled"},
 		{`leaderElection: true`, "leaderElection"},
 		{`metrics: {serviceMonitor: {interval: soon}}`, "interval"},
+		{`metrics: {gatewayPodMonitor: {interval: soon}}`, "interval"},
+		{`metrics: {gatewayPodMonitor: {enable: true}}`, "enable"},
 		{`podDisruptionBudget: {minAvailable: half}`, "minAvailable"},
 		{`webhook: {certValidityDays: -1}`, "certValidityDays"},
 	} {
@@ -485,6 +488,40 @@ func TestValues(t *testing.T) {
 				t.Errorf("the chart's ServiceMonitor endpoint differs from config/prometheus's (-config +chart):\n%s", d)
 			}
 		},
+	}, {
+		name:   "gateway pod monitor",
+		values: `{metrics: {gatewayPodMonitor: {enabled: true, interval: 15s, labels: {release: prom}}}}`,
+		check: func(t *testing.T, in objects, c map[string]any, args []string) {
+			pm := in["PodMonitor "+namespace+"/offerfeed-gateway-metrics-monitor"]
+			if pm == nil {
+				t.Fatalf("no PodMonitor")
+			}
+			if pm.GetLabels()["release"] != "prom" || pm.GetLabels()["app.kubernetes.io/name"] != "offerfeed" {
+				t.Errorf("labels %v", pm.GetLabels())
+			}
+			eps, _, _ := unstructured.NestedSlice(pm.Object, "spec", "podMetricsEndpoints")
+			if len(eps) != 1 || eps[0].(map[string]any)["interval"] != "15s" {
+				t.Fatalf("endpoints %v", eps)
+			}
+			// The rest of the spec is config/prometheus's PodMonitor, which the gateway alerts
+			// and the dashboard are written for: every namespace, the admin port the webhook
+			// gives the sidecar.
+			got := pm.DeepCopy().Object["spec"].(map[string]any)
+			delete(got["podMetricsEndpoints"].([]any)[0].(map[string]any), "interval")
+			if d := cmp.Diff(prometheusPodMonitorSpec(t), got); d != "" {
+				t.Errorf("the chart's PodMonitor spec differs from config/prometheus's (-config +chart):\n%s", d)
+			}
+		},
+	}, {
+		name:   "monitors off by default",
+		values: `{}`,
+		check: func(t *testing.T, in objects, c map[string]any, args []string) {
+			for k := range in {
+				if strings.HasPrefix(k, "PodMonitor ") || strings.HasPrefix(k, "ServiceMonitor ") {
+					t.Errorf("%s rendered", k)
+				}
+			}
+		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := renderChart(t, ch, mustYAML(t, tc.values))
@@ -513,6 +550,24 @@ func prometheusServiceMonitorEndpoint(t *testing.T) map[string]any {
 		return eps[0].(map[string]any)
 	}
 	t.Fatal("config/prometheus has no ServiceMonitor")
+	return nil
+}
+
+// prometheusPodMonitorSpec returns the spec of the gateway sidecars' PodMonitor in
+// config/prometheus.
+func prometheusPodMonitorSpec(t *testing.T) map[string]any {
+	t.Helper()
+	docs, err := kustomize.Build(top + "/config/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range docs {
+		if d.Object.GetKind() == "PodMonitor" {
+			spec, _, _ := unstructured.NestedMap(d.Object.Object, "spec")
+			return spec
+		}
+	}
+	t.Fatal("config/prometheus has no PodMonitor")
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/offerfeed/offerfeed/api/v1alpha1"
 	"github.com/offerfeed/offerfeed/offerfeedtest"
@@ -24,7 +25,7 @@ var healthScript = filepath.Join("..", "..", "config", "argocd", "health.lua")
 // TestGitOpsHealth takes policies from the API server in each state a GitOps tool meets and
 // checks what kstatus (Flux, kpt, cli-utils) and the Argo CD health script make of them:
 // Ready is Current/Healthy, a conflict is Failed/Degraded, a spec change the manager has not
-// seen is InProgress/Progressing, and a policy the manager never saw is Progressing for Argo CD.
+// seen is InProgress/Progressing, and so is a policy the manager never saw.
 func TestGitOpsHealth(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -84,11 +85,24 @@ func TestGitOpsHealth(t *testing.T) {
 		}
 	}
 
-	// Applied before any manager runs: no status at all.
+	// Applied before any manager runs: nobody wrote a status, the API server's defaults
+	// (observedGeneration 0) make it InProgress for kstatus.
 	if err := k8s.Create(ctx, newPolicy("standard")); err != nil {
 		t.Fatal(err)
 	}
-	check("standard", status.CurrentStatus /* kstatus cannot tell a missing status; docs/install.md */, "Progressing", "Waiting for the offerfeed manager")
+	check("standard", status.InProgressStatus, "Progressing", "Waiting for the offerfeed manager to reconcile the policy")
+	// A list (what informers of GitOps tools read) carries the defaults too.
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind("OfferFeedPolicyList"))
+	if err := k8s.List(ctx, list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 {
+		t.Fatalf("listed %d policies, want 1", len(list.Items))
+	}
+	if res, err := status.Compute(&list.Items[0]); err != nil || res.Status != status.InProgressStatus {
+		t.Errorf("kstatus of the listed policy = %v (%v), want %s; status %v", res, err, status.InProgressStatus, list.Items[0].Object["status"])
+	}
 
 	m, err := offerfeedtest.StartManager(ctx, cfg)
 	if err != nil {
