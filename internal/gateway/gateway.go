@@ -269,6 +269,7 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 				stateKept = false
 			}
 			p.table.bindPolicy(p)
+			p.store = p.table
 			g.retained = nil
 			g.m.bindCounters(p)
 			next.policy = p
