@@ -38,6 +38,8 @@ type driverRef struct {
 	key uint64
 	s   *shard     // local store
 	x   *driverExt // local store: the accept and shown-offers state, when the ref is used
+	// token is the shared store's name of an accept's in-flight slot.
+	token string
 }
 
 // acceptVerdict is the outcome of an accept's checks and admission.
