@@ -105,8 +105,9 @@ test-rules: ## Check the alerting rules and run their unit tests with promtool.
 	cd config/prometheus && $(PROMTOOL) test rules offerfeed.rules.test.yaml
 
 .PHONY: test
-test: lint verify-gen test-rules mutation ## Build the control plane if needed, check generated files, run every test (and those of SUBMODULES) and the mutation check.
+test: lint verify-gen test-rules mutation ## Build the control plane and find a Redis server if needed, check generated files, run every test (and those of SUBMODULES) and the mutation check.
 	KUBEBUILDER_ASSETS="$$(ENVTEST_K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/controlplane/build.sh)" && export KUBEBUILDER_ASSETS && \
+		OFFERFEED_REDIS_SERVER="$$(hack/redis/find.sh)" && export OFFERFEED_REDIS_SERVER && \
 		$(GO) test -race -count=1 $(TESTFLAGS) ./... && \
 		for m in $(SUBMODULES); do $(GO) -C $$m test -count=1 $(TESTFLAGS) ./... || exit 1; done
 

@@ -80,8 +80,8 @@ var mutations = []mutation{
 	{
 		name:        "accept answer (slot, not draw): a 5xx counts toward maxAccepts",
 		file:        "internal/gateway/serve.go",
-		original:    "\t\t\tif won {\n\t\t\t\ta.x.done = append(a.x.done, now)",
-		replacement: "\t\t\tif won || status >= 500 {\n\t\t\t\ta.x.done = append(a.x.done, now)",
+		original:    "a.store.settle(a.ref, a.slot, won, a.t != nil, a.g.nowNS())",
+		replacement: "a.store.settle(a.ref, a.slot, won || status >= 500, a.t != nil, a.g.nowNS())",
 		tests:       "^TestOnly2xxAcceptsCount$",
 	},
 	{

@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/clock"
@@ -87,7 +88,27 @@ type Options struct {
 	// MaxDrawCandidates bounds the candidates of one fair draw; zero means
 	// DefaultMaxDrawCandidates.
 	MaxDrawCandidates int
+
+	// SharedState, when set, keeps the state of the policy's drivers (feed pacing, the accept
+	// quota and its in-flight slots, shown offers) in Redis, shared by the gateways that use
+	// the same Redis; nil keeps it in this process (docs/design.md#shared-state-in-progress).
+	// In progress: no policy field turns it on yet, and the hashes that name drivers and
+	// offers are seeded per process, so only gateways of one process agree on them.
+	SharedState *SharedState
 }
+
+// SharedState is where a gateway shares driver state.
+type SharedState struct {
+	// Client is the Redis client: standalone, Sentinel or Cluster (every script touches the
+	// keys of one driver, under one hash tag).
+	Client redis.UniversalClient
+	// Timeout bounds each Redis call; zero means DefaultSharedStateTimeout. A call that fails
+	// or times out is decided by this gateway's own state instead (the Local fallback).
+	Timeout time.Duration
+}
+
+// DefaultSharedStateTimeout is the default of SharedState.Timeout.
+const DefaultSharedStateTimeout = 20 * time.Millisecond
 
 // Gateway is the offerfeed gateway: an http.Handler that applies the policy of its pod to each
 // request and forwards what it allows to the offer service. Make one with New, give it a
@@ -140,6 +161,9 @@ type active struct {
 func New(opts Options) (*Gateway, error) {
 	if opts.Upstream == nil || opts.Upstream.Scheme == "" || opts.Upstream.Host == "" {
 		return nil, errors.New("gateway: Options.Upstream must be an absolute URL such as http://127.0.0.1:8080")
+	}
+	if opts.SharedState != nil && opts.SharedState.Client == nil {
+		return nil, errNoSharedClient
 	}
 	if opts.MaxTrackedDrivers <= 0 {
 		opts.MaxTrackedDrivers = DefaultMaxTrackedDrivers
@@ -270,6 +294,10 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 				stateKept = false
 			}
 			p.table.bindPolicy(p)
+			p.store = p.table
+			if g.opts.SharedState != nil {
+				p.store = g.newSharedStore(key, p.table)
+			}
 			g.retained = nil
 			g.m.bindCounters(p)
 			next.policy = p

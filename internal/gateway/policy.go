@@ -116,7 +116,8 @@ type policy struct {
 	overrides map[uint64]*limits
 
 	table    *driverTable
-	draws    *drawTable // nil without accept.fairness
+	store    driverStore // where the decisions read and write driver state: table, unless shared
+	draws    *drawTable  // nil without accept.fairness
 	counters [numRoutes][numDecisions]prometheus.Counter
 
 	refusals refusalShapes // nil: the gateway's own refusals (refusal.go)

@@ -88,25 +88,17 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, st *reqState) 
 }
 
 // feedDecision decides a feed poll of driver key at now and returns the verdict, the driver's
-// limits and, when the policy reads shown offers and the poll goes on, the driver's state to
-// record them in. It is the hot path measured by BenchmarkFeedDecision.
-func (g *Gateway) feedDecision(p *policy, key uint64, now int64) (feedVerdict, *limits, *shard, *driverExt) {
+// limits and, when the policy reads shown offers and the poll goes on, the driver's ref to
+// record them with (ref.x != nil for the local store). It is the hot path measured by
+// BenchmarkFeedDecision.
+func (g *Gateway) feedDecision(p *policy, key uint64, now int64) (feedVerdict, *limits, driverRef, bool) {
 	l := p.limitsFor(key)
-	t := p.table
-	s := t.shard(key)
-	s.mu.Lock()
-	e := t.get(s, key, now)
-	v := decideFeed(e, l, now)
-	var x *driverExt
-	if p.shown != nil && (v.decision == Allowed || p.dryRun) {
-		x = e.extState()
-	}
-	s.mu.Unlock()
-	return v, l, s, x
+	v, ref := p.store.feed(driverRef{key: key}, l, now, p.dryRun, p.shown != nil)
+	return v, l, ref, p.shown != nil && (v.decision == Allowed || p.dryRun)
 }
 
 func (g *Gateway) serveFeed(w http.ResponseWriter, r *http.Request, p *policy, key uint64) {
-	v, l, s, x := g.feedDecision(p, key, g.nowNS())
+	v, l, ref, record := g.feedDecision(p, key, g.nowNS())
 	p.counters[routeFeed][v.decision].Inc()
 	setRateLimitHeaders(w.Header(), l, v)
 	if v.decision != Allowed {
@@ -117,8 +109,8 @@ func (g *Gateway) serveFeed(w http.ResponseWriter, r *http.Request, p *policy, k
 		r.Header.Set(HeaderFlag, v.decision.String())
 	}
 	st := &reqState{route: routeFeed}
-	if x != nil {
-		st.shown = &shownTarget{s: s, x: x, path: p.shown}
+	if record {
+		st.shown = &shownTarget{store: p.store, ref: ref, path: p.shown}
 		// The gateway must read the offers of the answer: ask for it uncompressed (every
 		// client accepts identity). An answer compressed all the same is not read.
 		r.Header.Del("Accept-Encoding")
@@ -149,14 +141,14 @@ func setRateLimitHeaders(h http.Header, l *limits, v feedVerdict) {
 // and is freed otherwise; with fairness a 2xx records the driver's win (for LeastRecentlyWon),
 // and the answer to a draw candidate's try settles its draw.
 type acceptAnswer struct {
-	g    *Gateway
-	s    *shard
-	x    *driverExt
-	slot bool       // holds an in-flight slot of its driver
-	t    *drawTable // nil without fairness
-	d    *draw      // nil: not a draw candidate's try
-	c    *candidate
-	done bool
+	g     *Gateway
+	store driverStore
+	ref   driverRef
+	slot  bool       // holds an in-flight slot of its driver
+	t     *drawTable // nil without fairness
+	d     *draw      // nil: not a draw candidate's try
+	c     *candidate
+	done  bool
 }
 
 func (a *acceptAnswer) finish(status int) {
@@ -166,18 +158,7 @@ func (a *acceptAnswer) finish(status int) {
 	a.done = true
 	won := status >= 200 && status < 300
 	if a.slot || (won && a.t != nil) {
-		now := a.g.nowNS()
-		a.s.mu.Lock()
-		if a.slot {
-			a.x.inflight--
-			if won {
-				a.x.done = append(a.x.done, now)
-			}
-		}
-		if won && a.t != nil {
-			a.x.lastWin = now + 1 // never 0, which means never won
-		}
-		a.s.mu.Unlock()
+		a.store.settle(a.ref, a.slot, won, a.t != nil, a.g.nowNS())
 	}
 	if a.d == nil {
 		return
@@ -207,17 +188,8 @@ func (g *Gateway) serveAccept(w http.ResponseWriter, r *http.Request, p *policy,
 	}
 	l := p.limitsFor(key)
 	now := g.nowNS()
-	t := p.table
-	s := t.shard(key)
-	s.mu.Lock()
-	x := t.get(s, key, now).extState()
-	d, retry := p.checkAccept(x, l, id, hasID, now)
-	slot := d == Allowed && l.maxAccepts > 0
-	if slot {
-		x.inflight++
-	}
-	lastWin := x.lastWin // for a fair draw's award
-	s.mu.Unlock()
+	v, ref := p.store.accept(p, driverRef{key: key}, l, id, hasID, now)
+	d, retry, slot, lastWin := v.decision, v.retry, v.slot, v.lastWin // lastWin: for a fair draw's award
 	p.counters[routeAccept][d].Inc()
 	if d != Allowed {
 		if !p.dryRun {
@@ -228,7 +200,7 @@ func (g *Gateway) serveAccept(w http.ResponseWriter, r *http.Request, p *policy,
 	}
 	var a *acceptAnswer
 	if slot || p.draws != nil {
-		a = &acceptAnswer{g: g, s: s, x: x, slot: slot, t: p.draws}
+		a = &acceptAnswer{g: g, store: p.store, ref: ref, slot: slot, t: p.draws}
 	}
 	// Settles what no answer settled: an accept a draw did not forward, or one whose proxy
 	// never reached the response or error hook (a panic, an aborted handler).
@@ -469,9 +441,9 @@ type shownRecorder struct {
 
 // shownTarget is the driver state a feed answer's offers are recorded in.
 type shownTarget struct {
-	s    *shard
-	x    *driverExt
-	path jsonPath
+	store driverStore
+	ref   driverRef
+	path  jsonPath
 }
 
 var recorderPool = sync.Pool{New: func() any {
@@ -492,12 +464,7 @@ func (sr *shownRecorder) flush() {
 	if sr.n == 0 {
 		return
 	}
-	now := sr.g.nowNS()
-	sr.s.mu.Lock()
-	for _, h := range sr.batch[:sr.n] {
-		sr.x.recordShown(h, now)
-	}
-	sr.s.mu.Unlock()
+	sr.store.recordShown(sr.ref, sr.batch[:sr.n], sr.g.nowNS())
 	sr.n = 0
 }
 

@@ -1,0 +1,309 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The shared store keeps the state of a policy's drivers in Redis, so that gateway replicas
+// sharing it decide as one gateway would (docs/design.md#shared-state-in-progress).
+//
+// Every decision is one Lua script, run with EVALSHA (go-redis loads it again on NOSCRIPT):
+// it reads the driver's state, decides as decideFeed and checkAccept do, and writes back, in
+// one round trip and atomically. A driver's keys share the hash tag {policy:driver}, so they
+// live in one Redis Cluster slot and a script touches one slot:
+//
+//	of:{P:D}       hash: t = GCRA theoretical arrival time, w = last win + 1 (µs), q = sequence
+//	of:{P:D}:i     zset: the accepts in flight, scored by when their slot lapses (µs)
+//	of:{P:D}:d     zset: the 2xx accepts, scored by when they were answered (µs)
+//	of:{P:D}:s     hash: offer fold → when it was first shown (µs); at most maxShown
+//
+// P is the 64-bit hash of the policy's state key, D the driver's key, both hex. Every key has
+// a TTL: the life its state has on the gateway clock (pacing: until the tat; accepts: the
+// window; shown offers: max(window, 10m)), plus sharedTTLSlack for clock skew.
+//
+// Times are the gateway's clock, passed in by the gateway (not Redis TIME), in µs since the
+// Unix epoch: Lua numbers are doubles, exact for integers below 2⁵³ (µs: 285 years; ns would
+// round). So a replica whose clock runs δ ahead of the others admits a driver's poll or accept
+// up to δ early (and one behind, δ late): replicas must run NTP, as Kubernetes nodes do, and
+// decisions agree with a local store's to the µs (exactly on a ms clock, as in the tests).
+//
+// An accept in flight holds its slot until settle frees it or until its lapse time (now plus
+// slotLife), so that a gateway that dies with accepts in flight does not hold its drivers'
+// slots for ever.
+
+// sharedTTLSlack is added to every key's TTL: it bounds what clock skew between the gateways
+// and Redis's own clock (which runs the TTLs) can cost.
+const sharedTTLSlack = time.Minute
+
+// sharedStore is the driverStore on Redis. When a call fails (Redis down, slower than
+// timeout), the decision falls back to local, this replica's own table.
+type sharedStore struct {
+	client  redis.UniversalClient
+	prefix  string // "of:{P:" ; a driver's tag adds "D}"
+	timeout time.Duration
+	// slotLife is how long an accept in flight holds its slot without being settled.
+	slotLife int64 // µs
+	local    *driverTable
+	// window is the longest accept window of the policy (ns), the life of accept state.
+	window int64
+
+	errors    atomic.Uint64 // calls that failed
+	fallbacks atomic.Uint64 // decisions taken by local because a call failed
+}
+
+var _ driverStore = (*sharedStore)(nil)
+
+// Decision codes the scripts return: the Decision constants.
+const (
+	scriptAllowed         = int64(Allowed)
+	scriptAcceptThrottled = int64(AcceptThrottled)
+	scriptTooFast         = int64(TooFast)
+	scriptUnseenOffer     = int64(UnseenOffer)
+	scriptUnreadableOffer = int64(UnreadableOffer)
+)
+
+// feedScript: KEYS[1] the driver hash; ARGV now, interval, tau (µs), slack (ms).
+// Returns {allowed (1/0), tat after the decision (µs)}.
+var feedScript = redis.NewScript(`
+local now, interval, tau = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('HGET', KEYS[1], 't')) or now
+if tat < now then tat = now end
+if tat - now > tau then return {0, tat} end
+local nxt = tat + interval
+redis.call('HSET', KEYS[1], 't', nxt)
+local ttl = math.ceil((nxt - now) / 1000) + tonumber(ARGV[4])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return {1, nxt}
+`)
+
+// acceptScript: KEYS the driver hash, in-flight zset, done zset, shown hash; ARGV now (µs),
+// hasID (0/1), offer fold, requireShown (0/1), minReaction (µs), draws (0/1), maxAccepts,
+// window (µs), slot life (µs), life of the keys (ms).
+// Returns {decision, retry (µs), slot token ("" without a slot), last win (µs + 1; 0: never)}.
+var acceptScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local hasID, id, requireShown = ARGV[2] == '1', ARGV[3], ARGV[4] == '1'
+local minReaction, draws = tonumber(ARGV[5]), ARGV[6] == '1'
+local maxAccepts, window = tonumber(ARGV[7]), tonumber(ARGV[8])
+if not hasID then
+  if requireShown then return {` + strconv.FormatInt(scriptUnseenOffer, 10) + `, 0, '', 0} end
+  if minReaction > 0 or draws then return {` + strconv.FormatInt(scriptUnreadableOffer, 10) + `, 0, '', 0} end
+end
+if hasID and (requireShown or minReaction > 0) then
+  local at = redis.call('HGET', KEYS[4], id)
+  if not at then
+    if requireShown then return {` + strconv.FormatInt(scriptUnseenOffer, 10) + `, 0, '', 0} end
+  else
+    at = tonumber(at)
+    if minReaction > 0 and now - at < minReaction then
+      return {` + strconv.FormatInt(scriptTooFast, 10) + `, at + minReaction - now, '', 0}
+    end
+  end
+end
+local lastWin = tonumber(redis.call('HGET', KEYS[1], 'w')) or 0
+if maxAccepts <= 0 then return {` + strconv.FormatInt(scriptAllowed, 10) + `, 0, '', lastWin} end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+local done = redis.call('ZCARD', KEYS[3])
+local used = done + redis.call('ZCARD', KEYS[2])
+if used >= maxAccepts then
+  local k = used - maxAccepts + 1
+  local retry = 1000000
+  if k <= done then
+    local r = redis.call('ZRANGE', KEYS[3], k - 1, k - 1, 'WITHSCORES')
+    retry = tonumber(r[2]) + window - now
+  end
+  return {` + strconv.FormatInt(scriptAcceptThrottled, 10) + `, retry, '', lastWin}
+end
+local token = tostring(redis.call('HINCRBY', KEYS[1], 'q', 1))
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[9]), token)
+local ttl = tonumber(ARGV[10])
+for i = 1, 2 do
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return {` + strconv.FormatInt(scriptAllowed, 10) + `, 0, token, lastWin}
+`)
+
+// settleScript: KEYS the driver hash, in-flight zset, done zset; ARGV now (µs), token ("" :
+// no slot), won (0/1), fair (0/1), life of the keys (ms).
+var settleScript = redis.NewScript(`
+local now, token, won, fair, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1', ARGV[4] == '1', tonumber(ARGV[5])
+if token ~= '' then
+  redis.call('ZREM', KEYS[2], token)
+  if won then redis.call('ZADD', KEYS[3], now, token) end
+end
+if won and fair then redis.call('HSET', KEYS[1], 'w', now + 1) end
+for i = 1, 3 do
+  if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return 1
+`)
+
+// shownScript: KEYS the shown hash; ARGV now (µs), max remembered, life (ms), offer folds...
+// An offer already remembered keeps its first-shown time; beyond max, the offer shown
+// longest ago is forgotten.
+var shownScript = redis.NewScript(`
+local now, max, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, #ARGV do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], now) == 1 and redis.call('HLEN', KEYS[1]) > max then
+    local all = redis.call('HGETALL', KEYS[1])
+    local oldest, at = nil, nil
+    for j = 1, #all, 2 do
+      local t = tonumber(all[j + 1])
+      if oldest == nil or t < at then oldest, at = all[j], t end
+    end
+    redis.call('HDEL', KEYS[1], oldest)
+  end
+end
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+`)
+
+// sharedScripts are the scripts of the shared store, for loading them ahead.
+var sharedScripts = []*redis.Script{feedScript, acceptScript, settleScript, shownScript}
+
+func toMicros(ns int64) int64 { return ns / 1e3 }
+
+func (st *sharedStore) keys(key uint64) (driver, inflight, done, shown string) {
+	var buf [64]byte
+	b := append(buf[:0], st.prefix...)
+	b = strconv.AppendUint(b, key, 16)
+	b = append(b, '}')
+	driver = string(b)
+	return driver, driver + ":i", driver + ":d", driver + ":s"
+}
+
+// ctx returns the context of one call: at most st.timeout.
+func (st *sharedStore) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), st.timeout)
+}
+
+// fallback counts a call that failed, whose decision the local store takes. (Metrics, logs
+// and a circuit breaker are the next step: docs/design.md#shared-state-in-progress.)
+func (st *sharedStore) fallback() {
+	st.errors.Add(1)
+	st.fallbacks.Add(1)
+}
+
+func (st *sharedStore) feed(d driverRef, l *limits, now int64, dryRun, shown bool) (feedVerdict, driverRef) {
+	kd, _, _, _ := st.keys(d.key)
+	ctx, cancel := st.ctx()
+	defer cancel()
+	res, err := feedScript.Run(ctx, st.client, []string{kd},
+		toMicros(now), toMicros(l.interval), toMicros(l.tau), sharedTTLSlack.Milliseconds()).Int64Slice()
+	if err != nil || len(res) != 2 {
+		st.fallback()
+		return st.local.feed(d, l, now, dryRun, shown)
+	}
+	nowUS, interval := toMicros(now), max(toMicros(l.interval), 1)
+	tat := res[1]
+	var v feedVerdict
+	if res[0] == 0 {
+		v = feedVerdict{decision: FeedThrottled, retry: (tat - toMicros(l.tau) - nowUS) * 1e3, reset: (tat - nowUS) * 1e3}
+	} else {
+		v = feedVerdict{decision: Allowed, remaining: (nowUS + toMicros(l.tau) + interval - tat) / interval, reset: (tat - nowUS) * 1e3}
+	}
+	return v, d
+}
+
+func (st *sharedStore) accept(p *policy, d driverRef, l *limits, id uint64, hasID bool, now int64) (acceptVerdict, driverRef) {
+	kd, ki, kdone, ks := st.keys(d.key)
+	ctx, cancel := st.ctx()
+	defer cancel()
+	res, err := acceptScript.Run(ctx, st.client, []string{kd, ki, kdone, ks},
+		toMicros(now), boolArg(hasID), foldID(id), boolArg(p.requireShown), toMicros(l.minReaction),
+		boolArg(p.draws != nil), l.maxAccepts, toMicros(l.window), st.slotLife, st.life(l.window)).Slice()
+	if err != nil || len(res) != 4 {
+		st.fallback()
+		return st.local.accept(p, d, l, id, hasID, now)
+	}
+	dec, _ := res[0].(int64)
+	retry, _ := res[1].(int64)
+	token, _ := res[2].(string)
+	lastWin, _ := res[3].(int64)
+	v := acceptVerdict{decision: Decision(dec), retry: retry * 1e3, slot: token != ""}
+	if lastWin > 0 {
+		v.lastWin = (lastWin-1)*1e3 + 1
+	}
+	d.token = token
+	return v, d
+}
+
+func (st *sharedStore) settle(d driverRef, slot, won, fair bool, now int64) {
+	if d.x != nil { // decided by the local fallback
+		st.local.settle(d, slot, won, fair, now)
+		return
+	}
+	kd, ki, kdone, _ := st.keys(d.key)
+	ctx, cancel := st.ctx()
+	defer cancel()
+	token := ""
+	if slot {
+		token = d.token
+	}
+	if err := settleScript.Run(ctx, st.client, []string{kd, ki, kdone},
+		toMicros(now), token, boolArg(won), boolArg(fair), st.life(st.window)).Err(); err != nil {
+		// The slot lapses at its lapse time; the accept is not counted.
+		st.errors.Add(1)
+	}
+}
+
+func (st *sharedStore) recordShown(d driverRef, ids []uint64, now int64) {
+	if d.x != nil { // decided by the local fallback
+		st.local.recordShown(d, ids, now)
+		return
+	}
+	_, _, _, ks := st.keys(d.key)
+	args := make([]any, 0, 3+len(ids))
+	args = append(args, toMicros(now), maxShown, st.life(max(st.window, minShownLife)))
+	for _, h := range ids {
+		args = append(args, foldID(h))
+	}
+	ctx, cancel := st.ctx()
+	defer cancel()
+	if err := shownScript.Run(ctx, st.client, []string{ks}, args...).Err(); err != nil {
+		st.errors.Add(1)
+	}
+}
+
+// life is the TTL (ms) of keys whose state lives w (ns) on the gateway clock.
+func (st *sharedStore) life(w int64) int64 {
+	return (w+int64(time.Millisecond)-1)/int64(time.Millisecond) + sharedTTLSlack.Milliseconds()
+}
+
+func boolArg(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// errNoSharedClient is returned by New for SharedState without a Client.
+var errNoSharedClient = errors.New("gateway: SharedState.Client is required")
+
+// newSharedStore makes the shared store of the policy whose state key is stateKey, with
+// local as its fallback.
+func (g *Gateway) newSharedStore(stateKey string, local *driverTable) *sharedStore {
+	h := fnv.New64a()
+	h.Write([]byte(stateKey))
+	ss := g.opts.SharedState
+	timeout := ss.Timeout
+	if timeout <= 0 {
+		timeout = DefaultSharedStateTimeout
+	}
+	return &sharedStore{
+		client:   ss.Client,
+		prefix:   "of:{" + strconv.FormatUint(h.Sum64(), 16) + ":",
+		timeout:  timeout,
+		slotLife: toMicros(int64(g.opts.UpstreamTimeout + sharedTTLSlack)),
+		local:    local,
+		window:   local.window.Load(),
+	}
+}

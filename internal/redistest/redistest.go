@@ -1,0 +1,179 @@
+// Package redistest starts a real Redis server (redis-server or valkey-server) on a free
+// loopback port for a test, and stops it when the test ends.
+//
+// The server binary is $OFFERFEED_REDIS_SERVER when set (make test sets it from
+// hack/redis/find.sh); a test then fails when the server cannot start. Without the variable,
+// redis-server or valkey-server is taken from PATH, and a test skips when neither is there:
+// outside make test only, so CI never skips silently.
+package redistest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// EnvServer names the environment variable holding the path of the server binary.
+const EnvServer = "OFFERFEED_REDIS_SERVER"
+
+// startTimeout bounds how long a server may take to answer PING after it is started.
+const startTimeout = 10 * time.Second
+
+// Server is a running redis-server, owned by one test.
+type Server struct {
+	// Addr is host:port on loopback.
+	Addr string
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	done chan struct{}
+}
+
+// Binary returns the path of the server binary, and whether a missing one must fail the test
+// (EnvServer is set) rather than skip it.
+func Binary() (path string, required bool, err error) {
+	if p := os.Getenv(EnvServer); p != "" {
+		return p, true, nil
+	}
+	for _, b := range []string{"redis-server", "valkey-server"} {
+		if p, err := exec.LookPath(b); err == nil {
+			return p, false, nil
+		}
+	}
+	return "", false, errors.New("no redis-server or valkey-server on PATH (run hack/redis/find.sh, or set " + EnvServer + ")")
+}
+
+// Start starts a server for t on a free loopback port, with no persistence, in a temporary
+// directory; it is killed when t ends. args are added to the server's command line (for
+// example "--maxmemory", "1mb").
+func Start(t testing.TB, args ...string) *Server {
+	t.Helper()
+	bin, required, err := Binary()
+	if err != nil {
+		if required {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	// A port probed free may be taken before the server binds it: try a few.
+	var lastErr error
+	for range 3 {
+		s, err := start(t, bin, args)
+		if err == nil {
+			return s
+		}
+		lastErr = err
+	}
+	t.Fatalf("redistest: %v", lastErr)
+	return nil
+}
+
+func start(t testing.TB, bin string, args []string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir := t.TempDir()
+	argv := append([]string{
+		"--port", strconv.Itoa(port),
+		"--bind", "127.0.0.1",
+		"--dir", dir,
+		"--save", "",
+		"--appendonly", "no",
+		"--daemonize", "no",
+		"--protected-mode", "yes",
+		"--logfile", "",
+	}, args...)
+	out := &bytes.Buffer{}
+	cmd := exec.Command(bin, argv...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, out: out, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(s.done)
+	}()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if err := ping(s.Addr); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			s.kill()
+			return nil, fmt.Errorf("%s on %s did not answer PING in %v: %v; output:\n%s", bin, s.Addr, startTimeout, err, out)
+		}
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("%s on %s exited: %s", bin, s.Addr, out)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Cleanup(s.kill)
+	return s, nil
+}
+
+// kill stops the server (SIGKILL: it persists nothing) and waits for it to exit.
+func (s *Server) kill() {
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+// Stop kills the server now; the test's cleanup then has nothing left to do.
+func (s *Server) Stop() { s.kill() }
+
+// Do sends one command to the server on a new connection and returns the reply's first line
+// (for example "+PONG", ":3", "$5" for a bulk string of 5 bytes). It is meant for test
+// set-up and inspection (FLUSHALL, DBSIZE, TTL), not for the code under test.
+func (s *Server) Do(args ...string) (string, error) {
+	return do(s.Addr, args...)
+}
+
+func ping(addr string) error {
+	r, err := do(addr, "PING")
+	if err != nil {
+		return err
+	}
+	if r != "+PONG" {
+		return fmt.Errorf("PING answered %q", r)
+	}
+	return nil
+}
+
+func do(addr string, args ...string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := c.Write(b.Bytes()); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	return line[:len(line)-2], nil
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,58 @@
+package redistest
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestStart starts a real server, writes and reads through it, and checks that it is gone
+// after Stop.
+func TestStart(t *testing.T) {
+	s := Start(t)
+	if r, err := s.Do("SET", "k", "v"); err != nil || r != "+OK" {
+		t.Fatalf("SET = %q, %v", r, err)
+	}
+	if r, err := s.Do("EXISTS", "k"); err != nil || r != ":1" {
+		t.Fatalf("EXISTS = %q, %v", r, err)
+	}
+	// No persistence: the server was started with save "" and appendonly no.
+	if r, err := s.Do("CONFIG", "GET", "appendonly"); err != nil || r != "*2" {
+		t.Fatalf("CONFIG GET = %q, %v", r, err)
+	}
+	s.Stop()
+	if _, err := s.Do("PING"); err == nil {
+		t.Fatal("server still answers after Stop")
+	}
+}
+
+// TestTwoServers checks that two servers of one test get distinct ports and distinct data.
+func TestTwoServers(t *testing.T) {
+	a, b := Start(t), Start(t)
+	if a.Addr == b.Addr {
+		t.Fatalf("both servers on %s", a.Addr)
+	}
+	if _, err := a.Do("SET", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := b.Do("EXISTS", "k"); err != nil || r != ":0" {
+		t.Fatalf("EXISTS on the other server = %q, %v", r, err)
+	}
+}
+
+// TestRequiredBinaryFails checks the rule that keeps CI honest: with EnvServer set to a
+// binary that does not exist, Binary reports the server as required (Start then fails the
+// test instead of skipping it).
+func TestRequiredBinaryFails(t *testing.T) {
+	t.Setenv(EnvServer, "/nonexistent/redis-server")
+	p, required, err := Binary()
+	if err != nil || !required || p != "/nonexistent/redis-server" {
+		t.Fatalf("Binary() = %q, %v, %v; want the path, required", p, required, err)
+	}
+	os.Unsetenv(EnvServer)
+	t.Setenv("PATH", t.TempDir())
+	_, required, err = Binary()
+	if err == nil || required || !strings.Contains(err.Error(), "redis-server") {
+		t.Fatalf("Binary() without server = %v, required %v; want an error naming redis-server, not required", err, required)
+	}
+}
