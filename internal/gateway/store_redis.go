@@ -166,9 +166,6 @@ if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) en
 return 1
 `)
 
-// sharedScripts are the scripts of the shared store, for loading them ahead.
-var sharedScripts = []*redis.Script{feedScript, acceptScript, settleScript, shownScript}
-
 func toMicros(ns int64) int64 { return ns / 1e3 }
 
 func (st *sharedStore) keys(key uint64) (driver, inflight, done, shown string) {

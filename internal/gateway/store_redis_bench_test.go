@@ -17,14 +17,14 @@ func sharedBenchGateway(b *testing.B) (*Gateway, *policy, *redis.Client) {
 	srv := redistest.Start(b)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	b.Cleanup(func() { client.Close() })
-	g, p := benchGateway(b, nil)
+	g, _ := benchGateway(b, nil)
 	g.opts.SharedState = &SharedState{Client: client}
 	p2 := standardPolicy()
 	p2.Feed.MinInterval = dur("10ms")
 	if err := g.Apply(configOf(p2)); err != nil {
 		b.Fatal(err)
 	}
-	p = g.active.Load().policy
+	p := g.active.Load().policy
 	if _, ok := p.store.(*sharedStore); !ok {
 		b.Fatal("the policy's store is not shared")
 	}

@@ -107,7 +107,7 @@ func start(t testing.TB, bin string, args []string) (*Server, error) {
 			break
 		} else if time.Now().After(deadline) {
 			s.kill()
-			return nil, fmt.Errorf("%s on %s did not answer PING in %v: %v; output:\n%s", bin, s.Addr, startTimeout, err, out)
+			return nil, fmt.Errorf("%s on %s did not answer PING in %v: %w; output:\n%s", bin, s.Addr, startTimeout, err, out)
 		}
 		select {
 		case <-s.done:
