@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,19 +29,35 @@ type churn struct {
 	last    map[string]string
 	lastGen map[string]int64
 	writes  int
+	failed  error // a write whose outcome is unknown
 }
 
-func (c *churn) run(ctx context.Context, admin client.Client, ns string) {
-	for i := 0; ctx.Err() == nil; i++ {
+// stop ends the churn between writes, never during one: a write cancelled in flight may
+// still be applied by the API server while its caller sees an error, and the churn would
+// then not know the last value it wrote.
+func (c *churn) run(stop context.Context, admin client.Client, ns string) {
+	for i := 0; stop.Err() == nil; i++ {
 		name := fmt.Sprintf("p%d", i%churnPolicies)
 		value := strconv.Itoa(100+i%50) + "ms"
 		p := &v1alpha1.OfferFeedPolicy{}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, p); err != nil {
+			cancel()
 			continue
 		}
 		p.Spec.Feed.MinInterval = v1alpha1.Duration(value)
-		if err := admin.Update(ctx, p); err != nil {
-			continue // a conflict with the controller's status write: try the next one
+		err := admin.Update(ctx, p)
+		cancel()
+		if err != nil {
+			// A conflict with the controller's status write: nothing was written; try the
+			// next one. Any other error (a timeout) leaves the write's fate unknown: fail.
+			if !apierrors.IsConflict(err) {
+				c.mu.Lock()
+				c.failed = fmt.Errorf("update of %s: %w", name, err)
+				c.mu.Unlock()
+				return
+			}
+			continue
 		}
 		c.mu.Lock()
 		c.last[name], c.lastGen[name] = value, p.Generation
@@ -55,6 +72,9 @@ func (c *churn) run(ctx context.Context, admin client.Client, ns string) {
 func (c *churn) converged(ctx context.Context, admin client.Client, ns string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.failed != nil {
+		return c.failed
+	}
 	var list v1alpha1.OfferFeedPolicyList
 	if err := admin.List(ctx, &list, client.InNamespace(ns)); err != nil {
 		return err
