@@ -106,6 +106,17 @@ func (g *Gateway) watchBody(w http.ResponseWriter, r *http.Request) *bodyWatch {
 
 func (b *bodyWatch) Read(p []byte) (int, error) {
 	b.mu.Lock()
+	if b.complete {
+		// A body read to its end stays at io.EOF without asking net/http again: when the
+		// handler writes the answer's header, the server discards what is left of the request
+		// body and closes it, and the transport's writeLoop, which after sending
+		// Content-Length bytes reads once more to check that nothing follows, may get there
+		// only later (under load). That read would then fail with ErrBodyReadAfterClose, the
+		// transport would take it for a broken request and close its connection to the offer
+		// service, cutting the answer streaming on it after its first chunk.
+		b.mu.Unlock()
+		return 0, io.EOF
+	}
 	if b.state == bodyIdle {
 		b.state = bodyArmed
 		b.deadline = time.Now().Add(b.timeout)
@@ -146,13 +157,13 @@ func (b *bodyWatch) answered() {
 func (b *bodyWatch) end(err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if errors.Is(err, io.EOF) {
+		b.complete = true // also after answered: see Read
+	}
 	if b.state != bodyArmed {
 		return
 	}
 	b.state = bodyOver
-	if errors.Is(err, io.EOF) {
-		b.complete = true
-	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		b.timedOut = true
 		b.g.m.bodyTimeouts.Inc()
