@@ -145,3 +145,59 @@ func TestStreamAfterBodyClosed(t *testing.T) {
 		})
 	}
 }
+
+// TestAnswerBeforeBodyEnds: when the offer service answers before the client's body has
+// ended, the body deadline is lifted (bodyWatch.answered): the client may finish its body
+// after the body timeout, and the answer, which streams for 4 × the body timeout, is not cut
+// nor counted as a body timeout. Without the lift, the transport's pending read of the body
+// times out and the transport drops its connection to the offer service mid-answer.
+func TestAnswerBeforeBodyEnds(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	const chunks = 8
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Answers at once, without reading the body (full duplex: net/http would otherwise
+		// wait for the body, to discard it, before sending the header).
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		for i := range chunks {
+			fmt.Fprintf(w, "chunk %d\n", i)
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(timeout / 2):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		_, _ = io.Copy(io.Discard, r.Body) // before returning, as net/http wants in full duplex
+	}))
+	t.Cleanup(up.Close)
+	u, _ := url.Parse(up.URL)
+	g, err := New(Options{Upstream: u, PodLabels: map[string]string{"app": "offer-service"}, BodyTimeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Apply(configOf(flexPolicy())); err != nil {
+		t.Fatal(err)
+	}
+	addr := serve(t, g.NewServer())
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const body = `{"filters":{}}`
+	fmt.Fprintf(c, "POST /stream HTTP/1.1\r\nHost: offers\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:2])
+	time.Sleep(2 * timeout) // the rest of the body comes after the body timeout
+	_, _ = io.WriteString(c, body[2:])
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || err != nil || strings.Count(string(b), "chunk") != chunks {
+		t.Errorf("answer before the body ended: %d %q, %v", resp.StatusCode, b, err)
+	}
+	if !hasMetric(t, g, "offerfeed_gateway_request_body_timeouts_total 0") {
+		t.Errorf("a body whose answer had come was counted as a body timeout:\n%s", metricText(t, g))
+	}
+}
