@@ -109,7 +109,7 @@ var mutations = []mutation{
 	{
 		name:        "body deadline: not lifted when the offer service answers before the body ended",
 		file:        "internal/gateway/proxy.go",
-		original:    "\t\tb.state = bodyOver\n\t\t_ = b.rc.SetReadDeadline(time.Time{})\n",
+		original:    "\t\tb.state = bodyOver\n\t\tb.setDeadline(time.Time{})\n",
 		replacement: "\t\tb.state = bodyOver\n",
 		tests:       "^TestAnswerBeforeBodyEnds$",
 		want:        "answer before the body ended",

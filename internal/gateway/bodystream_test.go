@@ -68,7 +68,8 @@ func (b *gatedBody) Read(p []byte) (int, error) {
 }
 
 // TestStreamAfterBodyClosed: a body read to its end stays at io.EOF for the transport even
-// after net/http closed it, so an answer that streams after a body is not cut. Regression
+// after net/http closed it, so an answer that streams after a body is not cut, with a body
+// deadline or without one. Regression
 // test of a flake of TestSlowBodyCutOff (1 run in ~40 under load): the server discards and
 // closes the request body when the gateway writes the answer's header; when the transport's
 // last read of the body came after that, it got ErrBodyReadAfterClose, closed its connection
@@ -97,12 +98,16 @@ func TestStreamAfterBodyClosed(t *testing.T) {
 	t.Cleanup(up.Close)
 	u, _ := url.Parse(up.URL)
 	p := flexPolicy()
-	p.Accept.RequireShown = false                              // the accept goes on to the offer service
-	for _, path := range []string{"/stream", "/AcceptOffer"} { // streamed, and read by the gateway
-		t.Run(strings.TrimPrefix(path, "/"), func(t *testing.T) {
+	p.Accept.RequireShown = false // the accept goes on to the offer service
+	for _, tc := range []struct {
+		path        string // streamed, or read by the gateway
+		bodyTimeout time.Duration
+	}{{"/stream", time.Minute}, {"/AcceptOffer", time.Minute}, {"/stream", -1}, {"/AcceptOffer", -1}} {
+		path := tc.path
+		t.Run(fmt.Sprintf("%s-%s", strings.TrimPrefix(path, "/"), tc.bodyTimeout), func(t *testing.T) {
 			gt.gate, gt.read, gt.extra = make(chan struct{}), make(chan struct{}), nil
 			g, err := New(Options{Upstream: u, PodLabels: map[string]string{"app": "offer-service"},
-				BodyTimeout: time.Minute, Transport: gt})
+				BodyTimeout: tc.bodyTimeout, Transport: gt})
 			if err != nil {
 				t.Fatal(err)
 			}
