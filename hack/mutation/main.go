@@ -99,6 +99,14 @@ var mutations = []mutation{
 		tests:       "^TestShownOnlyFrom2xxFeed$",
 	},
 	{
+		name:        "body deadline: a body read to its end is read again from net/http (closed once the answer starts)",
+		file:        "internal/gateway/proxy.go",
+		original:    "\tif b.complete {\n",
+		replacement: "\tif b.complete && b.timedOut {\n",
+		tests:       "^TestStreamAfterBodyClosed$",
+		want:        "want io.EOF",
+	},
+	{
 		name:        "shown offers: a later showing moves the time an offer was first shown",
 		file:        "internal/gateway/state.go",
 		original:    "\t\tif x.shown[i].id == f {\n\t\t\treturn\n\t\t}",

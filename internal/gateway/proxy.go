@@ -93,10 +93,11 @@ const (
 	bodyOver         // the body ended, or the handler returned
 )
 
-// watchBody wraps r.Body in a bodyWatch when r has a body and a deadline applies; the caller
-// calls release when its handler returns.
+// watchBody wraps r.Body in a bodyWatch when r has a body; the caller calls release when its
+// handler returns. Without a deadline (BodyTimeout negative) the bodyWatch only keeps a body
+// read to its end at io.EOF (see Read).
 func (g *Gateway) watchBody(w http.ResponseWriter, r *http.Request) *bodyWatch {
-	if g.opts.BodyTimeout <= 0 || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
 	}
 	b := &bodyWatch{ReadCloser: r.Body, rc: http.NewResponseController(w), g: g, timeout: g.opts.BodyTimeout, left: r.ContentLength}
@@ -106,10 +107,21 @@ func (g *Gateway) watchBody(w http.ResponseWriter, r *http.Request) *bodyWatch {
 
 func (b *bodyWatch) Read(p []byte) (int, error) {
 	b.mu.Lock()
+	if b.complete {
+		// A body read to its end stays at io.EOF without asking net/http again: when the
+		// handler writes the answer's header, the server discards what is left of the request
+		// body and closes it, and the transport's writeLoop, which after sending
+		// Content-Length bytes reads once more to check that nothing follows, may get there
+		// only later (under load). That read would then fail with ErrBodyReadAfterClose, the
+		// transport would take it for a broken request and close its connection to the offer
+		// service, cutting the answer streaming on it after its first chunk.
+		b.mu.Unlock()
+		return 0, io.EOF
+	}
 	if b.state == bodyIdle {
 		b.state = bodyArmed
 		b.deadline = time.Now().Add(b.timeout)
-		_ = b.rc.SetReadDeadline(b.deadline) // ErrNotSupported: no deadline
+		b.setDeadline(b.deadline)
 	}
 	b.mu.Unlock()
 	n, err := b.ReadCloser.Read(p)
@@ -137,7 +149,7 @@ func (b *bodyWatch) answered() {
 	defer b.mu.Unlock()
 	if b.state == bodyArmed {
 		b.state = bodyOver
-		_ = b.rc.SetReadDeadline(time.Time{})
+		b.setDeadline(time.Time{})
 	}
 }
 
@@ -146,19 +158,19 @@ func (b *bodyWatch) answered() {
 func (b *bodyWatch) end(err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if errors.Is(err, io.EOF) {
+		b.complete = true // also after answered: see Read
+	}
 	if b.state != bodyArmed {
 		return
 	}
 	b.state = bodyOver
-	if errors.Is(err, io.EOF) {
-		b.complete = true
-	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		b.timedOut = true
 		b.g.m.bodyTimeouts.Inc()
 		return
 	}
-	_ = b.rc.SetReadDeadline(time.Time{})
+	b.setDeadline(time.Time{})
 }
 
 // release is called when the handler returns: a body never read gets its deadline now, for
@@ -167,7 +179,7 @@ func (b *bodyWatch) release() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.complete && !b.timedOut {
-		_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+		b.setDeadline(time.Now().Add(b.timeout))
 	}
 	b.state = bodyOver
 }
@@ -178,7 +190,14 @@ func (b *bodyWatch) release() {
 func (b *bodyWatch) expired() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.timedOut || b.state == bodyArmed && !time.Now().Before(b.deadline)
+	return b.timedOut || b.timeout > 0 && b.state == bodyArmed && !time.Now().Before(b.deadline)
+}
+
+// setDeadline sets the connection's read deadline when a body deadline applies.
+func (b *bodyWatch) setDeadline(t time.Time) {
+	if b.timeout > 0 {
+		_ = b.rc.SetReadDeadline(t) // ErrNotSupported: no deadline
+	}
 }
 
 // proxyBody is the body of the request the proxy forwards when the client's has a bodyWatch,
