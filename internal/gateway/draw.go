@@ -639,10 +639,5 @@ func answerDraw(w http.ResponseWriter, p *policy, decision DrawDecision) {
 	h := w.Header()
 	h.Set(HeaderDecision, decision.String())
 	h.Set("Cache-Control", "no-store")
-	if p.refusals.write(w, decision.String(), 0) { // spec.refusal's shape
-		return
-	}
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(http.StatusConflict)
-	_, _ = io.WriteString(w, decision.String()+"\n")
+	p.refusals.write(w, decision.String(), http.StatusConflict, 0) // spec.refusal's shape
 }

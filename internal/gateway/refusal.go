@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"io"
 	"net/http"
 	"sync"
 
@@ -45,20 +46,21 @@ func compileRefusals(r *gatewayconfig.Refusal) refusalShapes {
 
 var refusalBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-// write answers a refusal of decision in its configured shape, with retryAfter the seconds of
-// the Retry-After header already set (0 without one). It reports false, writing nothing, when
-// the policy keeps the gateway's own refusals. The caller has set OfferFeed-Decision.
-func (rs refusalShapes) write(w http.ResponseWriter, decision string, retryAfter int64) bool {
-	sh := rs[decision]
-	if sh == nil {
-		return false
-	}
+// write answers a refusal of decision, whose own status is status, in the policy's shape for
+// it, or as the gateway's own refusal (status and a text/plain body naming the decision) when
+// the policy shapes none; retryAfter is the seconds of the Retry-After header already set (0
+// without one). The caller has set OfferFeed-Decision.
+func (rs refusalShapes) write(w http.ResponseWriter, decision string, status int, retryAfter int64) {
 	h := w.Header()
-	if sh.body == nil {
+	sh := rs[decision]
+	if sh == nil || sh.body == nil {
+		if sh != nil {
+			status = sh.status
+		}
 		h.Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(sh.status)
-		_, _ = w.Write([]byte(decision + "\n"))
-		return true
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, decision+"\n")
+		return
 	}
 	h["Content-Type"] = sh.contentType
 	bp := refusalBufs.Get().(*[]byte)
@@ -67,5 +69,4 @@ func (rs refusalShapes) write(w http.ResponseWriter, decision string, retryAfter
 	_, _ = w.Write(b)
 	*bp = b[:0]
 	refusalBufs.Put(bp)
-	return true
 }

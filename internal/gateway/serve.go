@@ -225,11 +225,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, p *policy, rt r
 		retryAfter = ceilSeconds(retry)
 		h.Set("Retry-After", strconv.FormatInt(retryAfter, 10))
 	}
-	if !p.refusals.write(w, d.String(), retryAfter) { // refusal.go: spec.refusal's shape
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(d.Status())
-		_, _ = io.WriteString(w, d.String()+"\n")
-	}
+	p.refusals.write(w, d.String(), d.Status(), retryAfter) // refusal.go: spec.refusal's shape
 	if l := g.log.V(1); l.Enabled() {
 		l.Info("request refused", "policy", p.name, "route", routeNames[rt], "decision", d.String(), "method", r.Method, "path", r.URL.Path)
 	}
