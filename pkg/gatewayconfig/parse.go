@@ -127,12 +127,17 @@ func ValidatePolicy(p *Policy) error { return errors.Join(validatePolicy(p)...) 
 // problemFunc records a problem with a field: the field's path, then a message.
 type problemFunc = func(field, format string, args ...any)
 
+// collect returns a problemFunc that appends each problem to *errs as "field: message".
+func collect(errs *[]error) problemFunc {
+	return func(field, format string, args ...any) {
+		*errs = append(*errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+}
+
 // validatePolicy returns a policy's problems, field group by field group, in field order.
 func validatePolicy(p *Policy) []error {
 	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
-	}
+	add := collect(&errs)
 	checkNameAndMode(add, p)
 	checkSelector(add, p.Selector)
 	checkIdentityHeader(add, p.IdentityHeader)
@@ -150,7 +155,7 @@ func validatePolicy(p *Policy) []error {
 		checkShownOffers(add, s, p.Feed != nil)
 	}
 	checkOverrides(add, p)
-	errs = append(errs, p.Refusal.problems()...)
+	p.Refusal.check(add)
 	return errs
 }
 

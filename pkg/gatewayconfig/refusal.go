@@ -120,15 +120,16 @@ func (r *Refusal) Shape(decision RefusalDecision, status int) (int, string, stri
 // Validate checks a refusal as the OfferFeedPolicy schema does, and that a body with a JSON
 // content type is JSON once its placeholders are replaced. Errors name the field under
 // "refusal".
-func (r *Refusal) Validate() error { return errors.Join(r.problems()...) }
-
-func (r *Refusal) problems() []error {
-	if r == nil {
-		return nil
-	}
+func (r *Refusal) Validate() error {
 	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	r.check(collect(&errs))
+	return errors.Join(errs...)
+}
+
+// check reports the problems of a refusal (none for nil) to add.
+func (r *Refusal) check(add problemFunc) {
+	if r == nil {
+		return
 	}
 	if r.Status == 0 && r.Body == "" && len(r.Decisions) == 0 {
 		add("refusal", "refusal must set status, body or decisions")
@@ -152,10 +153,9 @@ func (r *Refusal) problems() []error {
 		}
 		checkShape(add, f, d.Status, d.ContentType, d.Body)
 	}
-	return errs
 }
 
-func checkShape(add func(string, string, ...any), f string, status int, ct, body string) {
+func checkShape(add problemFunc, f string, status int, ct, body string) {
 	if status != 0 && (status < MinRefusalStatus || status > MaxRefusalStatus) {
 		add(f+".status", "%d is not between %d and %d", status, MinRefusalStatus, MaxRefusalStatus)
 	}
