@@ -3,7 +3,6 @@ package cmd
 import (
 	"fmt"
 	"io"
-	"os"
 	"slices"
 
 	"github.com/spf13/cobra"
@@ -52,7 +51,7 @@ Exit status: 0 rendered, 1 a policy is not accepted, 2 usage or input error.`,
 
 // renderManifests renders the policies of files ("-" reads stdin) and returns the exit code.
 func renderManifests(stdin io.Reader, stdout, stderr io.Writer, files []string, defaultNS, output string) (int, error) {
-	docs, err := readManifests(stdin, files)
+	docs, err := manifest.ReadFrom(stdin, files)
 	if err != nil {
 		return 2, err
 	}
@@ -114,41 +113,4 @@ func renderManifests(stdin io.Reader, stdout, stderr io.Writer, files []string, 
 		}
 	}
 	return code, nil
-}
-
-// readManifests reads the documents of files as manifest.Read does, with stdin for "-" (read
-// once).
-func readManifests(stdin io.Reader, files []string) ([]manifest.Document, error) {
-	paths, err := manifest.Files(files)
-	if err != nil {
-		return nil, err
-	}
-	var docs []manifest.Document
-	stdinRead := false
-	for _, p := range paths {
-		var d []manifest.Document
-		switch {
-		case p == "-" && stdinRead:
-			continue
-		case p == "-":
-			stdinRead = true
-			d, err = manifest.Decode(p, stdin)
-		default:
-			d, err = decodeFile(p)
-		}
-		if err != nil {
-			return nil, err
-		}
-		docs = append(docs, d...)
-	}
-	return docs, nil
-}
-
-func decodeFile(name string) ([]manifest.Document, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return manifest.Decode(name, f)
 }
