@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -30,12 +31,8 @@ var manifestFlagAliases = map[string]string{"f": "filename", "n": "namespace", "
 // addFlags adds -f, -n and -o to fs; outputs[0] is the default output. More aliases (old
 // name: new name) may be given for the command's other flags.
 func (o *manifestOptions) addFlags(fs *pflag.FlagSet, namespaceDefault, namespaceUsage string, outputs []string, outputUsage string, aliases map[string]string) {
-	all := map[string]string{}
-	for _, m := range []map[string]string{manifestFlagAliases, aliases} {
-		for k, v := range m {
-			all[k] = v
-		}
-	}
+	all := maps.Clone(manifestFlagAliases)
+	maps.Copy(all, aliases)
 	fs.SetNormalizeFunc(flagcompat.Aliases(all))
 	o.outputs = outputs
 	fs.StringSliceVarP(&o.filenames, "filename", "f", nil, "manifest file, or directory read recursively for *.yaml, *.yml and *.json (repeatable or comma-separated; - for standard input)")

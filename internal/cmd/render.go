@@ -3,7 +3,6 @@ package cmd
 import (
 	"fmt"
 	"io"
-	"os"
 	"slices"
 
 	"github.com/spf13/cobra"
@@ -52,9 +51,9 @@ Exit status: 0 rendered, 1 a policy is not accepted, 2 usage or input error.`,
 
 // renderManifests renders the policies of files ("-" reads stdin) and returns the exit code.
 func renderManifests(stdin io.Reader, stdout, stderr io.Writer, files []string, defaultNS, output string) (int, error) {
-	docs, err := readManifests(stdin, files)
+	docs, err := manifest.ReadFrom(stdin, files)
 	if err != nil {
-		return 2, err
+		return ExitUsage, err
 	}
 	byNS := map[string][]v1alpha1.OfferFeedPolicy{}
 	for _, d := range docs {
@@ -63,7 +62,7 @@ func renderManifests(stdin io.Reader, stdout, stderr io.Writer, files []string, 
 		}
 		var p v1alpha1.OfferFeedPolicy
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(d.Object.Object, &p, true); err != nil {
-			return 2, fmt.Errorf("%s: %w", d.Where(), err)
+			return ExitUsage, fmt.Errorf("%s: %w", d.Where(), err)
 		}
 		if p.Namespace == "" {
 			p.Namespace = defaultNS
@@ -79,24 +78,24 @@ func renderManifests(stdin io.Reader, stdout, stderr io.Writer, files []string, 
 	}
 	slices.Sort(namespaces)
 	if output == "json" && len(namespaces) > 1 {
-		return 2, fmt.Errorf("policies of %d namespaces %v: use -o configmap, or render one namespace at a time", len(namespaces), namespaces)
+		return ExitUsage, fmt.Errorf("policies of %d namespaces %v: use -o configmap, or render one namespace at a time", len(namespaces), namespaces)
 	}
 
-	code := 0
+	code := ExitOK
 	for i, ns := range namespaces {
 		res, err := render.Render(ns, byNS[ns], nil)
 		if err != nil {
-			return 2, err
+			return ExitUsage, err
 		}
 		for _, p := range byNS[ns] {
 			if pr := res.Policies[p.Name]; !pr.Accepted {
 				fmt.Fprintf(stderr, "%s/%s: not accepted (%s): %s\n", ns, p.Name, pr.Reason, pr.Message)
-				code = 1
+				code = ExitFailed
 			}
 		}
 		if output == "json" {
 			if _, err := stdout.Write(res.Data); err != nil {
-				return 2, err
+				return ExitUsage, err
 			}
 			continue
 		}
@@ -104,51 +103,14 @@ func renderManifests(stdin io.Reader, stdout, stderr io.Writer, files []string, 
 		cm.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}
 		b, err := yaml.Marshal(cm)
 		if err != nil {
-			return 2, err
+			return ExitUsage, err
 		}
 		if i > 0 {
 			fmt.Fprintln(stdout, "---")
 		}
 		if _, err := stdout.Write(b); err != nil {
-			return 2, err
+			return ExitUsage, err
 		}
 	}
 	return code, nil
-}
-
-// readManifests reads the documents of files as manifest.Read does, with stdin for "-" (read
-// once).
-func readManifests(stdin io.Reader, files []string) ([]manifest.Document, error) {
-	paths, err := manifest.Files(files)
-	if err != nil {
-		return nil, err
-	}
-	var docs []manifest.Document
-	stdinRead := false
-	for _, p := range paths {
-		var d []manifest.Document
-		switch {
-		case p == "-" && stdinRead:
-			continue
-		case p == "-":
-			stdinRead = true
-			d, err = manifest.Decode(p, stdin)
-		default:
-			d, err = decodeFile(p)
-		}
-		if err != nil {
-			return nil, err
-		}
-		docs = append(docs, d...)
-	}
-	return docs, nil
-}
-
-func decodeFile(name string) ([]manifest.Document, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return manifest.Decode(name, f)
 }

@@ -38,13 +38,28 @@ func (d Document) Where() string { return fmt.Sprintf("%s:DOC#%d", d.File, d.Ind
 // below the given directories, in lexical order (see Files). "-" reads standard input. A List
 // is expanded into its items.
 func Read(paths ...string) ([]Document, error) {
+	return ReadFrom(os.Stdin, paths)
+}
+
+// ReadFrom is Read with stdin standing for "-", which is read once however often it is named.
+func ReadFrom(stdin io.Reader, paths []string) ([]Document, error) {
 	files, err := Files(paths)
 	if err != nil {
 		return nil, err
 	}
 	var docs []Document
+	stdinRead := false
 	for _, f := range files {
-		d, err := readFile(f)
+		var d []Document
+		switch {
+		case f == "-" && stdinRead:
+			continue
+		case f == "-":
+			stdinRead = true
+			d, err = Decode(f, stdin)
+		default:
+			d, err = decodeFile(f)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -93,19 +108,13 @@ func Files(paths []string) ([]string, error) {
 	return out, nil
 }
 
-func readFile(name string) ([]Document, error) {
-	var r io.Reader
-	if name == "-" {
-		r = os.Stdin
-	} else {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		r = f
+func decodeFile(name string) ([]Document, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
 	}
-	return Decode(name, r)
+	defer f.Close()
+	return Decode(name, f)
 }
 
 // Decode reads the documents of one stream; name is used in Document.File and in errors.
