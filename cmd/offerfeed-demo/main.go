@@ -66,7 +66,7 @@ func newCommand(o *options) *cobra.Command {
 CRD and the injection webhook, runs the offerfeed manager in this process, applies a policy,
 and plays a market of people and bots through the gateway with the config the operator
 rendered, once per run (--runs). Ctrl-C stops everything it started.`,
-		Example:           "  offerfeed-demo --duration 30s --humans 20 --bots 5 --runs compliant,fair --award Random",
+		Example:           "  offerfeed-demo --duration 30s --humans 20 --bots 5 --runs compliant,fair --award Random\n  offerfeed-demo --replicas 3",
 		Args:              cobra.NoArgs,
 		SilenceErrors:     true,
 		SilenceUsage:      true,
@@ -74,6 +74,9 @@ rendered, once per run (--runs). Ctrl-C stops everything it started.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.complete(cmd.OutOrStdout(), cmd.ErrOrStderr()); err != nil {
 				return err
+			}
+			if o.Replicas > 1 && !cmd.Flags().Changed("runs") {
+				o.Runs = demo.ReplicaRunNames
 			}
 			if _, err := demo.Run(cmd.Context(), o.Options); err != nil {
 				return runError{err}
@@ -92,6 +95,8 @@ rendered, once per run (--runs). Ctrl-C stops everything it started.`,
 	fs.StringVar(&o.shape, "shape", string(def.Shape), "offer API shape: rest (GET /offers) or flex (POST /GetOffersForProviderPost)")
 	fs.StringVar(&o.award, "award", string(def.Award), "award rule of the fair draws: Random or LeastRecentlyWon")
 	fs.DurationVar(&o.OfferInterval, "offer-interval", def.OfferInterval, "time between two offers of the offer service")
+	fs.IntVar(&o.Replicas, "replicas", 1, "gateways in front of the offer service, behind a round-robin front; above 1 each run plays twice, with per-replica state and then with state shared on a Redis server the demo starts (default runs then: "+strings.Join(demo.ReplicaRunNames, ",")+")")
+	fs.StringVar(&o.RedisServer, "redis-server", "", "Redis server binary for --replicas above 1; default $"+demo.EnvRedisServer+", then redis-server or valkey-server on PATH")
 	fs.StringVar(&o.ReportFile, "report", "offerfeed-demo.html", "HTML chart of the runs; empty for none")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "show the manager's and gateway's logs")
 	return cmd
@@ -107,6 +112,9 @@ func (o *options) complete(stdout, stderr io.Writer) error {
 	}
 	if o.Shape != market.ShapeREST && o.Shape != market.ShapeFlex {
 		return fmt.Errorf("--shape must be rest or flex, not %q", o.shape)
+	}
+	if o.Replicas < 1 || o.Replicas > demo.MaxReplicas {
+		return fmt.Errorf("--replicas must be from 1 to %d, not %d", demo.MaxReplicas, o.Replicas)
 	}
 	o.Out = stdout
 	level := zapcore.ErrorLevel

@@ -1,0 +1,97 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/offerfeed/offerfeed/internal/market"
+	"github.com/offerfeed/offerfeed/internal/redistest"
+)
+
+// TestDemoReplicas plays the demo with three gateways behind the round-robin front, four times
+// faster, on the real control plane and a real redis-server, and checks the story in counts
+// (never in time): with per-replica state people's accepts are refused unseen-offer (they
+// polled on one replica and accepted on another) and raw bots get more polls served than the
+// policy allows; with state shared on Redis no person is refused unseen-offer and the raw
+// bots get no more polls than the policy allows (plus one a bot for the edges of the run).
+func TestDemoReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a control plane and a Redis server and plays four markets")
+	}
+	bin, required, err := redistest.Binary()
+	if err != nil {
+		if required {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	var out bytes.Buffer
+	report := filepath.Join(t.TempDir(), "demo.html")
+	res, err := Run(context.Background(), Options{Out: &out, Duration: 6 * time.Second, Scale: 0.25,
+		Humans: 6, Bots: 2, CompliantBots: 1, Seed: 7, ReportFile: report, Replicas: 3, RedisServer: bin})
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Runs) != 4 || len(res.Comparisons) != 2 {
+		t.Fatalf("%d runs and %d comparisons, want 4 and 2 (enforce and fair, each per-replica then shared)", len(res.Runs), len(res.Comparisons))
+	}
+	for _, c := range res.Comparisons {
+		l, s := c.Local, c.Shared
+		t.Logf("%s: per-replica %+v; shared %+v", c.Title, l, s)
+		if l.PeopleUnseen == 0 {
+			t.Errorf("%s, per-replica state: no person's accept (of %d) was refused unseen-offer", c.Title, l.PeopleAccepts)
+		}
+		if l.BotPollsServed <= l.BotPollsAllowed+2 {
+			t.Errorf("%s, per-replica state: raw bots got %d polls served, allowed %d; want more through 3 replicas",
+				c.Title, l.BotPollsServed, l.BotPollsAllowed)
+		}
+		if s.PeopleAccepts == 0 || s.PeopleUnseen != 0 {
+			t.Errorf("%s, shared state: %d of %d people's accepts refused unseen-offer, want 0 of some", c.Title, s.PeopleUnseen, s.PeopleAccepts)
+		}
+		if s.BotPollsAllowed == 0 || s.BotPollsServed > s.BotPollsAllowed+2 {
+			t.Errorf("%s, shared state: raw bots got %d polls served, allowed %d (+2)", c.Title, s.BotPollsServed, s.BotPollsAllowed)
+		}
+	}
+	// The compliant bot sent every accept three times, to reach every replica.
+	for _, r := range res.Runs[2:] {
+		if cb := r.Class(market.ClassCompliantBot); cb == nil || cb.Accepts == 0 || cb.Accepts%3 != 0 {
+			t.Errorf("%s: compliant bot %+v, want accepts in threes", r.Title, cb)
+		}
+	}
+	for _, want := range []string{"Run 1: policy in Enforce, 3 gateways, per-replica state",
+		"Run 2: policy in Enforce, 3 gateways, state shared on Redis", "round-robin front on",
+		"all 6 gateways (3 with per-replica state, 3 with shared state) enforce policy standard", "3 gateways behind round-robin: per-replica state, then state shared on Redis",
+		"people's accepts refused unseen-offer", "draws won by people / bots", "Requests per gateway (round-robin): "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	html, err := os.ReadFile(report)
+	if err != nil || !bytes.Contains(html, []byte("Replicas: per-replica state against shared state")) {
+		t.Errorf("chart lacks the comparison: %v", err)
+	}
+}
+
+// TestRunReplicasWithoutRedis: with several replicas and no Redis server the demo stops before
+// it starts anything, saying what to install.
+func TestRunReplicasWithoutRedis(t *testing.T) {
+	t.Setenv(EnvRedisServer, "")
+	t.Setenv("PATH", t.TempDir())
+	if _, err := exec.LookPath("redis-server"); err == nil {
+		t.Fatal("redis-server still on PATH")
+	}
+	_, err := Run(context.Background(), Options{Replicas: 3, RedisServer: filepath.Join(t.TempDir(), "none")})
+	if err == nil || !strings.Contains(err.Error(), "none: stat") {
+		t.Errorf("err = %v, want the missing --redis-server named", err)
+	}
+	if _, err := findRedisServer(""); err != nil && !strings.Contains(err.Error(), "apt-get install redis-server") {
+		t.Errorf("err = %v, want what to install", err)
+	}
+}
