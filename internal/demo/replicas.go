@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -194,6 +195,10 @@ func writeComparisons(w io.Writer, replicas int, cs []Comparison) {
 			continue
 		}
 		fmt.Fprintf(w, "%-*s  %*s  %*s\n", lw, l.label, vw, l.local, vw, l.shared)
+	}
+	if slices.ContainsFunc(cs, func(c Comparison) bool { return c.Fair }) {
+		fmt.Fprintln(w, "Fair draws are still held per replica, with shared state too: a bot that sends its accept to every replica")
+		fmt.Fprintln(w, "enters every replica's draw (draws across replicas: in progress, docs/design.md#shared-state-in-progress).")
 	}
 }
 

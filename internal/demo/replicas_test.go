@@ -95,3 +95,32 @@ func TestRunReplicasWithoutRedis(t *testing.T) {
 		t.Errorf("err = %v, want what to install", err)
 	}
 }
+
+// TestFigures: what a comparison reads from a run's report, and how the text shows it.
+func TestFigures(t *testing.T) {
+	rep := &market.Report{Duration: 10*time.Second + 300*time.Millisecond, Classes: []market.ClassReport{
+		{Class: market.ClassHuman, Drivers: 6, Accepts: 20, OffersWon: 2, Decisions: map[string]int{"unseen-offer": 14, "too-fast": 1}},
+		{Class: market.ClassBot, Drivers: 2, PollsServed: 30, OffersWon: 1},
+		{Class: market.ClassCompliantBot, Drivers: 1, OffersWon: 3},
+	}}
+	got := figures(rep, 2*time.Second, 1)
+	want := StateFigures{PeopleAccepts: 20, PeopleUnseen: 14, BotPollsServed: 30, BotPollsAllowed: 12, OffersWonByPeople: 2, OffersWonByBots: 4}
+	if got != want {
+		t.Errorf("figures = %+v, want %+v", got, want)
+	}
+	var b strings.Builder
+	writeComparisons(&b, 3, []Comparison{{Title: "policy in Enforce with fair draws", Fair: true, Local: want,
+		Shared: StateFigures{PeopleAccepts: 21, BotPollsServed: 12, BotPollsAllowed: 12, OffersWonByPeople: 5, OffersWonByBots: 1}}})
+	for _, line := range []string{
+		"3 gateways behind round-robin: per-replica state, then state shared on Redis\n",
+		"policy in Enforce with fair draws\n",
+		"  people's accepts refused unseen-offer      14 of 20      0 of 21\n",
+		"  raw bots' polls served (policy allows)      30 (12)      12 (12)\n",
+		"  draws won by people / bots                    2 / 4        5 / 1\n",
+		"Fair draws are still held per replica",
+	} {
+		if !strings.Contains(b.String(), line) {
+			t.Errorf("comparison lacks %q:\n%s", line, b.String())
+		}
+	}
+}
