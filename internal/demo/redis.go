@@ -26,6 +26,9 @@ var errNoRedisServer = errors.New("shared state needs a Redis server, and none w
 	EnvRedisServer + ", or install one (Debian/Ubuntu: apt-get install redis-server, or valkey-server; Fedora: dnf install redis; " +
 	"macOS: brew install redis); make demo runs hack/redis/find.sh, which installs Debian's redis-server when run as root")
 
+// redisFallbackPaths are where Debian installs the servers, for a PATH that lacks /usr/bin.
+var redisFallbackPaths = []string{"/usr/bin/redis-server", "/usr/bin/valkey-server"}
+
 // findRedisServer returns the Redis server binary the demo starts: path when set, else
 // $OFFERFEED_REDIS_SERVER, else redis-server or valkey-server from PATH or /usr/bin, as
 // hack/redis/find.sh looks for them.
@@ -44,7 +47,7 @@ func findRedisServer(path string) (string, error) {
 			return p, nil
 		}
 	}
-	for _, p := range []string{"/usr/bin/redis-server", "/usr/bin/valkey-server"} {
+	for _, p := range redisFallbackPaths {
 		if executable(p) == nil {
 			return p, nil
 		}

@@ -91,8 +91,17 @@ func TestRunReplicasWithoutRedis(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "none: stat") {
 		t.Errorf("err = %v, want the missing --redis-server named", err)
 	}
-	if _, err := findRedisServer(""); err != nil && !strings.Contains(err.Error(), "apt-get install redis-server") {
+	saved := redisFallbackPaths
+	redisFallbackPaths = []string{filepath.Join(t.TempDir(), "redis-server")}
+	defer func() { redisFallbackPaths = saved }()
+	_, err = Run(context.Background(), Options{Replicas: 3})
+	if err == nil || !strings.Contains(err.Error(), "apt-get install redis-server") || !strings.Contains(err.Error(), "--redis-server") {
 		t.Errorf("err = %v, want what to install", err)
+	}
+	// One replica needs no Redis: the demo goes on to its next check.
+	if _, err := Run(context.Background(), Options{Replicas: 1, Humans: 0, Bots: 0, CompliantBots: 1, Runs: []string{"enforce"}}); err == nil ||
+		strings.Contains(err.Error(), "Redis") {
+		t.Errorf("one replica: err = %v, want the run without drivers refused, not Redis", err)
 	}
 }
 
