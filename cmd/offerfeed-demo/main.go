@@ -75,9 +75,6 @@ rendered, once per run (--runs). Ctrl-C stops everything it started.`,
 			if err := o.complete(cmd.OutOrStdout(), cmd.ErrOrStderr()); err != nil {
 				return err
 			}
-			if o.Replicas > 1 && !cmd.Flags().Changed("runs") {
-				o.Runs = demo.ReplicaRunNames
-			}
 			if _, err := demo.Run(cmd.Context(), o.Options); err != nil {
 				return runError{err}
 			}
@@ -90,7 +87,7 @@ rendered, once per run (--runs). Ctrl-C stops everything it started.`,
 	fs.IntVar(&o.Humans, "humans", def.Humans, "human drivers: poll every 3-6 s, react in 1-3 s")
 	fs.IntVar(&o.Bots, "bots", def.Bots, "bots: poll every 100 ms, accept within 50 ms, ignore Retry-After")
 	fs.IntVar(&o.CompliantBots, "compliant-bots", def.CompliantBots, "bots that obey every limit of the policy exactly; they play in the runs compliant and fair")
-	fs.StringVar(&o.runs, "runs", strings.Join(demo.RunNames, ","), "the market runs to play, in order: dryrun, enforce (people and raw bots), compliant (Enforce, compliant bots join), fair (Enforce with fair draws, compliant bots play)")
+	fs.StringVar(&o.runs, "runs", "", "the market runs to play, in order: dryrun, enforce (people and raw bots), compliant (Enforce, compliant bots join), fair (Enforce with fair draws, compliant bots play); default "+strings.Join(demo.RunNames, ",")+", or "+strings.Join(demo.ReplicaRunNames, ",")+" with --replicas above 1")
 	fs.Uint64Var(&o.Seed, "seed", def.Seed, "seed of the market's random delays and offers")
 	fs.StringVar(&o.shape, "shape", string(def.Shape), "offer API shape: rest (GET /offers) or flex (POST /GetOffersForProviderPost)")
 	fs.StringVar(&o.award, "award", string(def.Award), "award rule of the fair draws: Random or LeastRecentlyWon")
@@ -105,7 +102,10 @@ rendered, once per run (--runs). Ctrl-C stops everything it started.`,
 // complete checks the flags and sets the rest of the demo's options.
 func (o *options) complete(stdout, stderr io.Writer) error {
 	o.Shape = market.Shape(o.shape)
-	o.Runs = strings.Split(o.runs, ",")
+	o.Runs = nil // the demo's default, which depends on Replicas
+	if o.runs != "" {
+		o.Runs = strings.Split(o.runs, ",")
+	}
 	o.Award = v1alpha1.FairnessAward(o.award)
 	if o.Award != v1alpha1.AwardRandom && o.Award != v1alpha1.AwardLeastRecentlyWon {
 		return fmt.Errorf("--award must be Random or LeastRecentlyWon, not %q", o.award)

@@ -34,6 +34,21 @@ func TestFlags(t *testing.T) {
 	}
 }
 
+// TestDefaultRuns: without --runs the demo picks its runs (by --replicas).
+func TestDefaultRuns(t *testing.T) {
+	o := &options{}
+	cmd := newCommand(o)
+	if err := cmd.ParseFlags([]string{"--replicas", "3"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.complete(io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if o.Runs != nil || o.Replicas != 3 {
+		t.Errorf("runs %q, replicas %d; want the demo's default runs", o.Runs, o.Replicas)
+	}
+}
+
 // TestUsage checks the exit codes of help and of usage errors, which end before the demo starts.
 func TestUsage(t *testing.T) {
 	for _, tc := range []struct {

@@ -31,7 +31,7 @@ var ReplicaRunNames = []string{"enforce", "fair"}
 // (gateway.DefaultSharedStateTimeout, 20 ms) suits a pod next to its Redis; the demo runs
 // on a laptop or a loaded CI machine, where a call over 20 ms would quietly fall back to
 // per-replica state and blur the comparison.
-const sharedStateTimeout = 250 * time.Millisecond
+const sharedStateTimeout = time.Second
 
 // sharedStateOption is the one place where the demo turns shared state on: today through the
 // gateway's Go option, gateway.Options.SharedState, because no policy field does yet. When

@@ -3,9 +3,11 @@ package demo
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,5 +133,37 @@ func TestFigures(t *testing.T) {
 		if !strings.Contains(b.String(), line) {
 			t.Errorf("comparison lacks %q:\n%s", line, b.String())
 		}
+	}
+}
+
+// TestReplicaRuns: with several replicas each run plays twice, per-replica state then shared,
+// and the default runs are ReplicaRunNames; with one, the runs are as they were.
+func TestReplicaRuns(t *testing.T) {
+	o := Options{Replicas: 3}
+	if err := o.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range o.runs {
+		got = append(got, fmt.Sprintf("%s/%v/%v: %s", r.name, r.replicated, r.shared, r.title))
+	}
+	want := []string{
+		"enforce/true/false: policy in Enforce, 3 gateways, per-replica state",
+		"enforce/true/true: policy in Enforce, 3 gateways, state shared on Redis",
+		"fair/true/false: policy in Enforce with fair draws, 3 gateways, per-replica state",
+		"fair/true/true: policy in Enforce with fair draws, 3 gateways, state shared on Redis",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("runs %q, want %q", got, want)
+	}
+	one := Options{}
+	if err := one.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	if one.Replicas != 1 || len(one.runs) != len(RunNames) || one.runs[0] != runSpecs["dryrun"] {
+		t.Errorf("one replica: %d runs %+v", len(one.runs), one.runs)
+	}
+	if err := (&Options{Replicas: MaxReplicas + 1}).defaults(); err == nil {
+		t.Error("too many replicas accepted")
 	}
 }
