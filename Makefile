@@ -130,8 +130,11 @@ run: manifests generate ## Run the manager against the cluster of the current ku
 	$(GO) run . manager --leader-elect=false
 
 .PHONY: demo
-demo: controlplane build-demo ## Run the demo market on an embedded control plane (DEMOFLAGS: its flags).
-	bin/offerfeed-demo $(DEMOFLAGS)
+demo: controlplane build-demo ## Run the demo market on an embedded control plane (DEMOFLAGS: its flags; --replicas finds or installs a Redis server).
+	@if printf ' %s ' '$(DEMOFLAGS)' | grep -Eq -- ' --?replicas[ =]'; then \
+		r="$$(hack/redis/find.sh)" || exit 1; export OFFERFEED_REDIS_SERVER="$$r"; \
+	fi; \
+	echo bin/offerfeed-demo $(DEMOFLAGS); bin/offerfeed-demo $(DEMOFLAGS)
 
 ##@ Release
 

@@ -66,7 +66,7 @@ func newCommand(o *options) *cobra.Command {
 CRD and the injection webhook, runs the offerfeed manager in this process, applies a policy,
 and plays a market of people and bots through the gateway with the config the operator
 rendered, once per run (--runs). Ctrl-C stops everything it started.`,
-		Example:           "  offerfeed-demo --duration 30s --humans 20 --bots 5 --runs compliant,fair --award Random",
+		Example:           "  offerfeed-demo --duration 30s --humans 20 --bots 5 --runs compliant,fair --award Random\n  offerfeed-demo --replicas 3",
 		Args:              cobra.NoArgs,
 		SilenceErrors:     true,
 		SilenceUsage:      true,
@@ -87,11 +87,13 @@ rendered, once per run (--runs). Ctrl-C stops everything it started.`,
 	fs.IntVar(&o.Humans, "humans", def.Humans, "human drivers: poll every 3-6 s, react in 1-3 s")
 	fs.IntVar(&o.Bots, "bots", def.Bots, "bots: poll every 100 ms, accept within 50 ms, ignore Retry-After")
 	fs.IntVar(&o.CompliantBots, "compliant-bots", def.CompliantBots, "bots that obey every limit of the policy exactly; they play in the runs compliant and fair")
-	fs.StringVar(&o.runs, "runs", strings.Join(demo.RunNames, ","), "the market runs to play, in order: dryrun, enforce (people and raw bots), compliant (Enforce, compliant bots join), fair (Enforce with fair draws, compliant bots play)")
+	fs.StringVar(&o.runs, "runs", "", "the market runs to play, in order: dryrun, enforce (people and raw bots), compliant (Enforce, compliant bots join), fair (Enforce with fair draws, compliant bots play); default "+strings.Join(demo.RunNames, ",")+", or "+strings.Join(demo.ReplicaRunNames, ",")+" with --replicas above 1")
 	fs.Uint64Var(&o.Seed, "seed", def.Seed, "seed of the market's random delays and offers")
 	fs.StringVar(&o.shape, "shape", string(def.Shape), "offer API shape: rest (GET /offers) or flex (POST /GetOffersForProviderPost)")
 	fs.StringVar(&o.award, "award", string(def.Award), "award rule of the fair draws: Random or LeastRecentlyWon")
 	fs.DurationVar(&o.OfferInterval, "offer-interval", def.OfferInterval, "time between two offers of the offer service")
+	fs.IntVar(&o.Replicas, "replicas", 1, "gateways in front of the offer service, behind a round-robin front; above 1 each run plays twice, with per-replica state and then with state shared on a Redis server the demo starts (default runs then: "+strings.Join(demo.ReplicaRunNames, ",")+")")
+	fs.StringVar(&o.RedisServer, "redis-server", "", "Redis server binary for --replicas above 1; default $"+demo.EnvRedisServer+", then redis-server or valkey-server on PATH")
 	fs.StringVar(&o.ReportFile, "report", "offerfeed-demo.html", "HTML chart of the runs; empty for none")
 	fs.BoolVarP(&o.verbose, "verbose", "v", false, "show the manager's and gateway's logs")
 	return cmd
@@ -100,13 +102,19 @@ rendered, once per run (--runs). Ctrl-C stops everything it started.`,
 // complete checks the flags and sets the rest of the demo's options.
 func (o *options) complete(stdout, stderr io.Writer) error {
 	o.Shape = market.Shape(o.shape)
-	o.Runs = strings.Split(o.runs, ",")
+	o.Runs = nil // the demo's default, which depends on Replicas
+	if o.runs != "" {
+		o.Runs = strings.Split(o.runs, ",")
+	}
 	o.Award = v1alpha1.FairnessAward(o.award)
 	if o.Award != v1alpha1.AwardRandom && o.Award != v1alpha1.AwardLeastRecentlyWon {
 		return fmt.Errorf("--award must be Random or LeastRecentlyWon, not %q", o.award)
 	}
 	if o.Shape != market.ShapeREST && o.Shape != market.ShapeFlex {
 		return fmt.Errorf("--shape must be rest or flex, not %q", o.shape)
+	}
+	if o.Replicas < 1 || o.Replicas > demo.MaxReplicas {
+		return fmt.Errorf("--replicas must be from 1 to %d, not %d", demo.MaxReplicas, o.Replicas)
 	}
 	o.Out = stdout
 	level := zapcore.ErrorLevel

@@ -17,7 +17,8 @@ func TestFlags(t *testing.T) {
 	o := &options{}
 	cmd := newCommand(o)
 	args := []string{"--duration", "30s", "-humans=20", "--bots", "5", "--compliant-bots", "2", "--seed", "9", "--shape", "flex",
-		"--runs", "enforce,fair", "--award", "Random", "-offer-interval", "2s", "--report", "", "--v"}
+		"--runs", "enforce,fair", "--award", "Random", "-offer-interval", "2s", "--report", "", "--v", "--replicas", "3",
+		"--redis-server", "/opt/redis-server"}
 	if err := cmd.ParseFlags(flagcompat.GoStyleArgs(cmd.Flags(), args)); err != nil {
 		t.Fatal(err)
 	}
@@ -27,8 +28,24 @@ func TestFlags(t *testing.T) {
 	d := o.Options
 	if d.Duration != 30*time.Second || d.Humans != 20 || d.Bots != 5 || d.CompliantBots != 2 || d.Seed != 9 ||
 		d.Shape != market.ShapeFlex || !slices.Equal(d.Runs, []string{"enforce", "fair"}) || d.Award != v1alpha1.AwardRandom ||
-		d.OfferInterval != 2*time.Second || d.ReportFile != "" || !o.verbose || d.Out == nil || d.Logger.GetSink() == nil {
+		d.OfferInterval != 2*time.Second || d.ReportFile != "" || !o.verbose || d.Out == nil || d.Logger.GetSink() == nil ||
+		d.Replicas != 3 || d.RedisServer != "/opt/redis-server" {
 		t.Errorf("options %+v", o)
+	}
+}
+
+// TestDefaultRuns: without --runs the demo picks its runs (by --replicas).
+func TestDefaultRuns(t *testing.T) {
+	o := &options{}
+	cmd := newCommand(o)
+	if err := cmd.ParseFlags([]string{"--replicas", "3"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.complete(io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if o.Runs != nil || o.Replicas != 3 {
+		t.Errorf("runs %q, replicas %d; want the demo's default runs", o.Runs, o.Replicas)
 	}
 }
 
@@ -44,6 +61,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"--help"}, exitOK, "--compliant-bots int", ""},
 		{[]string{"--award", "Fastest"}, exitUsage, "", `--award must be Random or LeastRecentlyWon, not "Fastest"`},
 		{[]string{"--shape", "soap"}, exitUsage, "", `--shape must be rest or flex, not "soap"`},
+		{[]string{"--replicas", "0"}, exitUsage, "", `--replicas must be from 1 to 16, not 0`},
+		{[]string{"--replicas", "17"}, exitUsage, "", `--replicas must be from 1 to 16, not 17`},
 		{[]string{"--no-such-flag"}, exitUsage, "", "unknown flag: --no-such-flag"},
 		{[]string{"--humans", "many"}, exitUsage, "", `invalid argument "many" for "--humans"`},
 		{[]string{"extra"}, exitUsage, "", `unknown command "extra"`},

@@ -18,10 +18,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -83,6 +85,15 @@ type Options struct {
 	Award v1alpha1.FairnessAward
 	// OfferInterval is the time between two offers (before Scale); default DefaultOfferInterval.
 	OfferInterval time.Duration
+	// Replicas is how many gateways play, behind a round-robin front (at most MaxReplicas);
+	// 0 or 1 is one gateway, reached directly. With more, each run is played twice, with
+	// per-replica state and then with state shared on a Redis server that the demo starts,
+	// the default runs are ReplicaRunNames, and compliant bots send each accept Replicas
+	// times.
+	Replicas int
+	// RedisServer is the Redis server binary for shared state; empty looks for one
+	// ($OFFERFEED_REDIS_SERVER, then redis-server or valkey-server on PATH).
+	RedisServer string
 
 	runs []runSpec
 }
@@ -94,6 +105,9 @@ type runSpec struct {
 	mode        v1alpha1.PolicyMode
 	fair        bool
 	compliant   bool
+	// replicated runs play through several gateways; shared ones with state shared on Redis
+	// (a gateway option for now: sharedStateOption).
+	replicated, shared bool
 }
 
 // RunNames are the runs the demo can play, in their default order: people against raw bots
@@ -140,8 +154,12 @@ func (r runSpec) apply(p *v1alpha1.OfferFeedPolicy, scale float64, award v1alpha
 
 // Result is what the demo measured.
 type Result struct {
-	// Runs are the market reports, in the order of Options.Runs.
+	// Runs are the market reports, in the order of Options.Runs (with several replicas,
+	// each run twice: per-replica state, then shared).
 	Runs []*market.Report
+	// Comparisons set each run with per-replica state beside the same run with shared
+	// state; empty with one replica.
+	Comparisons []Comparison
 	// InjectedPod is the offer-service pod as the API server stored it.
 	InjectedPod *corev1.Pod
 }
@@ -153,8 +171,15 @@ func Defaults() Options {
 }
 
 func (o *Options) defaults() error {
+	o.Replicas = max(o.Replicas, 1)
+	if o.Replicas > MaxReplicas {
+		return fmt.Errorf("replicas must be at most %d, not %d", MaxReplicas, o.Replicas)
+	}
 	if len(o.Runs) == 0 {
 		o.Runs = RunNames
+		if o.Replicas > 1 {
+			o.Runs = ReplicaRunNames
+		}
 	}
 	o.runs = nil
 	for _, n := range o.Runs {
@@ -162,6 +187,16 @@ func (o *Options) defaults() error {
 		if !ok {
 			return fmt.Errorf("unknown run %q; runs are %v", n, RunNames)
 		}
+		if o.Replicas == 1 {
+			o.runs = append(o.runs, r)
+			continue
+		}
+		// Each run twice: per-replica state, then shared.
+		r.replicated = true
+		title := r.title
+		r.title = fmt.Sprintf("%s, %d gateways, per-replica state", title, o.Replicas)
+		o.runs = append(o.runs, r)
+		r.shared, r.title = true, fmt.Sprintf("%s, %d gateways, state shared on Redis", title, o.Replicas)
 		o.runs = append(o.runs, r)
 	}
 	def := Defaults()
@@ -200,9 +235,17 @@ type demo struct {
 	dir     string         // the projected ConfigMap volume
 	env     *envtest.Environment
 	c       client.Client
-	gw      *gateway.Gateway
+	gws     []*gateway.Gateway // every gateway, all reading the projected config
 	service *market.OfferService
-	gwURL   string
+	gwURL   string // where drivers send requests: the gateway, or the round-robin front
+
+	// With several replicas: the gateways of each kind of state (sets[0] per-replica,
+	// sets[1] shared), the round-robin front, and the Redis server with its client.
+	sets        [2]*replicaSet
+	lb          *roundRobin
+	redisBin    string
+	redis       *redisServer
+	redisClient *redis.Client
 }
 
 // Run runs the demo until it is done or ctx ends; everything it started is stopped before it
@@ -212,6 +255,12 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		return nil, err
 	}
 	d := &demo{opts: opts}
+	if opts.Replicas > 1 {
+		// Before anything starts: a missing server is a quick, clear error.
+		if d.redisBin, err = findRedisServer(opts.RedisServer); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -268,6 +317,12 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		if d.dir != "" {
 			_ = os.RemoveAll(d.dir)
 		}
+		if d.redisClient != nil {
+			_ = d.redisClient.Close()
+		}
+		if d.redis != nil {
+			d.redis.stop()
+		}
 	}()
 
 	res = &Result{}
@@ -279,6 +334,9 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 
 	for i, run := range d.opts.runs {
+		if run.replicated && (i == 0 || run.shared != d.opts.runs[i-1].shared) {
+			d.useState(run.shared)
+		}
 		if i == 0 || !run.samePolicy(d.opts.runs[i-1]) {
 			if i > 0 {
 				d.step("updating policy %s/%s to %s (kubectl edit, in effect)", Namespace, PolicyName, run.describe(d.opts.Scale, d.opts.Award))
@@ -291,16 +349,23 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 			}
 		}
 		if n := d.opts.compliantBots(run); n > 0 && (i == 0 || !d.opts.runs[i-1].compliant) {
+			copies := ""
+			if run.replicated {
+				copies = fmt.Sprintf(", sending each accept %d times to reach every replica", d.opts.Replicas)
+			}
 			if n == 1 {
-				d.step("a compliant bot joins the market: it polls exactly every minInterval and accepts right after minReactionTime")
+				d.step("a compliant bot joins the market: it polls exactly every minInterval and accepts right after minReactionTime%s", copies)
 			} else {
-				d.step("%d compliant bots join the market: they poll exactly every minInterval and accept right after minReactionTime", n)
+				d.step("%d compliant bots join the market: they poll exactly every minInterval and accept right after minReactionTime%s", n, copies)
 			}
 		}
 		title := fmt.Sprintf("Run %d: %s", i+1, run.title)
 		d.step("playing the market for %s: %s", d.opts.Duration, title)
 		mc := d.marketConfig(title, fmt.Sprintf("demo-%d", i+1))
 		mc.CompliantBots = d.opts.compliantBots(run)
+		if run.replicated {
+			mc.CompliantAcceptCopies = d.opts.Replicas
+		}
 		// Fresh identities per run: the gateway remembers drivers, and one run's accepts
 		// should not count against the next run's maxAccepts.
 		mc.DriverSuffix = fmt.Sprintf(".run%d", i+1)
@@ -309,6 +374,9 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 			res.Runs = append(res.Runs, rep)
 			fmt.Fprintln(d.opts.Out)
 			_ = rep.WriteTable(d.opts.Out)
+			if run.replicated {
+				fmt.Fprintf(d.opts.Out, "Requests per gateway (round-robin): %s\n", d.lb.spread())
+			}
 			fmt.Fprintln(d.opts.Out)
 		}
 		if err != nil {
@@ -316,8 +384,16 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		}
 	}
 	d.summary(res)
+	var sections []market.Section
+	if d.opts.Replicas > 1 {
+		res.Comparisons = d.compare(res.Runs)
+		var b strings.Builder
+		writeComparisons(&b, d.opts.Replicas, res.Comparisons)
+		fmt.Fprint(d.opts.Out, "\n"+b.String())
+		sections = append(sections, market.Section{Title: "Replicas: per-replica state against shared state", Text: b.String()})
+	}
 	if d.opts.ReportFile != "" {
-		if err := writeReport(d.opts.ReportFile, res.Runs); err != nil {
+		if err := writeReport(d.opts.ReportFile, res.Runs, sections); err != nil {
 			return res, err
 		}
 		abs, _ := filepath.Abs(d.opts.ReportFile)
@@ -486,19 +562,36 @@ func (d *demo) startServices(ctx context.Context, podLabels map[string]string) e
 	d.wg.Go(func() { proj.run(ctx) })
 
 	u, _ := url.Parse(upstream)
-	d.gw, err = gateway.New(gateway.Options{Upstream: u, PodLabels: podLabels, Namespace: Namespace,
-		Logger: d.opts.Logger.WithName("gateway")})
-	if err != nil {
-		return err
-	}
 	configFile := filepath.Join(dir, v1alpha1.GatewayConfigKey)
-	d.wg.Go(func() { _ = d.gw.Watch(ctx, configFile, "") })
-	d.gwURL, err = d.serve(ctx, d.gw)
+	if d.opts.Replicas > 1 {
+		return d.startReplicas(ctx, u, podLabels, configFile)
+	}
+	_, gwURL, err := d.startGateway(ctx, u, podLabels, configFile, nil)
 	if err != nil {
 		return err
 	}
+	d.gwURL = gwURL.String()
 	d.step("offer service on %s; gateway on %s reading %s as the kubelet would mount it", upstream, d.gwURL, configFile)
 	return nil
+}
+
+// startGateway starts a gateway in front of upstream, watching configFile and serving on a
+// loopback port, with shared state when shared is set.
+func (d *demo) startGateway(ctx context.Context, upstream *url.URL, podLabels map[string]string, configFile string,
+	shared *gateway.SharedState) (*gateway.Gateway, *url.URL, error) {
+	gw, err := gateway.New(gateway.Options{Upstream: upstream, PodLabels: podLabels, Namespace: Namespace,
+		Logger: d.opts.Logger.WithName("gateway").WithValues("replica", len(d.gws)), SharedState: shared})
+	if err != nil {
+		return nil, nil, err
+	}
+	d.wg.Go(func() { _ = gw.Watch(ctx, configFile, "") })
+	addr, err := d.serve(ctx, gw)
+	if err != nil {
+		return nil, nil, err
+	}
+	d.gws = append(d.gws, gw)
+	u, _ := url.Parse(addr)
+	return gw, u, nil
 }
 
 // waitGateway waits until the gateway enforces the policy's current config.
@@ -506,12 +599,18 @@ func (d *demo) waitGateway(ctx context.Context, mode v1alpha1.PolicyMode) error 
 	start := time.Now()
 	var st gateway.Status
 	err := d.pollPolicy(ctx, 20*time.Millisecond, func(p *v1alpha1.OfferFeedPolicy) bool {
-		st = d.gw.Status()
-		if st.PolicyHash == "" || st.PolicyHash != p.Status.ConfigHash || st.Mode != string(mode) {
-			return false
+		for _, gw := range d.gws {
+			st = gw.Status()
+			if st.PolicyHash == "" || st.PolicyHash != p.Status.ConfigHash || st.Mode != string(mode) {
+				return false
+			}
 		}
-		d.step("gateway enforces policy %s in %s (config generation %d, %s after the update)",
-			st.Policy, st.Mode, st.Generation, time.Since(start).Round(time.Millisecond))
+		who := "gateway enforces"
+		if d.opts.Replicas > 1 {
+			who = fmt.Sprintf("all %d gateways (%d with per-replica state, %d with shared state) enforce", len(d.gws), d.opts.Replicas, d.opts.Replicas)
+		}
+		d.step("%s policy %s in %s (config generation %d, %s after the update)",
+			who, st.Policy, st.Mode, st.Generation, time.Since(start).Round(time.Millisecond))
 		return true
 	})
 	if err != nil {
@@ -565,12 +664,12 @@ func (d *demo) summary(res *Result) {
 	}
 }
 
-func writeReport(path string, runs []*market.Report) error {
+func writeReport(path string, runs []*market.Report, sections []market.Section) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("writing the chart: %w", err)
 	}
-	if err := market.WriteHTML(f, runs); err != nil {
+	if err := market.WriteHTMLSections(f, runs, sections...); err != nil {
 		f.Close()
 		return fmt.Errorf("writing the chart: %w", err)
 	}

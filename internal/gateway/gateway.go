@@ -93,7 +93,8 @@ type Options struct {
 	// quota and its in-flight slots, shown offers) in Redis, shared by the gateways that use
 	// the same Redis; nil keeps it in this process (docs/design.md#shared-state-in-progress).
 	// In progress: no policy field turns it on yet, and the hashes that name drivers and
-	// offers are seeded per process, so only gateways of one process agree on them.
+	// offers are seeded per process (every gateway of a process with SharedState shares one
+	// seed), so only gateways of one process agree on them.
 	SharedState *SharedState
 }
 
@@ -191,6 +192,9 @@ func New(opts Options) (*Gateway, error) {
 		reg:     opts.Registry,
 		maxBody: opts.MaxAcceptBody,
 		labels:  labels.Set(opts.PodLabels),
+	}
+	if opts.SharedState != nil {
+		g.seed = sharedSeed
 	}
 	if g.log.GetSink() == nil {
 		g.log = logr.Discard()

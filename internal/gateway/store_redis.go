@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"hash/fnv"
+	"hash/maphash"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,12 @@ import (
 // An accept in flight holds its slot until settle frees it or until its lapse time (now plus
 // slotLife), so that a gateway that dies with accepts in flight does not hold its drivers'
 // slots for ever.
+
+// sharedSeed seeds the hashes that name drivers and offers for every gateway of this process
+// that has SharedState, so that they name a driver's keys alike (a gateway without it keeps a
+// seed of its own). Gateways in separate processes need a keyed hash with a key they share:
+// in progress, docs/design.md#shared-state-in-progress.
+var sharedSeed = maphash.MakeSeed()
 
 // sharedTTLSlack is added to every key's TTL: it bounds what clock skew between the gateways
 // and Redis's own clock (which runs the TTLs) can cost.

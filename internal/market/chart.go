@@ -43,8 +43,15 @@ func coord(f float64) string { return strconv.FormatFloat(math.Round(f*10)/10, '
 
 // chartPage is what the page template shows: the chart and each run's table.
 type chartPage struct {
-	Chart  chart
-	Tables []runTable
+	Chart    chart
+	Sections []Section
+	Tables   []runTable
+}
+
+// Section is a block of preformatted text under a heading, shown between the chart and the
+// runs' tables (WriteHTMLSections): a comparison across runs, for example.
+type Section struct {
+	Title, Text string
 }
 
 // runTable is one run's text table (Report.WriteTable) under its title.
@@ -310,8 +317,11 @@ func newLegend(classes []Class, y, width float64) []legendEntry {
 // WriteHTML writes a self-contained HTML page comparing runs: an inline SVG bar chart of the
 // share of offers won by each class in each run, with a marker at the class's fair share,
 // and each run's table. It uses no external assets and no script.
-func WriteHTML(w io.Writer, runs []*Report) error {
-	page := chartPage{Chart: newChart(runs)}
+func WriteHTML(w io.Writer, runs []*Report) error { return WriteHTMLSections(w, runs) }
+
+// WriteHTMLSections is WriteHTML with sections of text between the chart and the tables.
+func WriteHTMLSections(w io.Writer, runs []*Report, sections ...Section) error {
+	page := chartPage{Chart: newChart(runs), Sections: sections}
 	for i, r := range runs {
 		var t strings.Builder
 		if err := r.WriteTable(&t); err != nil {

@@ -70,6 +70,9 @@ type DriverConfig struct {
 	// application/json), and 400 with message FlexRateExceeded is the platform's rate limit.
 	// On any other error answer the app crashes: the driver stops, and Crashed says why.
 	StrictErrors bool
+	// AcceptCopies, above 1, makes the driver send each accept this many times at once
+	// (sendAccept); 0 or 1 sends it once.
+	AcceptCopies int
 }
 
 // Driver is one simulated driver. Run plays it until its context ends; Requests and Won
@@ -325,7 +328,7 @@ func (d *Driver) accept(ctx context.Context, offerID string) {
 		data, _ := json.Marshal(map[string]string{rt.OfferIDField: offerID})
 		body = bytes.NewReader(data)
 	}
-	status, header, data := d.send(ctx, KindAccept, offerID, http.MethodPost, path, body)
+	status, header, data := d.sendAccept(ctx, offerID, path, body)
 	switch {
 	case status/100 == 2:
 		d.wins = append(d.wins, time.Now())

@@ -55,6 +55,11 @@ type Config struct {
 	// StrictErrors makes every driver an app that reads only the offer API's own errors
 	// (DriverConfig.StrictErrors); Report.Crashed lists the apps that crashed.
 	StrictErrors bool
+	// CompliantAcceptCopies, above 1, makes every compliant bot send each accept this many
+	// times at once: a bot that knows how many replicas the offer service runs, so that
+	// behind a load balancer that spreads requests its copies reach several replicas (and
+	// enter each one's fair draw). 0 or 1: once.
+	CompliantAcceptCopies int
 }
 
 // timing returns the run's delays with defaults applied and scaled.
@@ -98,6 +103,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				ID: fmt.Sprintf("%s-%02d%s", c.class, i+1, cfg.DriverSuffix), Class: c.class,
 				BaseURL: cfg.BaseURL, Shape: cfg.Shape, IdentityHeader: cfg.IdentityHeader, RunID: cfg.RunID,
 				Timing: timing, Policy: cfg.Policy, Seed: cfg.Seed, Client: client, StrictErrors: cfg.StrictErrors,
+				AcceptCopies: cfg.acceptCopies(c.class),
 			}))
 		}
 	}
