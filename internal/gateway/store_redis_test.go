@@ -179,74 +179,108 @@ func sharedPolicy(mode gatewayconfig.Mode) gatewayconfig.Policy {
 	return p
 }
 
+// quotaOnly makes p a policy whose accepts are checked against the quota alone (no
+// requireShown, no minReactionTime): the shape whose accept-throttled refusals the deny cache
+// answers.
+func quotaOnly(p gatewayconfig.Policy) gatewayconfig.Policy {
+	p.Accept.RequireShown = false
+	p.Accept.MinReactionTime = dur("0s")
+	p.Overrides[0].Accept.MinReactionTime = nil
+	return p
+}
+
 // TestSharedStateDifferential plays the same request sequences through one gateway with
 // local state and through three gateways sharing one real Redis, the requests assigned
 // round-robin or at random: every request must get the same status and decision (and in
-// DryRun the offer service the same flag), whichever gateway it reaches.
+// DryRun the offer service the same flag), whichever gateway it reaches. In the shape
+// "quota", accepts are checked against the quota alone, so the deny cache answers both feed
+// and accept refusals: it must have answered some of each, with the same verdicts.
 func TestSharedStateDifferential(t *testing.T) {
 	srv := redistest.Start(t)
-	for _, mode := range []gatewayconfig.Mode{gatewayconfig.ModeEnforce, gatewayconfig.ModeDryRun} {
-		for _, assign := range []string{"round-robin", "random"} {
-			t.Run(string(mode)+"/"+assign, func(t *testing.T) {
-				client := redis.NewClient(&redis.Options{Addr: srv.Addr})
-				t.Cleanup(func() { client.Close() })
-				if err := client.FlushAll(context.Background()).Err(); err != nil {
-					t.Fatal(err)
-				}
-				cfg := configOf(sharedPolicy(mode))
-				p2 := sharedPolicy(mode)
-				p2.Feed.MinInterval = dur("1s")
-				p2.Accept.MaxAccepts = 3
-				p2.Accept.MinReactionTime = dur("300ms")
-				reload := configOf(p2)
-				local := newWorld(t, 1, nil, cfg)
-				shared := newWorld(t, 3, &SharedState{Client: client, Timeout: 5 * time.Second}, cfg)
-				rng := rand.New(rand.NewPCG(7, 7))
-				seen := map[string]int{}
-				next := 0
-				for i, s := range script(42, 1500, reload) {
-					if i == 700 {
-						// Scripts dropped from Redis's cache are loaded again (NOSCRIPT).
-						if err := client.ScriptFlush(context.Background()).Err(); err != nil {
-							t.Fatal(err)
-						}
-					}
-					want, req := local.run(s, local.gws[0])
-					g := shared.gws[next%3]
-					if assign == "random" {
-						g = shared.gws[rng.IntN(3)]
-					}
-					got, _ := shared.run(s, g)
-					if !req {
-						continue
-					}
-					next++
-					if got != want {
-						t.Fatalf("sstep %d %+v: shared %+v, local %+v", i, s, got, want)
-					}
-					seen[want.decision+want.flag]++
-				}
-				t.Logf("decisions: %v", seen)
-				// The sequences must exercise every decision, or the test proves little.
-				for _, d := range []Decision{Allowed, FeedThrottled, AcceptThrottled, TooFast, UnseenOffer} {
-					name := d.String()
-					if d == Allowed {
-						name = ""
-					}
-					if seen[name] == 0 {
-						t.Errorf("no request decided %q; seen %v", d, seen)
-					}
-				}
-				for _, g := range shared.gws {
-					ss := g.active.Load().policy.store.(*sharedStore)
-					if e := ss.errors.Load(); e != 0 {
-						t.Errorf("%d Redis calls failed", e)
-					}
-				}
-				assertTTLs(t, client)
-			})
+	for _, shape := range []string{"standard", "quota"} {
+		for _, mode := range []gatewayconfig.Mode{gatewayconfig.ModeEnforce, gatewayconfig.ModeDryRun} {
+			for _, assign := range []string{"round-robin", "random"} {
+				t.Run(shape+"/"+string(mode)+"/"+assign, func(t *testing.T) {
+					differential(t, srv, shape, mode, assign)
+				})
+			}
 		}
 	}
+}
+
+func differential(t *testing.T, srv *redistest.Server, shape string, mode gatewayconfig.Mode, assign string) {
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { client.Close() })
+	if err := client.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p1 := sharedPolicy(mode)
+	p2 := sharedPolicy(mode)
+	p2.Feed.MinInterval = dur("1s")
+	p2.Accept.MaxAccepts = 3
+	p2.Accept.MinReactionTime = dur("300ms")
+	want := []Decision{Allowed, FeedThrottled, AcceptThrottled, TooFast, UnseenOffer}
+	if shape == "quota" {
+		p1, p2 = quotaOnly(p1), quotaOnly(p2)
+		want = []Decision{Allowed, FeedThrottled, AcceptThrottled}
+	}
+	cfg, reload := configOf(p1), configOf(p2)
+	local := newWorld(t, 1, nil, cfg)
+	shared := newWorld(t, 3, &SharedState{Client: client, Timeout: 5 * time.Second}, cfg)
+	rng := rand.New(rand.NewPCG(7, 7))
+	seen := map[string]int{}
+	next := 0
+	for i, s := range script(42, 1500, reload) {
+		if i == 700 {
+			// Scripts dropped from Redis's cache are loaded again (NOSCRIPT).
+			if err := client.ScriptFlush(context.Background()).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, req := local.run(s, local.gws[0])
+		g := shared.gws[next%3]
+		if assign == "random" {
+			g = shared.gws[rng.IntN(3)]
+		}
+		got, _ := shared.run(s, g)
+		if !req {
+			continue
+		}
+		next++
+		if got != want {
+			t.Fatalf("sstep %d %+v: shared %+v, local %+v", i, s, got, want)
+		}
+		seen[want.decision+want.flag]++
+	}
+	t.Logf("decisions: %v", seen)
+	// The sequences must exercise every decision, or the test proves little.
+	for _, d := range want {
+		name := d.String()
+		if d == Allowed {
+			name = ""
+		}
+		if seen[name] == 0 {
+			t.Errorf("no request decided %q; seen %v", d, seen)
+		}
+	}
+	var hits [numRoutes]float64
+	for _, g := range shared.gws {
+		ss := g.active.Load().policy.store.(*sharedStore)
+		if e := ss.errors.Load(); e != 0 {
+			t.Errorf("%d Redis calls failed", e)
+		}
+		for _, r := range []route{routeFeed, routeAccept} {
+			hits[r] += counterValue(t, g.shared.m.denyHits[r])
+		}
+	}
+	t.Logf("deny cache hits: feed %v, accept %v", hits[routeFeed], hits[routeAccept])
+	if hits[routeFeed] == 0 {
+		t.Error("no poll was refused from the deny cache")
+	}
+	if shape == "quota" && hits[routeAccept] == 0 {
+		t.Error("no accept was refused from the deny cache")
+	}
+	assertTTLs(t, client)
 }
 
 // assertTTLs checks that every key in Redis has a TTL (memory bounded by active drivers), and
