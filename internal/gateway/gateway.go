@@ -100,7 +100,9 @@ type Options struct {
 // SharedState is where a gateway shares driver state.
 type SharedState struct {
 	// Client is the Redis client: standalone, Sentinel or Cluster (every script touches the
-	// keys of one driver, under one hash tag).
+	// keys of one driver, under one hash tag). It must be made with ContextTimeoutEnabled
+	// (New refuses a *redis.Client or *redis.ClusterClient without it): otherwise its socket
+	// reads wait for its ReadTimeout, not Timeout, when Redis is frozen or slow.
 	Client redis.UniversalClient
 	// Timeout bounds each Redis call; zero means DefaultSharedStateTimeout. A call that fails
 	// or times out is decided as OnUnavailable says.

@@ -212,8 +212,31 @@ const (
 
 var sharedOpNames = [numSharedOps]string{"feed", "accept", "settle", "shown"}
 
+// errNoContextTimeout is returned by New for a SharedState.Client that does not bound its
+// socket reads and writes by the call's context: such a client waits for its ReadTimeout
+// (3 s by default, times its retries) when Redis is frozen or slow, whatever the Timeout.
+var errNoContextTimeout = errors.New("gateway: SharedState.Client must be made with ContextTimeoutEnabled: true, so that SharedState.Timeout bounds its calls")
+
+// checkClient refuses a client known not to honour the context's deadline.
+func checkClient(c redis.UniversalClient) error {
+	switch c := c.(type) {
+	case *redis.Client:
+		if !c.Options().ContextTimeoutEnabled {
+			return errNoContextTimeout
+		}
+	case *redis.ClusterClient:
+		if !c.Options().ContextTimeoutEnabled {
+			return errNoContextTimeout
+		}
+	}
+	return nil
+}
+
 func newSharedRuntime(g *Gateway) (*sharedRuntime, error) {
 	ss := g.opts.SharedState
+	if err := checkClient(ss.Client); err != nil {
+		return nil, err
+	}
 	rt := &sharedRuntime{
 		client:        ss.Client,
 		timeout:       ss.Timeout,

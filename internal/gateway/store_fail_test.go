@@ -99,13 +99,13 @@ func TestErrKinds(t *testing.T) {
 	if k := kindOf(ctx.Err()); k != errTimeout {
 		t.Errorf("deadline: %s", k)
 	}
-	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true, MaxRetries: -1})
 	defer c.Close()
 	if k := kindOf(c.Ping(context.Background()).Err()); k != errConnection {
 		t.Errorf("connection refused: %s", k)
 	}
 	srv := redistest.Start(t)
-	c2 := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	c2 := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
 	defer c2.Close()
 	if k := kindOf(c2.Do(context.Background(), "NOSUCHCOMMAND").Err()); k != errServer {
 		t.Errorf("error reply: %s", k)
@@ -146,7 +146,7 @@ func evalCalls(t testing.TB, c *redis.Client) int {
 // slot, is not cached.
 func TestSharedStateDenyCache(t *testing.T) {
 	srv := redistest.Start(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { client.Close() })
 	p := quotaOnly(sharedPolicy(gatewayconfig.ModeEnforce))
 	p.ShownOffers = nil
@@ -233,7 +233,7 @@ func TestSharedStateDenyCache(t *testing.T) {
 // (no local pacing), counted as fallbacks labelled Allow.
 func TestSharedStateAllow(t *testing.T) {
 	srv := redistest.Start(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 	t.Cleanup(func() { client.Close() })
 	w := newWorld(t, 1, &SharedState{Client: client, Timeout: 200 * time.Millisecond,
 		OnUnavailable: gatewayconfig.OnUnavailableAllow}, configOf(standardPolicy()))
@@ -262,6 +262,12 @@ func TestSharedStateAllow(t *testing.T) {
 	if _, err := New(Options{Upstream: g.opts.Upstream, SharedState: &SharedState{Client: client, OnUnavailable: "Deny"}}); err == nil {
 		t.Error("New accepted OnUnavailable Deny")
 	}
+	// A client that ignores the context's deadline would wait for its ReadTimeout (3 s).
+	plain := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer plain.Close()
+	if _, err := New(Options{Upstream: g.opts.Upstream, SharedState: &SharedState{Client: plain}}); err == nil {
+		t.Error("New accepted a client without ContextTimeoutEnabled")
+	}
 }
 
 // TestSharedStateBreaker: on the fake clock, with Redis killed, the breaker opens after
@@ -270,7 +276,7 @@ func TestSharedStateAllow(t *testing.T) {
 // Redis is back (restarted, empty) the next probe closes it and decisions are shared again.
 func TestSharedStateBreaker(t *testing.T) {
 	srv := redistest.Start(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 	t.Cleanup(func() { client.Close() })
 	p := standardPolicy()
 	w := newWorld(t, 2, &SharedState{Client: client, Timeout: time.Second, BreakerFailures: 3, BreakerCooldown: 5 * time.Second},

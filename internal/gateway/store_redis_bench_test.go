@@ -15,7 +15,7 @@ import (
 // sharedBenchGateway is benchGateway with its state on a real redis-server on loopback.
 func sharedBenchGateway(b *testing.B) (*Gateway, *policy, *redis.Client) {
 	srv := redistest.Start(b)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
 	b.Cleanup(func() { client.Close() })
 	g, _ := benchGateway(b, nil)
 	g.opts.SharedState = &SharedState{Client: client}

@@ -209,7 +209,7 @@ func TestSharedStateDifferential(t *testing.T) {
 }
 
 func differential(t *testing.T, srv *redistest.Server, shape string, mode gatewayconfig.Mode, assign string) {
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { client.Close() })
 	if err := client.FlushAll(context.Background()).Err(); err != nil {
 		t.Fatal(err)
@@ -313,7 +313,7 @@ func assertTTLs(t *testing.T, client *redis.Client) {
 // (the Local fallback) within the timeout, and the failures are counted.
 func TestSharedStateFallback(t *testing.T) {
 	srv := redistest.Start(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 	t.Cleanup(func() { client.Close() })
 	w := newWorld(t, 1, &SharedState{Client: client, Timeout: 200 * time.Millisecond}, configOf(standardPolicy()))
 	g := w.gws[0]
@@ -342,7 +342,7 @@ func TestSharedStateFallback(t *testing.T) {
 
 // TestSharedStateKeys: one driver's keys share a hash tag, two policies' keys differ.
 func TestSharedStateKeys(t *testing.T) {
-	g, err := New(Options{Upstream: &url.URL{Scheme: "http", Host: "x"}, SharedState: &SharedState{Client: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})}})
+	g, err := New(Options{Upstream: &url.URL{Scheme: "http", Host: "x"}, SharedState: &SharedState{Client: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +371,7 @@ func TestSharedStateKeys(t *testing.T) {
 // died) lapses after the upstream timeout plus sharedTTLSlack.
 func TestSharedStateInFlightSlots(t *testing.T) {
 	srv := redistest.Start(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { client.Close() })
 	release := make(chan struct{})
 	arrived := make(chan struct{}, 8)
