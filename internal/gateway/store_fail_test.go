@@ -59,7 +59,9 @@ func TestBreaker(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBreaker(3, time.Second)
 			var changes []string
-			b.onChange = func(from, to breakerState, _ errKind, _ int64) { changes = append(changes, from.String()+">"+to.String()) }
+			b.onChange = func(from, to breakerState, _ errKind, _ int64) {
+				changes = append(changes, from.String()+">"+to.String())
+			}
 			for i, s := range tc.steps {
 				now := s.at * int64(time.Millisecond)
 				got := b.allow(now)
