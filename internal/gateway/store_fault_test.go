@@ -160,14 +160,19 @@ func (r *faultRig) fallbacks() float64 {
 }
 
 // assertShared checks that the gateways share decisions: a new driver's poll on one makes
-// the next on the other feed-throttled.
-func (r *faultRig) assertShared(driver string) {
+// the next on the other feed-throttled. A call may still time out on a loaded machine (and
+// be decided locally, unshared): then it tries again with another driver, for 10 s at most.
+func (r *faultRig) assertShared(prefix string) {
 	r.t.Helper()
-	if c := r.do(r.gws[0], "GET", "/offers", driver); c != http.StatusOK {
-		r.t.Fatalf("%s's first poll: %d", driver, c)
-	}
-	if c := r.do(r.gws[1], "GET", "/offers", driver); c != http.StatusTooManyRequests {
-		r.t.Fatalf("%s's poll on the other gateway: %d, want 429: decisions not shared", driver, c)
+	n := 0
+	eventually(r.t, prefix+": decisions shared", func() bool {
+		n++
+		d := fmt.Sprintf("%s-%d", prefix, n)
+		return r.do(r.gws[0], "GET", "/offers", d) == http.StatusOK &&
+			r.do(r.gws[1], "GET", "/offers", d) == http.StatusTooManyRequests
+	})
+	if n > 1 {
+		r.t.Logf("%s: decisions shared at the %d-th try", prefix, n)
 	}
 }
 
