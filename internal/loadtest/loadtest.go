@@ -64,6 +64,8 @@ type Config struct {
 	// is on the Redis at this address (host:port, loopback), with the default timeout; the
 	// report then gives its Redis commands per request (INFO commandstats).
 	RedisAddr string
+	// RedisTimeout is the shared gateway's SharedState.Timeout; zero means its default.
+	RedisTimeout time.Duration
 }
 
 // DefaultConfig is the run recorded in BENCHMARKS.md.
@@ -429,7 +431,7 @@ func Run(cfg Config, w io.Writer) error {
 	targets := []target{{"direct", up}, {"plain proxy", plain}, {"plain proxy, pooled buffers", pooled}, {"gateway", gw}}
 	var shared *sharedTarget
 	if cfg.RedisAddr != "" {
-		if shared, err = newSharedTarget(up, cfg.RedisAddr); err != nil {
+		if shared, err = newSharedTarget(up, cfg.RedisAddr, cfg.RedisTimeout); err != nil {
 			return err
 		}
 		defer shared.stop()

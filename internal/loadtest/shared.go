@@ -27,7 +27,7 @@ type sharedTarget struct {
 	calls0   int64
 }
 
-func newSharedTarget(upstream, addr string) (*sharedTarget, error) {
+func newSharedTarget(upstream, addr string, timeout time.Duration) (*sharedTarget, error) {
 	st := &sharedTarget{client: redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, PoolSize: 256})}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -41,7 +41,7 @@ func newSharedTarget(upstream, addr string) (*sharedTarget, error) {
 	}
 	u, _ := url.Parse(upstream)
 	g, err := gateway.New(gateway.Options{Upstream: u, PodLabels: map[string]string{"app": "offer-service"},
-		SharedState: &gateway.SharedState{Client: st.client}})
+		SharedState: &gateway.SharedState{Client: st.client, Timeout: timeout}})
 	if err == nil {
 		err = g.Apply(policy(10 * time.Millisecond))
 	}
