@@ -24,7 +24,6 @@ type sharedTarget struct {
 	client   *redis.Client
 	g        *gateway.Gateway
 	requests atomic.Int64
-	calls0   int64
 }
 
 func newSharedTarget(upstream, addr string, timeout time.Duration) (*sharedTarget, error) {
