@@ -194,10 +194,11 @@ func quotaOnly(p gatewayconfig.Policy) gatewayconfig.Policy {
 // round-robin or at random: every request must get the same status and decision (and in
 // DryRun the offer service the same flag), whichever gateway it reaches. In the shape
 // "quota", accepts are checked against the quota alone, so the deny cache answers both feed
-// and accept refusals: it must have answered some of each, with the same verdicts.
+// and accept refusals: it must have answered some of each, with the same verdicts. In
+// "shown" (requireShown, no reaction time) it must not answer an accept before its check.
 func TestSharedStateDifferential(t *testing.T) {
 	srv := redistest.Start(t)
-	for _, shape := range []string{"standard", "quota"} {
+	for _, shape := range []string{"standard", "quota", "shown"} {
 		for _, mode := range []gatewayconfig.Mode{gatewayconfig.ModeEnforce, gatewayconfig.ModeDryRun} {
 			for _, assign := range []string{"round-robin", "random"} {
 				t.Run(shape+"/"+string(mode)+"/"+assign, func(t *testing.T) {
@@ -220,9 +221,14 @@ func differential(t *testing.T, srv *redistest.Server, shape string, mode gatewa
 	p2.Accept.MaxAccepts = 3
 	p2.Accept.MinReactionTime = dur("300ms")
 	want := []Decision{Allowed, FeedThrottled, AcceptThrottled, TooFast, UnseenOffer}
-	if shape == "quota" {
+	switch shape {
+	case "quota":
 		p1, p2 = quotaOnly(p1), quotaOnly(p2)
 		want = []Decision{Allowed, FeedThrottled, AcceptThrottled}
+	case "shown": // requireShown without a reaction time: accept refusals still not cached
+		p1, p2 = quotaOnly(p1), quotaOnly(p2)
+		p1.Accept.RequireShown, p2.Accept.RequireShown = true, true
+		want = []Decision{Allowed, FeedThrottled, AcceptThrottled, UnseenOffer}
 	}
 	cfg, reload := configOf(p1), configOf(p2)
 	local := newWorld(t, 1, nil, cfg)
