@@ -93,7 +93,7 @@ controlplane: ## Build kube-apiserver, etcd and kubectl from Go modules for envt
 
 .PHONY: mutation
 mutation: ## Check that the gateway and render tests catch deliberate bugs in their decision code (hack/mutation).
-	$(GO) run ./hack/mutation
+	OFFERFEED_REDIS_SERVER="$$(hack/redis/find.sh)" && export OFFERFEED_REDIS_SERVER && $(GO) run ./hack/mutation
 
 # promtool comes from the Prometheus module, pinned in the tools module hack/tools so that
 # offerfeed's go.mod does not take in the Prometheus server's dependencies.

@@ -29,6 +29,8 @@ func main() {
 	flag.IntVar(&cfg.UpstreamSlots, "upstream-slots", cfg.UpstreamSlots, "requests the limited offer service serves at a time")
 	flag.DurationVar(&cfg.UpstreamWork, "upstream-work", cfg.UpstreamWork, "time the limited offer service takes per request")
 	flag.StringVar(&cfg.Phases, "phases", cfg.Phases, "phases to run: throughput,latency,flood")
+	flag.StringVar(&cfg.RedisAddr, "redis", cfg.RedisAddr, "host:port of a Redis (loopback; flushed) for an added target: the gateway with shared state")
+	flag.DurationVar(&cfg.RedisTimeout, "redis-timeout", cfg.RedisTimeout, "the shared gateway's timeout per Redis call (0: the default, 20ms)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to `file`")
 	flag.Parse()
 	if *cpuProfile != "" {

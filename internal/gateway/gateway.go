@@ -101,15 +101,31 @@ type Options struct {
 // SharedState is where a gateway shares driver state.
 type SharedState struct {
 	// Client is the Redis client: standalone, Sentinel or Cluster (every script touches the
-	// keys of one driver, under one hash tag).
+	// keys of one driver, under one hash tag). It must be made with ContextTimeoutEnabled
+	// (New refuses a *redis.Client or *redis.ClusterClient without it): otherwise its socket
+	// reads wait for its ReadTimeout, not Timeout, when Redis is frozen or slow.
 	Client redis.UniversalClient
 	// Timeout bounds each Redis call; zero means DefaultSharedStateTimeout. A call that fails
-	// or times out is decided by this gateway's own state instead (the Local fallback).
+	// or times out is decided as OnUnavailable says.
 	Timeout time.Duration
+	// OnUnavailable is what a governed request gets while Redis cannot be reached (a call
+	// failed or timed out, or the breaker is open): Local (the default, also for "") decides
+	// with this gateway's own state; Allow lets the request through, counted as a fallback.
+	OnUnavailable gatewayconfig.OnUnavailable
+	// BreakerFailures is how many calls in a row must fail before the circuit breaker opens
+	// and the gateway stops calling Redis; zero means DefaultBreakerFailures.
+	BreakerFailures int
+	// BreakerCooldown is how long the breaker stays open before one call probes Redis again
+	// (on the gateway's Clock); zero means DefaultBreakerCooldown.
+	BreakerCooldown time.Duration
 }
 
-// DefaultSharedStateTimeout is the default of SharedState.Timeout.
-const DefaultSharedStateTimeout = 20 * time.Millisecond
+// Defaults of SharedState.
+const (
+	DefaultSharedStateTimeout = 20 * time.Millisecond
+	DefaultBreakerFailures    = 5
+	DefaultBreakerCooldown    = 2 * time.Second
+)
 
 // Gateway is the offerfeed gateway: an http.Handler that applies the policy of its pod to each
 // request and forwards what it allows to the offer service. Make one with New, give it a
@@ -124,6 +140,7 @@ type Gateway struct {
 	reg      *prometheus.Registry
 	m        *metrics
 	dm       *drawMetrics
+	shared   *sharedRuntime // with SharedState: the client, its breaker and metrics
 	proxy    http.Handler
 	maxBody  int64
 	draining atomic.Bool
@@ -163,8 +180,15 @@ func New(opts Options) (*Gateway, error) {
 	if opts.Upstream == nil || opts.Upstream.Scheme == "" || opts.Upstream.Host == "" {
 		return nil, errors.New("gateway: Options.Upstream must be an absolute URL such as http://127.0.0.1:8080")
 	}
-	if opts.SharedState != nil && opts.SharedState.Client == nil {
-		return nil, errNoSharedClient
+	if ss := opts.SharedState; ss != nil {
+		if ss.Client == nil {
+			return nil, errNoSharedClient
+		}
+		switch ss.OnUnavailable {
+		case "", gatewayconfig.OnUnavailableLocal, gatewayconfig.OnUnavailableAllow:
+		default:
+			return nil, fmt.Errorf("gateway: SharedState.OnUnavailable %q is not Local or Allow", ss.OnUnavailable)
+		}
 	}
 	if opts.MaxTrackedDrivers <= 0 {
 		opts.MaxTrackedDrivers = DefaultMaxTrackedDrivers
@@ -217,6 +241,11 @@ func New(opts Options) (*Gateway, error) {
 	g.m = m
 	if g.dm, err = newDrawMetrics(g.reg, g); err != nil {
 		return nil, err
+	}
+	if opts.SharedState != nil {
+		if g.shared, err = newSharedRuntime(g); err != nil {
+			return nil, err
+		}
 	}
 	g.proxy = g.newProxy()
 	g.active.Store(&active{detail: "no config loaded; proxying everything unchanged"})
@@ -408,6 +437,8 @@ type Status struct {
 	LastReloadAt           *time.Time `json:"lastReloadErrorTime,omitempty"`
 	TrackedDrivers         int        `json:"trackedDrivers"`
 	MaxDrivers             int        `json:"maxTrackedDrivers"`
+	// SharedState is the state of the shared store (Redis), when the gateway has one.
+	SharedState *SharedStateStatus `json:"sharedState,omitempty"`
 }
 
 // Status returns the gateway's state: the config and policy in force and the last reload error.
@@ -429,6 +460,9 @@ func (g *Gateway) Status() Status {
 	if !g.lastErrAt.IsZero() {
 		t := g.lastErrAt
 		s.LastReloadAt = &t
+	}
+	if g.shared != nil {
+		s.SharedState = g.shared.status()
 	}
 	if !g.missingSince.IsZero() {
 		t := g.missingSince

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"hash/fnv"
 	"hash/maphash"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
 // The shared store keeps the state of a policy's drivers in Redis, so that gateway replicas
@@ -49,12 +50,13 @@ var sharedSeed = maphash.MakeSeed()
 // and Redis's own clock (which runs the TTLs) can cost.
 const sharedTTLSlack = time.Minute
 
-// sharedStore is the driverStore on Redis. When a call fails (Redis down, slower than
-// timeout), the decision falls back to local, this replica's own table.
+// sharedStore is the driverStore on Redis. When Redis cannot be reached (a call fails or
+// takes longer than the timeout, or the breaker is open), a decision gets the OnUnavailable
+// behaviour: Local decides with this replica's own table, Allow lets the request through.
 type sharedStore struct {
-	client  redis.UniversalClient
-	prefix  string // "of:{P:" ; a driver's tag adds "D}"
-	timeout time.Duration
+	rt     *sharedRuntime
+	prefix string // "of:{P:" ; a driver's tag adds "D}"
+	deny   *denyCache
 	// slotLife is how long an accept in flight holds its slot without being settled.
 	slotLife int64 // µs
 	local    *driverTable
@@ -62,7 +64,8 @@ type sharedStore struct {
 	window int64
 
 	errors    atomic.Uint64 // calls that failed
-	fallbacks atomic.Uint64 // decisions taken by local because a call failed
+	fallbacks atomic.Uint64 // decisions not taken on Redis (a call failed, or the breaker is open)
+	denyHits  atomic.Uint64 // requests refused from the deny cache
 }
 
 var _ driverStore = (*sharedStore)(nil)
@@ -93,7 +96,8 @@ return {1, nxt}
 // acceptScript: KEYS the driver hash, in-flight zset, done zset, shown hash; ARGV now (µs),
 // hasID (0/1), offer fold, requireShown (0/1), minReaction (µs), draws (0/1), maxAccepts,
 // window (µs), slot life (µs), life of the keys (ms).
-// Returns {decision, retry (µs), slot token ("" without a slot), last win (µs + 1; 0: never)}.
+// Returns {decision, retry (µs), slot token ("" without a slot), last win (µs + 1; 0: never)},
+// and on accept-throttled a fifth: the accepts in flight (none: the deny cache may keep it).
 var acceptScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
 local hasID, id, requireShown = ARGV[2] == '1', ARGV[3], ARGV[4] == '1'
@@ -127,7 +131,7 @@ if used >= maxAccepts then
     local r = redis.call('ZRANGE', KEYS[3], k - 1, k - 1, 'WITHSCORES')
     retry = tonumber(r[2]) + window - now
   end
-  return {` + strconv.FormatInt(scriptAcceptThrottled, 10) + `, retry, '', lastWin}
+  return {` + strconv.FormatInt(scriptAcceptThrottled, 10) + `, retry, '', lastWin, used - done}
 end
 local token = tostring(redis.call('HINCRBY', KEYS[1], 'q', 1))
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[9]), token)
@@ -184,55 +188,101 @@ func (st *sharedStore) keys(key uint64) (driver, inflight, done, shown string) {
 	return driver, driver + ":i", driver + ":d", driver + ":s"
 }
 
-// ctx returns the context of one call: at most st.timeout.
-func (st *sharedStore) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), st.timeout)
+// unavailable counts a decision not taken on Redis, for reason why, and reports whether it
+// falls back to the local table (Local) rather than letting the request through (Allow).
+func (st *sharedStore) unavailable(why fallbackReason) (local bool) {
+	if why == fallbackError {
+		st.errors.Add(1)
+	}
+	st.fallbacks.Add(1)
+	st.rt.m.fallbacks[why].Inc()
+	return st.rt.onUnavailable != gatewayconfig.OnUnavailableAllow
 }
 
-// fallback counts a call that failed, whose decision the local store takes. (Metrics, logs
-// and a circuit breaker are the next step: docs/design.md#shared-state-in-progress.)
-func (st *sharedStore) fallback() {
-	st.errors.Add(1)
-	st.fallbacks.Add(1)
+// feedVerdictAt is the verdict on a poll at nowUS, allowed or not, that left the driver's
+// tat at tat (µs).
+func feedVerdictAt(allowed bool, tat, nowUS int64, l *limits) feedVerdict {
+	if !allowed {
+		return feedVerdict{decision: FeedThrottled, retry: (tat - toMicros(l.tau) - nowUS) * 1e3, reset: (tat - nowUS) * 1e3}
+	}
+	interval := max(toMicros(l.interval), 1)
+	return feedVerdict{decision: Allowed, remaining: (nowUS + toMicros(l.tau) + interval - tat) / interval, reset: (tat - nowUS) * 1e3}
 }
 
 func (st *sharedStore) feed(d driverRef, l *limits, now int64, dryRun, shown bool) (feedVerdict, driverRef) {
+	nowUS := toMicros(now)
+	if tat := st.deny.feedTat(d.key); tat-nowUS > toMicros(l.tau) {
+		st.denyHits.Add(1)
+		st.rt.m.denyHits[routeFeed].Inc()
+		return feedVerdictAt(false, tat, nowUS, l), d
+	}
 	kd, _, _, _ := st.keys(d.key)
-	ctx, cancel := st.ctx()
-	defer cancel()
-	res, err := feedScript.Run(ctx, st.client, []string{kd},
-		toMicros(now), toMicros(l.interval), toMicros(l.tau), sharedTTLSlack.Milliseconds()).Int64Slice()
-	if err != nil || len(res) != 2 {
-		st.fallback()
-		return st.local.feed(d, l, now, dryRun, shown)
+	cmd, ok, why := st.rt.call(opFeed, now, feedScript, []string{kd},
+		nowUS, toMicros(l.interval), toMicros(l.tau), sharedTTLSlack.Milliseconds())
+	var res []int64
+	if ok {
+		var err error
+		if res, err = cmd.Int64Slice(); err != nil || len(res) != 2 {
+			st.rt.badReply(now)
+			ok, why = false, fallbackError
+		}
 	}
-	nowUS, interval := toMicros(now), max(toMicros(l.interval), 1)
-	tat := res[1]
-	var v feedVerdict
+	if !ok {
+		if st.unavailable(why) {
+			return st.local.feed(d, l, now, dryRun, shown)
+		}
+		var fresh entry // Allow: the verdict of a driver never seen
+		return decideFeed(&fresh, l, now), d
+	}
 	if res[0] == 0 {
-		v = feedVerdict{decision: FeedThrottled, retry: (tat - toMicros(l.tau) - nowUS) * 1e3, reset: (tat - nowUS) * 1e3}
-	} else {
-		v = feedVerdict{decision: Allowed, remaining: (nowUS + toMicros(l.tau) + interval - tat) / interval, reset: (tat - nowUS) * 1e3}
+		st.deny.setFeedTat(d.key, res[1])
+		return feedVerdictAt(false, res[1], nowUS, l), d
 	}
-	return v, d
+	return feedVerdictAt(true, res[1], nowUS, l), d
+}
+
+// acceptDenyCacheable reports whether an accept of a driver with limits l may be refused
+// accept-throttled from the deny cache: whether no check before the quota reads state that
+// another replica may change, and its verdict is not carried into a draw.
+func acceptDenyCacheable(p *policy, l *limits, hasID bool) bool {
+	return !p.requireShown && l.minReaction == 0 && (hasID || p.draws == nil) && !(p.dryRun && p.draws != nil)
 }
 
 func (st *sharedStore) accept(p *policy, d driverRef, l *limits, id uint64, hasID bool, now int64) (acceptVerdict, driverRef) {
+	nowUS := toMicros(now)
+	if until := st.deny.acceptUntil(d.key); nowUS < until && acceptDenyCacheable(p, l, hasID) {
+		st.denyHits.Add(1)
+		st.rt.m.denyHits[routeAccept].Inc()
+		return acceptVerdict{decision: AcceptThrottled, retry: (until - nowUS) * 1e3}, d
+	}
 	kd, ki, kdone, ks := st.keys(d.key)
-	ctx, cancel := st.ctx()
-	defer cancel()
-	res, err := acceptScript.Run(ctx, st.client, []string{kd, ki, kdone, ks},
-		toMicros(now), boolArg(hasID), foldID(id), boolArg(p.requireShown), toMicros(l.minReaction),
-		boolArg(p.draws != nil), l.maxAccepts, toMicros(l.window), st.slotLife, st.life(l.window)).Slice()
-	if err != nil || len(res) != 4 {
-		st.fallback()
-		return st.local.accept(p, d, l, id, hasID, now)
+	cmd, ok, why := st.rt.call(opAccept, now, acceptScript, []string{kd, ki, kdone, ks},
+		nowUS, boolArg(hasID), foldID(id), boolArg(p.requireShown), toMicros(l.minReaction),
+		boolArg(p.draws != nil), l.maxAccepts, toMicros(l.window), st.slotLife, st.life(l.window))
+	var res []any
+	if ok {
+		var err error
+		if res, err = cmd.Slice(); err != nil || len(res) < 4 {
+			st.rt.badReply(now)
+			ok, why = false, fallbackError
+		}
+	}
+	if !ok {
+		if st.unavailable(why) {
+			return st.local.accept(p, d, l, id, hasID, now)
+		}
+		return acceptVerdict{decision: Allowed}, d // Allow: no slot taken, nothing to settle
 	}
 	dec, _ := res[0].(int64)
 	retry, _ := res[1].(int64)
 	token, _ := res[2].(string)
 	lastWin, _ := res[3].(int64)
 	v := acceptVerdict{decision: Decision(dec), retry: retry * 1e3, slot: token != ""}
+	if v.decision == AcceptThrottled && len(res) == 5 && retry > 0 {
+		if inflight, _ := res[4].(int64); inflight == 0 {
+			st.deny.setAcceptUntil(d.key, nowUS+retry)
+		}
+	}
 	if lastWin > 0 {
 		v.lastWin = (lastWin-1)*1e3 + 1
 	}
@@ -245,15 +295,16 @@ func (st *sharedStore) settle(d driverRef, slot, won, fair bool, now int64) {
 		st.local.settle(d, slot, won, fair, now)
 		return
 	}
-	kd, ki, kdone, _ := st.keys(d.key)
-	ctx, cancel := st.ctx()
-	defer cancel()
 	token := ""
 	if slot {
 		token = d.token
 	}
-	if err := settleScript.Run(ctx, st.client, []string{kd, ki, kdone},
-		toMicros(now), token, boolArg(won), boolArg(fair), st.life(st.window)).Err(); err != nil {
+	if token == "" && !(won && fair) {
+		return // Allow let the accept through without a slot
+	}
+	kd, ki, kdone, _ := st.keys(d.key)
+	if _, ok, why := st.rt.call(opSettle, now, settleScript, []string{kd, ki, kdone},
+		toMicros(now), token, boolArg(won), boolArg(fair), st.life(st.window)); !ok && why == fallbackError {
 		// The slot lapses at its lapse time; the accept is not counted.
 		st.errors.Add(1)
 	}
@@ -270,9 +321,7 @@ func (st *sharedStore) recordShown(d driverRef, ids []uint64, now int64) {
 	for _, h := range ids {
 		args = append(args, foldID(h))
 	}
-	ctx, cancel := st.ctx()
-	defer cancel()
-	if err := shownScript.Run(ctx, st.client, []string{ks}, args...).Err(); err != nil {
+	if _, ok, why := st.rt.call(opShown, now, shownScript, []string{ks}, args...); !ok && why == fallbackError {
 		st.errors.Add(1)
 	}
 }
@@ -297,15 +346,10 @@ var errNoSharedClient = errors.New("gateway: SharedState.Client is required")
 func (g *Gateway) newSharedStore(stateKey string, local *driverTable) *sharedStore {
 	h := fnv.New64a()
 	h.Write([]byte(stateKey))
-	ss := g.opts.SharedState
-	timeout := ss.Timeout
-	if timeout <= 0 {
-		timeout = DefaultSharedStateTimeout
-	}
 	return &sharedStore{
-		client:   ss.Client,
+		rt:       g.shared,
 		prefix:   "of:{" + strconv.FormatUint(h.Sum64(), 16) + ":",
-		timeout:  timeout,
+		deny:     newDenyCache(),
 		slotLife: toMicros(int64(g.opts.UpstreamTimeout + sharedTTLSlack)),
 		local:    local,
 		window:   local.window.Load(),

@@ -179,74 +179,114 @@ func sharedPolicy(mode gatewayconfig.Mode) gatewayconfig.Policy {
 	return p
 }
 
+// quotaOnly makes p a policy whose accepts are checked against the quota alone (no
+// requireShown, no minReactionTime): the shape whose accept-throttled refusals the deny cache
+// answers.
+func quotaOnly(p gatewayconfig.Policy) gatewayconfig.Policy {
+	p.Accept.RequireShown = false
+	p.Accept.MinReactionTime = dur("0s")
+	p.Overrides[0].Accept.MinReactionTime = nil
+	return p
+}
+
 // TestSharedStateDifferential plays the same request sequences through one gateway with
 // local state and through three gateways sharing one real Redis, the requests assigned
 // round-robin or at random: every request must get the same status and decision (and in
-// DryRun the offer service the same flag), whichever gateway it reaches.
+// DryRun the offer service the same flag), whichever gateway it reaches. In the shape
+// "quota", accepts are checked against the quota alone, so the deny cache answers both feed
+// and accept refusals: it must have answered some of each, with the same verdicts. In
+// "shown" (requireShown, no reaction time) it must not answer an accept before its check.
 func TestSharedStateDifferential(t *testing.T) {
 	srv := redistest.Start(t)
-	for _, mode := range []gatewayconfig.Mode{gatewayconfig.ModeEnforce, gatewayconfig.ModeDryRun} {
-		for _, assign := range []string{"round-robin", "random"} {
-			t.Run(string(mode)+"/"+assign, func(t *testing.T) {
-				client := redis.NewClient(&redis.Options{Addr: srv.Addr})
-				t.Cleanup(func() { client.Close() })
-				if err := client.FlushAll(context.Background()).Err(); err != nil {
-					t.Fatal(err)
-				}
-				cfg := configOf(sharedPolicy(mode))
-				p2 := sharedPolicy(mode)
-				p2.Feed.MinInterval = dur("1s")
-				p2.Accept.MaxAccepts = 3
-				p2.Accept.MinReactionTime = dur("300ms")
-				reload := configOf(p2)
-				local := newWorld(t, 1, nil, cfg)
-				shared := newWorld(t, 3, &SharedState{Client: client, Timeout: 5 * time.Second}, cfg)
-				rng := rand.New(rand.NewPCG(7, 7))
-				seen := map[string]int{}
-				next := 0
-				for i, s := range script(42, 1500, reload) {
-					if i == 700 {
-						// Scripts dropped from Redis's cache are loaded again (NOSCRIPT).
-						if err := client.ScriptFlush(context.Background()).Err(); err != nil {
-							t.Fatal(err)
-						}
-					}
-					want, req := local.run(s, local.gws[0])
-					g := shared.gws[next%3]
-					if assign == "random" {
-						g = shared.gws[rng.IntN(3)]
-					}
-					got, _ := shared.run(s, g)
-					if !req {
-						continue
-					}
-					next++
-					if got != want {
-						t.Fatalf("sstep %d %+v: shared %+v, local %+v", i, s, got, want)
-					}
-					seen[want.decision+want.flag]++
-				}
-				t.Logf("decisions: %v", seen)
-				// The sequences must exercise every decision, or the test proves little.
-				for _, d := range []Decision{Allowed, FeedThrottled, AcceptThrottled, TooFast, UnseenOffer} {
-					name := d.String()
-					if d == Allowed {
-						name = ""
-					}
-					if seen[name] == 0 {
-						t.Errorf("no request decided %q; seen %v", d, seen)
-					}
-				}
-				for _, g := range shared.gws {
-					ss := g.active.Load().policy.store.(*sharedStore)
-					if e := ss.errors.Load(); e != 0 {
-						t.Errorf("%d Redis calls failed", e)
-					}
-				}
-				assertTTLs(t, client)
-			})
+	for _, shape := range []string{"standard", "quota", "shown"} {
+		for _, mode := range []gatewayconfig.Mode{gatewayconfig.ModeEnforce, gatewayconfig.ModeDryRun} {
+			for _, assign := range []string{"round-robin", "random"} {
+				t.Run(shape+"/"+string(mode)+"/"+assign, func(t *testing.T) {
+					differential(t, srv, shape, mode, assign)
+				})
+			}
 		}
 	}
+}
+
+func differential(t *testing.T, srv *redistest.Server, shape string, mode gatewayconfig.Mode, assign string) {
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { client.Close() })
+	if err := client.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p1 := sharedPolicy(mode)
+	p2 := sharedPolicy(mode)
+	p2.Feed.MinInterval = dur("1s")
+	p2.Accept.MaxAccepts = 3
+	p2.Accept.MinReactionTime = dur("300ms")
+	want := []Decision{Allowed, FeedThrottled, AcceptThrottled, TooFast, UnseenOffer}
+	switch shape {
+	case "quota":
+		p1, p2 = quotaOnly(p1), quotaOnly(p2)
+		want = []Decision{Allowed, FeedThrottled, AcceptThrottled}
+	case "shown": // requireShown without a reaction time: accept refusals still not cached
+		p1, p2 = quotaOnly(p1), quotaOnly(p2)
+		p1.Accept.RequireShown, p2.Accept.RequireShown = true, true
+		want = []Decision{Allowed, FeedThrottled, AcceptThrottled, UnseenOffer}
+	}
+	cfg, reload := configOf(p1), configOf(p2)
+	local := newWorld(t, 1, nil, cfg)
+	shared := newWorld(t, 3, &SharedState{Client: client, Timeout: 5 * time.Second}, cfg)
+	rng := rand.New(rand.NewPCG(7, 7))
+	seen := map[string]int{}
+	next := 0
+	for i, s := range script(42, 1500, reload) {
+		if i == 700 {
+			// Scripts dropped from Redis's cache are loaded again (NOSCRIPT).
+			if err := client.ScriptFlush(context.Background()).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, req := local.run(s, local.gws[0])
+		g := shared.gws[next%3]
+		if assign == "random" {
+			g = shared.gws[rng.IntN(3)]
+		}
+		got, _ := shared.run(s, g)
+		if !req {
+			continue
+		}
+		next++
+		if got != want {
+			t.Fatalf("sstep %d %+v: shared %+v, local %+v", i, s, got, want)
+		}
+		seen[want.decision+want.flag]++
+	}
+	t.Logf("decisions: %v", seen)
+	// The sequences must exercise every decision, or the test proves little.
+	for _, d := range want {
+		name := d.String()
+		if d == Allowed {
+			name = ""
+		}
+		if seen[name] == 0 {
+			t.Errorf("no request decided %q; seen %v", d, seen)
+		}
+	}
+	var hits [numRoutes]float64
+	for _, g := range shared.gws {
+		ss := g.active.Load().policy.store.(*sharedStore)
+		if e := ss.errors.Load(); e != 0 {
+			t.Errorf("%d Redis calls failed", e)
+		}
+		for _, r := range []route{routeFeed, routeAccept} {
+			hits[r] += counterValue(t, g.shared.m.denyHits[r])
+		}
+	}
+	t.Logf("deny cache hits: feed %v, accept %v", hits[routeFeed], hits[routeAccept])
+	if hits[routeFeed] == 0 {
+		t.Error("no poll was refused from the deny cache")
+	}
+	if shape == "quota" && hits[routeAccept] == 0 {
+		t.Error("no accept was refused from the deny cache")
+	}
+	assertTTLs(t, client)
 }
 
 // assertTTLs checks that every key in Redis has a TTL (memory bounded by active drivers), and
@@ -279,7 +319,7 @@ func assertTTLs(t *testing.T, client *redis.Client) {
 // (the Local fallback) within the timeout, and the failures are counted.
 func TestSharedStateFallback(t *testing.T) {
 	srv := redistest.Start(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 	t.Cleanup(func() { client.Close() })
 	w := newWorld(t, 1, &SharedState{Client: client, Timeout: 200 * time.Millisecond}, configOf(standardPolicy()))
 	g := w.gws[0]
@@ -308,7 +348,7 @@ func TestSharedStateFallback(t *testing.T) {
 
 // TestSharedStateKeys: one driver's keys share a hash tag, two policies' keys differ.
 func TestSharedStateKeys(t *testing.T) {
-	g, err := New(Options{Upstream: &url.URL{Scheme: "http", Host: "x"}, SharedState: &SharedState{Client: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})}})
+	g, err := New(Options{Upstream: &url.URL{Scheme: "http", Host: "x"}, SharedState: &SharedState{Client: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +377,7 @@ func TestSharedStateKeys(t *testing.T) {
 // died) lapses after the upstream timeout plus sharedTTLSlack.
 func TestSharedStateInFlightSlots(t *testing.T) {
 	srv := redistest.Start(t)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { client.Close() })
 	release := make(chan struct{})
 	arrived := make(chan struct{}, 8)

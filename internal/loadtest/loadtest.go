@@ -60,6 +60,12 @@ type Config struct {
 	UpstreamWork  time.Duration
 	// Phases are the phases to run, comma-separated: throughput, latency, flood.
 	Phases string
+	// RedisAddr, when set, adds the target "gateway, shared": a gateway whose driver state
+	// is on the Redis at this address (host:port, loopback), with the default timeout; the
+	// report then gives its Redis commands per request (INFO commandstats).
+	RedisAddr string
+	// RedisTimeout is the shared gateway's SharedState.Timeout; zero means its default.
+	RedisTimeout time.Duration
 }
 
 // DefaultConfig is the run recorded in BENCHMARKS.md.
@@ -423,6 +429,14 @@ func Run(cfg Config, w io.Writer) error {
 	c := newClient()
 	drivers := driverIDs(cfg.Drivers, "driver")
 	targets := []target{{"direct", up}, {"plain proxy", plain}, {"plain proxy, pooled buffers", pooled}, {"gateway", gw}}
+	var shared *sharedTarget
+	if cfg.RedisAddr != "" {
+		if shared, err = newSharedTarget(up, cfg.RedisAddr, cfg.RedisTimeout); err != nil {
+			return err
+		}
+		defer shared.stop()
+		targets = append(targets, target{"gateway, shared", shared.url})
+	}
 
 	phase := func(name string) bool { return slices.Contains(strings.Split(cfg.Phases, ","), name) }
 	// Warm up connections and the gateway's driver table.
@@ -434,6 +448,11 @@ func Run(cfg Config, w io.Writer) error {
 	}
 	if phase("latency") {
 		latency(w, c, cfg, targets, drivers)
+	}
+	if shared != nil {
+		if err := shared.report(w); err != nil {
+			return err
+		}
 	}
 	if phase("flood") {
 		return floodPhase(w, c, cfg)
@@ -477,11 +496,14 @@ func throughput(w io.Writer, c *client, cfg Config, targets []target, drivers []
 		res := interleaved(targets, cfg.Duration, func(t target, d time.Duration) *result {
 			return closedLoop(c, t.url, drivers, cfg.Concurrency, d)
 		})
-		gw := res[len(res)-1]
+		gw := res[3] // "gateway"; the shared gateway, when there, is compared with it
 		for i, t := range targets {
 			ratio := ""
-			if i > 0 && i < len(targets)-1 {
+			if i > 0 && i < 3 {
 				ratio = fmt.Sprintf("%.2f×", gw.rps()/res[i].rps())
+			}
+			if i == 4 {
+				ratio = fmt.Sprintf("shared / local: %.2f×", res[i].rps()/gw.rps())
 			}
 			fmt.Fprintf(w, "| %d | %s | %.0f | %.2f%% | %s | %s | %s |\n", r, t.name, res[i].rps(), 100*float64(res[i].ok)/float64(res[i].n),
 				us(res[i].pct(.5)), us(res[i].pct(.99)), ratio)

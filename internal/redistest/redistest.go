@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -30,6 +32,10 @@ const startTimeout = 10 * time.Second
 type Server struct {
 	// Addr is host:port on loopback.
 	Addr string
+	bin  string
+	argv []string
+
+	mu   sync.Mutex // guards the process: Restart replaces it
 	cmd  *exec.Cmd
 	out  *bytes.Buffer
 	done chan struct{}
@@ -90,43 +96,84 @@ func start(t testing.TB, bin string, args []string) (*Server, error) {
 		"--protected-mode", "yes",
 		"--logfile", "",
 	}, args...)
-	out := &bytes.Buffer{}
-	cmd := exec.Command(bin, argv...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, out: out, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(s.done)
-	}()
-	deadline := time.Now().Add(startTimeout)
-	for {
-		if err := ping(s.Addr); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			s.kill()
-			return nil, fmt.Errorf("%s on %s did not answer PING in %v: %w; output:\n%s", bin, s.Addr, startTimeout, err, out)
-		}
-		select {
-		case <-s.done:
-			return nil, fmt.Errorf("%s on %s exited: %s", bin, s.Addr, out)
-		case <-time.After(20 * time.Millisecond):
-		}
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, argv: argv}
+	if err := s.run(); err != nil {
+		return nil, err
 	}
 	t.Cleanup(s.kill)
 	return s, nil
 }
 
-// kill stops the server (SIGKILL: it persists nothing) and waits for it to exit.
+// run starts the server's process and waits until it answers PING.
+func (s *Server) run() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := &bytes.Buffer{}
+	cmd := exec.Command(s.bin, s.argv...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	done := make(chan struct{})
+	s.cmd, s.out, s.done = cmd, out, done
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		if err := ping(s.Addr); err == nil {
+			return nil
+		} else if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-done
+			return fmt.Errorf("%s on %s did not answer PING in %v: %w; output:\n%s", s.bin, s.Addr, startTimeout, err, out)
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("%s on %s exited: %s", s.bin, s.Addr, out)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// kill stops the server (SIGKILL: it persists nothing, and a stopped process dies too) and
+// waits for it to exit.
 func (s *Server) kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	_ = s.cmd.Process.Kill()
 	<-s.done
 }
 
-// Stop kills the server now; the test's cleanup then has nothing left to do.
+// Stop kills the server now (SIGKILL); the test's cleanup then has nothing left to do.
 func (s *Server) Stop() { s.kill() }
+
+// Kill is Stop: SIGKILL, as a crash or an OOM kill does. Its data is lost.
+func (s *Server) Kill() { s.kill() }
+
+// Pause freezes the server (SIGSTOP): connections stay open and commands get no answer
+// until Resume.
+func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+
+// Resume lets a paused server run again (SIGCONT).
+func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd.Process.Signal(sig)
+}
+
+// Restart kills the server (SIGKILL) and starts a new one on the same address, empty: what a
+// restart without persistence does. It fails the test when the new one does not start.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.kill()
+	if err := s.run(); err != nil {
+		t.Fatalf("redistest: restart: %v", err)
+	}
+}
 
 // Do sends one command to the server on a new connection and returns the reply's first line
 // (for example "+PONG", ":3", "$5" for a bulk string of 5 bytes). It is meant for test

@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestStart starts a real server, writes and reads through it, and checks that it is gone
@@ -56,3 +57,58 @@ func TestRequiredBinaryFails(t *testing.T) {
 		t.Fatalf("Binary() without server = %v, required %v; want an error naming redis-server, not required", err, required)
 	}
 }
+
+// TestFaults: a paused server does not answer until resumed; a restarted one answers on the
+// same address with its data gone; a killed one does not answer.
+func TestFaults(t *testing.T) {
+	s := Start(t)
+	if _, err := s.Do("SET", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	// do's deadline is 5 s: a paused server accepts the connection (the kernel does) but
+	// never answers.
+	if r, err := s.Do("PING"); err == nil {
+		t.Fatalf("paused server answered %q", r)
+	}
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Do("EXISTS", "k"); err != nil || r != ":1" {
+		t.Fatalf("after Resume: EXISTS = %q, %v; want the data kept", r, err)
+	}
+	s.Restart(t)
+	if r, err := s.Do("EXISTS", "k"); err != nil || r != ":0" {
+		t.Fatalf("after Restart: EXISTS = %q, %v; want the data gone", r, err)
+	}
+	s.Kill()
+	if _, err := s.Do("PING"); err == nil {
+		t.Fatal("killed server answers")
+	}
+}
+
+// TestProxy: commands pass through the proxy, and with a delay each takes at least that
+// long; Close ends its connections.
+func TestProxy(t *testing.T) {
+	s := Start(t)
+	p := NewProxy(t, s.Addr)
+	if r, err := ping2(p.Addr); err != nil || r != "+PONG" {
+		t.Fatalf("PING through the proxy = %q, %v", r, err)
+	}
+	p.SetDelay(50 * time.Millisecond)
+	start := time.Now()
+	if r, err := ping2(p.Addr); err != nil || r != "+PONG" {
+		t.Fatalf("PING through the slow proxy = %q, %v", r, err)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Fatalf("PING through a 50ms proxy took %v", d)
+	}
+	p.Close()
+	if _, err := ping2(p.Addr); err == nil {
+		t.Fatal("closed proxy answers")
+	}
+}
+
+func ping2(addr string) (string, error) { return do(addr, "PING") }

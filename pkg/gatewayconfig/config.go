@@ -135,6 +135,22 @@ const (
 	AwardLeastRecentlyWon Award = "LeastRecentlyWon"
 )
 
+// OnUnavailable is what a gateway does with a governed request while the shared state of its
+// policy (Redis) cannot be reached: the call failed or timed out, or the circuit breaker is
+// open after repeated failures.
+//
+// +kubebuilder:validation:Enum=Local;Allow
+type OnUnavailable string
+
+const (
+	// OnUnavailableLocal decides with this replica's own state, as a gateway without shared
+	// state does: the per-replica limits still hold. The default.
+	OnUnavailableLocal OnUnavailable = "Local"
+	// OnUnavailableAllow lets the request through (counted as a fallback), as if the policy
+	// allowed it: no replica refuses anything while the shared state is gone.
+	OnUnavailableAllow OnUnavailable = "Allow"
+)
+
 // ShownOffers locates the offer ids in a JSON feed response.
 type ShownOffers struct {
 	// JSONPath is a dotted path where name[] walks an array, such as offers[].id.
