@@ -36,6 +36,10 @@ const (
 	// drawClaimTTL is how long the replica holding the candidate whose turn came has to claim
 	// it, on the gateway clock; then every candidate of that replica is skipped.
 	drawClaimTTL = 2 * time.Second
+	// drawSubLinger is how long, on the gateway clock, a replica stays subscribed to its
+	// policy's draw channel after its last shared draw ended: a busy market does not pay a
+	// new connection and SUBSCRIBE per draw, an idle one holds none.
+	drawSubLinger = 30 * time.Second
 	// drawPollEvery is how often a replica holding candidates of a draw whose window closed
 	// reads its state, on the gateway clock, in case a message was lost.
 	drawPollEvery = 500 * time.Millisecond
@@ -68,9 +72,7 @@ else
 end
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
 if ARGV[8] ~= '1' then redis.call('ZADD', KEYS[3], tonumber(ARGV[5]), ARGV[4]) end
-for i = 1, 3 do
-  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[7])) end
-end
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[7])) end
 return {code, c}
 `)
 
@@ -89,7 +91,8 @@ var drawScript = redis.NewScript(`
 local op, now, life = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local claimTTL, chan, oid = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local h = KEYS[1]
-local s = redis.call('HGET', h, 's')
+local v = redis.call('HMGET', h, 's', 't', 'e', 'c', 'w')
+local s = v[1]
 if not s then return {'gone', 0, '', 0, -1, 0} end
 local closedN, ended = -1, 0
 local function state()
@@ -114,15 +117,13 @@ local function grant()
   publish()
 end
 local function touch()
-  for i = 1, 3 do
-    if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], life) end
-  end
+  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], life) end
 end
-local t = redis.call('HGET', h, 't') or ''
-local e = tonumber(redis.call('HGET', h, 'e') or '0')
+local t = v[2] or ''
+local e = tonumber(v[3] or '0')
 if op == 'next' then
   if s == 'open' then
-    if now >= tonumber(redis.call('HGET', h, 'c')) then
+    if now >= tonumber(v[4]) then
       closedN = redis.call('HLEN', KEYS[2])
       grant()
       touch()
@@ -138,7 +139,7 @@ if op == 'next' then
 elseif op == 'claim' then
   local m, fresh = ARGV[7], ARGV[8]
   if s == 'turn' and t == m and now < e then
-    if fresh ~= '' and tonumber(fresh) > tonumber(redis.call('HGET', h, 'w')) then
+    if fresh ~= '' and tonumber(fresh) > tonumber(v[5]) then
       redis.call('ZADD', KEYS[3], tonumber(fresh), m)
       grant()
       if redis.call('HGET', h, 't') ~= m then
@@ -182,7 +183,8 @@ type sharedDraws struct {
 	handles map[uint64]*sharedDraw // under t.mu
 
 	subMu sync.Mutex
-	ps    *redis.PubSub // subscribed while handles is not empty
+	ps    *redis.PubSub // subscribed while handles is not empty, and drawSubLinger after
+	idle  interface{ Stop() bool }
 }
 
 // sharedDraw is what this replica knows of one offer's shared draw.
@@ -671,24 +673,40 @@ func (sd *sharedDraws) fallback(h *sharedDraw) {
 }
 
 // sync subscribes to the policy's channel while this replica holds candidates of shared
-// draws, and unsubscribes when it holds none (no connection, no goroutine when idle). The
-// caller does not hold t.mu.
-func (sd *sharedDraws) sync() {
+// draws, and unsubscribes when it held none for drawSubLinger (no connection, no goroutine
+// when idle). The caller does not hold t.mu.
+func (sd *sharedDraws) sync() { sd.syncSub(false) }
+
+func (sd *sharedDraws) syncSub(lingered bool) {
 	sd.subMu.Lock()
 	defer sd.subMu.Unlock()
 	sd.t.mu.Lock()
 	want := len(sd.handles) > 0
 	sd.t.mu.Unlock()
+	if want && sd.idle != nil {
+		sd.idle.Stop()
+		sd.idle = nil
+	}
 	switch {
 	case want && sd.ps == nil:
 		ctx, cancel := sd.st.ctx()
 		sd.ps = sd.st.client.Subscribe(ctx, sd.channel)
 		cancel()
 		go sd.dispatch(sd.ps.Channel(redis.WithChannelSize(1024)))
-	case !want && sd.ps != nil:
+	case !want && sd.ps != nil && lingered:
 		_ = sd.ps.Close()
 		sd.ps = nil
+		sd.idle = nil
+	case !want && sd.ps != nil && sd.idle == nil:
+		sd.idle = sd.t.clock.AfterFunc(drawSubLinger, func() { go sd.syncSub(true) })
 	}
+}
+
+// subscribed reports whether this replica is subscribed to its policy's draw channel.
+func (sd *sharedDraws) subscribed() bool {
+	sd.subMu.Lock()
+	defer sd.subMu.Unlock()
+	return sd.ps != nil
 }
 
 // dispatch applies the messages of the policy's channel to the draws this replica holds.

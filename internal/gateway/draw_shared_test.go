@@ -135,6 +135,13 @@ func TestSharedDrawOneWinner(t *testing.T) {
 	_, client := newRedisClient(t)
 	w := newSharedDrawWorld(t, 3, client, fairPolicy("Random"))
 	const n = 300
+	// Loaded first, so that every call is one EVALSHA (no NOSCRIPT then EVAL to count).
+	for _, s := range []*redis.Script{acceptScript, settleScript, drawJoinScript, drawScript} {
+		if err := s.Load(context.Background(), client).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := redisCalls(t, client)
 	var chs []<-chan answer
 	for i := range n {
 		chs = append(chs, w.accept(context.Background(), i%3, fmt.Sprint("d", i), "o1"))
@@ -157,6 +164,31 @@ func TestSharedDrawOneWinner(t *testing.T) {
 		t.Errorf("%d Redis calls failed", e)
 	}
 	eventually(t, "draws to end", func() bool { return w.liveDraws() == 0 })
+	// Round trips (script calls): per accept its check, its join and its slot's settle (the
+	// winner's records its win too); per draw a close per gateway, the winner's claim and
+	// the settle of its turn. No poll
+	// ran: the clock did not move after the close, the turns went by pub/sub.
+	after := redisCalls(t, client)
+	scripts := after["evalsha"] + after["eval"] - before["evalsha"] - before["eval"]
+	t.Logf("script calls: %d for %d accepts (eval %d)", scripts, n, after["eval"]-before["eval"])
+	if scripts > 3*n+3+2 {
+		t.Errorf("%d script calls for %d held accepts, want at most %d", scripts, n, 3*n+5)
+	}
+	// The subscriptions outlive the draw by drawSubLinger, then close.
+	for _, g := range w.gws {
+		if !g.active.Load().policy.draws.shared.subscribed() {
+			t.Error("a gateway unsubscribed at once")
+		}
+	}
+	w.advance(drawSubLinger)
+	eventually(t, "the subscriptions to close", func() bool {
+		for _, g := range w.gws {
+			if g.active.Load().policy.draws.shared.subscribed() {
+				return false
+			}
+		}
+		return true
+	})
 	won := 0
 	for _, g := range w.gws {
 		if hasMetric(t, g, drawMetric("offerfeed_gateway_draws_total", `award="Random"`, `outcome="won"`, `policy="standard"`)+" 1") {
