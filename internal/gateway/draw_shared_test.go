@@ -333,6 +333,46 @@ func TestSharedDrawOnePlacePerDriver(t *testing.T) {
 	if !slices.Equal(got, []string{"bot", "p1", "p2"}) {
 		t.Errorf("tried %v, want bot, p1 and p2 once each", got)
 	}
+	// Thirty accepts of one driver at once over the three gateways: one place.
+	var burst []<-chan answer
+	for i := range 30 {
+		burst = append(burst, w.accept(context.Background(), i%3, "burst", "o2"))
+	}
+	eventually(t, "burst's place held", func() bool { return w.held("o2") == 1 })
+	// The other 29 are answered at once: duplicate-accept, or accept-throttled once the
+	// driver's three in-flight slots are taken.
+	dups := burst
+	eventually(t, "burst's other accepts answered", func() bool {
+		var left []<-chan answer
+		for _, ch := range dups {
+			select {
+			case a := <-ch:
+				if a.decision != DecisionDuplicateAccept.String() && a.decision != AcceptThrottled.String() {
+					t.Errorf("burst: %d %q, want 409 duplicate-accept or 429 accept-throttled", a.code, a.decision)
+				}
+			default:
+				left = append(left, ch)
+			}
+		}
+		dups = left
+		return len(dups) == 1
+	})
+	// A candidate who hangs up cannot come back through another gateway for a new place
+	// (and a new random number).
+	ctx, cancel := context.WithCancel(context.Background())
+	quitter := w.accept(ctx, 0, "quitter", "o2")
+	eventually(t, "quitter held", func() bool { return w.held("o2") == 2 })
+	cancel()
+	<-quitter
+	if a := answers(t, []<-chan answer{w.accept(context.Background(), 1, "quitter", "o2")})[0]; a.decision != DecisionDuplicateAccept.String() {
+		t.Errorf("quitter back through gateway 1: %d %q, want duplicate-accept", a.code, a.decision)
+	}
+	w.advance(3 * time.Second)
+	answers(t, dups)
+	if got := w.svc.triesOf("o2"); !slices.Equal(got, []string{"burst"}) {
+		t.Errorf("o2 tried %v, want burst once", got)
+	}
+
 	// The duplicates' slots were freed: bot has 3 accepts left (maxAccepts 3, none counted).
 	w.svc.status = nil
 	for i := range 3 {
