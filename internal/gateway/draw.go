@@ -347,7 +347,8 @@ func (t *drawTable) stop() {
 
 // HeldAccepts returns the accepts for offerID (as it appears in the accept path, or as the
 // string value of the body's offer id field) held by the open fair draw of the policy in
-// force: 0 when no window is open for the offer. Tests read it to know that a driver's accept
+// force: 0 when no window is open for the offer. With shared state it counts the candidates
+// this gateway holds in the offer's shared draw. Tests read it to know that a driver's accept
 // is held before they move a fake clock past the window.
 func (g *Gateway) HeldAccepts(offerID string) int {
 	p := g.active.Load().policy

@@ -31,8 +31,9 @@ type Cluster struct {
 // cluster bus) and makes them one cluster from Go, as redis-cli --cluster create would: node
 // i gets an equal range of the 16384 slots (CLUSTER ADDSLOTSRANGE), the first node meets the
 // others (CLUSTER MEET), and StartCluster returns once every node reports cluster_state:ok
-// and knows all n nodes. It needs no redis-cli, so a valkey-server works as well. The servers
-// stop when t ends.
+// and knows all n nodes. It needs no redis-cli, so a valkey-server works as well; it needs
+// Redis 7.0 or later (--cluster-port, CLUSTER ADDSLOTSRANGE), as the Debian 7.x
+// packages are. The servers stop when t ends.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	if n < 1 {
