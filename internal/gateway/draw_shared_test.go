@@ -506,3 +506,41 @@ func TestSharedDrawFallback(t *testing.T) {
 	}
 	eventually(t, "draws to end", func() bool { return w.liveDraws() == 0 })
 }
+
+// TestSharedDrawLostMessage: a gateway that misses the message of its candidate's turn learns
+// it by its poll (drawPollEvery, within the claim lease), and the draw goes on.
+func TestSharedDrawLostMessage(t *testing.T) {
+	_, client := newRedisClient(t)
+	w := newSharedDrawWorld(t, 2, client, fairPolicy("Random"))
+	w.svc.status = func(_, _ string, try int) int { return map[bool]int{true: 500, false: 200}[try == 0] }
+	chs := map[string]<-chan answer{"a": w.hold(0, "o1", "a")[0], "b": w.hold(1, "o1", "b")[0]}
+	// Both gateways stop hearing the channel: only their own calls and polls tell them.
+	for _, g := range w.gws {
+		sd := g.active.Load().policy.draws.shared
+		sd.subMu.Lock()
+		err := sd.ps.Unsubscribe(context.Background(), sd.channel)
+		sd.subMu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.advance(3 * time.Second) // the close: the first try fails, the turn passes unheard
+	eventually(t, "the first try", func() bool { return len(w.svc.triesOf("o1")) == 1 })
+	first, second := w.svc.triesOf("o1")[0], "a"
+	if first == "a" {
+		second = "b"
+	}
+	if a := answers(t, []<-chan answer{chs[first]})[0]; a.code != 500 {
+		t.Fatalf("first try %s: %+v", first, a)
+	}
+	if n := len(w.svc.triesOf("o1")); n != 1 {
+		t.Fatalf("%d tries before the poll: the turn was heard", n)
+	}
+	w.advance(drawPollEvery) // the other gateway's poll finds its turn
+	if a := answers(t, []<-chan answer{chs[second]})[0]; a.code != 200 {
+		t.Errorf("second try %s: %+v, want 200", second, a)
+	}
+	if e := w.sharedErrors(); e != 0 {
+		t.Errorf("%d Redis calls failed", e)
+	}
+}
