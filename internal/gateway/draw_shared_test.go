@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -540,6 +541,95 @@ func TestSharedDrawLostMessage(t *testing.T) {
 	if a := answers(t, []<-chan answer{chs[second]})[0]; a.code != 200 {
 		t.Errorf("second try %s: %+v, want 200", second, a)
 	}
+	if e := w.sharedErrors(); e != 0 {
+		t.Errorf("%d Redis calls failed", e)
+	}
+}
+
+// TestSharedDrawRaceManyOffers: 300 drivers accept six offers at once over HTTP, through three
+// gateways sharing Redis on the real clock (window 100ms, real timers, polls and pub/sub);
+// the offer service fails each offer's first accept (503), gives 200 to the next and 410 once
+// the offer is taken. Each offer gets exactly one 2xx, each driver exactly one answer.
+// (Accepts that come after the window are forwarded as usual, so the offer service may see
+// several at once: the tries of the draw are one at a time, TestSharedDrawFailingWinner.)
+func TestSharedDrawRaceManyOffers(t *testing.T) {
+	_, client := newRedisClient(t)
+	p := fairPolicy("LeastRecentlyWon")
+	p.Accept.Fairness.Window = dur("100ms")
+	w := newSharedDrawWorld(t, 0, client, p)
+	u, _ := url.Parse(w.svc.URL)
+	var srvs []*httptest.Server
+	for i := range 3 {
+		g, err := New(Options{Upstream: u, PodLabels: map[string]string{"app": "offer-service"},
+			SharedState: &SharedState{Client: client, Timeout: 5 * time.Second}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			g.seed = w.gws[0].seed
+		}
+		if err := g.Apply(configOf(p)); err != nil {
+			t.Fatal(err)
+		}
+		w.gws = append(w.gws, g)
+		srv := httptest.NewServer(g)
+		t.Cleanup(srv.Close)
+		srvs = append(srvs, srv)
+	}
+	w.svc.status = func(offer, _ string, try int) int {
+		switch {
+		case try == 0:
+			return http.StatusServiceUnavailable
+		case w.svc.taken[offer]: // the service's lock is held
+			return http.StatusGone
+		}
+		return http.StatusOK
+	}
+	const n, offers = 300, 6
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	defer hc.CloseIdleConnections()
+	var mu sync.Mutex
+	got := map[string][]string{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := fmt.Sprint("o", i%offers)
+			req, _ := http.NewRequest("POST", srvs[(i/offers)%3].URL+"/offers/"+o+"/accept", nil)
+			req.Header.Set("X-Driver-Id", fmt.Sprint("d", i))
+			resp, err := hc.Do(req)
+			a := "error"
+			if err == nil {
+				resp.Body.Close()
+				a = fmt.Sprint(resp.StatusCode, " ", resp.Header.Get(HeaderDecision))
+			}
+			mu.Lock()
+			got[o] = append(got[o], a)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for o, as := range got {
+		c := map[string]int{}
+		for _, a := range as {
+			c[a]++
+		}
+		total += len(as)
+		if c["200 "] != 1 || c["503 "] != 1 || c["200 "]+c["503 "]+c["410 "]+c["409 "+DecisionLostDraw.String()] != len(as) {
+			t.Errorf("%s: answers %v; want one 200, one 503, the rest 410 or 409 lost-draw", o, c)
+		}
+		w.svc.mu.Lock()
+		if w.svc.wins[o] != 1 {
+			t.Errorf("%s: %d 2xx from the offer service", o, w.svc.wins[o])
+		}
+		w.svc.mu.Unlock()
+	}
+	if total != n {
+		t.Errorf("%d answers, want %d", total, n)
+	}
+	eventually(t, "draws to end", func() bool { return w.liveDraws() == 0 })
 	if e := w.sharedErrors(); e != 0 {
 		t.Errorf("%d Redis calls failed", e)
 	}
