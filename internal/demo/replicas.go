@@ -210,7 +210,7 @@ func (d *demo) startReplicas(ctx context.Context, upstream *url.URL, podLabels m
 	if d.redis, err = startRedis(ctx, d.redisBin); err != nil {
 		return fmt.Errorf("starting the Redis server: %w", err)
 	}
-	d.redisClient = redis.NewClient(&redis.Options{Addr: d.redis.addr})
+	d.redisClient = redis.NewClient(&redis.Options{Addr: d.redis.addr, ContextTimeoutEnabled: true})
 	d.step("Redis server %s on %s for shared state", d.redisBin, d.redis.addr)
 	for i, shared := range []*gateway.SharedState{nil, sharedStateOption(d.redisClient)} {
 		set := &replicaSet{}

@@ -31,7 +31,11 @@
 //     draw: beyond, 409 lost-draw), and SetDraining or a reload that replaces the policy runs
 //     the open draws at once, so that no held accept is left unanswered. In DryRun nothing is
 //     held: accepts that would have been are flagged "draw", and who would have been tried
-//     first is counted when the window closes. See docs/gateway.md, "Fair draws".
+//     first is counted when the window closes. See docs/gateway.md, "Fair draws". With
+//     Options.SharedState a draw belongs to the offer and spans the replicas sharing the
+//     Redis (draw_shared.go): one window, one place per driver, one try at a time; a draining
+//     replica's candidates stay in the draw, and a replica that is gone is skipped when its
+//     turn's lease lapses.
 //
 // Refusals carry the response header OfferFeed-Decision. A policy's refusal (refusal.go)
 // answers them in the offer API's own status, content type and body instead of the statuses

@@ -204,6 +204,10 @@ type drawTable struct {
 	shutQ   []shutMark       // shut in closing order, from shutHd
 	shutHd  int
 	rng     *rand.Rand
+
+	// shared runs the draws across replicas when the policy's state is shared
+	// (draw_shared.go); nil keeps them per replica.
+	shared *sharedDraws
 }
 
 type shutMark struct {
@@ -236,6 +240,12 @@ type candidate struct {
 	lastWin int64     // when the driver last won (0: never), for LeastRecentlyWon
 	turn    chan bool // one signal: true to forward now, false for lost-draw (nil in DryRun)
 	state   uint8
+
+	// A candidate of a shared draw (draw_shared.go): its draw, its name there, and whether
+	// a claim of its turn is under way.
+	sh       *sharedDraw
+	member   string
+	claiming bool
 }
 
 // newDrawTable makes the draw table of policy p (nil when p has no fairness).
@@ -273,6 +283,9 @@ func (g *Gateway) newDrawTable(p *policy, gp *gatewayconfig.Policy) *drawTable {
 		binary.LittleEndian.PutUint64(seed[:], uint64(time.Now().UnixNano()))
 	}
 	t.rng = rand.New(rand.NewChaCha8(seed))
+	if ss, ok := p.store.(*sharedStore); ok {
+		t.shared = g.newSharedDraws(t, ss)
+	}
 	m := g.dm
 	t.mOpened = m.opened.WithLabelValues(p.name)
 	t.mCandidates = m.candidates.WithLabelValues(p.name)
@@ -334,7 +347,8 @@ func (t *drawTable) stop() {
 
 // HeldAccepts returns the accepts for offerID (as it appears in the accept path, or as the
 // string value of the body's offer id field) held by the open fair draw of the policy in
-// force: 0 when no window is open for the offer. Tests read it to know that a driver's accept
+// force: 0 when no window is open for the offer. With shared state it counts the candidates
+// this gateway holds in the offer's shared draw. Tests read it to know that a driver's accept
 // is held before they move a fake clock past the window.
 func (g *Gateway) HeldAccepts(offerID string) int {
 	p := g.active.Load().policy
@@ -344,10 +358,15 @@ func (g *Gateway) HeldAccepts(offerID string) int {
 	t := p.draws
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if d := t.open[maphash.String(g.seed, offerID)]; d != nil {
-		return len(d.cands)
+	id := maphash.String(g.seed, offerID)
+	n := 0
+	if d := t.open[id]; d != nil {
+		n = len(d.cands)
 	}
-	return 0
+	if t.shared != nil {
+		n += t.shared.heldLocked(id)
+	}
+	return n
 }
 
 // join puts the accept of driver key for offer id in the offer's draw, opening it when
@@ -507,8 +526,17 @@ func (t *drawTable) advanceLocked(d *draw) {
 // settle records the answer to the candidate whose turn it was: a win answers the other
 // waiting candidates lost-draw; anything else passes the turn on.
 func (t *drawTable) settle(d *draw, c *candidate, won bool) {
+	if c.sh != nil {
+		t.shared.settle(c, won)
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.settleLocked(d, c, won)
+}
+
+// settleLocked is settle; the caller holds t.mu.
+func (t *drawTable) settleLocked(d *draw, c *candidate, won bool) {
 	if c.state != candTrying {
 		return
 	}
@@ -564,6 +592,9 @@ func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *pol
 	if !hasID {
 		t.mResults[resNoOfferID].Inc()
 		g.forwardAccept(w, r, st)
+		return
+	}
+	if t.shared != nil && g.serveSharedAccept(w, r, p, st, key, id, lastWin) {
 		return
 	}
 	dr, c, res := t.join(id, key, lastWin, now)

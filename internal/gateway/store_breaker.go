@@ -189,6 +189,7 @@ type sharedRuntime struct {
 	breaker       *breaker
 	m             *sharedMetrics
 	epoch         time.Time // the gateway's: turns a gateway clock time into a time of day
+	epochUS       int64     // epoch in µs since the Unix epoch
 }
 
 // sharedMetrics are the shared store's metrics, registered when the gateway has SharedState.
@@ -207,10 +208,11 @@ const (
 	opAccept
 	opSettle
 	opShown
+	opDraw
 	numSharedOps
 )
 
-var sharedOpNames = [numSharedOps]string{"feed", "accept", "settle", "shown"}
+var sharedOpNames = [numSharedOps]string{"feed", "accept", "settle", "shown", "draw"}
 
 // errNoContextTimeout is returned by New for a SharedState.Client that does not bound its
 // socket reads and writes by the call's context: such a client waits for its ReadTimeout
@@ -244,6 +246,7 @@ func newSharedRuntime(g *Gateway) (*sharedRuntime, error) {
 		breaker:       newBreaker(ss.BreakerFailures, ss.BreakerCooldown),
 		m:             &sharedMetrics{},
 		epoch:         g.epoch,
+		epochUS:       g.epoch.UnixMicro(),
 	}
 	if rt.timeout <= 0 {
 		rt.timeout = DefaultSharedStateTimeout
@@ -352,6 +355,28 @@ func (rt *sharedRuntime) call(op sharedOp, now int64, s *redis.Script, keys []st
 	rt.breaker.done(true, 0, now)
 	return cmd, true, 0
 }
+
+// do runs f, a draw's Redis call, under the breaker and the timeout, as call runs a script.
+// It returns f's error, or errBreakerOpen without calling f when the breaker is open.
+func (rt *sharedRuntime) do(now int64, f func(ctx context.Context) error) error {
+	if !rt.breaker.allow(now) {
+		return errBreakerOpen
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rt.timeout)
+	start := time.Now()
+	err := f(ctx)
+	rt.m.duration[opDraw].Observe(time.Since(start).Seconds())
+	cancel()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		rt.fail(kindOf(err), now)
+		return err
+	}
+	rt.breaker.done(true, 0, now)
+	return err
+}
+
+// errBreakerOpen is do's error when the breaker kept the call from Redis.
+var errBreakerOpen = errors.New("shared state: circuit breaker open")
 
 // fail counts a failed call: in its kind's metric and in the breaker.
 func (rt *sharedRuntime) fail(k errKind, now int64) {

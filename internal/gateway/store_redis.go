@@ -179,6 +179,10 @@ return 1
 
 func toMicros(ns int64) int64 { return ns / 1e3 }
 
+// us turns now, a gateway clock time (ns since the gateway's epoch), into µs since the Unix
+// epoch: the time every replica's scripts agree on, whenever each replica started.
+func (st *sharedStore) us(now int64) int64 { return st.rt.epochUS + now/1e3 }
+
 func (st *sharedStore) keys(key uint64) (driver, inflight, done, shown string) {
 	var buf [64]byte
 	b := append(buf[:0], st.prefix...)
@@ -210,7 +214,7 @@ func feedVerdictAt(allowed bool, tat, nowUS int64, l *limits) feedVerdict {
 }
 
 func (st *sharedStore) feed(d driverRef, l *limits, now int64, dryRun, shown bool) (feedVerdict, driverRef) {
-	nowUS := toMicros(now)
+	nowUS := st.us(now)
 	if tat := st.deny.feedTat(d.key); tat-nowUS > toMicros(l.tau) {
 		st.denyHits.Add(1)
 		st.rt.m.denyHits[routeFeed].Inc()
@@ -249,7 +253,7 @@ func acceptDenyCacheable(p *policy, l *limits, hasID bool) bool {
 }
 
 func (st *sharedStore) accept(p *policy, d driverRef, l *limits, id uint64, hasID bool, now int64) (acceptVerdict, driverRef) {
-	nowUS := toMicros(now)
+	nowUS := st.us(now)
 	if until := st.deny.acceptUntil(d.key); nowUS < until && acceptDenyCacheable(p, l, hasID) {
 		st.denyHits.Add(1)
 		st.rt.m.denyHits[routeAccept].Inc()
@@ -284,7 +288,7 @@ func (st *sharedStore) accept(p *policy, d driverRef, l *limits, id uint64, hasI
 		}
 	}
 	if lastWin > 0 {
-		v.lastWin = (lastWin-1)*1e3 + 1
+		v.lastWin = (lastWin-1-st.rt.epochUS)*1e3 + 1
 	}
 	d.token = token
 	return v, d
@@ -304,7 +308,7 @@ func (st *sharedStore) settle(d driverRef, slot, won, fair bool, now int64) {
 	}
 	kd, ki, kdone, _ := st.keys(d.key)
 	if _, ok, why := st.rt.call(opSettle, now, settleScript, []string{kd, ki, kdone},
-		toMicros(now), token, boolArg(won), boolArg(fair), st.life(st.window)); !ok && why == fallbackError {
+		st.us(now), token, boolArg(won), boolArg(fair), st.life(st.window)); !ok && why == fallbackError {
 		// The slot lapses at its lapse time; the accept is not counted.
 		st.errors.Add(1)
 	}
@@ -317,7 +321,7 @@ func (st *sharedStore) recordShown(d driverRef, ids []uint64, now int64) {
 	}
 	_, _, _, ks := st.keys(d.key)
 	args := make([]any, 0, 3+len(ids))
-	args = append(args, toMicros(now), maxShown, st.life(max(st.window, minShownLife)))
+	args = append(args, st.us(now), maxShown, st.life(max(st.window, minShownLife)))
 	for _, h := range ids {
 		args = append(args, foldID(h))
 	}

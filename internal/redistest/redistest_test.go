@@ -112,3 +112,28 @@ func TestProxy(t *testing.T) {
 }
 
 func ping2(addr string) (string, error) { return do(addr, "PING") }
+
+// TestStartCluster forms a 3-node cluster: every node serves a third of the slots and
+// redirects a key of another node's slot (MOVED).
+func TestStartCluster(t *testing.T) {
+	c := StartCluster(t, 3)
+	if len(c.Addrs) != 3 {
+		t.Fatalf("%d nodes", len(c.Addrs))
+	}
+	for _, s := range c.Nodes {
+		info, err := doBulk(s.Addr, "CLUSTER", "INFO")
+		if err != nil || !strings.Contains(info, "cluster_slots_assigned:16384") {
+			t.Fatalf("CLUSTER INFO on %s: %v\n%s", s.Addr, err, info)
+		}
+	}
+	// Key "a" is in slot 15495 (the third node); "b" in 3300 (the first).
+	if r, err := c.Nodes[2].Do("SET", "a", "1"); err != nil || r != "+OK" {
+		t.Fatalf("SET a on its node: %q %v", r, err)
+	}
+	if r, err := c.Nodes[0].Do("SET", "a", "1"); err != nil || !strings.HasPrefix(r, "-MOVED 15495 ") {
+		t.Fatalf("SET a on another node: %q %v, want MOVED", r, err)
+	}
+	if r, err := c.Nodes[0].Do("SET", "b", "1"); err != nil || r != "+OK" {
+		t.Fatalf("SET b on its node: %q %v", r, err)
+	}
+}
