@@ -92,9 +92,13 @@ type Options struct {
 	// SharedState, when set, keeps the state of the policy's drivers (feed pacing, the accept
 	// quota and its in-flight slots, shown offers) in Redis, shared by the gateways that use
 	// the same Redis; nil keeps it in this process (docs/design.md#shared-state-in-progress).
-	// In progress: no policy field turns it on yet, and the hashes that name drivers and
-	// offers are seeded per process, so only gateways of one process agree on them.
+	// In progress: no policy field turns it on yet. Drivers and offers of a shared policy are
+	// named by a hash every replica computes alike (hash.go), whatever HashSeed is.
 	SharedState *SharedState
+
+	// HashSeed, when set, is the seed of the hash that names drivers and offers in this
+	// process's own state (tests); nil means a random seed per Gateway.
+	HashSeed *maphash.Seed
 }
 
 // SharedState is where a gateway shares driver state.
@@ -187,10 +191,14 @@ func New(opts Options) (*Gateway, error) {
 		opts:    opts,
 		log:     opts.Logger,
 		clock:   opts.Clock,
-		seed:    maphash.MakeSeed(),
 		reg:     opts.Registry,
 		maxBody: opts.MaxAcceptBody,
 		labels:  labels.Set(opts.PodLabels),
+	}
+	if opts.HashSeed != nil {
+		g.seed = *opts.HashSeed
+	} else {
+		g.seed = maphash.MakeSeed()
 	}
 	if g.log.GetSink() == nil {
 		g.log = logr.Discard()
@@ -278,11 +286,18 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 		} else if chosen == nil {
 			next.detail = fmt.Sprintf("no policy of %d in the config matches this pod's labels; proxying everything unchanged", len(cfg.Policies))
 		} else {
-			p, err := compilePolicy(chosen, g.seed)
+			key := stateKey(cfg.Namespace, chosen)
+			ids := localHasher(g.seed)
+			if g.opts.SharedState != nil {
+				// Every replica names drivers and offers alike (hash.go); a table of the
+				// other hash is another table.
+				ids = sharedHasher(key)
+				key += "\x00shared"
+			}
+			p, err := compilePolicy(chosen, ids)
 			if err != nil {
 				return err
 			}
-			key := stateKey(cfg.Namespace, chosen)
 			stateKept = true
 			switch {
 			case prev.policy != nil && prev.policy.table.key == key:

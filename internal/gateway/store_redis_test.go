@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -31,15 +32,16 @@ func newWorld(t *testing.T, n int, shared *SharedState, cfg *gatewayconfig.Confi
 	w := &world{t: t, clock: newFakeClock(), up: newFakeUpstream(t)}
 	u, _ := url.Parse(w.up.URL)
 	for i := range n {
+		// Every gateway has a seed of its own, as separate pods do: shared state names drivers
+		// and offers by a hash that does not depend on it (hash.go).
+		seed := maphash.MakeSeed()
 		g, err := New(Options{Upstream: u, Clock: w.clock, PodLabels: map[string]string{"app": "offer-service"},
-			SharedState: shared})
+			SharedState: shared, HashSeed: &seed})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i > 0 {
-			// Drivers and offers are named by hashes seeded per process (in progress:
-			// docs/design.md#shared-state-in-progress): gateways sharing state share a seed.
-			g.seed = w.gws[0].seed
+		if i > 0 && maphash.String(g.seed, "driver-1") == maphash.String(w.gws[0].seed, "driver-1") {
+			t.Fatal("two gateways share a hash seed: the test would not show that replicas agree without one")
 		}
 		if err := g.Apply(cfg); err != nil {
 			t.Fatal(err)
@@ -360,14 +362,11 @@ func TestSharedStateInFlightSlots(t *testing.T) {
 	clock := newFakeClock()
 	u, _ := url.Parse(up.URL)
 	var gws []*Gateway
-	for i := range 3 {
+	for range 3 {
 		g, err := New(Options{Upstream: u, Clock: clock, PodLabels: map[string]string{"app": "offer-service"},
 			SharedState: &SharedState{Client: client, Timeout: 5 * time.Second}})
 		if err != nil {
 			t.Fatal(err)
-		}
-		if i > 0 {
-			g.seed = gws[0].seed
 		}
 		if err := g.Apply(cfg); err != nil {
 			t.Fatal(err)
