@@ -121,7 +121,9 @@ type RedisTLS struct {
 
 // RedisCredentialsDir is where the injection webhook mounts the Secret of a policy's shared
 // state in the gateway sidecar: RedisCredentialsDir/<secret name>/{username,password,ca.crt}.
-const RedisCredentialsDir = "/etc/offerfeed/redis"
+// It is not below the config's directory (/etc/offerfeed), a ConfigMap volume, whose
+// updates would fight a mount point inside it.
+const RedisCredentialsDir = "/etc/offerfeed-redis"
 
 // Keys of the Secret of a policy's shared state.
 const (
