@@ -89,12 +89,17 @@ type Options struct {
 	// DefaultMaxDrawCandidates.
 	MaxDrawCandidates int
 
-	// SharedState, when set, keeps the state of the policy's drivers (feed pacing, the accept
-	// quota and its in-flight slots, shown offers) in Redis, shared by the gateways that use
-	// the same Redis; nil keeps it in this process (docs/design.md#shared-state-in-progress).
-	// In progress: no policy field turns it on yet. Drivers and offers of a shared policy are
-	// named by a hash every replica computes alike (hash.go), whatever HashSeed is.
+	// SharedState, when set, keeps the state of every policy's drivers (feed pacing, the
+	// accept quota and its in-flight slots, shown offers) in Redis through this client,
+	// whatever the config says (tests, embedding); nil means what the config says: a policy
+	// with spec.sharedState shares its state through a client made from it (redisconn.go),
+	// one without keeps it in this process (docs/design.md#shared-state-on-redis). Drivers
+	// and offers of a shared policy are named by a hash every replica computes alike
+	// (hash.go), whatever HashSeed is.
 	SharedState *SharedState
+	// RedisCredentialsDir is where the Secrets of shared state are mounted, one directory
+	// per Secret; empty means gatewayconfig.RedisCredentialsDir.
+	RedisCredentialsDir string
 
 	// HashSeed, when set, is the seed of the hash that names drivers and offers in this
 	// process's own state (tests); nil means a random seed per Gateway.
@@ -109,6 +114,9 @@ type SharedState struct {
 	// Timeout bounds each Redis call; zero means DefaultSharedStateTimeout. A call that fails
 	// or times out is decided by this gateway's own state instead (the Local fallback).
 	Timeout time.Duration
+	// OnUnavailable is what the gateway does while Redis is out of reach (spec.sharedState.
+	// onUnavailable); empty means Local.
+	OnUnavailable gatewayconfig.OnUnavailable
 }
 
 // DefaultSharedStateTimeout is the default of SharedState.Timeout.
@@ -150,6 +158,9 @@ type Gateway struct {
 	// starts matching) finds its drivers as they were. It is let go as soon as a policy is in
 	// force again (its own state or a new one), so that one table at most lives at a time.
 	retained *driverTable
+	// redis is the client of the shared state of the policy in force (nil: none), closed when
+	// a config no longer uses its settings.
+	redis *redisConn
 }
 
 // active is the config in force. It is replaced whole on every change.
@@ -159,6 +170,10 @@ type active struct {
 	policy     *policy // nil: no policy matches; proxy everything
 	detail     string
 	gen        uint64
+	// shared is the policy's shared state from the config, and redis its client (nil
+	// without, or when Options.SharedState overrides the config).
+	shared *gatewayconfig.SharedState
+	redis  *redisConn
 }
 
 // New makes a Gateway with no config: it proxies everything until Apply gives it one.
@@ -168,6 +183,9 @@ func New(opts Options) (*Gateway, error) {
 	}
 	if opts.SharedState != nil && opts.SharedState.Client == nil {
 		return nil, errNoSharedClient
+	}
+	if opts.RedisCredentialsDir == "" {
+		opts.RedisCredentialsDir = gatewayconfig.RedisCredentialsDir
 	}
 	if opts.MaxTrackedDrivers <= 0 {
 		opts.MaxTrackedDrivers = DefaultMaxTrackedDrivers
@@ -288,7 +306,14 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 		} else {
 			key := stateKey(cfg.Namespace, chosen)
 			ids := localHasher(g.seed)
-			if g.opts.SharedState != nil {
+			shared := g.opts.SharedState
+			if ss := chosen.SharedState; shared == nil && ss != nil {
+				next.shared, next.redis = ss, g.redisConnFor(&ss.Redis)
+				if next.redis.client != nil {
+					shared = &SharedState{Client: next.redis.client, Timeout: ss.Timeout.D(), OnUnavailable: ss.OnUnavailable}
+				}
+			}
+			if shared != nil {
 				// Every replica names drivers and offers alike (hash.go); a table of the
 				// other hash is another table.
 				ids = sharedHasher(key)
@@ -310,8 +335,8 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 			}
 			p.table.bindPolicy(p)
 			p.store = p.table
-			if g.opts.SharedState != nil {
-				p.store = g.newSharedStore(key, p.table)
+			if shared != nil {
+				p.store = g.newSharedStore(key, p.table, shared)
 			}
 			g.retained = nil
 			g.m.bindCounters(p)
@@ -330,6 +355,11 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 	next.gen = g.gen
 	g.active.Store(next)
 	stopReplacedDraws(prev.policy, next.policy)
+	if g.redis != next.redis {
+		// Calls in flight on the old client fail, and are decided without it.
+		g.redis.close()
+		g.redis = next.redis
+	}
 	g.m.generation.Set(float64(g.gen))
 	g.m.policyInfo.Reset()
 	if p := next.policy; p != nil {
@@ -373,6 +403,14 @@ func (g *Gateway) SetDraining() {
 	g.draining.Store(true)
 	// Held accepts are answered: every open fair draw window closes now and its draw runs.
 	g.stopDraws()
+}
+
+// Close releases what the config made the gateway hold: the Redis client of its shared
+// state, at shutdown. Requests served after it are decided without Redis.
+func (g *Gateway) Close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.redis.close()
 }
 
 // Registry returns the registry holding the gateway's metrics.
@@ -419,10 +457,25 @@ type Status struct {
 	LastReloadAt           *time.Time `json:"lastReloadErrorTime,omitempty"`
 	TrackedDrivers         int        `json:"trackedDrivers"`
 	MaxDrivers             int        `json:"maxTrackedDrivers"`
+	// SharedState is the Redis the policy in force shares its state through; absent when
+	// its state is this gateway's own.
+	SharedState *SharedStateStatus `json:"sharedState,omitempty"`
 }
 
 // Status returns the gateway's state: the config and policy in force and the last reload error.
 func (g *Gateway) Status() Status {
+	s, a := g.status()
+	if ss := a.shared; ss != nil && a.policy != nil {
+		// Outside g.mu: a PING takes up to the policy's timeout.
+		st := &SharedStateStatus{Mode: string(ss.Redis.Mode), Addresses: ss.Redis.Addresses, Secret: ss.Redis.CredentialsSecret,
+			Timeout: ss.Timeout.D().String(), OnUnavailable: string(ss.OnUnavailable)}
+		st.Connected, st.Detail = a.redis.status(ss.Timeout.D(), time.Now())
+		s.SharedState = st
+	}
+	return s
+}
+
+func (g *Gateway) status() (Status, *active) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	a := g.active.Load()
@@ -454,5 +507,5 @@ func (g *Gateway) Status() Status {
 		s.TrackedDrivers = p.table.len()
 		s.MaxDrivers = p.table.capacity()
 	}
-	return s
+	return s, a
 }

@@ -285,12 +285,11 @@ func boolArg(b bool) int {
 // errNoSharedClient is returned by New for SharedState without a Client.
 var errNoSharedClient = errors.New("gateway: SharedState.Client is required")
 
-// newSharedStore makes the shared store of the policy whose state key is stateKey, with
-// local as its fallback.
-func (g *Gateway) newSharedStore(stateKey string, local *driverTable) *sharedStore {
+// newSharedStore makes the shared store, on ss, of the policy whose state key is stateKey,
+// with local as its fallback.
+func (g *Gateway) newSharedStore(stateKey string, local *driverTable, ss *SharedState) *sharedStore {
 	h := fnv.New64a()
 	h.Write([]byte(stateKey))
-	ss := g.opts.SharedState
 	timeout := ss.Timeout
 	if timeout <= 0 {
 		timeout = DefaultSharedStateTimeout

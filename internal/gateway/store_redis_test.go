@@ -314,8 +314,8 @@ func TestSharedStateKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := g.newSharedStore("ns/a\x00x-driver-id", newDriverTable("a", 16))
-	b := g.newSharedStore("ns/b\x00x-driver-id", newDriverTable("b", 16))
+	a := g.newSharedStore("ns/a\x00x-driver-id", newDriverTable("a", 16), g.opts.SharedState)
+	b := g.newSharedStore("ns/b\x00x-driver-id", newDriverTable("b", 16), g.opts.SharedState)
 	kd, ki, kdone, ks := a.keys(0xabc)
 	tag := func(k string) string { return k[strings.IndexByte(k, '{') : strings.IndexByte(k, '}')+1] }
 	for _, k := range []string{ki, kdone, ks} {

@@ -1,0 +1,249 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/offerfeed/offerfeed/internal/redistest"
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
+)
+
+// aclServer starts a real Redis whose only user is user with password pass (the default user
+// is off, so a client that does not authenticate gets nothing).
+func aclServer(t *testing.T, user, pass string) *redistest.Server {
+	t.Helper()
+	srv := redistest.Start(t)
+	for _, cmd := range [][]string{{"ACL", "SETUSER", user, "on", ">" + pass, "~*", "&*", "+@all"}, {"ACL", "SETUSER", "default", "off"}} {
+		if r, err := srv.Do(cmd...); err != nil || r != "+OK" {
+			t.Fatalf("%s: %q, %v", cmd[:3], r, err)
+		}
+	}
+	if r, err := srv.Do("PING"); err != nil || r == "+PONG" {
+		t.Fatal("the default user still answers: the test would not show that the gateway authenticates")
+	}
+	return srv
+}
+
+// writeSecret writes the files of a Secret as the kubelet mounts them: dir/name/key.
+func writeSecret(t *testing.T, dir, name string, data map[string]string) {
+	t.Helper()
+	d := filepath.Join(dir, name)
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range data {
+		if err := os.WriteFile(filepath.Join(d, k), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func sharedConfig(addr, secret string, db int32) *gatewayconfig.Config {
+	p := standardPolicy()
+	p.SharedState = &gatewayconfig.SharedState{
+		Redis:         gatewayconfig.Redis{Mode: gatewayconfig.RedisStandalone, Addresses: []string{addr}, Database: db, CredentialsSecret: secret},
+		Timeout:       dur("1s"),
+		OnUnavailable: gatewayconfig.OnUnavailableLocal,
+	}
+	return configOf(p)
+}
+
+// pollAs sends a feed poll of driver to g and returns the decision header ("" when served).
+func pollAs(t *testing.T, g *Gateway, driver string) string {
+	t.Helper()
+	r := httptest.NewRequest("GET", "/offers", nil)
+	r.Header.Set("X-Driver-Id", driver)
+	w := httptest.NewRecorder()
+	g.ServeHTTP(w, r)
+	if w.Code != http.StatusOK && w.Code != http.StatusTooManyRequests {
+		t.Fatalf("poll: %d %s", w.Code, w.Body)
+	}
+	return w.Header().Get(HeaderDecision)
+}
+
+func readyz(t *testing.T, g *Gateway) string {
+	t.Helper()
+	srv := httptest.NewServer(g.AdminHandler())
+	defer srv.Close()
+	res, err := http.Get(srv.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+// TestSharedStateFromConfig: gateways given only the config and the mounted Secret connect to
+// a real Redis that requires an ACL user, share their decisions (with different hash seeds),
+// keep their client across a reload that keeps the settings, pick up a rotated password
+// without a restart, close the client a config stops using, and report all of it in
+// /readyz without the password.
+func TestSharedStateFromConfig(t *testing.T) {
+	const user, pass = "offerfeed-gw", "s3cret-Pa55word-for-the-test"
+	srv := aclServer(t, user, pass)
+	dir := t.TempDir()
+	writeSecret(t, dir, "redis-creds", map[string]string{"username": user + "\n", "password": pass + "\n"})
+	up := newFakeUpstream(t)
+	u, _ := url.Parse(up.URL)
+	clock := newFakeClock()
+	var gws []*Gateway
+	for range 2 {
+		seed := maphash.MakeSeed()
+		g, err := New(Options{Upstream: u, Clock: clock, PodLabels: map[string]string{"app": "offer-service"},
+			RedisCredentialsDir: dir, HashSeed: &seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(g.Close)
+		if err := g.Apply(sharedConfig(srv.Addr, "redis-creds", 0)); err != nil {
+			t.Fatal(err)
+		}
+		gws = append(gws, g)
+	}
+	if d := pollAs(t, gws[0], "alice"); d != "" {
+		t.Fatalf("first poll: %q", d)
+	}
+	if d := pollAs(t, gws[1], "alice"); d != FeedThrottled.String() {
+		t.Fatalf("a poll on the other gateway right after: %q, want %s: the gateways do not share state", d, FeedThrottled)
+	}
+	rz := readyz(t, gws[0])
+	for _, want := range []string{`"connected": true`, `"mode": "Standalone"`, srv.Addr, `"secret": "redis-creds"`, `"onUnavailable": "Local"`} {
+		if !strings.Contains(rz, want) {
+			t.Errorf("/readyz lacks %s:\n%s", want, rz)
+		}
+	}
+	if strings.Contains(rz, pass) {
+		t.Errorf("/readyz shows the password:\n%s", rz)
+	}
+
+	// A reload with the same connection settings keeps the client.
+	client := gws[0].redis.client
+	p := sharedConfig(srv.Addr, "redis-creds", 0)
+	p.Policies[0].Feed.Burst = 2
+	if err := gws[0].Apply(p); err != nil {
+		t.Fatal(err)
+	}
+	if gws[0].redis.client != client {
+		t.Error("a reload that keeps the connection settings made a new client")
+	}
+	if err := gws[0].Apply(sharedConfig(srv.Addr, "redis-creds", 0)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The password rotates: Redis takes only the new one, the Secret's file changes, and the
+	// connections are dropped. The next connection authenticates with the new password.
+	const rotated = "r0tated-Pa55word-for-the-test"
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: user, Password: pass})
+	defer admin.Close()
+	ctx := context.Background()
+	if err := admin.Do(ctx, "ACL", "SETUSER", user, "resetpass", ">"+rotated).Err(); err != nil {
+		t.Fatal(err)
+	}
+	writeSecret(t, dir, "redis-creds", map[string]string{"password": rotated})
+	if err := admin.Do(ctx, "CLIENT", "KILL", "USER", user).Err(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(5 * time.Second)
+	if d := pollAs(t, gws[1], "bob"); d != "" {
+		t.Fatalf("bob's first poll: %q", d)
+	}
+	if d := pollAs(t, gws[0], "bob"); d != FeedThrottled.String() {
+		t.Fatalf("after the rotation, a poll on the other gateway: %q, want %s (shared state lost: %d failed calls)", d, FeedThrottled,
+			gws[0].active.Load().policy.store.(*sharedStore).errors.Load())
+	}
+
+	// Another database: a new client; the old one is closed.
+	if err := gws[0].Apply(sharedConfig(srv.Addr, "redis-creds", 3)); err != nil {
+		t.Fatal(err)
+	}
+	if gws[0].redis.client == client {
+		t.Fatal("a reload to another database kept the client")
+	}
+	if err := client.Ping(ctx).Err(); !errors.Is(err, redis.ErrClosed) {
+		t.Errorf("the replaced client answers %v, want %v", err, redis.ErrClosed)
+	}
+	// No shared state: the client is closed and /readyz says nothing of Redis.
+	newer := gws[0].redis.client
+	if err := gws[0].Apply(configOf(standardPolicy())); err != nil {
+		t.Fatal(err)
+	}
+	if gws[0].redis != nil || !errors.Is(newer.Ping(ctx).Err(), redis.ErrClosed) {
+		t.Error("a config without shared state left the client open")
+	}
+	if rz := readyz(t, gws[0]); strings.Contains(rz, "sharedState") {
+		t.Errorf("/readyz of a local policy:\n%s", rz)
+	}
+}
+
+// TestSharedStateNotMounted: a policy whose Secret is not mounted (a pod created before the
+// policy named it) keeps its state local and says why in /readyz.
+func TestSharedStateNotMounted(t *testing.T) {
+	srv := redistest.Start(t)
+	up := newFakeUpstream(t)
+	u, _ := url.Parse(up.URL)
+	clock := newFakeClock()
+	var gws []*Gateway
+	for range 2 {
+		g, err := New(Options{Upstream: u, Clock: clock, PodLabels: map[string]string{"app": "offer-service"},
+			RedisCredentialsDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(g.Close)
+		if err := g.Apply(sharedConfig(srv.Addr, "redis-creds", 0)); err != nil {
+			t.Fatal(err)
+		}
+		gws = append(gws, g)
+	}
+	if d0, d1 := pollAs(t, gws[0], "alice"), pollAs(t, gws[1], "alice"); d0 != "" || d1 != "" {
+		t.Fatalf("polls on two gateways with local state: %q, %q; want both served", d0, d1)
+	}
+	rz := readyz(t, gws[0])
+	for _, want := range []string{`"connected": false`, "not mounted", "recreate the pod"} {
+		if !strings.Contains(rz, want) {
+			t.Errorf("/readyz lacks %q:\n%s", want, rz)
+		}
+	}
+}
+
+// TestSharedStateWrongPassword: a gateway whose Secret holds a wrong password decides
+// locally, and /readyz says it is not connected without quoting any password.
+func TestSharedStateWrongPassword(t *testing.T) {
+	const user, pass, wrong = "offerfeed-gw", "s3cret-Pa55word-for-the-test", "wr0ng-Pa55word-for-the-test"
+	srv := aclServer(t, user, pass)
+	dir := t.TempDir()
+	writeSecret(t, dir, "redis-creds", map[string]string{"username": user, "password": wrong})
+	up := newFakeUpstream(t)
+	u, _ := url.Parse(up.URL)
+	g, err := New(Options{Upstream: u, Clock: newFakeClock(), PodLabels: map[string]string{"app": "offer-service"}, RedisCredentialsDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	if err := g.Apply(sharedConfig(srv.Addr, "redis-creds", 0)); err != nil {
+		t.Fatal(err)
+	}
+	if d := pollAs(t, g, "alice"); d != "" {
+		t.Fatalf("poll decided locally: %q", d)
+	}
+	rz := readyz(t, g)
+	if !strings.Contains(rz, `"connected": false`) || !strings.Contains(rz, "PING failed") {
+		t.Errorf("/readyz:\n%s", rz)
+	}
+	if strings.Contains(rz, wrong) || strings.Contains(rz, pass) {
+		t.Errorf("/readyz shows a password:\n%s", rz)
+	}
+}
