@@ -2,9 +2,17 @@ package gateway
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"hash/maphash"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -245,5 +253,92 @@ func TestSharedStateWrongPassword(t *testing.T) {
 	}
 	if strings.Contains(rz, wrong) || strings.Contains(rz, pass) {
 		t.Errorf("/readyz shows a password:\n%s", rz)
+	}
+}
+
+// testCA makes a CA and a server certificate for name, signed by it, as PEM files in dir:
+// ca.crt, server.crt, server.key.
+func testCA(t *testing.T, dir, name string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "offerfeed test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, b := range map[string]*pem.Block{"ca.crt": {Type: "CERTIFICATE", Bytes: caDER},
+		"server.crt": {Type: "CERTIFICATE", Bytes: leafDER}, "server.key": {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(filepath.Join(dir, file), pem.EncodeToMemory(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestSharedStateTLS: with tls, the gateway verifies the server against the Secret's ca.crt
+// (and the serverName), and refuses a server it cannot verify: there is no way to skip it.
+func TestSharedStateTLS(t *testing.T) {
+	pki := t.TempDir()
+	testCA(t, pki, "redis.offers.test")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsAddr := l.Addr().String()
+	l.Close()
+	_, tlsPort, _ := net.SplitHostPort(tlsAddr)
+	redistest.Start(t, "--tls-port", tlsPort, "--tls-cert-file", filepath.Join(pki, "server.crt"),
+		"--tls-key-file", filepath.Join(pki, "server.key"), "--tls-ca-cert-file", filepath.Join(pki, "ca.crt"), "--tls-auth-clients", "no")
+	ca, err := os.ReadFile(filepath.Join(pki, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeSecret(t, dir, "with-ca", map[string]string{"ca.crt": string(ca)})
+	writeSecret(t, dir, "without-ca", map[string]string{})
+	up := newFakeUpstream(t)
+	u, _ := url.Parse(up.URL)
+	for _, c := range []struct {
+		secret, serverName string
+		connected          bool
+	}{
+		{"with-ca", "redis.offers.test", true},
+		{"with-ca", "", false},                     // 127.0.0.1 is not in the certificate
+		{"with-ca", "other.offers.test", false},    // nor is this name
+		{"without-ca", "redis.offers.test", false}, // the system's roots do not know the CA
+	} {
+		g, err := New(Options{Upstream: u, Clock: newFakeClock(), PodLabels: map[string]string{"app": "offer-service"}, RedisCredentialsDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := sharedConfig(tlsAddr, c.secret, 0)
+		cfg.Policies[0].SharedState.Redis.TLS = &gatewayconfig.RedisTLS{ServerName: c.serverName}
+		if err := g.Apply(cfg); err != nil {
+			t.Fatal(err)
+		}
+		rz := readyz(t, g)
+		if got := strings.Contains(rz, `"connected": true`); got != c.connected {
+			t.Errorf("Secret %s, serverName %q: connected %v, want %v:\n%s", c.secret, c.serverName, got, c.connected, rz)
+		}
+		g.Close()
 	}
 }
