@@ -118,22 +118,23 @@ type OfferFeedPolicySpec struct {
 	// replica, or when routing sends each driver to one pod.
 	//
 	// +optional
-	SharedState *SharedState `json:"sharedState,omitempty"`
+	SharedState SharedState `json:"sharedState,omitzero"`
 }
 
 // SharedState says where a policy's gateways share driver state, and what they do when it is
-// out of reach.
+// out of reach. The zero value is an unset spec.sharedState.
 type SharedState struct {
 	// redis is the Redis (or Valkey) the gateways share.
 	//
 	// +required
-	Redis RedisConnection `json:"redis"`
+	Redis RedisConnection `json:"redis,omitzero"`
 
 	// timeout bounds each call of a gateway to Redis: a call that fails or takes longer is
 	// decided as onUnavailable says. From 1ms to 1s.
 	//
 	// +optional
 	// +default="20ms"
+	// +kubebuilder:validation:MinLength=2
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms') && duration(self) <= duration('1s')",message="sharedState.timeout must be between 1ms and 1s"
 	Timeout Duration `json:"timeout,omitempty"`
 
@@ -145,6 +146,23 @@ type SharedState struct {
 	// +default="Local"
 	OnUnavailable gatewayconfig.OnUnavailable `json:"onUnavailable,omitempty"`
 }
+
+// IsZero reports whether s is unset (encoding/json's omitzero uses it).
+func (s SharedState) IsZero() bool {
+	return s.Redis.IsZero() && s.Timeout == "" && s.OnUnavailable == ""
+}
+
+// IsZero reports whether r is unset.
+func (r RedisConnection) IsZero() bool {
+	return r.Mode == "" && len(r.Addresses) == 0 && r.SentinelMasterName == "" && r.Database == nil &&
+		r.TLS.IsZero() && r.CredentialsSecretRef.IsZero()
+}
+
+// IsZero reports whether t is unset: no TLS.
+func (t RedisTLS) IsZero() bool { return t.ServerName == "" }
+
+// IsZero reports whether r is unset.
+func (r SecretReference) IsZero() bool { return r.Name == "" }
 
 // RedisMode is how the gateways find Redis: Standalone, Sentinel or Cluster. It is
 // gatewayconfig.RedisMode, which holds the enum marker (see PolicyMode).
@@ -206,7 +224,7 @@ type RedisConnection struct {
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
-	Addresses []RedisAddress `json:"addresses"`
+	Addresses []RedisAddress `json:"addresses,omitempty"`
 
 	// sentinelMasterName is the name under which the Sentinels know the master. Required
 	// with mode Sentinel, and only with it.
@@ -225,13 +243,13 @@ type RedisConnection struct {
 	// +kubebuilder:validation:Maximum=15
 	Database *int32 `json:"database,omitempty"`
 
-	// tls, when set, connects with TLS (rediss): the server's certificate is verified against
-	// the ca.crt of the Secret when it has one, else against the system's roots. There is no
-	// way to skip verification: a gateway that would send its Redis password to whoever
-	// answers is worse than one without TLS.
+	// tls connects with TLS (rediss) when set: the server's certificate is verified against
+	// the ca.crt of the Secret when it has one, else against the system's roots, for
+	// tls.serverName. There is no way to skip verification: a gateway that would send its
+	// Redis password to whoever answers is worse than one without TLS.
 	//
 	// +optional
-	TLS *RedisTLS `json:"tls,omitempty"`
+	TLS RedisTLS `json:"tls,omitzero"`
 
 	// credentialsSecretRef names a Secret in the policy's namespace with keys username and
 	// password (a Redis ACL user; password alone for the default user) and, optionally,
@@ -240,15 +258,16 @@ type RedisConnection struct {
 	// effect without a restart. Unset, the gateways connect without credentials.
 	//
 	// +optional
-	CredentialsSecretRef *SecretReference `json:"credentialsSecretRef,omitempty"`
+	CredentialsSecretRef SecretReference `json:"credentialsSecretRef,omitzero"`
 }
 
 // RedisTLS configures TLS to Redis.
 type RedisTLS struct {
-	// serverName is the name the server's certificate must hold; unset, the host of the
-	// address the gateway dials.
+	// serverName is the name the servers' certificates must hold, such as
+	// redis.offers.svc. It is required: with Sentinel and Cluster the gateway dials the
+	// addresses the servers announce, often IP addresses, which certificates rarely name.
 	//
-	// +optional
+	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`
@@ -263,7 +282,7 @@ type SecretReference struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
-	Name string `json:"name"`
+	Name string `json:"name,omitempty"`
 }
 
 // ClientIdentity names the request header that identifies a driver.

@@ -10,9 +10,9 @@ import (
 
 // WithSharedState gives p a valid spec.sharedState on one standalone Redis with a Secret.
 func WithSharedState(p *v1alpha1.OfferFeedPolicy) {
-	p.Spec.SharedState = &v1alpha1.SharedState{Redis: v1alpha1.RedisConnection{
+	p.Spec.SharedState = v1alpha1.SharedState{Redis: v1alpha1.RedisConnection{
 		Addresses:            []v1alpha1.RedisAddress{"redis.offers.svc:6379"},
-		CredentialsSecretRef: &v1alpha1.SecretReference{Name: "offerfeed-redis"},
+		CredentialsSecretRef: v1alpha1.SecretReference{Name: "offerfeed-redis"},
 	}}
 }
 
@@ -20,7 +20,7 @@ func WithSharedState(p *v1alpha1.OfferFeedPolicy) {
 func sharedState(f func(s *v1alpha1.SharedState)) func(p *v1alpha1.OfferFeedPolicy) {
 	return func(p *v1alpha1.OfferFeedPolicy) {
 		WithSharedState(p)
-		f(p.Spec.SharedState)
+		f(&p.Spec.SharedState)
 	}
 }
 
@@ -164,14 +164,20 @@ func invalidSharedState() []Case {
 		},
 		{
 			Desc:       "tls serverName with a scheme",
-			Mutate:     sharedState(func(s *v1alpha1.SharedState) { s.Redis.TLS = &v1alpha1.RedisTLS{ServerName: "rediss://redis"} }),
+			Mutate:     sharedState(func(s *v1alpha1.SharedState) { s.Redis.TLS = v1alpha1.RedisTLS{ServerName: "rediss://redis"} }),
 			WantErrors: []string{"spec.sharedState.redis.tls.serverName", shouldMatch},
 		},
 		{
 			Desc:         "tls insecureSkipVerify, which is not offered",
-			Mutate:       sharedState(func(s *v1alpha1.SharedState) { s.Redis.TLS = &v1alpha1.RedisTLS{} }),
+			Mutate:       sharedState(func(s *v1alpha1.SharedState) { s.Redis.TLS = v1alpha1.RedisTLS{ServerName: "redis"} }),
 			MutateObject: set(true, "spec", "sharedState", "redis", "tls", "insecureSkipVerify"),
 			WantErrors:   []string{"insecureSkipVerify"},
+		},
+		{
+			Desc:         "tls without serverName",
+			Mutate:       sharedState(func(s *v1alpha1.SharedState) { s.Redis.TLS = v1alpha1.RedisTLS{ServerName: "redis"} }),
+			MutateObject: unset("spec", "sharedState", "redis", "tls", "serverName"),
+			WantErrors:   []string{"spec.sharedState.redis.tls.serverName", requiredValue},
 		},
 		{
 			Desc:         "an inline password field",
@@ -207,15 +213,15 @@ func validSharedState() []Case {
 	return []Case{
 		{Desc: "sharedState on one Redis with a Secret", Mutate: WithSharedState},
 		{Desc: "sharedState on one Redis without credentials, bounds of timeout", Mutate: sharedState(func(s *v1alpha1.SharedState) {
-			s.Redis.CredentialsSecretRef, s.Timeout, s.OnUnavailable = nil, "1ms", v1alpha1.OnUnavailableAllow
+			s.Redis.CredentialsSecretRef, s.Timeout, s.OnUnavailable = v1alpha1.SecretReference{}, "1ms", v1alpha1.OnUnavailableAllow
 		})},
 		{Desc: "sharedState on Sentinels with TLS and database 15", Mutate: sharedState(func(s *v1alpha1.SharedState) {
 			s.Redis.Mode, s.Redis.SentinelMasterName = v1alpha1.RedisSentinel, "offers.master-1"
 			s.Redis.Addresses = addresses("sentinel-0.offers.svc:26379", "10.0.0.7:26379", "[fd00::7]:26379")
-			s.Redis.Database, s.Redis.TLS, s.Timeout = ptr.To[int32](15), &v1alpha1.RedisTLS{ServerName: "redis.offers.svc"}, "1s"
+			s.Redis.Database, s.Redis.TLS, s.Timeout = ptr.To[int32](15), v1alpha1.RedisTLS{ServerName: "redis.offers.svc"}, "1s"
 		})},
 		{Desc: "sharedState on a Redis Cluster of 16 seed nodes", Mutate: sharedState(func(s *v1alpha1.SharedState) {
-			s.Redis.Mode, s.Redis.Addresses, s.Redis.TLS = v1alpha1.RedisCluster, nil, &v1alpha1.RedisTLS{}
+			s.Redis.Mode, s.Redis.Addresses, s.Redis.TLS = v1alpha1.RedisCluster, nil, v1alpha1.RedisTLS{ServerName: "redis.offers.svc"}
 			for i := range 16 {
 				s.Redis.Addresses = append(s.Redis.Addresses, v1alpha1.RedisAddress("node-"+strings.Repeat("n", i+1)+".redis:65535"))
 			}

@@ -153,7 +153,7 @@ func readCredential(path string) (string, error) {
 
 // dialTLS dials addr with TLS: the server's certificate is verified against the Secret's
 // ca.crt when it has one (read for each connection, so a rotated CA is picked up), else the
-// system's roots, for tls.serverName or the dialled host.
+// system's roots, for tls.serverName (required by the API; the dialled host without it).
 func (c *redisConn) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {

@@ -51,7 +51,11 @@ var notExpressible = map[string]string{
 	"unknown field in feed":                        "a field the API does not know; the config has none for it (Parse refuses unknown config fields: TestParseRefuses)",
 	"unknown field in spec":                        "a field the API does not know; the config has none for it (Parse refuses unknown config fields: TestParseRefuses)",
 	"tls insecureSkipVerify, which is not offered": "a field the API does not know; the config has none for it (Parse refuses unknown config fields: TestParseRefuses)",
-	"an inline password field":                     "a field the API does not know; the config has none for it (Parse refuses unknown config fields: TestParseRefuses)",
+	"sharedState without redis": "sharedState: {} is the zero SharedState, which the Go types (omitzero) read as no sharedState; " +
+		"the API server refuses it, so no policy the operator reads holds it",
+	"tls without serverName": "tls: {} is the zero RedisTLS, which the Go types (omitzero) read as no TLS; " +
+		"the API server refuses it, so no policy the operator reads holds it",
+	"an inline password field": "a field the API does not know; the config has none for it (Parse refuses unknown config fields: TestParseRefuses)",
 }
 
 // TestInvalidCasesRefusedByParse renders every spec the API server refuses (the invalid cases of

@@ -258,7 +258,7 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 			errs = append(errs, "spec."+strings.ReplaceAll(err.Error(), "\n", "; spec."))
 		}
 	}
-	if ss := s.SharedState; ss != nil {
+	if ss := &s.SharedState; !ss.IsZero() {
 		out.SharedState = SharedState(ss, dur("spec.sharedState.timeout", &ss.Timeout))
 	}
 	if len(errs) > 0 {
@@ -289,12 +289,10 @@ func SharedState(ss *v1alpha1.SharedState, timeout gatewayconfig.Duration) *gate
 	for _, a := range r.Addresses {
 		out.Redis.Addresses = append(out.Redis.Addresses, string(a))
 	}
-	if r.TLS != nil {
+	if !r.TLS.IsZero() {
 		out.Redis.TLS = &gatewayconfig.RedisTLS{ServerName: r.TLS.ServerName}
 	}
-	if r.CredentialsSecretRef != nil {
-		out.Redis.CredentialsSecret = r.CredentialsSecretRef.Name
-	}
+	out.Redis.CredentialsSecret = r.CredentialsSecretRef.Name
 	return out
 }
 

@@ -49,8 +49,8 @@ func RedisSecrets(podLabels map[string]string, policies []v1alpha1.OfferFeedPoli
 	slices.SortFunc(ps, precedence)
 	var out []string
 	for _, p := range ps {
-		ss := p.Spec.SharedState
-		if ss == nil || ss.Redis.CredentialsSecretRef == nil || ss.Redis.CredentialsSecretRef.Name == "" {
+		ss := &p.Spec.SharedState
+		if ss.Redis.CredentialsSecretRef.Name == "" {
 			continue
 		}
 		sel, err := metav1.LabelSelectorAsSelector(p.Spec.TargetSelector.AsMetav1())

@@ -20,9 +20,9 @@ func sharedPolicy(name string, age time.Duration, selector map[string]string, se
 		CreationTimestamp: metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(-age))}}
 	p.Spec.TargetSelector = v1alpha1.SelectLabels(selector)
 	if secret != "" {
-		p.Spec.SharedState = &v1alpha1.SharedState{Redis: v1alpha1.RedisConnection{
+		p.Spec.SharedState = v1alpha1.SharedState{Redis: v1alpha1.RedisConnection{
 			Addresses:            []v1alpha1.RedisAddress{"redis:6379"},
-			CredentialsSecretRef: &v1alpha1.SecretReference{Name: secret},
+			CredentialsSecretRef: v1alpha1.SecretReference{Name: secret},
 		}}
 	}
 	return p

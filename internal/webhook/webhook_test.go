@@ -127,9 +127,9 @@ var _ = Describe("Pod injection webhook", func() {
 				TargetSelector: v1alpha1.SelectLabels(map[string]string{"app": "offer-service"}),
 				ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
 				Feed:           &v1alpha1.FeedLimits{Path: "/offers", MinInterval: "2s"},
-				SharedState: &v1alpha1.SharedState{Redis: v1alpha1.RedisConnection{
+				SharedState: v1alpha1.SharedState{Redis: v1alpha1.RedisConnection{
 					Addresses:            []v1alpha1.RedisAddress{"redis:6379"},
-					CredentialsSecretRef: &v1alpha1.SecretReference{Name: "offerfeed-redis"},
+					CredentialsSecretRef: v1alpha1.SecretReference{Name: "offerfeed-redis"},
 				}},
 			},
 		}

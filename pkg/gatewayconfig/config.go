@@ -115,8 +115,8 @@ type Redis struct {
 
 // RedisTLS configures TLS to Redis.
 type RedisTLS struct {
-	// ServerName is the name the server's certificate must hold; empty: the dialled host.
-	ServerName string `json:"serverName,omitempty"`
+	// ServerName is the name the servers' certificates must hold.
+	ServerName string `json:"serverName"`
 }
 
 // RedisCredentialsDir is where the injection webhook mounts the Secret of a policy's shared

@@ -58,8 +58,8 @@ func (s *SharedState) check(add problemFunc) {
 	if r.Mode == RedisCluster && r.Database != 0 {
 		add("sharedState.redis.database", "must be 0 (or unset) with mode Cluster: a Redis Cluster has only database 0")
 	}
-	if t := r.TLS; t != nil && t.ServerName != "" && (len(t.ServerName) > MaxServerNameLen || !serverNameRE.MatchString(t.ServerName)) {
-		add("sharedState.redis.tls.serverName", "not a DNS name")
+	if t := r.TLS; t != nil && (len(t.ServerName) < MinServerNameLen || len(t.ServerName) > MaxServerNameLen || !serverNameRE.MatchString(t.ServerName)) {
+		add("sharedState.redis.tls.serverName", "not a DNS name (required with tls)")
 	}
 	if n := r.CredentialsSecret; n != "" && (len(n) > MaxSecretNameLen || !secretNameRE.MatchString(n)) {
 		add("sharedState.redis.credentialsSecret", "not the name of a Secret (a DNS subdomain)")

@@ -136,7 +136,7 @@ const durationPattern = `^([0-9]{1,5}(h|m|s|ms)){1,4}$`
 
 // notChecked are keywords of the CRD that no gateway config can break, with the reason.
 func notChecked(c constraint) string {
-	if (c.keyword == "pattern" && c.value == durationPattern) || (c.keyword == "maxLength" && isDuration(c.path)) {
+	if (c.keyword == "pattern" && c.value == durationPattern) || ((c.keyword == "maxLength" || c.keyword == "minLength") && isDuration(c.path)) {
 		return "the API's spelling of a duration; the config holds durations as values (gatewayconfig.Duration, " +
 			"canonical Go form), whose ranges are checked as durationMin and durationMax"
 	}
@@ -174,7 +174,7 @@ func base(path string) *v1alpha1.OfferFeedPolicy {
 		case path == "spec.sharedState.redis.sentinelMasterName":
 			r.Mode, r.SentinelMasterName = v1alpha1.RedisSentinel, "mymaster"
 		case strings.HasPrefix(path, "spec.sharedState.redis.tls"):
-			r.TLS = &v1alpha1.RedisTLS{ServerName: "redis.offers.svc"}
+			r.TLS = v1alpha1.RedisTLS{ServerName: "redis.offers.svc"}
 		}
 	case strings.HasPrefix(path, "spec.refusal"):
 		// Every field set, so that each probe changes one; "{}" is a body for any content

@@ -139,9 +139,9 @@ func TestPasswordAppearsOnlyInTheSecret(t *testing.T) {
 			Accept: &v1alpha1.AcceptLimits{PathTemplate: "/offers/{offerId}/accept", MaxAccepts: &maxAccepts, Window: &window,
 				MinReactionTime: &mrt, RequireShown: &shown},
 			ShownOffers: &v1alpha1.ShownOffers{JSONPath: "offers[].id"},
-			SharedState: &v1alpha1.SharedState{Redis: v1alpha1.RedisConnection{
+			SharedState: v1alpha1.SharedState{Redis: v1alpha1.RedisConnection{
 				Addresses:            []v1alpha1.RedisAddress{v1alpha1.RedisAddress(srv.Addr)},
-				CredentialsSecretRef: &v1alpha1.SecretReference{Name: secret.Name},
+				CredentialsSecretRef: v1alpha1.SecretReference{Name: secret.Name},
 			}},
 		},
 	}
