@@ -66,3 +66,21 @@ func TestSharedHashNoAlloc(t *testing.T) {
 		t.Errorf("identityKey with the shared hash: %v allocations, want 0", n)
 	}
 }
+
+// BenchmarkIdentityHash: the key of a typical identity header with the local hash (maphash)
+// and with the shared one (SHA-256, keyed by the policy), which a shared policy pays per
+// governed request on top of its Redis round trip.
+func BenchmarkIdentityHash(b *testing.B) {
+	vs := []string{"driver-000017-a1b2c3d4e5f6"}
+	for _, c := range []struct {
+		name string
+		h    idHasher
+	}{{"local", localHasher(maphash.MakeSeed())}, {"shared", sharedHasher("offers/standard\x00x-driver-id")}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				identityKey(c.h, vs)
+			}
+		})
+	}
+}

@@ -28,12 +28,24 @@ import (
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
-// aclServer starts a real Redis whose only user is user with password pass (the default user
-// is off, so a client that does not authenticate gets nothing).
+// gatewayACL is the ACL of the gateways' user that docs/gateway.md recommends: its keys only,
+// no dangerous or admin commands.
+var gatewayACL = []string{"~of:*", "+@all", "-@dangerous"}
+
+// Redis users of the tests besides the gateways': one that administers.
+const adminUser, adminPass = "test-admin", "admin-Pa55word-for-the-test"
+
+// aclServer starts a real Redis whose users are user with password pass, with gatewayACL,
+// and adminUser (the default user is off, so a client that does not authenticate gets
+// nothing).
 func aclServer(t *testing.T, user, pass string) *redistest.Server {
 	t.Helper()
 	srv := redistest.Start(t)
-	for _, cmd := range [][]string{{"ACL", "SETUSER", user, "on", ">" + pass, "~*", "&*", "+@all"}, {"ACL", "SETUSER", "default", "off"}} {
+	for _, cmd := range [][]string{
+		append([]string{"ACL", "SETUSER", user, "on", ">" + pass}, gatewayACL...),
+		{"ACL", "SETUSER", adminUser, "on", ">" + adminPass, "~*", "&*", "+@all"},
+		{"ACL", "SETUSER", "default", "off"},
+	} {
 		if r, err := srv.Do(cmd...); err != nil || r != "+OK" {
 			t.Fatalf("%s: %q, %v", cmd[:3], r, err)
 		}
@@ -154,7 +166,7 @@ func TestSharedStateFromConfig(t *testing.T) {
 	// The password rotates: Redis takes only the new one, the Secret's file changes, and the
 	// connections are dropped. The next connection authenticates with the new password.
 	const rotated = "r0tated-Pa55word-for-the-test"
-	admin := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: user, Password: pass})
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: adminUser, Password: adminPass})
 	defer admin.Close()
 	ctx := context.Background()
 	if err := admin.Do(ctx, "ACL", "SETUSER", user, "resetpass", ">"+rotated).Err(); err != nil {
