@@ -39,9 +39,6 @@ func sharedHashKey(stateKey string) [32]byte {
 	return sha256.Sum256([]byte("offerfeed.dev/shared-state/v1\x00" + stateKey))
 }
 
-// shared reports whether h is the shared hash.
-func (h idHasher) shared() bool { return h.key != nil }
-
 // sum hashes b.
 func (h idHasher) sum(b []byte) uint64 {
 	if h.key == nil {
