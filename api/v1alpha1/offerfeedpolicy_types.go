@@ -255,7 +255,9 @@ type RedisConnection struct {
 	// password (a Redis ACL user; password alone for the default user) and, optionally,
 	// ca.crt (PEM) for tls. The injection webhook mounts it, read-only, into the gateway
 	// sidecar only; the gateway reads it on every new connection, so a rotated Secret takes
-	// effect without a restart. Unset, the gateways connect without credentials.
+	// effect without a restart. Unset, the gateways connect without credentials. Its name
+	// must start with offerfeed-: the gateways send the credentials to the addresses of the
+	// policy, so only a Secret made for offerfeed may be named, never another application's.
 	//
 	// +optional
 	CredentialsSecretRef SecretReference `json:"credentialsSecretRef,omitzero"`
@@ -276,9 +278,10 @@ type RedisTLS struct {
 
 // SecretReference names a Secret in the policy's namespace.
 type SecretReference struct {
-	// name is the Secret's name.
+	// name is the Secret's name; it starts with offerfeed-.
 	//
 	// +required
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('offerfeed-')",message="the Secret's name must start with offerfeed-: the gateways send its credentials to the policy's addresses, so only a Secret made for offerfeed may be named"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`

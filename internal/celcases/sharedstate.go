@@ -191,6 +191,11 @@ func invalidSharedState() []Case {
 			WantErrors: []string{"spec.sharedState.redis.credentialsSecretRef.name", shouldMatch},
 		},
 		{
+			Desc:       "credentialsSecretRef naming another application's Secret",
+			Mutate:     sharedState(func(s *v1alpha1.SharedState) { s.Redis.CredentialsSecretRef.Name = "billing-db" }),
+			WantErrors: []string{"spec.sharedState.redis.credentialsSecretRef.name", "the Secret's name must start with offerfeed-"},
+		},
+		{
 			Desc:       "timeout 0s",
 			Mutate:     sharedState(func(s *v1alpha1.SharedState) { s.Timeout = "0s" }),
 			WantErrors: []string{"spec.sharedState.timeout", "sharedState.timeout must be between 1ms and 1s"},

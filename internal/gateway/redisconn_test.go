@@ -115,7 +115,7 @@ func TestSharedStateFromConfig(t *testing.T) {
 	const user, pass = "offerfeed-gw", "s3cret-Pa55word-for-the-test"
 	srv := aclServer(t, user, pass)
 	dir := t.TempDir()
-	writeSecret(t, dir, "redis-creds", map[string]string{"username": user + "\n", "password": pass + "\n"})
+	writeSecret(t, dir, "offerfeed-redis-creds", map[string]string{"username": user + "\n", "password": pass + "\n"})
 	up := newFakeUpstream(t)
 	u, _ := url.Parse(up.URL)
 	clock := newFakeClock()
@@ -128,7 +128,7 @@ func TestSharedStateFromConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(g.Close)
-		if err := g.Apply(sharedConfig(srv.Addr, "redis-creds", 0)); err != nil {
+		if err := g.Apply(sharedConfig(srv.Addr, "offerfeed-redis-creds", 0)); err != nil {
 			t.Fatal(err)
 		}
 		gws = append(gws, g)
@@ -140,7 +140,7 @@ func TestSharedStateFromConfig(t *testing.T) {
 		t.Fatalf("a poll on the other gateway right after: %q, want %s: the gateways do not share state", d, FeedThrottled)
 	}
 	rz := readyz(t, gws[0])
-	for _, want := range []string{`"connected": true`, `"mode": "Standalone"`, srv.Addr, `"secret": "redis-creds"`, `"onUnavailable": "Local"`} {
+	for _, want := range []string{`"connected": true`, `"mode": "Standalone"`, srv.Addr, `"secret": "offerfeed-redis-creds"`, `"onUnavailable": "Local"`} {
 		if !strings.Contains(rz, want) {
 			t.Errorf("/readyz lacks %s:\n%s", want, rz)
 		}
@@ -151,7 +151,7 @@ func TestSharedStateFromConfig(t *testing.T) {
 
 	// A reload with the same connection settings keeps the client.
 	client := gws[0].redis.client
-	p := sharedConfig(srv.Addr, "redis-creds", 0)
+	p := sharedConfig(srv.Addr, "offerfeed-redis-creds", 0)
 	p.Policies[0].Feed.Burst = 2
 	if err := gws[0].Apply(p); err != nil {
 		t.Fatal(err)
@@ -159,7 +159,7 @@ func TestSharedStateFromConfig(t *testing.T) {
 	if gws[0].redis.client != client {
 		t.Error("a reload that keeps the connection settings made a new client")
 	}
-	if err := gws[0].Apply(sharedConfig(srv.Addr, "redis-creds", 0)); err != nil {
+	if err := gws[0].Apply(sharedConfig(srv.Addr, "offerfeed-redis-creds", 0)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -172,7 +172,7 @@ func TestSharedStateFromConfig(t *testing.T) {
 	if err := admin.Do(ctx, "ACL", "SETUSER", user, "resetpass", ">"+rotated).Err(); err != nil {
 		t.Fatal(err)
 	}
-	writeSecret(t, dir, "redis-creds", map[string]string{"password": rotated})
+	writeSecret(t, dir, "offerfeed-redis-creds", map[string]string{"password": rotated})
 	if err := admin.Do(ctx, "CLIENT", "KILL", "USER", user).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestSharedStateFromConfig(t *testing.T) {
 	}
 
 	// Another database: a new client; the old one is closed.
-	if err := gws[0].Apply(sharedConfig(srv.Addr, "redis-creds", 3)); err != nil {
+	if err := gws[0].Apply(sharedConfig(srv.Addr, "offerfeed-redis-creds", 3)); err != nil {
 		t.Fatal(err)
 	}
 	if gws[0].redis.client == client {
@@ -223,7 +223,7 @@ func TestSharedStateNotMounted(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(g.Close)
-		if err := g.Apply(sharedConfig(srv.Addr, "redis-creds", 0)); err != nil {
+		if err := g.Apply(sharedConfig(srv.Addr, "offerfeed-redis-creds", 0)); err != nil {
 			t.Fatal(err)
 		}
 		gws = append(gws, g)
@@ -245,7 +245,7 @@ func TestSharedStateWrongPassword(t *testing.T) {
 	const user, pass, wrong = "offerfeed-gw", "s3cret-Pa55word-for-the-test", "wr0ng-Pa55word-for-the-test"
 	srv := aclServer(t, user, pass)
 	dir := t.TempDir()
-	writeSecret(t, dir, "redis-creds", map[string]string{"username": user, "password": wrong})
+	writeSecret(t, dir, "offerfeed-redis-creds", map[string]string{"username": user, "password": wrong})
 	up := newFakeUpstream(t)
 	u, _ := url.Parse(up.URL)
 	g, err := New(Options{Upstream: u, Clock: newFakeClock(), PodLabels: map[string]string{"app": "offer-service"}, RedisCredentialsDir: dir})
@@ -253,7 +253,7 @@ func TestSharedStateWrongPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(g.Close)
-	if err := g.Apply(sharedConfig(srv.Addr, "redis-creds", 0)); err != nil {
+	if err := g.Apply(sharedConfig(srv.Addr, "offerfeed-redis-creds", 0)); err != nil {
 		t.Fatal(err)
 	}
 	if d := pollAs(t, g, "alice"); d != "" {
@@ -325,18 +325,18 @@ func TestSharedStateTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	writeSecret(t, dir, "with-ca", map[string]string{"ca.crt": string(ca)})
-	writeSecret(t, dir, "without-ca", map[string]string{})
+	writeSecret(t, dir, "offerfeed-with-ca", map[string]string{"ca.crt": string(ca)})
+	writeSecret(t, dir, "offerfeed-without-ca", map[string]string{})
 	up := newFakeUpstream(t)
 	u, _ := url.Parse(up.URL)
 	for _, c := range []struct {
 		secret, serverName string
 		connected          bool
 	}{
-		{"with-ca", "redis.offers.test", true},
-		{"with-ca", "127.0.0.1", false},            // the dialled IP is not in the certificate
-		{"with-ca", "other.offers.test", false},    // nor is this name
-		{"without-ca", "redis.offers.test", false}, // the system's roots do not know the CA
+		{"offerfeed-with-ca", "redis.offers.test", true},
+		{"offerfeed-with-ca", "127.0.0.1", false},            // the dialled IP is not in the certificate
+		{"offerfeed-with-ca", "other.offers.test", false},    // nor is this name
+		{"offerfeed-without-ca", "redis.offers.test", false}, // the system's roots do not know the CA
 	} {
 		g, err := New(Options{Upstream: u, Clock: newFakeClock(), PodLabels: map[string]string{"app": "offer-service"}, RedisCredentialsDir: dir})
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,7 +51,9 @@ func RedisSecrets(podLabels map[string]string, policies []v1alpha1.OfferFeedPoli
 	var out []string
 	for _, p := range ps {
 		ss := &p.Spec.SharedState
-		if ss.Redis.CredentialsSecretRef.Name == "" {
+		// The API refuses other names (gatewayconfig.RedisSecretPrefix); the webhook does not
+		// rely on it: it never mounts another application's Secret.
+		if name := ss.Redis.CredentialsSecretRef.Name; !strings.HasPrefix(name, gatewayconfig.RedisSecretPrefix) {
 			continue
 		}
 		sel, err := metav1.LabelSelectorAsSelector(p.Spec.TargetSelector.AsMetav1())

@@ -33,19 +33,22 @@ func sharedPolicy(name string, age time.Duration, selector map[string]string, se
 func TestRedisSecrets(t *testing.T) {
 	app := map[string]string{"app": "offer-service"}
 	ps := []v1alpha1.OfferFeedPolicy{
-		sharedPolicy("newer", time.Hour, app, "redis-newer"),
-		sharedPolicy("older", 2*time.Hour, app, "redis-older"),
-		sharedPolicy("other-app", 3*time.Hour, map[string]string{"app": "billing"}, "redis-billing"),
+		sharedPolicy("newer", time.Hour, app, "offerfeed-redis-newer"),
+		sharedPolicy("older", 2*time.Hour, app, "offerfeed-redis-older"),
+		sharedPolicy("other-app", 3*time.Hour, map[string]string{"app": "billing"}, "offerfeed-redis-billing"),
 		sharedPolicy("local", 4*time.Hour, app, ""),
-		sharedPolicy("same-secret", 30*time.Minute, app, "redis-older"),
+		sharedPolicy("same-secret", 30*time.Minute, app, "offerfeed-redis-older"),
+		// Refused by the API server; the webhook does not mount another application's
+		// Secret even if such a policy were stored.
+		sharedPolicy("foreign", 5*time.Hour, app, "billing-db"),
 	}
 	got := RedisSecrets(map[string]string{"app": "offer-service", "pod-template-hash": "x"}, ps)
-	if want := []string{"redis-older", "redis-newer"}; !cmp.Equal(got, want) {
+	if want := []string{"offerfeed-redis-older", "offerfeed-redis-newer"}; !cmp.Equal(got, want) {
 		t.Errorf("RedisSecrets = %v, want %v", got, want)
 	}
 	var many []v1alpha1.OfferFeedPolicy
 	for i := range MaxRedisSecrets + 2 {
-		many = append(many, sharedPolicy(string(rune('a'+i)), time.Duration(i)*time.Minute, app, "s"+string(rune('a'+i))))
+		many = append(many, sharedPolicy(string(rune('a'+i)), time.Duration(i)*time.Minute, app, "offerfeed-s"+string(rune('a'+i))))
 	}
 	if got := RedisSecrets(app, many); len(got) != MaxRedisSecrets {
 		t.Errorf("RedisSecrets of %d policies = %v, want %d", len(many), got, MaxRedisSecrets)

@@ -125,6 +125,11 @@ type RedisTLS struct {
 // updates would fight a mount point inside it.
 const RedisCredentialsDir = "/etc/offerfeed-redis"
 
+// RedisSecretPrefix starts the name of every Secret of shared state: the gateways send its
+// credentials to the addresses a policy names, so a policy may name only a Secret made for
+// offerfeed, never another application's.
+const RedisSecretPrefix = "offerfeed-"
+
 // Keys of the Secret of a policy's shared state.
 const (
 	RedisUsernameKey = "username"

@@ -63,6 +63,8 @@ func (s *SharedState) check(add problemFunc) {
 	}
 	if n := r.CredentialsSecret; n != "" && (len(n) > MaxSecretNameLen || !secretNameRE.MatchString(n)) {
 		add("sharedState.redis.credentialsSecret", "not the name of a Secret (a DNS subdomain)")
+	} else if n != "" && !strings.HasPrefix(n, RedisSecretPrefix) {
+		add("sharedState.redis.credentialsSecret", "the Secret's name must start with %s: the gateways send its credentials to the policy's addresses, so only a Secret made for offerfeed may be named", RedisSecretPrefix)
 	}
 }
 

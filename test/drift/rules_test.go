@@ -221,6 +221,8 @@ func fill(path string, n int64) any {
 			out = append(out, fmt.Sprintf("node-%d:6379", i))
 		}
 		return out
+	case "spec.sharedState.redis.credentialsSecretRef.name":
+		return rep("offerfeed-", "a")
 	case "spec.sharedState.redis.addresses[]":
 		if n < 3 {
 			return rep("a", ":")
