@@ -110,6 +110,182 @@ type OfferFeedPolicySpec struct {
 	//
 	// +optional
 	Refusal *Refusal `json:"refusal,omitempty"`
+
+	// sharedState keeps the state of the policy's drivers (feed pacing, the accept quota with
+	// its accepts in flight, the offers each driver was shown) in Redis, shared by every
+	// gateway replica the policy governs, so that a driver gets the same decisions whichever
+	// replica a request reaches. Unset, each gateway keeps its own state: exact for one
+	// replica, or when routing sends each driver to one pod.
+	//
+	// +optional
+	SharedState SharedState `json:"sharedState,omitzero"`
+}
+
+// SharedState says where a policy's gateways share driver state, and what they do when it is
+// out of reach. The zero value is an unset spec.sharedState.
+type SharedState struct {
+	// redis is the Redis (or Valkey) the gateways share.
+	//
+	// +required
+	Redis RedisConnection `json:"redis,omitzero"`
+
+	// timeout bounds each call of a gateway to Redis: a call that fails or takes longer is
+	// decided as onUnavailable says. From 1ms to 1s.
+	//
+	// +optional
+	// +default="20ms"
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1ms') && duration(self) <= duration('1s')",message="sharedState.timeout must be between 1ms and 1s"
+	Timeout Duration `json:"timeout,omitempty"`
+
+	// onUnavailable is what a gateway does with a request while Redis is out of reach: Local
+	// decides it with the gateway's own state (the per-replica limits still hold), Allow
+	// forwards it undecided.
+	//
+	// +optional
+	// +default="Local"
+	OnUnavailable gatewayconfig.OnUnavailable `json:"onUnavailable,omitempty"`
+}
+
+// IsZero reports whether s is unset (encoding/json's omitzero uses it).
+func (s SharedState) IsZero() bool {
+	return s.Redis.IsZero() && s.Timeout == "" && s.OnUnavailable == ""
+}
+
+// IsZero reports whether r is unset.
+func (r RedisConnection) IsZero() bool {
+	return r.Mode == "" && len(r.Addresses) == 0 && r.SentinelMasterName == "" && r.Database == nil &&
+		r.TLS.IsZero() && r.CredentialsSecretRef.IsZero()
+}
+
+// IsZero reports whether t is unset: no TLS.
+func (t RedisTLS) IsZero() bool { return t.ServerName == "" }
+
+// IsZero reports whether r is unset.
+func (r SecretReference) IsZero() bool { return r.Name == "" }
+
+// RedisMode is how the gateways find Redis: Standalone, Sentinel or Cluster. It is
+// gatewayconfig.RedisMode, which holds the enum marker (see PolicyMode).
+type RedisMode = gatewayconfig.RedisMode
+
+const (
+	// RedisStandalone is one Redis server at the one address.
+	RedisStandalone = gatewayconfig.RedisStandalone
+	// RedisSentinel asks the Sentinels at the addresses for the master of
+	// sentinelMasterName, and follows its failovers.
+	RedisSentinel = gatewayconfig.RedisSentinel
+	// RedisCluster is a Redis Cluster; the addresses are some of its nodes.
+	RedisCluster = gatewayconfig.RedisCluster
+)
+
+// OnUnavailable is what the gateways do while Redis is out of reach: Local or Allow. It is
+// gatewayconfig.OnUnavailable, which holds the enum marker (see PolicyMode).
+type OnUnavailable = gatewayconfig.OnUnavailable
+
+const (
+	// OnUnavailableLocal decides with the gateway's own state.
+	OnUnavailableLocal = gatewayconfig.OnUnavailableLocal
+	// OnUnavailableAllow forwards requests undecided.
+	OnUnavailableAllow = gatewayconfig.OnUnavailableAllow
+)
+
+// RedisAddress is the host and port of a Redis server, Sentinel or Cluster node: a DNS name,
+// an IPv4 address or a bracketed IPv6 address, then ':' and the port, such as
+// redis.offers.svc:6379 or [fd00::1]:6379. Never a URL: no scheme, no credentials, no path.
+//
+// +kubebuilder:validation:MinLength=3
+// +kubebuilder:validation:MaxLength=261
+// +kubebuilder:validation:XValidation:rule="!self.contains('@')",message="an address must not hold credentials (user:password@): put them in the Secret of credentialsSecretRef"
+// +kubebuilder:validation:XValidation:rule="!self.contains('://')",message="an address is host:port, not a URL: drop the scheme (redis://, rediss://) and set tls for TLS"
+// +kubebuilder:validation:XValidation:rule="!self.contains('/') && !self.contains('?')",message="an address is host:port, without a path or query: set database for the database number"
+// +kubebuilder:validation:Pattern=`^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$`
+// +kubebuilder:validation:XValidation:rule="!self.matches('^.*:[0-9]{1,5}$') || (int(self.substring(self.lastIndexOf(':') + 1)) >= 1 && int(self.substring(self.lastIndexOf(':') + 1)) <= 65535)",message="an address's port must be from 1 to 65535"
+type RedisAddress string
+
+// RedisConnection says how the gateways connect to Redis. Credentials are never here: they
+// are in the Secret that credentialsSecretRef names, which only the gateway sidecar mounts.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.mode) && self.mode == 'Sentinel') == has(self.sentinelMasterName)",message="sentinelMasterName is required with mode Sentinel, and only with it"
+// +kubebuilder:validation:XValidation:rule="(has(self.mode) && self.mode != 'Standalone') || size(self.addresses) == 1",message="mode Standalone takes exactly one address; list several with Sentinel or Cluster"
+// +kubebuilder:validation:XValidation:rule="!has(self.mode) || self.mode != 'Cluster' || !has(self.database) || self.database == 0",message="database must be 0 (or unset) with mode Cluster: a Redis Cluster has only database 0"
+type RedisConnection struct {
+	// mode is Standalone (one server), Sentinel (the addresses are Sentinels, which name the
+	// master of sentinelMasterName) or Cluster (the addresses are some of the cluster's
+	// nodes).
+	//
+	// +optional
+	// +default="Standalone"
+	Mode gatewayconfig.RedisMode `json:"mode,omitempty"`
+
+	// addresses are host:port of the server (Standalone), the Sentinels (Sentinel) or some
+	// cluster nodes (Cluster). From 1 to 16.
+	//
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	Addresses []RedisAddress `json:"addresses,omitempty"`
+
+	// sentinelMasterName is the name under which the Sentinels know the master. Required
+	// with mode Sentinel, and only with it.
+	//
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._-]*$`
+	SentinelMasterName string `json:"sentinelMasterName,omitempty"`
+
+	// database is the number of the Redis database, from 0 to 15; 0 when unset. Not with
+	// mode Cluster.
+	//
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=15
+	Database *int32 `json:"database,omitempty"`
+
+	// tls connects with TLS (rediss) when set: the server's certificate is verified against
+	// the ca.crt of the Secret when it has one, else against the system's roots, for
+	// tls.serverName. There is no way to skip verification: a gateway that would send its
+	// Redis password to whoever answers is worse than one without TLS.
+	//
+	// +optional
+	TLS RedisTLS `json:"tls,omitzero"`
+
+	// credentialsSecretRef names a Secret in the policy's namespace with keys username and
+	// password (a Redis ACL user; password alone for the default user) and, optionally,
+	// ca.crt (PEM) for tls. The injection webhook mounts it, read-only, into the gateway
+	// sidecar only; the gateway reads it on every new connection, so a rotated Secret takes
+	// effect without a restart. Unset, the gateways connect without credentials. Its name
+	// must start with offerfeed-: the gateways send the credentials to the addresses of the
+	// policy, so only a Secret made for offerfeed may be named, never another application's.
+	//
+	// +optional
+	CredentialsSecretRef SecretReference `json:"credentialsSecretRef,omitzero"`
+}
+
+// RedisTLS configures TLS to Redis.
+type RedisTLS struct {
+	// serverName is the name the servers' certificates must hold, such as
+	// redis.offers.svc. It is required: with Sentinel and Cluster the gateway dials the
+	// addresses the servers announce, often IP addresses, which certificates rarely name.
+	//
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`
+	ServerName string `json:"serverName,omitempty"`
+}
+
+// SecretReference names a Secret in the policy's namespace.
+type SecretReference struct {
+	// name is the Secret's name; it starts with offerfeed-.
+	//
+	// +required
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('offerfeed-')",message="the Secret's name must start with offerfeed-: the gateways send its credentials to the policy's addresses, so only a Secret made for offerfeed may be named"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name,omitempty"`
 }
 
 // ClientIdentity names the request header that identifies a driver.

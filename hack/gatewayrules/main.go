@@ -110,6 +110,24 @@ var Constants = []Constant{
 	{"MaxSelectorExpressions", "spec.targetSelector.matchExpressions", maxItems},
 	{"MaxLabelKeyLen", "spec.targetSelector.matchExpressions[].key", maxLength},
 	{"MaxSelectorValues", "spec.targetSelector.matchExpressions[].values", maxItems},
+	{"MinSharedTimeout", "spec.sharedState.timeout", durationMin},
+	{"MaxSharedTimeout", "spec.sharedState.timeout", durationMax},
+	{"MinRedisAddresses", "spec.sharedState.redis.addresses", minItems},
+	{"MaxRedisAddresses", "spec.sharedState.redis.addresses", maxItems},
+	{"MinRedisAddressLen", "spec.sharedState.redis.addresses[]", minLength},
+	{"MaxRedisAddressLen", "spec.sharedState.redis.addresses[]", maxLength},
+	{"RedisAddressPattern", "spec.sharedState.redis.addresses[]", pattern},
+	{"MinSentinelMasterNameLen", "spec.sharedState.redis.sentinelMasterName", minLength},
+	{"MaxSentinelMasterNameLen", "spec.sharedState.redis.sentinelMasterName", maxLength},
+	{"SentinelMasterNamePattern", "spec.sharedState.redis.sentinelMasterName", pattern},
+	{"MinRedisDatabase", "spec.sharedState.redis.database", minimum},
+	{"MaxRedisDatabase", "spec.sharedState.redis.database", maximum},
+	{"MinServerNameLen", "spec.sharedState.redis.tls.serverName", minLength},
+	{"MaxServerNameLen", "spec.sharedState.redis.tls.serverName", maxLength},
+	{"ServerNamePattern", "spec.sharedState.redis.tls.serverName", pattern},
+	{"MinSecretNameLen", "spec.sharedState.redis.credentialsSecretRef.name", minLength},
+	{"MaxSecretNameLen", "spec.sharedState.redis.credentialsSecretRef.name", maxLength},
+	{"SecretNamePattern", "spec.sharedState.redis.credentialsSecretRef.name", pattern},
 }
 
 // LabelFormats lists the label keys and values of the selector, each with the CEL format
@@ -136,6 +154,8 @@ var Enums = []Enum{
 	{"Methods", "spec.feed.method"},
 	{"Awards", "spec.accept.fairness.award"},
 	{"RefusalDecisions", "spec.refusal.decisions[].decision"},
+	{"RedisModes", "spec.sharedState.redis.mode"},
+	{"OnUnavailables", "spec.sharedState.onUnavailable"},
 }
 
 // HeaderPath is the field whose CEL rules reserve header names.

@@ -152,6 +152,26 @@ var constraints = map[string]func(*Schema){
 	"DecisionRefusal.body":        refusalBody,
 	"FeedOverride.burst":          burst,
 	"AcceptOverride.maxAccepts":   maxAccepts,
+	"Redis.addresses": func(s *Schema) {
+		s.MinItems, s.MaxItems, s.UniqueItems = ptr(gatewayconfig.MinRedisAddresses), ptr(gatewayconfig.MaxRedisAddresses), true
+		s.Items.MinLength, s.Items.MaxLength = ptr(gatewayconfig.MinRedisAddressLen), ptr(gatewayconfig.MaxRedisAddressLen)
+		s.Items.Pattern = gatewayconfig.RedisAddressPattern
+	},
+	"Redis.sentinelMasterName": func(s *Schema) {
+		s.MinLength, s.MaxLength = ptr(gatewayconfig.MinSentinelMasterNameLen), ptr(gatewayconfig.MaxSentinelMasterNameLen)
+		s.Pattern = gatewayconfig.SentinelMasterNamePattern
+	},
+	"Redis.database": func(s *Schema) {
+		s.Minimum, s.Maximum = ptr[int64](gatewayconfig.MinRedisDatabase), ptr[int64](gatewayconfig.MaxRedisDatabase)
+	},
+	"Redis.credentialsSecret": func(s *Schema) {
+		s.MinLength, s.MaxLength = ptr(gatewayconfig.MinSecretNameLen), ptr(gatewayconfig.MaxSecretNameLen)
+		s.Pattern = gatewayconfig.SecretNamePattern
+	},
+	"RedisTLS.serverName": func(s *Schema) {
+		s.MinLength, s.MaxLength = ptr(gatewayconfig.MinServerNameLen), ptr(gatewayconfig.MaxServerNameLen)
+		s.Pattern = gatewayconfig.ServerNamePattern
+	},
 }
 
 func keysOf[V any](m map[string]V) map[string]bool {

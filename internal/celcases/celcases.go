@@ -228,6 +228,7 @@ func Invalid() []Case {
 		invalidOverrides(),
 		invalidObject(),
 		invalidRefusal(),
+		invalidSharedState(),
 	)
 }
 
@@ -982,7 +983,7 @@ func invalidRefusal() []Case {
 // Valid returns specs the API server must accept: both API shapes of docs/design.md#the-two-api-shapes, DryRun,
 // overrides, the smallest feed-only and accept-only policies, and the bounds themselves.
 func Valid() []Case {
-	return []Case{
+	return append([]Case{
 		{Desc: "design.md example (REST shape)"},
 		{Desc: "Amazon Flex shape", Mutate: Flex},
 		{Desc: "DryRun", Mutate: func(p *v1alpha1.OfferFeedPolicy) { p.Spec.Mode = v1alpha1.ModeDryRun }},
@@ -1090,5 +1091,5 @@ func Valid() []Case {
 			p.Spec.Refusal = &v1alpha1.Refusal{Status: ptr.To[int32](599), ContentType: "text/plain", Body: strings.Repeat("x", 4096),
 				Decisions: []v1alpha1.DecisionRefusal{{Decision: "feed-throttled", Status: ptr.To[int32](400)}}}
 		}},
-	}
+	}, validSharedState()...)
 }

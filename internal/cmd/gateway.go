@@ -172,6 +172,7 @@ func (o *gatewayOptions) run(ctx context.Context, maxSet bool) error {
 	}
 	adminSrv.Close()
 	stopWatch()
+	g.Close()
 	log.Info("gateway stopped")
 	if code != ExitOK {
 		return exitWith(code, nil)

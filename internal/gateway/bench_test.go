@@ -196,11 +196,11 @@ func BenchmarkShownOffersScan(b *testing.B) {
 	doc := []byte(sb.String())
 	p, _ := compileJSONPath("offers[].id")
 	n := 0
-	sc := newJSONScanner(p, testSeed, func(uint64) { n++ })
+	sc := newJSONScanner(p, localHasher(testSeed), func(uint64) { n++ })
 	b.SetBytes(int64(len(doc)))
 	b.ReportAllocs()
 	for b.Loop() {
-		sc.init(p, testSeed, sc.found)
+		sc.init(p, localHasher(testSeed), sc.found)
 		_, _ = sc.Write(doc)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
-	"hash/maphash"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -358,7 +357,7 @@ func (g *Gateway) HeldAccepts(offerID string) int {
 	t := p.draws
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	id := maphash.String(g.seed, offerID)
+	id := p.ids.sumString(offerID)
 	n := 0
 	if d := t.open[id]; d != nil {
 		n = len(d.cands)

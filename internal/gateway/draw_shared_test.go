@@ -38,9 +38,6 @@ func newSharedDrawWorld(t testing.TB, n int, client redis.UniversalClient, p gat
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i > 0 {
-			g.seed = w.gws[0].seed // hashes seeded per process: gateways sharing state share a seed
-		}
 		if err := g.Apply(configOf(p)); err != nil {
 			t.Fatal(err)
 		}

@@ -24,7 +24,7 @@ var testSeed = maphash.MakeSeed()
 // scanAll runs the shown-offers scanner over doc in chunks of size chunk and returns the
 // hashes it found.
 func scanAll(path jsonPath, doc []byte, chunk int) (ids []uint64, ok bool) {
-	sc := newJSONScanner(path, testSeed, func(h uint64) { ids = append(ids, h) })
+	sc := newJSONScanner(path, localHasher(testSeed), func(h uint64) { ids = append(ids, h) })
 	if chunk < 1 {
 		chunk = 1
 	}
@@ -137,7 +137,7 @@ func TestOfferIDFromJSON(t *testing.T) {
 		{``, ""},
 	}
 	for _, tc := range cases {
-		id, ok := offerIDFromJSON([]byte(tc.doc), path, testSeed)
+		id, ok := offerIDFromJSON([]byte(tc.doc), path, localHasher(testSeed))
 		if (tc.want == "") == ok || ok && id != h(tc.want) {
 			t.Errorf("%s: got %v %v, want %q", tc.doc, id, ok, tc.want)
 		}
@@ -171,7 +171,7 @@ func FuzzShownOffers(f *testing.F) {
 			}
 		}
 		// Bounded allocation: scanning allocates nothing, whatever the input.
-		sc := newJSONScanner(p, testSeed, func(uint64) {})
+		sc := newJSONScanner(p, localHasher(testSeed), func(uint64) {})
 		if a := testing.AllocsPerRun(1, func() { _, _ = sc.Write(doc) }); a > 0 {
 			t.Fatalf("scanner allocated %v times", a)
 		}

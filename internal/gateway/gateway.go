@@ -89,13 +89,21 @@ type Options struct {
 	// DefaultMaxDrawCandidates.
 	MaxDrawCandidates int
 
-	// SharedState, when set, keeps the state of the policy's drivers (feed pacing, the accept
-	// quota and its in-flight slots, shown offers) in Redis, shared by the gateways that use
-	// the same Redis; nil keeps it in this process (docs/design.md#shared-state-in-progress).
-	// In progress: no policy field turns it on yet, and the hashes that name drivers and
-	// offers are seeded per process (every gateway of a process with SharedState shares one
-	// seed), so only gateways of one process agree on them.
+	// SharedState, when set, keeps the state of every policy's drivers (feed pacing, the
+	// accept quota and its in-flight slots, shown offers) in Redis through this client,
+	// whatever the config says (tests, embedding); nil means what the config says: a policy
+	// with spec.sharedState shares its state through a client made from it (redisconn.go),
+	// one without keeps it in this process (docs/design.md#shared-state-on-redis). Drivers
+	// and offers of a shared policy are named by a hash every replica computes alike
+	// (hash.go), whatever HashSeed is.
 	SharedState *SharedState
+	// RedisCredentialsDir is where the Secrets of shared state are mounted, one directory
+	// per Secret; empty means gatewayconfig.RedisCredentialsDir.
+	RedisCredentialsDir string
+
+	// HashSeed, when set, is the seed of the hash that names drivers and offers in this
+	// process's own state (tests); nil means a random seed per Gateway.
+	HashSeed *maphash.Seed
 }
 
 // SharedState is where a gateway shares driver state.
@@ -131,16 +139,21 @@ const (
 // request and forwards what it allows to the offer service. Make one with New, give it a
 // config with Apply (or LoadFile / Watch), and serve AdminHandler on the admin port.
 type Gateway struct {
-	opts     Options
-	log      logr.Logger
-	clock    clock.WithDelayedExecution
-	now      func() time.Time // clock.Now; time.Now itself for the real clock (the hot path)
-	epoch    time.Time
-	seed     maphash.Seed
-	reg      *prometheus.Registry
-	m        *metrics
-	dm       *drawMetrics
-	shared   *sharedRuntime // with SharedState: the client, its breaker and metrics
+	opts   Options
+	log    logr.Logger
+	clock  clock.WithDelayedExecution
+	now    func() time.Time // clock.Now; time.Now itself for the real clock (the hot path)
+	epoch  time.Time
+	seed   maphash.Seed
+	reg    *prometheus.Registry
+	m      *metrics
+	dm     *drawMetrics
+	shared *sharedRuntime // with SharedState: the client, its breaker and metrics
+	// sharedV are the shared store's metrics (registered with the first shared store) and
+	// sharedRT the runtime of the policy in force (for the breaker gauge).
+	sharedMu sync.Mutex
+	sharedV  *sharedVecs
+	sharedRT atomic.Pointer[sharedRuntime]
 	proxy    http.Handler
 	maxBody  int64
 	draining atomic.Bool
@@ -164,6 +177,9 @@ type Gateway struct {
 	// starts matching) finds its drivers as they were. It is let go as soon as a policy is in
 	// force again (its own state or a new one), so that one table at most lives at a time.
 	retained *driverTable
+	// redis is the client of the shared state of the policy in force (nil: none), closed when
+	// a config no longer uses its settings.
+	redis *redisConn
 }
 
 // active is the config in force. It is replaced whole on every change.
@@ -173,6 +189,10 @@ type active struct {
 	policy     *policy // nil: no policy matches; proxy everything
 	detail     string
 	gen        uint64
+	// shared is the policy's shared state from the config, and redis its client (nil
+	// without, or when Options.SharedState overrides the config).
+	shared *gatewayconfig.SharedState
+	redis  *redisConn
 }
 
 // New makes a Gateway with no config: it proxies everything until Apply gives it one.
@@ -189,6 +209,9 @@ func New(opts Options) (*Gateway, error) {
 		default:
 			return nil, fmt.Errorf("gateway: SharedState.OnUnavailable %q is not Local or Allow", ss.OnUnavailable)
 		}
+	}
+	if opts.RedisCredentialsDir == "" {
+		opts.RedisCredentialsDir = gatewayconfig.RedisCredentialsDir
 	}
 	if opts.MaxTrackedDrivers <= 0 {
 		opts.MaxTrackedDrivers = DefaultMaxTrackedDrivers
@@ -212,13 +235,14 @@ func New(opts Options) (*Gateway, error) {
 		opts:    opts,
 		log:     opts.Logger,
 		clock:   opts.Clock,
-		seed:    maphash.MakeSeed(),
 		reg:     opts.Registry,
 		maxBody: opts.MaxAcceptBody,
 		labels:  labels.Set(opts.PodLabels),
 	}
-	if opts.SharedState != nil {
-		g.seed = sharedSeed
+	if opts.HashSeed != nil {
+		g.seed = *opts.HashSeed
+	} else {
+		g.seed = maphash.MakeSeed()
 	}
 	if g.log.GetSink() == nil {
 		g.log = logr.Discard()
@@ -243,7 +267,7 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	if opts.SharedState != nil {
-		if g.shared, err = newSharedRuntime(g); err != nil {
+		if g.shared, err = g.newSharedRuntime(opts.SharedState); err != nil {
 			return nil, err
 		}
 	}
@@ -311,11 +335,25 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 		} else if chosen == nil {
 			next.detail = fmt.Sprintf("no policy of %d in the config matches this pod's labels; proxying everything unchanged", len(cfg.Policies))
 		} else {
-			p, err := compilePolicy(chosen, g.seed)
+			key := stateKey(cfg.Namespace, chosen)
+			ids := localHasher(g.seed)
+			shared := g.opts.SharedState
+			if ss := chosen.SharedState; shared == nil && ss != nil {
+				next.shared, next.redis = ss, g.redisConnFor(&ss.Redis)
+				if next.redis.client != nil {
+					shared = &SharedState{Client: next.redis.client, Timeout: ss.Timeout.D(), OnUnavailable: ss.OnUnavailable}
+				}
+			}
+			if shared != nil {
+				// Every replica names drivers and offers alike (hash.go); a table of the
+				// other hash is another table.
+				ids = sharedHasher(key)
+				key += "\x00shared"
+			}
+			p, err := compilePolicy(chosen, ids)
 			if err != nil {
 				return err
 			}
-			key := stateKey(cfg.Namespace, chosen)
 			stateKept = true
 			switch {
 			case prev.policy != nil && prev.policy.table.key == key:
@@ -328,8 +366,15 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 			}
 			p.table.bindPolicy(p)
 			p.store = p.table
-			if g.opts.SharedState != nil {
-				p.store = g.newSharedStore(key, p.table)
+			if shared != nil {
+				rt := g.shared // Options.SharedState overrides the config
+				if rt == nil {
+					if rt, err = next.redis.runtime(g, shared); err != nil {
+						return err
+					}
+				}
+				g.sharedRT.Store(rt)
+				p.store = g.newSharedStore(key, p.table, rt)
 			}
 			g.retained = nil
 			g.m.bindCounters(p)
@@ -348,6 +393,11 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 	next.gen = g.gen
 	g.active.Store(next)
 	stopReplacedDraws(prev.policy, next.policy)
+	if g.redis != next.redis {
+		// Calls in flight on the old client fail, and are decided without it.
+		g.redis.close()
+		g.redis = next.redis
+	}
 	g.m.generation.Set(float64(g.gen))
 	g.m.policyInfo.Reset()
 	if p := next.policy; p != nil {
@@ -391,6 +441,14 @@ func (g *Gateway) SetDraining() {
 	g.draining.Store(true)
 	// Held accepts are answered: every open fair draw window closes now and its draw runs.
 	g.stopDraws()
+}
+
+// Close releases what the config made the gateway hold: the Redis client of its shared
+// state, at shutdown. Requests served after it are decided without Redis.
+func (g *Gateway) Close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.redis.close()
 }
 
 // Registry returns the registry holding the gateway's metrics.
@@ -437,12 +495,28 @@ type Status struct {
 	LastReloadAt           *time.Time `json:"lastReloadErrorTime,omitempty"`
 	TrackedDrivers         int        `json:"trackedDrivers"`
 	MaxDrivers             int        `json:"maxTrackedDrivers"`
-	// SharedState is the state of the shared store (Redis), when the gateway has one.
+	// SharedState is the Redis the policy in force shares its state through; absent when
+	// its state is this gateway's own.
 	SharedState *SharedStateStatus `json:"sharedState,omitempty"`
 }
 
 // Status returns the gateway's state: the config and policy in force and the last reload error.
 func (g *Gateway) Status() Status {
+	s, a := g.status()
+	if ss := a.shared; ss != nil && a.policy != nil {
+		// Outside g.mu: a PING takes up to the policy's timeout.
+		st := &SharedStateStatus{Mode: string(ss.Redis.Mode), Addresses: ss.Redis.Addresses, Secret: ss.Redis.CredentialsSecret,
+			Timeout: ss.Timeout.D().String(), OnUnavailable: string(ss.OnUnavailable)}
+		st.Connected, st.Detail = a.redis.status(ss.Timeout.D(), time.Now())
+		if rt := a.redis.rt; rt != nil {
+			rt.fillStatus(st)
+		}
+		s.SharedState = st
+	}
+	return s
+}
+
+func (g *Gateway) status() (Status, *active) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	a := g.active.Load()
@@ -462,7 +536,8 @@ func (g *Gateway) Status() Status {
 		s.LastReloadAt = &t
 	}
 	if g.shared != nil {
-		s.SharedState = g.shared.status()
+		s.SharedState = &SharedStateStatus{Timeout: g.shared.timeout.String()}
+		g.shared.fillStatus(s.SharedState)
 	}
 	if !g.missingSince.IsZero() {
 		t := g.missingSince
@@ -477,5 +552,5 @@ func (g *Gateway) Status() Status {
 		s.TrackedDrivers = p.table.len()
 		s.MaxDrivers = p.table.capacity()
 	}
-	return s
+	return s, a
 }

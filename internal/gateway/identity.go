@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"encoding/binary"
-	"hash/maphash"
 	"strings"
 )
 
@@ -26,7 +25,7 @@ import (
 
 // identityKey returns the key of the identity that the values of an identity header name, and
 // whether they name exactly one.
-func identityKey(seed maphash.Seed, vs []string) (uint64, bool) {
+func identityKey(h idHasher, vs []string) (uint64, bool) {
 	var key uint64
 	found := false
 	for _, v := range vs {
@@ -44,9 +43,9 @@ func identityKey(seed maphash.Seed, vs []string) (uint64, bool) {
 			var k uint64
 			var ok bool
 			if strings.IndexByte(elem, ' ') >= 0 || strings.IndexByte(elem, '\t') >= 0 {
-				k, ok = identityElemKeySlow(seed, elem)
+				k, ok = identityElemKeySlow(h, elem)
 			} else {
-				k, ok = identityElemKey(seed, elem)
+				k, ok = identityElemKey(h, elem)
 			}
 			if !ok || found && k != key {
 				return 0, false
@@ -71,31 +70,31 @@ func trimOWS(s string) string {
 // identityElemKey hashes one trimmed, non-empty element of an identity header without white
 // space (tokens, driver ids): ASCII letters in lower case. It refuses bytes outside visible
 // ASCII. The element is copied to a buffer on the stack and folded there 8 bytes at a time.
-func identityElemKey(seed maphash.Seed, s string) (uint64, bool) {
+func identityElemKey(h idHasher, s string) (uint64, bool) {
 	if len(s) <= 64 {
 		var buf [64]byte
 		b := buf[:copy(buf[:], s)]
 		if !foldASCII(b) {
 			return 0, false
 		}
-		return maphash.Bytes(seed, b), true
+		return h.sum(b), true
 	}
-	return identityElemKeyLong(seed, s)
+	return identityElemKeyLong(h, s)
 }
 
-func identityElemKeyLong(seed maphash.Seed, s string) (uint64, bool) {
+func identityElemKeyLong(hs idHasher, s string) (uint64, bool) {
 	var buf [512]byte
-	var h maphash.Hash
-	h.SetSeed(seed)
+	var h idStream
+	h.init(hs)
 	for len(s) > 0 {
 		b := buf[:copy(buf[:], s)]
 		s = s[len(b):]
 		if !foldASCII(b) {
 			return 0, false
 		}
-		h.Write(b)
+		h.write(b)
 	}
-	return h.Sum64(), true
+	return h.sum64(), true
 }
 
 // foldASCII lower-cases the ASCII letters of b in place, or reports false when b holds a byte
@@ -143,14 +142,14 @@ func foldWord(w uint64) (uint64, bool) {
 
 // identityElemKeySlow is identityElemKey for an element with white space or a byte outside
 // visible ASCII.
-func identityElemKeySlow(seed maphash.Seed, s string) (uint64, bool) {
+func identityElemKeySlow(hs idHasher, s string) (uint64, bool) {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; (c < 0x21 || c > 0x7e) && c != ' ' && c != '\t' {
 			return 0, false
 		}
 	}
-	var h maphash.Hash
-	h.SetSeed(seed)
+	var h idStream
+	h.init(hs)
 	var buf [128]byte
 	n := 0
 	space := false
@@ -164,7 +163,7 @@ func identityElemKeySlow(seed maphash.Seed, s string) (uint64, bool) {
 			c += 'a' - 'A'
 		}
 		if n+2 > len(buf) {
-			h.Write(buf[:n])
+			h.write(buf[:n])
 			n = 0
 		}
 		if space {
@@ -175,6 +174,6 @@ func identityElemKeySlow(seed maphash.Seed, s string) (uint64, bool) {
 		buf[n] = c
 		n++
 	}
-	h.Write(buf[:n])
-	return h.Sum64(), true
+	h.write(buf[:n])
+	return h.sum64(), true
 }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"errors"
-	"hash/maphash"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -90,7 +89,7 @@ const (
 // the document, and never allocates after it is made.
 type jsonScanner struct {
 	path  jsonPath
-	seed  maphash.Seed
+	ids   idHasher
 	found func(h uint64)
 
 	state  uint8
@@ -108,7 +107,7 @@ type jsonScanner struct {
 	hex      rune
 	hexN     int
 	highSurr rune
-	h        maphash.Hash
+	h        idStream
 	val      [maxIDLen]byte
 	valLen   int
 
@@ -129,15 +128,15 @@ type jsonScanner struct {
 	litN int
 }
 
-func newJSONScanner(path jsonPath, seed maphash.Seed, found func(uint64)) *jsonScanner {
+func newJSONScanner(path jsonPath, ids idHasher, found func(uint64)) *jsonScanner {
 	s := &jsonScanner{}
-	s.init(path, seed, found)
+	s.init(path, ids, found)
 	return s
 }
 
-func (s *jsonScanner) init(path jsonPath, seed maphash.Seed, found func(uint64)) {
-	s.path, s.seed, s.found = path, seed, found
-	s.h.SetSeed(seed)
+func (s *jsonScanner) init(path jsonPath, ids idHasher, found func(uint64)) {
+	s.path, s.ids, s.found = path, ids, found
+	s.h.init(ids)
 	s.state = stValue
 	s.depth = 0
 	s.prefix[0] = true
@@ -419,21 +418,22 @@ func (s *jsonScanner) endValue() {
 		return
 	}
 	v := s.val[:s.valLen]
-	s.h.Reset()
 	if utf8.Valid(v) {
-		s.h.Write(v)
-	} else {
-		for len(v) > 0 {
-			r, n := utf8.DecodeRune(v)
-			if r == utf8.RuneError && n == 1 {
-				s.h.WriteString("\uFFFD")
-			} else {
-				s.h.Write(v[:n])
-			}
-			v = v[n:]
-		}
+		s.found(s.ids.sum(v))
+		return
 	}
-	s.found(s.h.Sum64())
+	// Invalid UTF-8 hashes as encoding/json decodes it: each bad byte is U+FFFD.
+	s.h.reset()
+	for len(v) > 0 {
+		r, n := utf8.DecodeRune(v)
+		if r == utf8.RuneError && n == 1 {
+			s.h.writeString("\uFFFD")
+		} else {
+			s.h.write(v[:n])
+		}
+		v = v[n:]
+	}
+	s.found(s.h.sum64())
 }
 
 func (s *jsonScanner) pop() {

@@ -74,7 +74,7 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 		Name: "offerfeed_gateway_config_last_reload_successful",
 		Help: "0 while the last config the gateway read was refused (the last good one stays in force, /readyz says why), else 1.",
 	}, func() float64 {
-		if g.Status().LastReloadError != "" {
+		if s, _ := g.status(); s.LastReloadError != "" { // status: without Status's Redis PING
 			return 0
 		}
 		return 1

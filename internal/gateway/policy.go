@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"fmt"
-	"hash/maphash"
 	"net/http"
 	"strconv"
 	"strings"
@@ -121,6 +120,10 @@ type policy struct {
 	counters [numRoutes][numDecisions]prometheus.Counter
 
 	refusals refusalShapes // nil: the gateway's own refusals (refusal.go)
+
+	// ids names the policy's drivers and offers: per process for local state, alike on
+	// every replica for shared state (hash.go).
+	ids idHasher
 }
 
 // stateKey names the driver state a policy uses. State is kept across reloads while the
@@ -131,8 +134,9 @@ func stateKey(ns string, p *gatewayconfig.Policy) string {
 	return ns + "/" + p.Name + "\x00" + strings.ToLower(p.IdentityHeader)
 }
 
-func compilePolicy(p *gatewayconfig.Policy, seed maphash.Seed) (*policy, error) {
+func compilePolicy(p *gatewayconfig.Policy, ids idHasher) (*policy, error) {
 	c := &policy{
+		ids:      ids,
 		name:     p.Name,
 		hash:     p.Hash,
 		mode:     string(p.Mode),
@@ -164,7 +168,7 @@ func compilePolicy(p *gatewayconfig.Policy, seed maphash.Seed) (*policy, error) 
 		o := &p.Overrides[i]
 		l := makeLimits(p, o)
 		for _, d := range o.Drivers {
-			k, ok := identityKey(seed, []string{d})
+			k, ok := identityKey(ids, []string{d})
 			if !ok {
 				continue // no request can name this driver (identity.go)
 			}

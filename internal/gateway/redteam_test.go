@@ -479,7 +479,7 @@ func BenchmarkIdentityKey(b *testing.B) {
 			vs := []string{c.v}
 			b.ReportAllocs()
 			for b.Loop() {
-				keySink, _ = identityKey(seed, vs)
+				keySink, _ = identityKey(localHasher(seed), vs)
 			}
 		})
 	}
@@ -550,7 +550,7 @@ func FuzzIdentityKey(f *testing.F) {
 			vs = append(vs, b)
 		}
 		want, wok := identityRef(vs)
-		got, ok := identityKey(seed, vs)
+		got, ok := identityKey(localHasher(seed), vs)
 		if ok != wok || ok && got != maphash.String(seed, want) {
 			t.Fatalf("identityKey(%q) = %x, %v; the rule says %q, %v", vs, got, ok, want, wok)
 		}

@@ -50,7 +50,7 @@ func TestRouteMatch(t *testing.T) {
 	}
 	for _, c := range cases {
 		gp := pols[c.policy]
-		p, err := compilePolicy(&gp, testSeed)
+		p, err := compilePolicy(&gp, localHasher(testSeed))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"hash/maphash"
 	"io"
 	"net/http"
 	"strconv"
@@ -65,7 +64,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The identity is one value (identity.go). A header sent several times, or as a list,
 	// with different values is no identity: an ingress that appends rather than replaces would
 	// otherwise let a client pick a new identity on every request.
-	key, ok := identityKey(g.seed, r.Header[p.identity])
+	key, ok := identityKey(p.ids, r.Header[p.identity])
 	if !ok {
 		p.counters[rt][MissingIdentity].Inc()
 		if !p.dryRun {
@@ -110,7 +109,7 @@ func (g *Gateway) serveFeed(w http.ResponseWriter, r *http.Request, p *policy, k
 	}
 	st := &reqState{route: routeFeed}
 	if record {
-		st.shown = &shownTarget{store: p.store, ref: ref, path: p.shown}
+		st.shown = &shownTarget{store: p.store, ref: ref, path: p.shown, ids: p.ids}
 		// The gateway must read the offers of the answer: ask for it uncompressed (every
 		// client accepts identity). An answer compressed all the same is not read.
 		r.Header.Del("Accept-Encoding")
@@ -179,12 +178,12 @@ func (g *Gateway) serveAccept(w http.ResponseWriter, r *http.Request, p *policy,
 	var id uint64
 	var hasID bool
 	if p.offerField != nil {
-		id, hasID = g.offerFromBody(r, p.offerField)
-		if hasID && r.URL.RawQuery != "" && g.queryNamesOtherOffer(r.URL.RawQuery, p.offerField[0].name, id) {
+		id, hasID = g.offerFromBody(r, p.offerField, p.ids)
+		if hasID && r.URL.RawQuery != "" && queryNamesOtherOffer(r.URL.RawQuery, p.offerField[0].name, id, p.ids) {
 			hasID = false
 		}
 	} else if pathID != "" {
-		id, hasID = maphash.String(g.seed, pathID), true
+		id, hasID = p.ids.sumString(pathID), true
 	}
 	l := p.limitsFor(key)
 	now := g.nowNS()
@@ -358,7 +357,7 @@ func cgiByte(c byte) byte {
 // puts the body back unchanged (what was read, then the rest). The id counts only when the
 // whole body was read and is JSON; when the field appears more than once (in any case, as
 // encoding/json would match it) with different values, the id is unknown.
-func (g *Gateway) offerFromBody(r *http.Request, path jsonPath) (uint64, bool) {
+func (g *Gateway) offerFromBody(r *http.Request, path jsonPath, ids idHasher) (uint64, bool) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return 0, false
 	}
@@ -367,16 +366,16 @@ func (g *Gateway) offerFromBody(r *http.Request, path jsonPath) (uint64, bool) {
 	if err != nil || int64(len(buf)) > g.maxBody {
 		return 0, false
 	}
-	return offerIDFromJSON(buf, path, g.seed)
+	return offerIDFromJSON(buf, path, ids)
 }
 
 // offerIDFromJSON finds the value at path in the JSON document b: its hash, and whether it was
 // found exactly once (or always with the same value) in a valid document.
-func offerIDFromJSON(b []byte, path jsonPath, seed maphash.Seed) (uint64, bool) {
+func offerIDFromJSON(b []byte, path jsonPath, ids idHasher) (uint64, bool) {
 	var id uint64
 	n, conflict := 0, false
 	var sc jsonScanner
-	sc.init(path, seed, func(h uint64) {
+	sc.init(path, ids, func(h uint64) {
 		if n > 0 && h != id {
 			conflict = true
 		}
@@ -396,7 +395,7 @@ func offerIDFromJSON(b []byte, path jsonPath, seed maphash.Seed) (uint64, bool) 
 // service may read the id from the query as well as from the body (Werkzeug's request.values
 // looks in the query first; PHP's $_REQUEST, Spring's @RequestParam and ASP.NET's model
 // binding read both): the gateway must not check one offer while the service accepts another.
-func (g *Gateway) queryNamesOtherOffer(rawQuery, field string, id uint64) bool {
+func queryNamesOtherOffer(rawQuery, field string, id uint64, ids idHasher) bool {
 	for kv := range strings.FieldsFuncSeq(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
 		k, v, _ := strings.Cut(kv, "=")
 		if len(k) > 3*len(field)+8 {
@@ -409,7 +408,7 @@ func (g *Gateway) queryNamesOtherOffer(rawQuery, field string, id uint64) bool {
 			continue
 		}
 		v = strings.TrimSpace(lenientUnescape(strings.ReplaceAll(v, "+", " ")))
-		if maphash.String(g.seed, v) != id {
+		if ids.sumString(v) != id {
 			return true
 		}
 	}
@@ -440,6 +439,7 @@ type shownTarget struct {
 	store driverStore
 	ref   driverRef
 	path  jsonPath
+	ids   idHasher // how the policy names offers
 }
 
 var recorderPool = sync.Pool{New: func() any {
@@ -468,7 +468,7 @@ func (sr *shownRecorder) flush() {
 func (g *Gateway) wrapShown(body io.ReadCloser, t *shownTarget) io.ReadCloser {
 	sr := recorderPool.Get().(*shownRecorder)
 	sr.g, sr.shownTarget, sr.n = g, *t, 0
-	sr.sc.init(t.path, g.seed, sr.add)
+	sr.sc.init(t.path, t.ids, sr.add)
 	return &shownBody{rc: body, sr: sr}
 }
 

@@ -234,9 +234,67 @@ func checkClient(c redis.UniversalClient) error {
 	return nil
 }
 
-func newSharedRuntime(g *Gateway) (*sharedRuntime, error) {
-	ss := g.opts.SharedState
+// sharedVecs are the shared store's metric families, registered once per gateway, when its
+// first shared store is made; every runtime (one per Redis client and policy settings) takes
+// its series from them.
+type sharedVecs struct {
+	duration  *prometheus.HistogramVec
+	errors    *prometheus.CounterVec
+	fallbacks *prometheus.CounterVec
+	denyHits  *prometheus.CounterVec
+}
+
+// sharedMetricVecs registers the shared store's metrics on first use. The breaker gauge reads
+// the runtime of the policy in force.
+func (g *Gateway) sharedMetricVecs() (*sharedVecs, error) {
+	g.sharedMu.Lock()
+	defer g.sharedMu.Unlock()
+	if g.sharedV != nil {
+		return g.sharedV, nil
+	}
+	v := &sharedVecs{
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "offerfeed_gateway_shared_state_duration_seconds",
+			Help:    "Round trip of the calls to the shared state (Redis) that got an answer or failed, by op (feed, accept, settle, shown, draw).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02, .05, .1, .25},
+		}, []string{"op"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "offerfeed_gateway_shared_state_errors_total",
+			Help: "Calls to the shared state (Redis) that failed, by kind (timeout, connection, server, reply).",
+		}, []string{"kind"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "offerfeed_gateway_shared_state_fallbacks_total",
+			Help: "Decisions not taken on the shared state, by reason (error: the call failed or timed out; breaker-open: Redis was not called) and what they got instead (on_unavailable: Local or Allow).",
+		}, []string{"reason", "on_unavailable"}),
+		denyHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "offerfeed_gateway_shared_state_deny_cache_hits_total",
+			Help: "Requests refused from the local deny cache, without a call to the shared state, by route (feed, accept).",
+		}, []string{"route"}),
+	}
+	state := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "offerfeed_gateway_shared_state_breaker_state",
+		Help: "The circuit breaker of the shared state (Redis): 0 closed (Redis called), 1 half-open (one request probes it), 2 open (Redis not called; requests get the on_unavailable behaviour).",
+	}, func() float64 {
+		if rt := g.sharedRT.Load(); rt != nil {
+			return float64(rt.breaker.state.Load())
+		}
+		return 0
+	})
+	if err := registerAll(g.reg, v.duration, v.errors, v.fallbacks, v.denyHits, state); err != nil {
+		return nil, err
+	}
+	g.sharedV = v
+	return v, nil
+}
+
+// newSharedRuntime makes the runtime of ss: its client, timeout, fallback, breaker and
+// metric series.
+func (g *Gateway) newSharedRuntime(ss *SharedState) (*sharedRuntime, error) {
 	if err := checkClient(ss.Client); err != nil {
+		return nil, err
+	}
+	vecs, err := g.sharedMetricVecs()
+	if err != nil {
 		return nil, err
 	}
 	rt := &sharedRuntime{
@@ -267,74 +325,33 @@ func newSharedRuntime(g *Gateway) (*sharedRuntime, error) {
 			log.Info("shared state recovered: breaker closed, decisions shared again", "from", from.String())
 		}
 	}
-	hist := prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "offerfeed_gateway_shared_state_duration_seconds",
-		Help:    "Round trip of the calls to the shared state (Redis) that got an answer or failed, by op (feed, accept, settle, shown).",
-		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02, .05, .1, .25},
-	}, []string{"op"})
 	for o := range numSharedOps {
-		rt.m.duration[o] = hist.WithLabelValues(sharedOpNames[o])
+		rt.m.duration[o] = vecs.duration.WithLabelValues(sharedOpNames[o])
 	}
-	errs := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "offerfeed_gateway_shared_state_errors_total",
-		Help: "Calls to the shared state (Redis) that failed, by kind (timeout, connection, server, reply).",
-	}, []string{"kind"})
 	for k := range numErrKinds {
-		rt.m.errors[k] = errs.WithLabelValues(errKindNames[k])
+		rt.m.errors[k] = vecs.errors.WithLabelValues(errKindNames[k])
 	}
-	fb := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "offerfeed_gateway_shared_state_fallbacks_total",
-		Help: "Decisions not taken on the shared state, by reason (error: the call failed or timed out; breaker-open: Redis was not called) and what they got instead (on_unavailable: Local or Allow).",
-	}, []string{"reason", "on_unavailable"})
 	for r := range numFallbackReasons {
-		rt.m.fallbacks[r] = fb.WithLabelValues(fallbackReasonNames[r], string(rt.onUnavailable))
+		rt.m.fallbacks[r] = vecs.fallbacks.WithLabelValues(fallbackReasonNames[r], string(rt.onUnavailable))
 	}
-	hits := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "offerfeed_gateway_shared_state_deny_cache_hits_total",
-		Help: "Requests refused from the local deny cache, without a call to the shared state, by route (feed, accept).",
-	}, []string{"route"})
 	for _, r := range []route{routeFeed, routeAccept} {
-		rt.m.denyHits[r] = hits.WithLabelValues(routeNames[r])
-	}
-	state := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "offerfeed_gateway_shared_state_breaker_state",
-		Help: "The circuit breaker of the shared state (Redis): 0 closed (Redis called), 1 half-open (one request probes it), 2 open (Redis not called; requests get the on_unavailable behaviour).",
-	}, func() float64 { return float64(rt.breaker.state.Load()) })
-	if err := registerAll(g.reg, hist, errs, fb, hits, state); err != nil {
-		return nil, err
+		rt.m.denyHits[r] = vecs.denyHits.WithLabelValues(routeNames[r])
 	}
 	return rt, nil
 }
 
-// SharedStateStatus is the shared state's part of /readyz. It never holds the server's
-// address or an error's text.
-type SharedStateStatus struct {
-	// OnUnavailable is what requests get while Redis cannot be reached: Local or Allow.
-	OnUnavailable string `json:"onUnavailable"`
-	// Breaker is closed, half-open or open.
-	Breaker string `json:"breaker"`
-	// FailuresInARow counts the calls failed since the last answer.
-	FailuresInARow int64 `json:"failuresInARow"`
-	// LastErrorKind and LastErrorTime are of the last failed call (timeout, connection,
-	// server, reply).
-	LastErrorKind string     `json:"lastErrorKind,omitempty"`
-	LastErrorTime *time.Time `json:"lastErrorTime,omitempty"`
-}
-
-func (rt *sharedRuntime) status() *SharedStateStatus {
+// fillStatus sets s's breaker fields, and its fallback, from rt.
+func (rt *sharedRuntime) fillStatus(s *SharedStateStatus) {
 	b := rt.breaker
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := &SharedStateStatus{
-		OnUnavailable:  string(rt.onUnavailable),
-		Breaker:        breakerState(b.state.Load()).String(),
-		FailuresInARow: b.failures.Load(),
-	}
+	s.OnUnavailable = string(rt.onUnavailable)
+	s.Breaker = breakerState(b.state.Load()).String()
+	s.FailuresInARow = b.failures.Load()
 	if b.failed {
 		t := rt.epoch.Add(time.Duration(b.lastAt))
 		s.LastErrorKind, s.LastErrorTime = b.lastKind.String(), &t
 	}
-	return s
 }
 
 // call runs script s on Redis under the breaker and the timeout. It returns the reply, or

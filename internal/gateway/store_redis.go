@@ -3,7 +3,6 @@ package gateway
 import (
 	"errors"
 	"hash/fnv"
-	"hash/maphash"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -39,12 +38,6 @@ import (
 // An accept in flight holds its slot until settle frees it or until its lapse time (now plus
 // slotLife), so that a gateway that dies with accepts in flight does not hold its drivers'
 // slots for ever.
-
-// sharedSeed seeds the hashes that name drivers and offers for every gateway of this process
-// that has SharedState, so that they name a driver's keys alike (a gateway without it keeps a
-// seed of its own). Gateways in separate processes need a keyed hash with a key they share:
-// in progress, docs/design.md#shared-state-in-progress.
-var sharedSeed = maphash.MakeSeed()
 
 // sharedTTLSlack is added to every key's TTL: it bounds what clock skew between the gateways
 // and Redis's own clock (which runs the TTLs) can cost.
@@ -345,13 +338,13 @@ func boolArg(b bool) int {
 // errNoSharedClient is returned by New for SharedState without a Client.
 var errNoSharedClient = errors.New("gateway: SharedState.Client is required")
 
-// newSharedStore makes the shared store of the policy whose state key is stateKey, with
-// local as its fallback.
-func (g *Gateway) newSharedStore(stateKey string, local *driverTable) *sharedStore {
+// newSharedStore makes the shared store, on rt, of the policy whose state key is stateKey,
+// with local as its fallback.
+func (g *Gateway) newSharedStore(stateKey string, local *driverTable, rt *sharedRuntime) *sharedStore {
 	h := fnv.New64a()
 	h.Write([]byte(stateKey))
 	return &sharedStore{
-		rt:       g.shared,
+		rt:       rt,
 		prefix:   "of:{" + strconv.FormatUint(h.Sum64(), 16) + ":",
 		deny:     newDenyCache(),
 		slotLife: toMicros(int64(g.opts.UpstreamTimeout + sharedTTLSlack)),

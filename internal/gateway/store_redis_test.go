@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -31,15 +32,16 @@ func newWorld(t *testing.T, n int, shared *SharedState, cfg *gatewayconfig.Confi
 	w := &world{t: t, clock: newFakeClock(), up: newFakeUpstream(t)}
 	u, _ := url.Parse(w.up.URL)
 	for i := range n {
+		// Every gateway has a seed of its own, as separate pods do: shared state names drivers
+		// and offers by a hash that does not depend on it (hash.go).
+		seed := maphash.MakeSeed()
 		g, err := New(Options{Upstream: u, Clock: w.clock, PodLabels: map[string]string{"app": "offer-service"},
-			SharedState: shared})
+			SharedState: shared, HashSeed: &seed})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i > 0 {
-			// Drivers and offers are named by hashes seeded per process (in progress:
-			// docs/design.md#shared-state-in-progress): gateways sharing state share a seed.
-			g.seed = w.gws[0].seed
+		if i > 0 && maphash.String(g.seed, "driver-1") == maphash.String(w.gws[0].seed, "driver-1") {
+			t.Fatal("two gateways share a hash seed: the test would not show that replicas agree without one")
 		}
 		if err := g.Apply(cfg); err != nil {
 			t.Fatal(err)
@@ -352,8 +354,8 @@ func TestSharedStateKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := g.newSharedStore("ns/a\x00x-driver-id", newDriverTable("a", 16))
-	b := g.newSharedStore("ns/b\x00x-driver-id", newDriverTable("b", 16))
+	a := g.newSharedStore("ns/a\x00x-driver-id", newDriverTable("a", 16), g.shared)
+	b := g.newSharedStore("ns/b\x00x-driver-id", newDriverTable("b", 16), g.shared)
 	kd, ki, kdone, ks := a.keys(0xabc)
 	tag := func(k string) string { return k[strings.IndexByte(k, '{') : strings.IndexByte(k, '}')+1] }
 	for _, k := range []string{ki, kdone, ks} {
@@ -400,14 +402,11 @@ func TestSharedStateInFlightSlots(t *testing.T) {
 	clock := newFakeClock()
 	u, _ := url.Parse(up.URL)
 	var gws []*Gateway
-	for i := range 3 {
+	for range 3 {
 		g, err := New(Options{Upstream: u, Clock: clock, PodLabels: map[string]string{"app": "offer-service"},
 			SharedState: &SharedState{Client: client, Timeout: 5 * time.Second}})
 		if err != nil {
 			t.Fatal(err)
-		}
-		if i > 0 {
-			g.seed = gws[0].seed
 		}
 		if err := g.Apply(cfg); err != nil {
 			t.Fatal(err)

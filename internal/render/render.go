@@ -258,6 +258,9 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 			errs = append(errs, "spec."+strings.ReplaceAll(err.Error(), "\n", "; spec."))
 		}
 	}
+	if ss := &s.SharedState; !ss.IsZero() {
+		out.SharedState = SharedState(ss, dur("spec.sharedState.timeout", &ss.Timeout))
+	}
 	if len(errs) > 0 {
 		return gatewayconfig.Policy{}, fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
@@ -267,6 +270,30 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 	}
 	out.Hash = h
 	return out, nil
+}
+
+// SharedState renders spec.sharedState (defaults applied) with its parsed timeout. The config
+// names the credentials' Secret, never what it holds: the gateway reads that from the Secret
+// the injection webhook mounts.
+func SharedState(ss *v1alpha1.SharedState, timeout gatewayconfig.Duration) *gatewayconfig.SharedState {
+	r := &ss.Redis
+	out := &gatewayconfig.SharedState{
+		Timeout:       timeout,
+		OnUnavailable: ss.OnUnavailable,
+		Redis: gatewayconfig.Redis{
+			Mode:               r.Mode,
+			SentinelMasterName: r.SentinelMasterName,
+			Database:           deref(r.Database),
+		},
+	}
+	for _, a := range r.Addresses {
+		out.Redis.Addresses = append(out.Redis.Addresses, string(a))
+	}
+	if !r.TLS.IsZero() {
+		out.Redis.TLS = &gatewayconfig.RedisTLS{ServerName: r.TLS.ServerName}
+	}
+	out.Redis.CredentialsSecret = r.CredentialsSecretRef.Name
+	return out
 }
 
 // Refusal renders spec.refusal as the config holds it, unchecked (Policy checks it with

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -49,6 +50,9 @@ type PodInjector struct {
 	Decoder admission.Decoder
 	// Recorder records an event for each skipped pod; nil records none.
 	Recorder events.EventRecorder
+	// Policies reads the OfferFeedPolicies of the pod's namespace, to mount the Secrets of
+	// their shared state into the gateway (redis.go); nil mounts none.
+	Policies client.Reader
 }
 
 // SetupWithManager registers the pod injection webhook at Path on the manager's webhook server.
@@ -61,6 +65,9 @@ func SetupWithManager(mgr manager.Manager, cfg Config, recorderName string) erro
 		Config:   cfg,
 		Decoder:  admission.NewDecoder(mgr.GetScheme()),
 		Recorder: mgr.GetEventRecorder(recorderName),
+		// Read from the API server, not the cache: a policy applied with its Deployment must
+		// be seen by the pods it creates.
+		Policies: mgr.GetAPIReader(),
 	}
 	mgr.GetWebhookServer().Register(Path, &admission.Webhook{Handler: h})
 	return nil
@@ -103,6 +110,19 @@ func (h *PodInjector) Handle(ctx context.Context, req admission.Request) (resp a
 	if !changed {
 		return admission.Allowed("")
 	}
+	var warnings []string
+	if h.Policies != nil {
+		// The gateway is injected even when its Secrets cannot be mounted: it keeps its state
+		// locally and says why in /readyz.
+		names, err := redisSecretsOf(ctx, h.Policies, pod)
+		switch {
+		case err != nil:
+			logger.Error(err, "shared-state credentials not mounted", "namespace", pod.Namespace, "name", podName(pod))
+			warnings = append(warnings, "offerfeed: the gateway's shared-state credentials are not mounted (recreate the pod to retry): "+truncate(err.Error(), 200))
+		case !MountRedisSecrets(pod, names):
+			warnings = append(warnings, "offerfeed: the gateway's shared-state credentials are not mounted: the pod already has a volume named "+redisVolumePrefix+"N")
+		}
+	}
 	injected, err := json.Marshal(pod)
 	if err != nil {
 		return admission.Allowed("").WithWarnings(skipped("%v", err))
@@ -110,7 +130,7 @@ func (h *PodInjector) Handle(ctx context.Context, req admission.Request) (resp a
 	// Both documents come from the typed pod, so the patch holds only Inject's changes and
 	// never drops fields of the request that this binary's Pod type does not know.
 	logger.V(1).Info("pod injected", "namespace", pod.Namespace, "name", podName(pod))
-	return admission.PatchResponseFromRaw(original, injected)
+	return admission.PatchResponseFromRaw(original, injected).WithWarnings(warnings...)
 }
 
 // recordSkip records a Warning event about a skipped pod. The pod does not exist yet, so the

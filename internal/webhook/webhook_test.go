@@ -118,6 +118,48 @@ var _ = Describe("Pod injection webhook", func() {
 		Expect(err.Error()).To(ContainSubstring("violates PodSecurity"))
 	})
 
+	It("mounts the Secret of a policy's shared state into the gateway only, read-only and optional", func() {
+		ns := newNamespace(injectionEnabled)
+		Expect(k8s.Create(ctx(), offerService(ns, "before"))).To(Succeed())
+		policy := &v1alpha1.OfferFeedPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: ns},
+			Spec: v1alpha1.OfferFeedPolicySpec{
+				TargetSelector: v1alpha1.SelectLabels(map[string]string{"app": "offer-service"}),
+				ClientIdentity: v1alpha1.ClientIdentity{Header: "X-Driver-Id"},
+				Feed:           &v1alpha1.FeedLimits{Path: "/offers", MinInterval: "2s"},
+				SharedState: v1alpha1.SharedState{Redis: v1alpha1.RedisConnection{
+					Addresses:            []v1alpha1.RedisAddress{"redis:6379"},
+					CredentialsSecretRef: v1alpha1.SecretReference{Name: "offerfeed-redis"},
+				}},
+			},
+		}
+		Expect(k8s.Create(ctx(), policy)).To(Succeed())
+		Expect(k8s.Create(ctx(), offerService(ns, "after"))).To(Succeed())
+		Expect(warnings.take()).To(BeEmpty())
+
+		By("leaving the pod created before the policy without the mount")
+		Expect(getPod(ns, "before").Spec.Volumes).NotTo(ContainElement(HaveField("Secret", Not(BeNil()))))
+
+		pod := getPod(ns, "after")
+		Expect(webhook.Injected(pod)).To(BeTrue())
+		var secretVolumes []corev1.Volume
+		for _, v := range pod.Spec.Volumes {
+			if v.Secret != nil {
+				secretVolumes = append(secretVolumes, v)
+			}
+		}
+		Expect(secretVolumes).To(HaveLen(1))
+		Expect(secretVolumes[0].Secret.SecretName).To(Equal("offerfeed-redis"))
+		Expect(secretVolumes[0].Secret.Optional).To(HaveValue(BeTrue()), "a missing Secret must not keep the pod from starting")
+		Expect(pod.Spec.InitContainers[0].VolumeMounts).To(ContainElement(And(
+			HaveField("Name", secretVolumes[0].Name),
+			HaveField("MountPath", "/etc/offerfeed-redis/offerfeed-redis"),
+			HaveField("ReadOnly", true))))
+		for _, c := range pod.Spec.Containers {
+			Expect(c.VolumeMounts).NotTo(ContainElement(HaveField("Name", secretVolumes[0].Name)), "app container %s", c.Name)
+		}
+	})
+
 	It("infers the upstream port of a pod without offerfeed.dev/upstream-port whose app declares one port", func() {
 		ns := newNamespace(injectionEnabled)
 		Expect(k8s.Create(ctx(), offerService(ns, "inferred", func(p *corev1.Pod) {

@@ -78,7 +78,78 @@ type Policy struct {
 	Overrides []Override `json:"overrides,omitempty"`
 	// Refusal shapes the answers to refused requests; nil keeps the gateway's own.
 	Refusal *Refusal `json:"refusal,omitempty"`
+	// SharedState keeps the drivers' state in Redis, shared by the policy's gateways; nil
+	// keeps it in each gateway.
+	SharedState *SharedState `json:"sharedState,omitempty"`
 }
+
+// SharedState says where a policy's gateways share driver state. It holds no credentials:
+// the gateway reads them from the Secret CredentialsSecret, mounted under
+// RedisCredentialsDir.
+type SharedState struct {
+	// Redis is how to reach Redis.
+	Redis Redis `json:"redis"`
+	// Timeout bounds each call to Redis.
+	Timeout Duration `json:"timeout"`
+	// OnUnavailable is what the gateway does while Redis is out of reach.
+	OnUnavailable OnUnavailable `json:"onUnavailable"`
+}
+
+// Redis is how a gateway connects to Redis.
+type Redis struct {
+	// Mode is Standalone, Sentinel or Cluster.
+	Mode RedisMode `json:"mode"`
+	// Addresses are host:port of the server, the Sentinels or some cluster nodes.
+	Addresses []string `json:"addresses"`
+	// SentinelMasterName names the master, with Sentinel.
+	SentinelMasterName string `json:"sentinelMasterName,omitempty"`
+	// Database is the database number; not with Cluster.
+	Database int32 `json:"database,omitempty"`
+	// TLS, when set, connects with TLS.
+	TLS *RedisTLS `json:"tls,omitempty"`
+	// CredentialsSecret is the name of the Secret (in the config's namespace) with keys
+	// username, password and, optionally, ca.crt; the gateway reads them from
+	// RedisCredentialsDir/<CredentialsSecret>/. Empty: no credentials.
+	CredentialsSecret string `json:"credentialsSecret,omitempty"`
+}
+
+// RedisTLS configures TLS to Redis.
+type RedisTLS struct {
+	// ServerName is the name the servers' certificates must hold.
+	ServerName string `json:"serverName"`
+}
+
+// RedisCredentialsDir is where the injection webhook mounts the Secret of a policy's shared
+// state in the gateway sidecar: RedisCredentialsDir/<secret name>/{username,password,ca.crt}.
+// It is not below the config's directory (/etc/offerfeed), a ConfigMap volume, whose
+// updates would fight a mount point inside it.
+const RedisCredentialsDir = "/etc/offerfeed-redis"
+
+// RedisSecretPrefix starts the name of every Secret of shared state: the gateways send its
+// credentials to the addresses a policy names, so a policy may name only a Secret made for
+// offerfeed, never another application's.
+const RedisSecretPrefix = "offerfeed-"
+
+// Keys of the Secret of a policy's shared state.
+const (
+	RedisUsernameKey = "username"
+	RedisPasswordKey = "password"
+	RedisCAKey       = "ca.crt"
+)
+
+// RedisMode is how a gateway finds Redis, as in the OfferFeedPolicy API.
+//
+// +kubebuilder:validation:Enum=Standalone;Sentinel;Cluster
+type RedisMode string
+
+const (
+	// RedisStandalone is one server.
+	RedisStandalone RedisMode = "Standalone"
+	// RedisSentinel asks Sentinels for the master of SentinelMasterName.
+	RedisSentinel RedisMode = "Sentinel"
+	// RedisCluster is a Redis Cluster.
+	RedisCluster RedisMode = "Cluster"
+)
 
 // Feed is the feed route and its pacing.
 type Feed struct {

@@ -156,6 +156,7 @@ func validatePolicy(p *Policy) []error {
 	}
 	checkOverrides(add, p)
 	p.Refusal.check(add)
+	p.SharedState.check(add)
 	return errs
 }
 

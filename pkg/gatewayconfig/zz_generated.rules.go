@@ -94,6 +94,42 @@ const (
 	MaxLabelKeyLen = 317
 	// MaxSelectorValues is the maxItems of spec.targetSelector.matchExpressions[].values.
 	MaxSelectorValues = 64
+	// MinSharedTimeout is the duration minimum (CEL) of spec.sharedState.timeout.
+	MinSharedTimeout = 1 * time.Millisecond
+	// MaxSharedTimeout is the duration maximum (CEL) of spec.sharedState.timeout.
+	MaxSharedTimeout = 1 * time.Second
+	// MinRedisAddresses is the minItems of spec.sharedState.redis.addresses.
+	MinRedisAddresses = 1
+	// MaxRedisAddresses is the maxItems of spec.sharedState.redis.addresses.
+	MaxRedisAddresses = 16
+	// MinRedisAddressLen is the minLength of spec.sharedState.redis.addresses[].
+	MinRedisAddressLen = 3
+	// MaxRedisAddressLen is the maxLength of spec.sharedState.redis.addresses[].
+	MaxRedisAddressLen = 261
+	// RedisAddressPattern is the pattern of spec.sharedState.redis.addresses[].
+	RedisAddressPattern = `^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}$`
+	// MinSentinelMasterNameLen is the minLength of spec.sharedState.redis.sentinelMasterName.
+	MinSentinelMasterNameLen = 1
+	// MaxSentinelMasterNameLen is the maxLength of spec.sharedState.redis.sentinelMasterName.
+	MaxSentinelMasterNameLen = 128
+	// SentinelMasterNamePattern is the pattern of spec.sharedState.redis.sentinelMasterName.
+	SentinelMasterNamePattern = `^[A-Za-z0-9][A-Za-z0-9._-]*$`
+	// MinRedisDatabase is the minimum of spec.sharedState.redis.database.
+	MinRedisDatabase = 0
+	// MaxRedisDatabase is the maximum of spec.sharedState.redis.database.
+	MaxRedisDatabase = 15
+	// MinServerNameLen is the minLength of spec.sharedState.redis.tls.serverName.
+	MinServerNameLen = 1
+	// MaxServerNameLen is the maxLength of spec.sharedState.redis.tls.serverName.
+	MaxServerNameLen = 253
+	// ServerNamePattern is the pattern of spec.sharedState.redis.tls.serverName.
+	ServerNamePattern = `^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`
+	// MinSecretNameLen is the minLength of spec.sharedState.redis.credentialsSecretRef.name.
+	MinSecretNameLen = 1
+	// MaxSecretNameLen is the maxLength of spec.sharedState.redis.credentialsSecretRef.name.
+	MaxSecretNameLen = 253
+	// SecretNamePattern is the pattern of spec.sharedState.redis.credentialsSecretRef.name.
+	SecretNamePattern = `^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	// ReservedHeaderPrefix starts the header names (lower case) that spec.clientIdentity.header must not have.
 	ReservedHeaderPrefix = "offerfeed-"
 )
@@ -116,3 +152,9 @@ func Awards() []string { return []string{"Random", "LeastRecentlyWon"} }
 func RefusalDecisions() []string {
 	return []string{"feed-throttled", "accept-throttled", "too-fast", "unseen-offer", "missing-identity", "lost-draw", "duplicate-accept", "ambiguous-request", "unreadable-offer"}
 }
+
+// RedisModes returns the enum of spec.sharedState.redis.mode.
+func RedisModes() []string { return []string{"Standalone", "Sentinel", "Cluster"} }
+
+// OnUnavailables returns the enum of spec.sharedState.onUnavailable.
+func OnUnavailables() []string { return []string{"Local", "Allow"} }

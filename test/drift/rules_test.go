@@ -136,7 +136,7 @@ const durationPattern = `^([0-9]{1,5}(h|m|s|ms)){1,4}$`
 
 // notChecked are keywords of the CRD that no gateway config can break, with the reason.
 func notChecked(c constraint) string {
-	if (c.keyword == "pattern" && c.value == durationPattern) || (c.keyword == "maxLength" && isDuration(c.path)) {
+	if (c.keyword == "pattern" && c.value == durationPattern) || ((c.keyword == "maxLength" || c.keyword == "minLength") && isDuration(c.path)) {
 		return "the API's spelling of a duration; the config holds durations as values (gatewayconfig.Duration, " +
 			"canonical Go form), whose ranges are checked as durationMin and durationMax"
 	}
@@ -144,7 +144,7 @@ func notChecked(c constraint) string {
 }
 
 func isDuration(path string) bool {
-	for _, d := range []string{"minInterval", "window", "minReactionTime"} {
+	for _, d := range []string{"minInterval", "window", "minReactionTime", "timeout"} {
 		if strings.HasSuffix(path, "."+d) {
 			return true
 		}
@@ -165,6 +165,17 @@ func base(path string) *v1alpha1.OfferFeedPolicy {
 	case strings.HasPrefix(path, "spec.targetSelector.matchExpressions[]"):
 		p.Spec.TargetSelector.MatchExpressions = []v1alpha1.LabelSelectorRequirement{
 			{Key: "track", Operator: metav1.LabelSelectorOpIn, Values: []v1alpha1.LabelValue{"canary"}}}
+	case strings.HasPrefix(path, "spec.sharedState"):
+		celcases.WithSharedState(p)
+		r := &p.Spec.SharedState.Redis
+		switch {
+		case strings.HasPrefix(path, "spec.sharedState.redis.addresses"):
+			r.Mode = v1alpha1.RedisCluster // several addresses
+		case path == "spec.sharedState.redis.sentinelMasterName":
+			r.Mode, r.SentinelMasterName = v1alpha1.RedisSentinel, "mymaster"
+		case strings.HasPrefix(path, "spec.sharedState.redis.tls"):
+			r.TLS = v1alpha1.RedisTLS{ServerName: "redis.offers.svc"}
+		}
 	case strings.HasPrefix(path, "spec.refusal"):
 		// Every field set, so that each probe changes one; "{}" is a body for any content
 		// type a probe sets, JSON or not.
@@ -204,6 +215,19 @@ func fill(path string, n int64) any {
 			out = append(out, fmt.Sprintf("driver-%d", i))
 		}
 		return out
+	case "spec.sharedState.redis.addresses":
+		var out []any
+		for i := range n {
+			out = append(out, fmt.Sprintf("node-%d:6379", i))
+		}
+		return out
+	case "spec.sharedState.redis.credentialsSecretRef.name":
+		return rep("offerfeed-", "a")
+	case "spec.sharedState.redis.addresses[]":
+		if n < 3 {
+			return rep("a", ":")
+		}
+		return strings.Repeat("a", int(n)-2) + ":1"
 	case "spec.refusal.contentType", "spec.refusal.decisions[].contentType":
 		return rep("a/", "b")
 	case "spec.refusal.body", "spec.refusal.decisions[].body":
@@ -385,7 +409,8 @@ func set(t *testing.T, obj map[string]any, path string, v any) {
 
 // unexpressible lists values that the Go types hold but no gateway config can, with the reason.
 var unexpressible = map[string]string{
-	"spec.overrides[].feed.burst = 0": "0 is an absent burst in an override of the config (omitempty): the config cannot say burst 0",
+	"spec.overrides[].feed.burst = 0":                         "0 is an absent burst in an override of the config (omitempty): the config cannot say burst 0",
+	"spec.sharedState.redis.credentialsSecretRef.name = \"\"": "\"\" is an absent credentialsSecret in the config (omitempty): no credentials",
 }
 
 // get returns the value at path in obj; [] is the first item of a list, {} the value of the
@@ -519,36 +544,44 @@ func short(v any) string {
 // jsonSchemaProperty maps a path of the CRD spec to the property of the gateway config's
 // JSON Schema that carries it: a definition of $defs and a property name.
 var jsonSchemaProperty = map[string][2]string{
-	"spec.mode":                                       {"Policy", "mode"},
-	"spec.clientIdentity.header":                      {"Policy", "identityHeader"},
-	"spec.feed.method":                                {"Feed", "method"},
-	"spec.feed.path":                                  {"Feed", "path"},
-	"spec.feed.burst":                                 {"Feed", "burst"},
-	"spec.accept.method":                              {"Accept", "method"},
-	"spec.accept.pathTemplate":                        {"Accept", "pathTemplate"},
-	"spec.accept.offerIdField":                        {"Accept", "offerIdField"},
-	"spec.accept.maxAccepts":                          {"Accept", "maxAccepts"},
-	"spec.accept.fairness.award":                      {"Fairness", "award"},
-	"spec.shownOffers.jsonPath":                       {"ShownOffers", "jsonPath"},
-	"spec.overrides":                                  {"Policy", "overrides"},
-	"spec.overrides[].drivers":                        {"Override", "drivers"},
-	"spec.overrides[].drivers[]":                      {"Override", "drivers[]"},
-	"spec.overrides[].feed.burst":                     {"FeedOverride", "burst"},
-	"spec.overrides[].accept.maxAccepts":              {"AcceptOverride", "maxAccepts"},
-	"spec.refusal.status":                             {"Refusal", "status"},
-	"spec.refusal.contentType":                        {"Refusal", "contentType"},
-	"spec.refusal.body":                               {"Refusal", "body"},
-	"spec.refusal.decisions":                          {"Refusal", "decisions"},
-	"spec.refusal.decisions[].decision":               {"DecisionRefusal", "decision"},
-	"spec.refusal.decisions[].status":                 {"DecisionRefusal", "status"},
-	"spec.refusal.decisions[].contentType":            {"DecisionRefusal", "contentType"},
-	"spec.refusal.decisions[].body":                   {"DecisionRefusal", "body"},
-	"spec.targetSelector.matchLabels":                 {"LabelSelector", "matchLabels"},
-	"spec.targetSelector.matchLabels{}":               {"LabelSelector", "matchLabels{}"},
-	"spec.targetSelector.matchExpressions":            {"LabelSelector", "matchExpressions"},
-	"spec.targetSelector.matchExpressions[].key":      {"LabelSelectorRequirement", "key"},
-	"spec.targetSelector.matchExpressions[].values":   {"LabelSelectorRequirement", "values"},
-	"spec.targetSelector.matchExpressions[].values[]": {"LabelSelectorRequirement", "values[]"},
+	"spec.mode":                                        {"Policy", "mode"},
+	"spec.clientIdentity.header":                       {"Policy", "identityHeader"},
+	"spec.feed.method":                                 {"Feed", "method"},
+	"spec.feed.path":                                   {"Feed", "path"},
+	"spec.feed.burst":                                  {"Feed", "burst"},
+	"spec.accept.method":                               {"Accept", "method"},
+	"spec.accept.pathTemplate":                         {"Accept", "pathTemplate"},
+	"spec.accept.offerIdField":                         {"Accept", "offerIdField"},
+	"spec.accept.maxAccepts":                           {"Accept", "maxAccepts"},
+	"spec.accept.fairness.award":                       {"Fairness", "award"},
+	"spec.shownOffers.jsonPath":                        {"ShownOffers", "jsonPath"},
+	"spec.overrides":                                   {"Policy", "overrides"},
+	"spec.overrides[].drivers":                         {"Override", "drivers"},
+	"spec.overrides[].drivers[]":                       {"Override", "drivers[]"},
+	"spec.overrides[].feed.burst":                      {"FeedOverride", "burst"},
+	"spec.overrides[].accept.maxAccepts":               {"AcceptOverride", "maxAccepts"},
+	"spec.refusal.status":                              {"Refusal", "status"},
+	"spec.refusal.contentType":                         {"Refusal", "contentType"},
+	"spec.refusal.body":                                {"Refusal", "body"},
+	"spec.refusal.decisions":                           {"Refusal", "decisions"},
+	"spec.refusal.decisions[].decision":                {"DecisionRefusal", "decision"},
+	"spec.refusal.decisions[].status":                  {"DecisionRefusal", "status"},
+	"spec.refusal.decisions[].contentType":             {"DecisionRefusal", "contentType"},
+	"spec.refusal.decisions[].body":                    {"DecisionRefusal", "body"},
+	"spec.sharedState.onUnavailable":                   {"SharedState", "onUnavailable"},
+	"spec.sharedState.redis.mode":                      {"Redis", "mode"},
+	"spec.sharedState.redis.addresses":                 {"Redis", "addresses"},
+	"spec.sharedState.redis.addresses[]":               {"Redis", "addresses[]"},
+	"spec.sharedState.redis.sentinelMasterName":        {"Redis", "sentinelMasterName"},
+	"spec.sharedState.redis.database":                  {"Redis", "database"},
+	"spec.sharedState.redis.tls.serverName":            {"RedisTLS", "serverName"},
+	"spec.sharedState.redis.credentialsSecretRef.name": {"Redis", "credentialsSecret"},
+	"spec.targetSelector.matchLabels":                  {"LabelSelector", "matchLabels"},
+	"spec.targetSelector.matchLabels{}":                {"LabelSelector", "matchLabels{}"},
+	"spec.targetSelector.matchExpressions":             {"LabelSelector", "matchExpressions"},
+	"spec.targetSelector.matchExpressions[].key":       {"LabelSelectorRequirement", "key"},
+	"spec.targetSelector.matchExpressions[].values":    {"LabelSelectorRequirement", "values"},
+	"spec.targetSelector.matchExpressions[].values[]":  {"LabelSelectorRequirement", "values[]"},
 }
 
 // jsonSchemaDiffers lists keywords where the JSON Schema says otherwise on purpose, with the
