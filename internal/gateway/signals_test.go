@@ -355,5 +355,3 @@ func alternate(a, b int64, n int) []int64 {
 	}
 	return out
 }
-
-
