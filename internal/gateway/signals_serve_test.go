@@ -139,7 +139,9 @@ func TestHumanNotBotLike(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
 	res := drive(t, h, "person", 200,
 		func() time.Duration { return time.Duration(lognormal(r, 4*time.Second, 0.6)) },
-		func() time.Duration { return max(time.Duration(lognormal(r, 1600*time.Millisecond, 0.6)), 800*time.Millisecond) },
+		func() time.Duration {
+			return max(time.Duration(lognormal(r, 1600*time.Millisecond, 0.6)), 800*time.Millisecond)
+		},
 		func() bool { return r.Float64() < 0.5 })
 	if res.accepts[403] != 0 {
 		t.Errorf("a person was refused bot-like %d times", res.accepts[403])
