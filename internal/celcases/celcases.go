@@ -278,8 +278,10 @@ func invalidBotScore() []Case {
 			WantErrors: []string{"botScore.refuseAbovePermille needs accept: it refuses accepts"},
 		},
 		{
-			Desc:         "botScore refuseAbovePermille as a string",
-			Mutate:       func(p *v1alpha1.OfferFeedPolicy) { p.Spec.BotScore = &v1alpha1.BotScore{RefuseAbovePermille: ptr.To[int32](900)} },
+			Desc: "botScore refuseAbovePermille as a string",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.BotScore = &v1alpha1.BotScore{RefuseAbovePermille: ptr.To[int32](900)}
+			},
 			MutateObject: set("0.9", "spec", "botScore", "refuseAbovePermille"),
 			WantErrors:   []string{"spec.botScore.refuseAbovePermille", "must be of type integer"},
 		},
