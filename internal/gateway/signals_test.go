@@ -355,3 +355,32 @@ func alternate(a, b int64, n int) []int64 {
 	}
 	return out
 }
+
+// TestBotLikeThreshold: refuseAbovePermille refuses scores strictly above it, and only
+// formed ones.
+func TestBotLikeThreshold(t *testing.T) {
+	var s signals
+	now := int64(sec)
+	for i := 0; i <= minScoreGaps; i++ {
+		s.observePoll(now, 2*sec, true)
+		now += 2 * sec
+	}
+	sc, ok := s.scorePermille()
+	if !ok || sc != 778 { // (0.35·1 + 0.10·0) / 0.45
+		t.Fatalf("score %d, %v; want 778", sc, ok)
+	}
+	for _, tc := range []struct {
+		refuse int32
+		want   bool
+	}{{0, false}, {300, true}, {777, true}, {778, false}, {900, false}} {
+		p := &policy{botRefuse: tc.refuse}
+		if got := p.botLike(&s); got != tc.want {
+			t.Errorf("refuseAbovePermille %d: botLike %v, want %v", tc.refuse, got, tc.want)
+		}
+	}
+	var fresh signals
+	fresh.observePoll(sec, 2*sec, true)
+	if (&policy{botRefuse: 300}).botLike(&fresh) {
+		t.Error("a driver without a score is bot-like")
+	}
+}
