@@ -148,6 +148,9 @@ func (s *signals) observePoll(now, interval int64, allowed bool) {
 
 // observeRefusal counts a governed request of the driver: refused by the policy or not.
 func (s *signals) observeRefusal(refused bool) {
+	if !refused && s.refused == 0 {
+		return // the common case: nothing to decay
+	}
 	x := 0.0
 	if refused {
 		x = 1

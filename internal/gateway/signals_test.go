@@ -384,3 +384,33 @@ func TestBotLikeThreshold(t *testing.T) {
 		t.Error("a driver without a score is bot-like")
 	}
 }
+
+// BenchmarkSignals measures what the signals add to a request: observe a poll (the feed
+// decision's part), and form the score and the two header values (serveFeed's part).
+func BenchmarkSignals(b *testing.B) {
+	b.Run("observePoll", func(b *testing.B) {
+		var s signals
+		now := int64(sec)
+		for b.Loop() {
+			now += 2*sec + now%7*ms
+			s.observePoll(now, 2*sec, true)
+		}
+	})
+	b.Run("headers", func(b *testing.B) {
+		var s signals
+		now := int64(sec)
+		for i := 0; i < 64; i++ {
+			now += 2*sec + int64(i%7)*ms
+			s.observePoll(now, 2*sec, true)
+			s.observeShown()
+			s.observeTried()
+			s.observeReaction(900*ms, 800*ms)
+		}
+		p := &policy{}
+		h := make(map[string][]string, 4)
+		b.ReportAllocs()
+		for b.Loop() {
+			p.setScoreHeaders(h, &s)
+		}
+	})
+}
