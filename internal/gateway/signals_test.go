@@ -28,6 +28,7 @@ func TestSignalRegularity(t *testing.T) {
 		{desc: "a pause longer than the session gap is not a gap", gaps: append(repeat(2*sec, 10), 10*60*sec, 2*sec, 2*sec), interval: 2 * sec, wantN: 12, lo: 0, hi: 0.001},
 		{desc: "with a long interval, the session gap is ten intervals", gaps: repeat(9*60*sec, 5), interval: 60 * sec, wantN: 5, lo: 0, hi: 0.001},
 		{desc: "one gap: no cv yet", gaps: []int64{3 * sec}, interval: 2 * sec, wantN: 1, lo: 0, hi: 0},
+		{desc: "burst polls are no gaps: back to back, then 4s, as a scheduler with burst 2", gaps: alternate(10*ms, 3990*ms, 40), interval: 2 * sec, wantN: 20, lo: 0, hi: 0.001},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			var s signals
