@@ -57,14 +57,15 @@ const (
 // Score formation and formula (docs/gateway.md#bot-likeness-score).
 const (
 	// minScoreGaps and minScoreReactions: the score is formed once the driver has this many
-	// gaps counted, or this many accepts with a known reaction time.
+	// gaps counted, or, with no gap at all (an accept-only policy), this many accepts with a
+	// known reaction time.
 	minScoreGaps      = 32
 	minScoreReactions = 16
 	// minShareSamples: presence and the draw share weigh in the score from this many samples.
 	minShareSamples = 16
 	minDrawSamples  = 8
-	// RecommendedBotScore is the threshold the docs recommend for refuseAbove and for
-	// flagging: people (log-normal gaps, long-tail reactions) stay below it (see
+	// RecommendedBotScore is the threshold the docs recommend for refuseAbovePermille (500)
+	// and for flagging; also where LeastRecentlyWon's score bands start (scoreBand): people (log-normal gaps, long-tail reactions) stay below it (see
 	// TestHumanScoreProperty and BENCHMARKS.md).
 	RecommendedBotScore = 0.5
 )
