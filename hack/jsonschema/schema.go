@@ -172,6 +172,11 @@ var constraints = map[string]func(*Schema){
 		s.MinLength, s.MaxLength = ptr(gatewayconfig.MinServerNameLen), ptr(gatewayconfig.MaxServerNameLen)
 		s.Pattern = gatewayconfig.ServerNamePattern
 	},
+	"BotScore.refuseAbovePermille": func(s *Schema) {
+		// 0 (or absent) refuses no one; the bounds are those of the other branch.
+		s.Minimum, s.Maximum = nil, nil
+		s.AnyOf = []*Schema{{Const: int64(0)}, {Minimum: ptr[int64](gatewayconfig.MinRefuseAbovePermille), Maximum: ptr[int64](gatewayconfig.MaxRefuseAbovePermille)}}
+	},
 }
 
 func keysOf[V any](m map[string]V) map[string]bool {

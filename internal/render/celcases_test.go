@@ -48,6 +48,7 @@ var notExpressible = map[string]string{
 	"feed override burst 0":                        "0 is an absent burst in the config (omitempty): the override keeps the policy's burst",
 	"feed burst not an integer":                    "a JSON type the Go types cannot hold",
 	"requireShown not a boolean":                   "a JSON type the Go types cannot hold",
+	"botScore refuseAbovePermille as a string":     "a JSON type the Go types cannot hold",
 	"unknown field in feed":                        "a field the API does not know; the config has none for it (Parse refuses unknown config fields: TestParseRefuses)",
 	"unknown field in spec":                        "a field the API does not know; the config has none for it (Parse refuses unknown config fields: TestParseRefuses)",
 	"tls insecureSkipVerify, which is not offered": "a field the API does not know; the config has none for it (Parse refuses unknown config fields: TestParseRefuses)",

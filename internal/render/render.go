@@ -261,6 +261,9 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 	if ss := &s.SharedState; !ss.IsZero() {
 		out.SharedState = SharedState(ss, dur("spec.sharedState.timeout", &ss.Timeout))
 	}
+	if b := s.BotScore; b != (v1alpha1.BotScore{}) {
+		out.BotScore = &gatewayconfig.BotScore{DrawWeighting: b.DrawWeighting, RefuseAbovePermille: b.RefuseAbovePermille}
+	}
 	if len(errs) > 0 {
 		return gatewayconfig.Policy{}, fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
