@@ -204,7 +204,8 @@ func Simulate(ctx context.Context, cfg SimConfig) (*SimResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rep := newReport(cfg.Config, drivers, clk.Since(SimStart))
+	// The drivers played until end; draws open then closed after it (their accepts count).
+	rep := newReport(cfg.Config, drivers, cfg.Duration)
 	rep.addRecords(svc.Records(cfg.RunID), drivers)
 	res.Report = rep
 	return res, nil
