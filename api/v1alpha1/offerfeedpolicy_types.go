@@ -55,6 +55,8 @@ type HTTPMethod string
 // +kubebuilder:validation:XValidation:rule="!has(self.overrides) || !has(self.accept) || self.overrides.all(o, !has(o.accept) || (!has(o.accept.maxAccepts) && !has(o.accept.window)) || (has(self.accept.maxAccepts) && has(self.accept.window)))",message="an override of accept.maxAccepts or accept.window needs accept.maxAccepts and accept.window to be set"
 // +kubebuilder:validation:XValidation:rule="!has(self.overrides) || self.overrides.all(o, !has(o.accept) || !has(o.accept.minReactionTime) || has(self.shownOffers))",message="an override of accept.minReactionTime needs shownOffers, to learn when an offer was shown to a driver"
 // +kubebuilder:validation:XValidation:rule="!has(self.overrides) || !has(self.accept) || self.overrides.all(o, !has(o.accept) || has(o.accept.window) == has(o.accept.minReactionTime) || (has(o.accept.window) ? (!has(self.accept.minReactionTime) || duration(o.accept.window) >= duration(self.accept.minReactionTime)) : (!has(self.accept.window) || duration(self.accept.window) >= duration(o.accept.minReactionTime))))",message="an override's window must be at least its minReactionTime, including values it keeps from accept"
+// +kubebuilder:validation:XValidation:rule="!has(self.botScore) || !has(self.botScore.drawWeighting) || self.botScore.drawWeighting != 'Score' || (has(self.accept) && has(self.accept.fairness))",message="botScore.drawWeighting Score needs accept.fairness: it weighs the candidates of fair draws"
+// +kubebuilder:validation:XValidation:rule="!has(self.botScore) || !has(self.botScore.refuseAbovePermille) || has(self.accept)",message="botScore.refuseAbovePermille needs accept: it refuses accepts"
 // +kubebuilder:validation:XValidation:rule="!has(self.feed) || !has(self.accept) || self.feed.method != self.accept.method || (self.feed.path != self.accept.pathTemplate && (self.feed.path.endsWith('/') || self.feed.path + '/' != self.accept.pathTemplate))",message="feed and accept must not be the same route: the gateway matches accept first, so the feed would never be paced; give them different paths or methods"
 type OfferFeedPolicySpec struct {
 	// targetSelector selects, by label, the offer-service pods in this namespace whose gateway
@@ -110,6 +112,51 @@ type OfferFeedPolicySpec struct {
 	//
 	// +optional
 	Refusal *Refusal `json:"refusal,omitempty"`
+
+	// botScore uses the drivers' bot-likeness scores: in fair draws (drawWeighting) and to
+	// refuse the accepts of drivers above a threshold (refuseAbovePermille). Whether set or
+	// not, the gateway sends each driver's score and signals to the offer service in request
+	// headers OfferFeed-Score and OfferFeed-Signals. Tune it in DryRun first.
+	//
+	// +optional
+	BotScore *BotScore `json:"botScore,omitempty"`
+}
+
+// DrawWeighting is how fair draws use the candidates' bot-likeness scores: None or Score. It
+// is gatewayconfig.DrawWeighting, which holds the enum marker (see PolicyMode).
+type DrawWeighting = gatewayconfig.DrawWeighting
+
+const (
+	// DrawWeightingNone draws as if no driver had a score.
+	DrawWeightingNone = gatewayconfig.DrawWeightingNone
+	// DrawWeightingScore weighs the candidates of a draw by their scores.
+	DrawWeightingScore = gatewayconfig.DrawWeightingScore
+)
+
+// BotScore says how the gateway uses the drivers' bot-likeness scores (docs/gateway.md,
+// "Bot-likeness score").
+//
+// +kubebuilder:validation:XValidation:rule="has(self.drawWeighting) || has(self.refuseAbovePermille)",message="botScore must set drawWeighting or refuseAbovePermille"
+type BotScore struct {
+	// drawWeighting is None (default) or Score: under accept.fairness.award Random each
+	// candidate's chance is weighed by 1 − its score (1 for a driver without a score yet);
+	// under LeastRecentlyWon candidates whose score is 0.5 or more go after the others, in
+	// bands of 0.1. Needs accept.fairness.
+	//
+	// +optional
+	// +default="None"
+	DrawWeighting gatewayconfig.DrawWeighting `json:"drawWeighting,omitempty"`
+
+	// refuseAbovePermille refuses, with 403 and decision bot-like, the accepts of drivers
+	// whose score is formed and above this many thousandths (900: above 0.900). In DryRun
+	// they are flagged instead. Feed polls are never refused for it, so a driver keeps its
+	// signals up to date and recovers when it stops behaving like a bot. From 300 to 999;
+	// 500 is the recommended lowest value.
+	//
+	// +optional
+	// +kubebuilder:validation:Minimum=300
+	// +kubebuilder:validation:Maximum=999
+	RefuseAbovePermille *int32 `json:"refuseAbovePermille,omitempty"`
 }
 
 // ClientIdentity names the request header that identifies a driver.
@@ -392,7 +439,7 @@ type Refusal struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=decision
-	// +kubebuilder:validation:MaxItems=9
+	// +kubebuilder:validation:MaxItems=10
 	Decisions []DecisionRefusal `json:"decisions,omitempty"`
 }
 
@@ -402,8 +449,8 @@ type Refusal struct {
 // +kubebuilder:validation:XValidation:rule="has(self.contentType) == has(self.body)",message="contentType and body must be set together"
 type DecisionRefusal struct {
 	// decision is the refusal this entry shapes: feed-throttled, accept-throttled, too-fast,
-	// unseen-offer, missing-identity, lost-draw, duplicate-accept, ambiguous-request or
-	// unreadable-offer.
+	// unseen-offer, missing-identity, lost-draw, duplicate-accept, ambiguous-request,
+	// unreadable-offer or bot-like.
 	//
 	// +required
 	Decision gatewayconfig.RefusalDecision `json:"decision"`

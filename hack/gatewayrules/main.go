@@ -105,6 +105,8 @@ var Constants = []Constant{
 	{"MinRefusalBodyLen", "spec.refusal.body", minLength},
 	{"MaxRefusalBodyLen", "spec.refusal.body", maxLength},
 	{"MaxRefusalDecisions", "spec.refusal.decisions", maxItems},
+	{"MinRefuseAbovePermille", "spec.botScore.refuseAbovePermille", minimum},
+	{"MaxRefuseAbovePermille", "spec.botScore.refuseAbovePermille", maximum},
 	{"MaxSelectorLabels", "spec.targetSelector.matchLabels", maxProps},
 	{"MaxLabelValueLen", "spec.targetSelector.matchLabels{}", maxLength},
 	{"MaxSelectorExpressions", "spec.targetSelector.matchExpressions", maxItems},
@@ -136,6 +138,7 @@ var Enums = []Enum{
 	{"Methods", "spec.feed.method"},
 	{"Awards", "spec.accept.fairness.award"},
 	{"RefusalDecisions", "spec.refusal.decisions[].decision"},
+	{"DrawWeightings", "spec.botScore.drawWeighting"},
 }
 
 // HeaderPath is the field whose CEL rules reserve header names.

@@ -152,6 +152,10 @@ var constraints = map[string]func(*Schema){
 	"DecisionRefusal.body":        refusalBody,
 	"FeedOverride.burst":          burst,
 	"AcceptOverride.maxAccepts":   maxAccepts,
+	"BotScore.refuseAbovePermille": func(s *Schema) {
+		// 0 (or absent) refuses no one.
+		s.AnyOf = []*Schema{{Const: int64(0)}, {Minimum: ptr[int64](gatewayconfig.MinRefuseAbovePermille), Maximum: ptr[int64](gatewayconfig.MaxRefuseAbovePermille)}}
+	},
 }
 
 func keysOf[V any](m map[string]V) map[string]bool {

@@ -193,6 +193,10 @@ type drawTable struct {
 	mResults    [numDrawResults]prometheus.Counter
 
 	live atomic.Int64 // draws opened and not finished
+	// opened counts the draws opened (wrapping), for the drivers' draw share (signals.go).
+	opened atomic.Uint32
+	// weighted: candidates are weighed by their bot-likeness score (botScore.drawWeighting).
+	weighted bool
 	// closing counts the window closes that timers started and that have not finished
 	// (tests wait on it after they moved a fake clock).
 	closing sync.WaitGroup
@@ -234,6 +238,7 @@ type candidate struct {
 	key     uint64
 	joined  int64
 	lastWin int64     // when the driver last won (0: never), for LeastRecentlyWon
+	score   int32     // the driver's bot-likeness score at its accept, permille; -1: none
 	turn    chan bool // one signal: true to forward now, false for lost-draw (nil in DryRun)
 	state   uint8
 }
@@ -248,6 +253,7 @@ func (g *Gateway) newDrawTable(p *policy, gp *gatewayconfig.Policy) *drawTable {
 		policy:   p.name,
 		log:      g.log,
 		lrw:      f.Award == gatewayconfig.AwardLeastRecentlyWon,
+		weighted: p.scoreWeighted,
 		window:   f.Window.D(),
 		dry:      p.dryRun,
 		dt:       p.table,
@@ -352,7 +358,7 @@ func (g *Gateway) HeldAccepts(offerID string) int {
 
 // join puts the accept of driver key for offer id in the offer's draw, opening it when
 // needed. It returns the draw and the candidate, or nil and why the accept is not held.
-func (t *drawTable) join(id, key uint64, lastWin, now int64) (*draw, *candidate, drawResult) {
+func (t *drawTable) join(id, key uint64, lastWin int64, score int32, now int64) (*draw, *candidate, drawResult) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stopped {
@@ -370,6 +376,7 @@ func (t *drawTable) join(id, key uint64, lastWin, now int64) (*draw, *candidate,
 		d = &draw{id: id, opened: now}
 		t.open[id] = d
 		t.live.Add(1)
+		t.opened.Add(1)
 		t.mOpened.Inc()
 		// The timer's function only starts the close: a fake clock (k8s.io/utils/clock/testing)
 		// calls it while it holds its lock, and close reads the clock and takes t.mu, which
@@ -395,7 +402,7 @@ func (t *drawTable) join(id, key uint64, lastWin, now int64) (*draw, *candidate,
 			return nil, nil, resFull
 		}
 	}
-	c := &candidate{key: key, joined: now, lastWin: lastWin}
+	c := &candidate{key: key, joined: now, lastWin: lastWin, score: score}
 	if !t.dry {
 		c.turn = make(chan bool, 1)
 	}
@@ -478,14 +485,51 @@ func (t *drawTable) lastWin(key uint64) int64 {
 
 // orderLocked returns the candidates in award order: a uniformly random permutation
 // (Random), or the oldest last win first, never-won first, ties in random order
-// (LeastRecentlyWon). The caller holds t.mu (the random source).
+// (LeastRecentlyWon). With score weighting (botScore.drawWeighting Score), Random draws a
+// permutation weighted by 1 − score (scoreWeight), and LeastRecentlyWon puts the candidates
+// in score bands first (scoreBand). The caller holds t.mu (the random source).
 func (t *drawTable) orderLocked(cands []*candidate) []*candidate {
 	order := slices.Clone(cands)
 	t.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-	if t.lrw {
+	switch {
+	case t.weighted && t.lrw:
+		slices.SortStableFunc(order, func(a, b *candidate) int {
+			return cmp.Or(cmp.Compare(scoreBand(a.score), scoreBand(b.score)), cmp.Compare(a.lastWin, b.lastWin))
+		})
+	case t.weighted:
+		// A weighted permutation without replacement (Efraimidis–Spirakis): each candidate
+		// draws an exponential key of rate w; the smallest key goes first. A weight of 0 gives
+		// +Inf: such candidates come last, in the shuffle's random order.
+		keys := make(map[*candidate]float64, len(order))
+		for _, c := range order {
+			keys[c] = t.rng.ExpFloat64() / scoreWeight(c.score)
+		}
+		slices.SortStableFunc(order, func(a, b *candidate) int { return cmp.Compare(keys[a], keys[b]) })
+	case t.lrw:
 		slices.SortStableFunc(order, func(a, b *candidate) int { return cmp.Compare(a.lastWin, b.lastWin) })
 	}
 	return order
+}
+
+// scoreWeight is a candidate's weight in a score-weighted Random draw: 1 − score, and 1 for
+// a driver without a score (permille; -1: none). Between drivers without a score, or of
+// equal scores, the draw is uniform.
+func scoreWeight(permille int32) float64 {
+	if permille < 0 {
+		return 1
+	}
+	return float64(1000-min(permille, 1000)) / 1000
+}
+
+// scoreBand is a candidate's band in a score-weighted LeastRecentlyWon draw: 0 for a driver
+// without a score or below RecommendedBotScore, then one band per tenth above it (0.5–0.6
+// is 1, ..., 0.9–1 is 5). Lower bands go first; within a band, the least recent win.
+func scoreBand(permille int32) int32 {
+	const from = int32(RecommendedBotScore * 1000)
+	if permille < from {
+		return 0
+	}
+	return 1 + min(permille-from, 499)/100
 }
 
 // advanceLocked signals the next waiting candidate to forward its accept, or finishes the
@@ -555,7 +599,7 @@ func (t *drawTable) finishLocked(d *draw, outcome drawOutcome) {
 // the accept's answer, which serveAccept settles when this does not forward the accept;
 // lastWin and now were read with the checks.
 func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *policy, d Decision, st *reqState,
-	key, id uint64, hasID bool, lastWin, now int64) {
+	key, id uint64, hasID bool, lastWin int64, score int32, now int64) {
 	t := p.draws
 	if d != Allowed {
 		g.forwardAccept(w, r, st) // DryRun: flagged with the decision already
@@ -566,7 +610,7 @@ func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *pol
 		g.forwardAccept(w, r, st)
 		return
 	}
-	dr, c, res := t.join(id, key, lastWin, now)
+	dr, c, res := t.join(id, key, lastWin, score, now)
 	if dr == nil {
 		t.mResults[res].Inc()
 		switch res {
@@ -584,6 +628,8 @@ func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *pol
 		g.forwardAccept(w, r, st)
 		return
 	}
+	// The driver entered the draw (in DryRun: would have): its draw share (signals.go).
+	st.accept.store.enteredDraw(st.accept.ref, t.opened.Load())
 	if t.dry {
 		t.mResults[resDryRun].Inc()
 		r.Header.Set(HeaderFlag, FlagDraw.String())

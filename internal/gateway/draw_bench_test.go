@@ -107,7 +107,7 @@ func BenchmarkDrawBookkeeping(b *testing.B) {
 				now := g.nowNS()
 				var d *draw
 				for j := range cs {
-					d, cs[j], _ = t.join(id, uint64(i+j)*0xBF58476D1CE4E5B9, 0, now)
+					d, cs[j], _ = t.join(id, uint64(i+j)*0xBF58476D1CE4E5B9, 0, -1, now)
 				}
 				clock.Advance(3 * time.Second) // closes the window: order, signal the first
 				for _, c := range cs {

@@ -16,6 +16,7 @@ type metrics struct {
 	upstream       [numRoutes]prometheus.Observer
 	upstreamErrors *prometheus.CounterVec
 	bodyTimeouts   prometheus.Counter
+	botScore       *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
@@ -40,6 +41,11 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 			Name: "offerfeed_gateway_upstream_errors_total",
 			Help: "Requests the gateway could not get an answer for from the offer service, by kind (unreachable: 502, timeout: 504, canceled: the client went away).",
 		}, []string{"kind"}),
+		botScore: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "offerfeed_gateway_bot_score",
+			Help:    "Bot-likeness scores of the drivers, one observation per governed request forwarded with a formed score (header OfferFeed-Score), by policy.",
+			Buckets: []float64{.1, .2, .3, .4, .5, .6, .7, .8, .9, .95},
+		}, []string{"policy"}),
 		bodyTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "offerfeed_gateway_request_body_timeouts_total",
 			Help: "Requests whose client did not send the body within --body-timeout; their connections were closed.",
@@ -87,7 +93,7 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 			ConstLabels: prometheus.Labels{"area": areaNames[a]},
 		}, func() float64 { return float64(g.evictedDriversFrom(a)) })
 	}
-	if err := registerAll(reg, m.decisions, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, m.bodyTimeouts, hist,
+	if err := registerAll(reg, m.decisions, m.botScore, m.generation, m.reloadFailures, m.policyInfo, m.upstreamErrors, m.bodyTimeouts, hist,
 		tracked, trackedLimit, reloadOK, evictions[areaProbation], evictions[areaMain], missing, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, err
 	}
@@ -112,4 +118,5 @@ func (m *metrics) bindCounters(p *policy) {
 			p.counters[r][d] = m.decisions.WithLabelValues(p.name, routeNames[r], d.String())
 		}
 	}
+	p.scoreObs = m.botScore.WithLabelValues(p.name)
 }

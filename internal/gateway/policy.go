@@ -31,6 +31,9 @@ const (
 	// field missing or given twice with different values) while minReactionTime or fairness
 	// applies and requireShown does not (then it is UnseenOffer).
 	UnreadableOffer
+	// BotLike: an accept that passed every other check, of a driver whose bot-likeness score
+	// is formed and above the policy's botScore.refuseAbove (signals.go).
+	BotLike
 	numDecisions
 )
 
@@ -39,7 +42,7 @@ var decisionNames = [numDecisions]string{"allowed",
 	string(gatewayconfig.DecisionFeedThrottled), string(gatewayconfig.DecisionAcceptThrottled),
 	string(gatewayconfig.DecisionTooFast), string(gatewayconfig.DecisionUnseenOffer),
 	string(gatewayconfig.DecisionMissingIdentity), string(gatewayconfig.DecisionAmbiguousRequest),
-	string(gatewayconfig.DecisionUnreadableOffer)}
+	string(gatewayconfig.DecisionUnreadableOffer), string(gatewayconfig.DecisionBotLike)}
 
 // String returns the decision's name, the value of headers OfferFeed-Decision and OfferFeed-Flag.
 func (d Decision) String() string {
@@ -54,7 +57,7 @@ func (d Decision) Status() int {
 	switch d {
 	case FeedThrottled, AcceptThrottled, TooFast:
 		return http.StatusTooManyRequests
-	case UnseenOffer:
+	case UnseenOffer, BotLike:
 		return http.StatusForbidden
 	case MissingIdentity, AmbiguousRequest, UnreadableOffer:
 		return http.StatusBadRequest
@@ -69,6 +72,12 @@ const (
 	// HeaderFlag is the request header that tells the offer service, in DryRun, what the
 	// gateway would have decided.
 	HeaderFlag = "OfferFeed-Flag"
+	// HeaderScore is the request header that carries a driver's bot-likeness score, three
+	// decimals in [0,1], to the offer service once the score is formed.
+	HeaderScore = "OfferFeed-Score"
+	// HeaderSignals is the request header that carries a driver's signals to the offer
+	// service (signals.appendHeader).
+	HeaderSignals = "OfferFeed-Signals"
 	// headerPrefix is the prefix of the headers clients may not send.
 	headerPrefix = "offerfeed-"
 )
@@ -121,6 +130,13 @@ type policy struct {
 	counters [numRoutes][numDecisions]prometheus.Counter
 
 	refusals refusalShapes // nil: the gateway's own refusals (refusal.go)
+
+	// scoreWeighted: fair draws weigh candidates by their bot-likeness score
+	// (botScore.drawWeighting Score). botRefuse: accepts of drivers whose score is above
+	// this many permille are BotLike (botScore.refuseAbove; 0: never).
+	scoreWeighted bool
+	botRefuse     int32
+	scoreObs      prometheus.Observer // offerfeed_gateway_bot_score of the policy
 }
 
 // stateKey names the driver state a policy uses. State is kept across reloads while the
@@ -139,6 +155,10 @@ func compilePolicy(p *gatewayconfig.Policy, seed maphash.Seed) (*policy, error) 
 		dryRun:   p.Mode == gatewayconfig.ModeDryRun,
 		identity: http.CanonicalHeaderKey(p.IdentityHeader),
 		refusals: compileRefusals(p.Refusal),
+	}
+	if b := p.BotScore; b != nil {
+		c.scoreWeighted = b.DrawWeighting == gatewayconfig.DrawWeightingScore
+		c.botRefuse = b.RefuseAbovePermille
 	}
 	if p.Feed != nil {
 		r := compileFeedRoute(p.Feed)
@@ -217,6 +237,9 @@ type feedVerdict struct {
 	retry     int64 // ns until the next poll is allowed (refusals)
 	remaining int64 // polls left back to back (allowed)
 	reset     int64 // ns until the full burst is available again
+	// sig are the driver's signals after the poll; hasSig: the store keeps signals.
+	sig    signals
+	hasSig bool
 }
 
 // decideFeed is the GCRA pacer (virtual scheduling): a poll at now is allowed when the
@@ -278,6 +301,30 @@ func (p *policy) checkAccept(x *driverExt, l *limits, id uint64, hasID bool, now
 		}
 	}
 	return Allowed, 0
+}
+
+// observeAccept updates the signals s of a driver with state x for an accept of offer id
+// (known when hasID) at now, decided d by checkAccept: a refusal or not, and, when the offer
+// was shown to the driver, its presence and its reaction time.
+func (p *policy) observeAccept(s *signals, x *driverExt, l *limits, id uint64, hasID bool, d Decision, now int64) {
+	s.observeRefusal(d != Allowed)
+	if !hasID {
+		return
+	}
+	if at, ok := x.shownAt(id); ok {
+		s.observeTried()
+		s.observeReaction(now-at, l.minReaction)
+	}
+}
+
+// botLike reports whether the policy refuses (or flags) the accepts of a driver with signals
+// s: its score is formed and above botScore.refuseAbove.
+func (p *policy) botLike(s *signals) bool {
+	if p.botRefuse <= 0 {
+		return false
+	}
+	sc, ok := s.scorePermille()
+	return ok && sc > p.botRefuse
 }
 
 // ceilSeconds rounds a positive duration in ns up to whole seconds, at least 1.

@@ -108,6 +108,9 @@ func (g *Gateway) serveFeed(w http.ResponseWriter, r *http.Request, p *policy, k
 		}
 		r.Header.Set(HeaderFlag, v.decision.String())
 	}
+	if v.hasSig {
+		p.setScoreHeaders(r.Header, &v.sig)
+	}
 	st := &reqState{route: routeFeed}
 	if record {
 		st.shown = &shownTarget{store: p.store, ref: ref, path: p.shown}
@@ -198,6 +201,13 @@ func (g *Gateway) serveAccept(w http.ResponseWriter, r *http.Request, p *policy,
 		}
 		r.Header.Set(HeaderFlag, d.String())
 	}
+	score := int32(-1) // none: the driver has no score yet, or the store keeps no signals
+	if v.hasSig {
+		if sc, ok := v.sig.scorePermille(); ok {
+			score = sc
+		}
+		p.setScoreHeaders(r.Header, &v.sig)
+	}
 	var a *acceptAnswer
 	if slot || p.draws != nil {
 		a = &acceptAnswer{g: g, store: p.store, ref: ref, slot: slot, t: p.draws}
@@ -207,11 +217,34 @@ func (g *Gateway) serveAccept(w http.ResponseWriter, r *http.Request, p *policy,
 	defer a.finish(0)
 	st := &reqState{route: routeAccept, accept: a}
 	if p.draws != nil {
-		g.serveFairAccept(w, r, p, d, st, key, id, hasID, lastWin, now)
+		g.serveFairAccept(w, r, p, d, st, key, id, hasID, lastWin, score, now)
 		return
 	}
 	g.forwardAccept(w, r, st)
 }
+
+// setScoreHeaders sets the request headers OfferFeed-Signals and, once the score is formed,
+// OfferFeed-Score, from the signals s of the driver, and counts the score. Clients' own
+// OfferFeed-* headers were stripped already (sanitizeHeaders); these replace any value.
+func (p *policy) setScoreHeaders(h http.Header, s *signals) {
+	var buf [96]byte
+	h[keySignals] = []string{string(s.appendHeader(buf[:0]))}
+	sc, ok := s.scorePermille()
+	if !ok {
+		delete(h, keyScore)
+		return
+	}
+	h[keyScore] = []string{string(appendMilli(buf[:0], float64(sc)/1000))}
+	if p.scoreObs != nil {
+		p.scoreObs.Observe(float64(sc) / 1000)
+	}
+}
+
+// The canonical keys of HeaderSignals and HeaderScore in an http.Header.
+var (
+	keySignals = http.CanonicalHeaderKey(HeaderSignals)
+	keyScore   = http.CanonicalHeaderKey(HeaderScore)
+)
 
 // refuse answers a refused request itself.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, p *policy, rt route, d Decision, retry int64) {

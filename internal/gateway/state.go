@@ -28,7 +28,8 @@ import (
 // state has expired (forgetting those changes no decision), and never forgets a driver with a
 // live quota, shown offers or pacing state to make room for one.
 //
-// A feed-only driver costs one entry (32 bytes) plus its map slot; see BenchmarkBytesPerDriver.
+// A feed-only driver costs one entry (64 bytes: 32 of them its bot-likeness signals) plus its
+// map slot; see BenchmarkBytesPerDriver.
 type driverTable struct {
 	key      string // the policy state this table holds; see stateKey
 	shards   []shard
@@ -72,6 +73,8 @@ type entry struct {
 	tat int64 // GCRA theoretical arrival time of the next feed poll, ns on the gateway clock
 	ext *driverExt
 	ref bool // seen again since it entered probation, or since main's CLOCK hand last passed
+	// sig are the driver's bot-likeness signals (signals.go): 32 bytes.
+	sig signals
 }
 
 // driverExt is the accept and shown-offers state of a driver. It is guarded by the mutex of
@@ -335,12 +338,12 @@ func (e *entry) extState() *driverExt {
 }
 
 // recordShown remembers that offer id was shown at now, unless it is remembered already (the
-// first showing counts).
-func (x *driverExt) recordShown(id uint64, now int64) {
+// first showing counts). It reports whether the offer is new.
+func (x *driverExt) recordShown(id uint64, now int64) bool {
 	f := foldID(id)
 	for i := range x.shown {
 		if x.shown[i].id == f {
-			return
+			return false
 		}
 	}
 	if x.shown == nil {
@@ -354,10 +357,11 @@ func (x *driverExt) recordShown(id uint64, now int64) {
 	o := shownOffer{id: f, at: uint32(at)}
 	if len(x.shown) < maxShown {
 		x.shown = append(x.shown, o)
-		return
+		return true
 	}
 	x.shown[x.shownNext] = o
 	x.shownNext = (x.shownNext + 1) % maxShown
+	return true
 }
 
 // rebaseShown moves shownBase to an hour before now (after about 49 days of uptime). Offers

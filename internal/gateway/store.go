@@ -29,6 +29,9 @@ type driverStore interface {
 	// recordShown records that the offers ids were shown to d at now (the first showing of
 	// an offer counts).
 	recordShown(d driverRef, ids []uint64, now int64)
+	// enteredDraw records that d's accept (the ref accept returned) joined a fair draw when
+	// the policy had opened opened draws in all: the draw share of its signals (signals.go).
+	enteredDraw(d driverRef, opened uint32)
 }
 
 // driverRef names a driver in a store: key, the seeded hash of its identity, and for the
@@ -50,6 +53,9 @@ type acceptVerdict struct {
 	slot bool
 	// lastWin is when the driver last won (0: never), for a fair draw's award.
 	lastWin int64
+	// sig are the driver's signals after the accept; hasSig: the store keeps signals.
+	sig    signals
+	hasSig bool
 }
 
 // The local store.
@@ -60,6 +66,8 @@ func (t *driverTable) feed(d driverRef, l *limits, now int64, dryRun, shown bool
 	s.mu.Lock()
 	e := t.get(s, d.key, now)
 	v := decideFeed(e, l, now)
+	e.sig.observePoll(now, l.interval, v.decision == Allowed)
+	v.sig, v.hasSig = e.sig, true
 	if shown && (v.decision == Allowed || dryRun) {
 		d.s, d.x = s, e.extState()
 	}
@@ -70,9 +78,15 @@ func (t *driverTable) feed(d driverRef, l *limits, now int64, dryRun, shown bool
 func (t *driverTable) accept(p *policy, d driverRef, l *limits, id uint64, hasID bool, now int64) (acceptVerdict, driverRef) {
 	s := t.shard(d.key)
 	s.mu.Lock()
-	x := t.get(s, d.key, now).extState()
+	e := t.get(s, d.key, now)
+	x := e.extState()
 	var v acceptVerdict
 	v.decision, v.retry = p.checkAccept(x, l, id, hasID, now)
+	p.observeAccept(&e.sig, x, l, id, hasID, v.decision, now)
+	if v.decision == Allowed && p.botLike(&e.sig) {
+		v.decision = BotLike // not a refusal the signals count: the driver can recover
+	}
+	v.sig, v.hasSig = e.sig, true
 	v.slot = v.decision == Allowed && l.maxAccepts > 0
 	if v.slot {
 		x.inflight++
@@ -102,8 +116,27 @@ func (t *driverTable) settle(d driverRef, slot, won, fair bool, now int64) {
 
 func (t *driverTable) recordShown(d driverRef, ids []uint64, now int64) {
 	d.s.mu.Lock()
+	// The signals are in the entry, which may have moved or been evicted since the poll:
+	// they are updated only while it still holds the state the ref names.
+	var sig *signals
+	if e := d.s.lookup(d.key); e != nil && e.ext == d.x {
+		sig = &e.sig
+	}
 	for _, h := range ids {
-		d.x.recordShown(h, now)
+		if d.x.recordShown(h, now) && sig != nil {
+			sig.observeShown()
+		}
+	}
+	d.s.mu.Unlock()
+}
+
+func (t *driverTable) enteredDraw(d driverRef, opened uint32) {
+	if d.s == nil {
+		return
+	}
+	d.s.mu.Lock()
+	if e := d.s.lookup(d.key); e != nil && e.ext == d.x {
+		e.sig.observeDraw(opened)
 	}
 	d.s.mu.Unlock()
 }

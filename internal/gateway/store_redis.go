@@ -270,6 +270,14 @@ func (st *sharedStore) recordShown(d driverRef, ids []uint64, now int64) {
 	}
 }
 
+// enteredDraw updates the draw share of a driver decided by the local fallback; the shared
+// store keeps no signals yet (docs/design.md#bot-likeness-signals-and-shared-state).
+func (st *sharedStore) enteredDraw(d driverRef, opened uint32) {
+	if d.x != nil {
+		st.local.enteredDraw(d, opened)
+	}
+}
+
 // life is the TTL (ms) of keys whose state lives w (ns) on the gateway clock.
 func (st *sharedStore) life(w int64) int64 {
 	return (w+int64(time.Millisecond)-1)/int64(time.Millisecond) + sharedTTLSlack.Milliseconds()

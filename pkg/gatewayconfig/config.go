@@ -78,7 +78,33 @@ type Policy struct {
 	Overrides []Override `json:"overrides,omitempty"`
 	// Refusal shapes the answers to refused requests; nil keeps the gateway's own.
 	Refusal *Refusal `json:"refusal,omitempty"`
+	// BotScore uses the drivers' bot-likeness scores in fair draws and refusals; nil: the
+	// scores are only sent to the offer service.
+	BotScore *BotScore `json:"botScore,omitempty"`
 }
+
+// BotScore says how the gateway uses the drivers' bot-likeness scores.
+type BotScore struct {
+	// DrawWeighting is None or Score (fair draws weigh candidates by 1 − score).
+	DrawWeighting DrawWeighting `json:"drawWeighting"`
+	// RefuseAbovePermille refuses (flags, in DryRun) with bot-like the accepts of drivers
+	// whose score is above this many thousandths; 0: none are.
+	RefuseAbovePermille int32 `json:"refuseAbovePermille,omitempty"`
+}
+
+// DrawWeighting is how fair draws use the candidates' bot-likeness scores: None or Score, as
+// in the OfferFeedPolicy API.
+//
+// +kubebuilder:validation:Enum=None;Score
+type DrawWeighting string
+
+const (
+	// DrawWeightingNone draws as if no driver had a score.
+	DrawWeightingNone DrawWeighting = "None"
+	// DrawWeightingScore weighs each candidate of a Random draw by 1 − its score (1 without a
+	// score), and under LeastRecentlyWon puts candidates of higher score bands last.
+	DrawWeightingScore DrawWeighting = "Score"
+)
 
 // Feed is the feed route and its pacing.
 type Feed struct {

@@ -156,7 +156,30 @@ func validatePolicy(p *Policy) []error {
 	}
 	checkOverrides(add, p)
 	p.Refusal.check(add)
+	checkBotScore(add, p)
 	return errs
+}
+
+// checkBotScore checks botScore: its enum and bound, and that what it uses is there.
+func checkBotScore(add problemFunc, p *Policy) {
+	b := p.BotScore
+	if b == nil {
+		return
+	}
+	if !slices.Contains(DrawWeightings(), string(b.DrawWeighting)) {
+		add("botScore.drawWeighting", "%q is not %s", b.DrawWeighting, strings.Join(DrawWeightings(), " or "))
+	}
+	if b.DrawWeighting == DrawWeightingScore && (p.Accept == nil || p.Accept.Fairness == nil) {
+		add("botScore.drawWeighting", "Score needs accept.fairness: it weighs the candidates of fair draws")
+	}
+	if b.RefuseAbovePermille != 0 {
+		if b.RefuseAbovePermille < MinRefuseAbovePermille || b.RefuseAbovePermille > MaxRefuseAbovePermille {
+			add("botScore.refuseAbovePermille", "%d is not between %d and %d", b.RefuseAbovePermille, MinRefuseAbovePermille, MaxRefuseAbovePermille)
+		}
+		if p.Accept == nil {
+			add("botScore.refuseAbovePermille", "needs accept: it refuses accepts")
+		}
+	}
 }
 
 // checkNameAndMode checks the policy's name, hash and mode.

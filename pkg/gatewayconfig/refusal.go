@@ -42,7 +42,7 @@ type DecisionRefusal struct {
 // RefusalDecision names a gateway decision that refuses a request: the value of response
 // header OfferFeed-Decision, as in the OfferFeedPolicy API's spec.refusal.decisions.
 //
-// +kubebuilder:validation:Enum=feed-throttled;accept-throttled;too-fast;unseen-offer;missing-identity;lost-draw;duplicate-accept;ambiguous-request;unreadable-offer
+// +kubebuilder:validation:Enum=feed-throttled;accept-throttled;too-fast;unseen-offer;missing-identity;lost-draw;duplicate-accept;ambiguous-request;unreadable-offer;bot-like
 type RefusalDecision string
 
 // The decisions the gateway refuses a request with, and their status unless a refusal says
@@ -72,6 +72,9 @@ const (
 	// DecisionUnreadableOffer: an accept whose offer id cannot be read (body too large, not
 	// JSON, field missing or conflicting) while minReactionTime or fairness needs it; 400.
 	DecisionUnreadableOffer RefusalDecision = "unreadable-offer"
+	// DecisionBotLike: an accept of a driver whose bot-likeness score is above the policy's
+	// botScore.refuseAbovePermille; 403.
+	DecisionBotLike RefusalDecision = "bot-like"
 )
 
 // The bounds, the pattern and the decisions of a Refusal (MinRefusalStatus, MaxRefusalStatus,

@@ -59,8 +59,8 @@ func TestParseRefusal(t *testing.T) {
 			wantErr: "refusal.decisions[0]: a decision's refusal must set status or body"},
 		{desc: "decision body not JSON", refusal: `{"decisions": [{"decision": "too-fast", "contentType": "application/json", "body": "nope"}]}`,
 			wantErr: "refusal.decisions[0].body: is not valid JSON"},
-		{desc: "ten decision entries", refusal: `{"decisions": [` + strings.Repeat(`{"decision": "too-fast", "status": 400},`, 9) +
-			`{"decision": "too-fast", "status": 400}]}`, wantErr: "refusal.decisions: 10 entries, more than the limit of 9"},
+		{desc: "eleven decision entries", refusal: `{"decisions": [` + strings.Repeat(`{"decision": "too-fast", "status": 400},`, 10) +
+			`{"decision": "too-fast", "status": 400}]}`, wantErr: "refusal.decisions: 11 entries, more than the limit of 10"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

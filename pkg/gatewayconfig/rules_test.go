@@ -21,7 +21,8 @@ func TestNamedValuesAreInTheEnums(t *testing.T) {
 		{Awards(), []string{string(AwardRandom), string(AwardLeastRecentlyWon)}},
 		{RefusalDecisions(), []string{string(DecisionFeedThrottled), string(DecisionAcceptThrottled), string(DecisionTooFast),
 			string(DecisionUnseenOffer), string(DecisionMissingIdentity), string(DecisionLostDraw), string(DecisionDuplicateAccept),
-			string(DecisionAmbiguousRequest), string(DecisionUnreadableOffer)}},
+			string(DecisionAmbiguousRequest), string(DecisionUnreadableOffer), string(DecisionBotLike)}},
+		{DrawWeightings(), []string{string(DrawWeightingNone), string(DrawWeightingScore)}},
 	} {
 		if !slices.Equal(slices.Sorted(slices.Values(tc.enum)), slices.Sorted(slices.Values(tc.named))) {
 			t.Errorf("the CRD's enum is %v, the named constants are %v", tc.enum, tc.named)

@@ -83,7 +83,11 @@ const (
 	// MaxRefusalBodyLen is the maxLength of spec.refusal.body.
 	MaxRefusalBodyLen = 4096
 	// MaxRefusalDecisions is the maxItems of spec.refusal.decisions.
-	MaxRefusalDecisions = 9
+	MaxRefusalDecisions = 10
+	// MinRefuseAbovePermille is the minimum of spec.botScore.refuseAbovePermille.
+	MinRefuseAbovePermille = 300
+	// MaxRefuseAbovePermille is the maximum of spec.botScore.refuseAbovePermille.
+	MaxRefuseAbovePermille = 999
 	// MaxSelectorLabels is the maxProperties of spec.targetSelector.matchLabels.
 	MaxSelectorLabels = 32
 	// MaxLabelValueLen is the maxLength of spec.targetSelector.matchLabels{}.
@@ -114,5 +118,8 @@ func Awards() []string { return []string{"Random", "LeastRecentlyWon"} }
 
 // RefusalDecisions returns the enum of spec.refusal.decisions[].decision.
 func RefusalDecisions() []string {
-	return []string{"feed-throttled", "accept-throttled", "too-fast", "unseen-offer", "missing-identity", "lost-draw", "duplicate-accept", "ambiguous-request", "unreadable-offer"}
+	return []string{"feed-throttled", "accept-throttled", "too-fast", "unseen-offer", "missing-identity", "lost-draw", "duplicate-accept", "ambiguous-request", "unreadable-offer", "bot-like"}
 }
+
+// DrawWeightings returns the enum of spec.botScore.drawWeighting.
+func DrawWeightings() []string { return []string{"None", "Score"} }

@@ -1,0 +1,295 @@
+package gateway
+
+import (
+	"math"
+	"strconv"
+	"time"
+)
+
+// Bot-likeness signals (docs/gateway.md#bot-likeness-score). The gateway sees every poll and
+// accept of a driver; what makes a bot a bot is in their timing and their presence, not in
+// their speed once pacing and minReactionTime apply:
+//
+//   - regularity: a scheduler polls at even gaps, jitter or no jitter; people do not. An EWMA
+//     of the gaps between the polls the pacer allowed, and of their variance, gives the gaps'
+//     coefficient of variation (cv).
+//   - floor: the share of accepts that arrive within floorMargin above minReactionTime.
+//   - presence: the share of the offers first shown to the driver that it then tried to
+//     accept, and the share of the policy's fair draws it entered.
+//   - refusals: the share of its governed requests that the policy refused.
+//
+// They are 32 bytes in the driver's entry (state.go), updated by the pure functions below on
+// the gateway clock, and folded into one score in [0,1] by score.
+
+// signals are the bot-likeness signals of one driver: 32 bytes.
+type signals struct {
+	// lastPoll is when the pacer last allowed a poll of the driver (ns on the gateway clock);
+	// 0: none yet.
+	lastPoll int64
+	// gapMean and gapVar are the EWMA of the gaps between allowed polls (s) and of their
+	// variance (s²).
+	gapMean, gapVar float32
+	// drawMark is the policy's count of fair draws opened when the driver last entered one.
+	drawMark uint32
+	// floor, refused, pres and draws are shares in q16 fixed point (65535 is 1).
+	floor, refused, pres, draws uint16
+	// nGaps, nReact, nShown and nDraws count the samples of each signal, saturating at 255:
+	// gaps, accepts with a known reaction time, offers first shown, fair draws counted.
+	nGaps, nReact, nShown, nDraws uint8
+}
+
+// Signal tuning: the EWMA weights are 1/n for the first samples (a plain mean) and then these.
+const (
+	gapAlpha   = 1.0 / 16 // gaps: about the last 30 gaps weigh
+	shareAlpha = 1.0 / 32 // shares: about the last 60 events weigh
+	// minSessionGap: a gap longer than max(minSessionGap, 10 × minInterval) is a pause between
+	// sessions, not a gap: it is not counted (a driver's pauses say nothing of its rhythm, and
+	// a bot must not look irregular by pausing).
+	minSessionGap = int64(60 * time.Second)
+	// minFloorMargin: an accept counts as at the floor when its reaction time (from the
+	// offer's first showing) is below minReactionTime + max(minFloorMargin, minReactionTime/4).
+	minFloorMargin = int64(300 * time.Millisecond)
+	// maxMissedDraws bounds the draws a driver is counted as having missed between two of
+	// its entries (a driver away for an hour does not lose its whole history at once).
+	maxMissedDraws = 64
+)
+
+// Score formation and formula (docs/gateway.md#bot-likeness-score).
+const (
+	// minScoreGaps and minScoreReactions: the score is formed once the driver has this many
+	// gaps counted, or this many accepts with a known reaction time.
+	minScoreGaps      = 16
+	minScoreReactions = 8
+	// minShareSamples: presence and the draw share weigh in the score from this many samples.
+	minShareSamples = 16
+	minDrawSamples  = 8
+	// RecommendedBotScore is the threshold the docs recommend for refuseAbove and for
+	// flagging: people (log-normal gaps, long-tail reactions) stay below it (see
+	// TestHumanScoreProperty and BENCHMARKS.md).
+	RecommendedBotScore = 0.5
+)
+
+// Component ramps: each signal maps to a bot-likeness in [0,1], linear between its human end
+// (0) and its bot end (1).
+var (
+	rampCV    = ramp{human: 0.45, bot: 0.15}
+	rampFloor = ramp{human: 0.2, bot: 0.7}
+	rampPres  = ramp{human: 0.4, bot: 0.9}
+	rampDraws = ramp{human: 0.4, bot: 0.9}
+	rampRef   = ramp{human: 0, bot: 0.5}
+)
+
+// Weights of the components in the score.
+const (
+	weightCV    = 0.35
+	weightFloor = 0.25
+	weightPres  = 0.15
+	weightDraws = 0.15
+	weightRef   = 0.10
+)
+
+type ramp struct{ human, bot float64 }
+
+func (r ramp) at(x float64) float64 {
+	return min(1, max(0, (x-r.human)/(r.bot-r.human)))
+}
+
+const q16 = 65535
+
+func toQ16(x float64) uint16 { return uint16(min(1, max(0, x))*q16 + 0.5) }
+
+func fromQ16(v uint16) float64 { return float64(v) / q16 }
+
+func inc8(n uint8) uint8 {
+	if n < math.MaxUint8 {
+		n++
+	}
+	return n
+}
+
+// alpha is the EWMA weight of the n-th sample (n ≥ 1): 1/n, at least a.
+func alpha(n uint8, a float64) float64 { return max(1/float64(n), a) }
+
+// ewmaShare moves share v towards x (0 or 1) with weight a.
+func ewmaShare(v uint16, x, a float64) uint16 {
+	f := fromQ16(v)
+	return toQ16(f + a*(x-f))
+}
+
+// sessionGap is the longest gap counted for a driver polling at least every interval.
+func sessionGap(interval int64) int64 { return max(minSessionGap, 10*interval) }
+
+// observePoll records a poll at now that the pacer allowed (allowed) or refused. Only gaps
+// between allowed polls count for regularity: a refused poll fetches nothing, so a bot gains no
+// irregularity by sending polls it knows are refused; they count as refusals.
+func (s *signals) observePoll(now, interval int64, allowed bool) {
+	s.observeRefusal(!allowed)
+	if !allowed {
+		return
+	}
+	last := s.lastPoll
+	s.lastPoll = now
+	if last == 0 || now <= last {
+		return
+	}
+	gap := now - last
+	if gap > sessionGap(interval) {
+		return
+	}
+	s.nGaps = inc8(s.nGaps)
+	a := alpha(s.nGaps, gapAlpha)
+	x := float64(gap) / 1e9
+	m, v := float64(s.gapMean), float64(s.gapVar)
+	d := x - m
+	m += a * d
+	v = (1 - a) * (v + a*d*d)
+	s.gapMean, s.gapVar = float32(m), float32(v)
+}
+
+// observeRefusal counts a governed request of the driver: refused by the policy or not.
+func (s *signals) observeRefusal(refused bool) {
+	x := 0.0
+	if refused {
+		x = 1
+	}
+	// The refusal share has no count of its own: it weighs from the first request, with
+	// the shares' weight.
+	s.refused = ewmaShare(s.refused, x, shareAlpha)
+}
+
+// observeReaction records an accept whose offer was first shown reaction ns earlier, under
+// minReaction.
+func (s *signals) observeReaction(reaction, minReaction int64) {
+	s.nReact = inc8(s.nReact)
+	x := 0.0
+	if reaction < minReaction+floorMargin(minReaction) {
+		x = 1 // at the floor, or below it (too-fast)
+	}
+	s.floor = ewmaShare(s.floor, x, alpha(s.nReact, shareAlpha))
+}
+
+// floorMargin is how far above minReaction an accept still counts as at the floor.
+func floorMargin(minReaction int64) int64 { return max(minFloorMargin, minReaction/4) }
+
+// observeShown records an offer first shown to the driver: presence decays towards 0, and
+// each accept tried for a shown offer (observeTried) adds back. In expectation the share is
+// the tried/shown ratio.
+func (s *signals) observeShown() {
+	s.nShown = inc8(s.nShown)
+	a := alpha(s.nShown, shareAlpha)
+	s.pres = toQ16(fromQ16(s.pres) * (1 - a))
+}
+
+// observeTried records an accept tried for an offer that was shown to the driver.
+func (s *signals) observeTried() {
+	a := alpha(max(s.nShown, 1), shareAlpha)
+	s.pres = toQ16(fromQ16(s.pres) + a)
+}
+
+// observeDraw records that the driver entered a fair draw, when the policy had opened opened
+// draws in all (wrapping uint32): the draws opened since its last entry, but this one, count
+// as missed (at most maxMissedDraws).
+func (s *signals) observeDraw(opened uint32) {
+	missed := uint32(0)
+	if n := opened - s.drawMark; s.nDraws > 0 && n > 1 {
+		missed = min(n-1, maxMissedDraws)
+	}
+	s.drawMark = opened
+	d := fromQ16(s.draws)
+	for range missed {
+		s.nDraws = inc8(s.nDraws)
+		d *= 1 - alpha(s.nDraws, shareAlpha)
+	}
+	s.nDraws = inc8(s.nDraws)
+	a := alpha(s.nDraws, shareAlpha)
+	s.draws = toQ16(d + a*(1-d))
+}
+
+// cv is the coefficient of variation of the gaps (0 with fewer than 2 gaps).
+func (s *signals) cv() float64 {
+	if s.nGaps < 2 || s.gapMean <= 0 {
+		return 0
+	}
+	return math.Sqrt(max(0, float64(s.gapVar))) / float64(s.gapMean)
+}
+
+// score returns the driver's bot-likeness in [0,1] and whether it is formed: the weighted mean
+// of the components of the signals that have enough samples (regularity from minScoreGaps
+// gaps, floor from minScoreReactions reactions, presence from minShareSamples shown offers,
+// draws from minDrawSamples draws; refusals always), formed once regularity or floor is.
+func (s *signals) score() (float64, bool) {
+	if s.nGaps < minScoreGaps && s.nReact < minScoreReactions {
+		return 0, false
+	}
+	sum, w := weightRef*rampRef.at(fromQ16(s.refused)), weightRef
+	if s.nGaps >= minScoreGaps {
+		sum += weightCV * rampCV.at(s.cv())
+		w += weightCV
+	}
+	if s.nReact >= minScoreReactions {
+		sum += weightFloor * rampFloor.at(fromQ16(s.floor))
+		w += weightFloor
+	}
+	if s.nShown >= minShareSamples {
+		sum += weightPres * rampPres.at(fromQ16(s.pres))
+		w += weightPres
+	}
+	if s.nDraws >= minDrawSamples {
+		sum += weightDraws * rampDraws.at(fromQ16(s.draws))
+		w += weightDraws
+	}
+	return sum / w, true
+}
+
+// scorePermille is the score in permille, rounded, and whether it is formed.
+func (s *signals) scorePermille() (int32, bool) {
+	sc, ok := s.score()
+	return int32(math.Round(sc * 1000)), ok
+}
+
+// appendHeader appends the value of header OfferFeed-Signals: name=value pairs, ';'-separated,
+// three decimals; a signal without samples is left out (ref, n and na are always there).
+func (s *signals) appendHeader(b []byte) []byte {
+	if s.nGaps >= 2 {
+		b = append(b, "cv="...)
+		b = appendMilli(b, s.cv())
+		b = append(b, ';')
+	}
+	if s.nReact > 0 {
+		b = append(b, "floor="...)
+		b = appendMilli(b, fromQ16(s.floor))
+		b = append(b, ';')
+	}
+	if s.nShown > 0 {
+		b = append(b, "pres="...)
+		b = appendMilli(b, fromQ16(s.pres))
+		b = append(b, ';')
+	}
+	if s.nDraws > 0 {
+		b = append(b, "draws="...)
+		b = appendMilli(b, fromQ16(s.draws))
+		b = append(b, ';')
+	}
+	b = append(b, "ref="...)
+	b = appendMilli(b, fromQ16(s.refused))
+	b = append(b, ";n="...)
+	b = strconv.AppendUint(b, uint64(s.nGaps), 10)
+	b = append(b, ";na="...)
+	b = strconv.AppendUint(b, uint64(s.nReact), 10)
+	return b
+}
+
+// appendMilli appends x ≥ 0 with three decimals (capped at 999.999).
+func appendMilli(b []byte, x float64) []byte {
+	m := int64(math.Round(min(max(x, 0), 999.999) * 1000))
+	b = strconv.AppendInt(b, m/1000, 10)
+	b = append(b, '.')
+	f := m % 1000
+	if f < 100 {
+		b = append(b, '0')
+	}
+	if f < 10 {
+		b = append(b, '0')
+	}
+	return strconv.AppendInt(b, f, 10)
+}
