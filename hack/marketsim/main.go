@@ -71,7 +71,14 @@ type scenario struct {
 
 var scenarios = []scenario{
 	{name: "fair draws, Random", award: gatewayconfig.AwardRandom},
+	{name: "fair draws, Random, score-weighted", award: gatewayconfig.AwardRandom, mutate: weighted},
 	{name: "fair draws, LeastRecentlyWon", award: gatewayconfig.AwardLeastRecentlyWon},
+	{name: "fair draws, LeastRecentlyWon, score-weighted", award: gatewayconfig.AwardLeastRecentlyWon, mutate: weighted},
+}
+
+// weighted weighs the fair draws by the candidates' scores (botScore.drawWeighting: Score).
+func weighted(p *gatewayconfig.Policy) {
+	p.BotScore = &gatewayconfig.BotScore{DrawWeighting: gatewayconfig.DrawWeightingScore}
 }
 
 // policy is the demo's policy in Enforce with fair draws under award.

@@ -67,6 +67,8 @@ type ScoreSample struct {
 	N int
 	// Score is the OfferFeed-Score header's value.
 	Score float64
+	// Signals is the OfferFeed-Signals header's value.
+	Signals string
 }
 
 // Flagged returns the first of driver's scores at or above threshold, or false when none
@@ -110,7 +112,8 @@ func Simulate(ctx context.Context, cfg SimConfig) (*SimResult, error) {
 		mu.Lock()
 		counts[driver]++
 		if score, _, ok := scoreBin(r.Header.Get(ScoreHeader)); ok {
-			res.Scores[driver] = append(res.Scores[driver], ScoreSample{At: at, N: counts[driver], Score: score})
+			res.Scores[driver] = append(res.Scores[driver], ScoreSample{At: at, N: counts[driver], Score: score,
+				Signals: r.Header.Get(SignalsHeader)})
 		}
 		mu.Unlock()
 		svc.ServeHTTP(w, r)
