@@ -50,8 +50,12 @@ const (
 	// DefaultOfferInterval is the time between two offers: offers are scarce, as they are
 	// where bots pay off (eight people together accept about one offer every second or two).
 	DefaultOfferInterval = 4 * time.Second
-	// FairnessWindow is the fair-draw window of the demo's last run.
+	// FairnessWindow is the fair-draw window of the demo's runs with fair draws.
 	FairnessWindow = 3 * time.Second
+	// ScoreRunLength is how many times Duration the run "score" plays: the gateway forms a
+	// driver's bot score only after about 16 polls or 8 accepts (30–60 s), so the run plays
+	// long enough for the weighted draws to matter.
+	ScoreRunLength = 5
 	// GatewayImage is the image the demo's manager injects (no kubelet runs it: the demo runs
 	// the gateway in process).
 	GatewayImage = "offerfeed:demo"
@@ -64,8 +68,11 @@ type Options struct {
 	// Duration is how long each market run plays (wall clock). Default 16s.
 	Duration time.Duration
 	// Humans, Bots and CompliantBots are the drivers of each class. Defaults 8, 2, 1. The
-	// compliant bots play only in the runs "compliant" and "fair".
+	// compliant bots play only in the runs "compliant", "fair" and "score".
 	Humans, Bots, CompliantBots int
+	// JitteredBots are the compliant bots with a jitter to look human (market.ClassJitteredBot);
+	// they play only in the run "score". Default 1.
+	JitteredBots int
 	// Seed makes the market's random delays and offers deterministic. Default 1.
 	Seed uint64
 	// Scale multiplies every delay of the market and of the policy (0.1: ten times faster);
@@ -87,32 +94,43 @@ type Options struct {
 	runs []runSpec
 }
 
-// runSpec is one market run: the policy's mode, whether it holds fair draws, and whether the
-// compliant bots play.
+// runSpec is one market run: the policy's mode, whether it holds fair draws and weighs them
+// by the drivers' bot scores, and whether the compliant (and jittered) bots play.
 type runSpec struct {
 	name, title string
 	mode        v1alpha1.PolicyMode
 	fair        bool
+	weighted    bool
 	compliant   bool
+	jittered    bool
 }
 
 // RunNames are the runs the demo can play, in their default order: people against raw bots
 // with the policy in DryRun, then enforced; then the compliant bots join, first come first
-// served, then with fair draws.
-var RunNames = []string{"dryrun", "enforce", "compliant", "fair"}
+// served, then with fair draws; last a jittered bot joins too and the draws are weighted by
+// the drivers' bot scores.
+var RunNames = []string{"dryrun", "enforce", "compliant", "fair", "score"}
 
 var runSpecs = map[string]runSpec{
 	"dryrun":    {name: "dryrun", title: "policy in DryRun", mode: v1alpha1.ModeDryRun},
 	"enforce":   {name: "enforce", title: "policy in Enforce", mode: v1alpha1.ModeEnforce},
 	"compliant": {name: "compliant", title: "policy in Enforce, a compliant bot joins", mode: v1alpha1.ModeEnforce, compliant: true},
 	"fair":      {name: "fair", title: "policy in Enforce with fair draws", mode: v1alpha1.ModeEnforce, fair: true, compliant: true},
+	"score": {name: "score", title: "policy in Enforce with score-weighted fair draws, a jittered bot joins", mode: v1alpha1.ModeEnforce,
+		fair: true, weighted: true, compliant: true, jittered: true},
 }
 
 // samePolicy reports whether r and o play under the same policy.
-func (r runSpec) samePolicy(o runSpec) bool { return r.mode == o.mode && r.fair == o.fair }
+func (r runSpec) samePolicy(o runSpec) bool {
+	return r.mode == o.mode && r.fair == o.fair && r.weighted == o.weighted
+}
 
 // describe says how the run's policy differs, as the step lines show it.
 func (r runSpec) describe(scale float64, award v1alpha1.FairnessAward) string {
+	if r.weighted {
+		return fmt.Sprintf("mode %s with fair draws (window %s, award %s) weighted by bot score (botScore.drawWeighting %s)",
+			r.mode, fairnessWindow(scale), award, v1alpha1.DrawWeightingScore)
+	}
 	if r.fair {
 		return fmt.Sprintf("mode %s with fair draws (window %s, award %s)", r.mode, fairnessWindow(scale), award)
 	}
@@ -136,6 +154,10 @@ func (r runSpec) apply(p *v1alpha1.OfferFeedPolicy, scale float64, award v1alpha
 		p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: v1alpha1.Duration(fmt.Sprintf("%dms", fairnessWindow(scale)/time.Millisecond)),
 			Award: award}
 	}
+	p.Spec.BotScore = nil
+	if r.weighted {
+		p.Spec.BotScore = &v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingScore}
+	}
 }
 
 // Result is what the demo measured.
@@ -148,7 +170,7 @@ type Result struct {
 
 // Defaults returns the options that Run uses for the ones left zero.
 func Defaults() Options {
-	return Options{Duration: 16 * time.Second, Humans: 8, Bots: 2, CompliantBots: 1, Seed: 1,
+	return Options{Duration: 16 * time.Second, Humans: 8, Bots: 2, CompliantBots: 1, JitteredBots: 1, Seed: 1,
 		Shape: market.ShapeREST, Award: v1alpha1.AwardLeastRecentlyWon, OfferInterval: DefaultOfferInterval}
 }
 
@@ -168,12 +190,12 @@ func (o *Options) defaults() error {
 	o.Out = cmp.Or[io.Writer](o.Out, io.Discard)
 	o.Duration = cmp.Or(o.Duration, def.Duration)
 	o.OfferInterval = cmp.Or(o.OfferInterval, def.OfferInterval)
-	if o.Humans == 0 && o.Bots == 0 && o.CompliantBots == 0 {
-		o.Humans, o.Bots, o.CompliantBots = def.Humans, def.Bots, def.CompliantBots
+	if o.Humans == 0 && o.Bots == 0 && o.CompliantBots == 0 && o.JitteredBots == 0 {
+		o.Humans, o.Bots, o.CompliantBots, o.JitteredBots = def.Humans, def.Bots, def.CompliantBots, def.JitteredBots
 	}
 	for _, r := range o.runs {
-		if o.Humans+o.Bots+o.compliantBots(r) == 0 {
-			return fmt.Errorf("run %q would have no drivers: compliant bots play only in the runs compliant and fair", r.name)
+		if o.Humans+o.Bots+o.compliantBots(r)+o.jitteredBots(r) == 0 {
+			return fmt.Errorf("run %q would have no drivers: compliant bots play only in the runs compliant, fair and score, jittered bots only in score", r.name)
 		}
 	}
 	o.Seed = cmp.Or(o.Seed, def.Seed)
@@ -191,6 +213,22 @@ func (o *Options) compliantBots(r runSpec) int {
 		return 0
 	}
 	return o.CompliantBots
+}
+
+// jitteredBots returns how many jittered bots play in run r.
+func (o *Options) jitteredBots(r runSpec) int {
+	if !r.jittered {
+		return 0
+	}
+	return o.JitteredBots
+}
+
+// duration returns how long run r plays.
+func (o *Options) duration(r runSpec) time.Duration {
+	if r.weighted {
+		return ScoreRunLength * o.Duration
+	}
+	return o.Duration
 }
 
 // demo holds the running parts.
@@ -297,10 +335,19 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 				d.step("%d compliant bots join the market: they poll exactly every minInterval and accept right after minReactionTime", n)
 			}
 		}
+		if n := d.opts.jitteredBots(run); n > 0 && (i == 0 || !d.opts.runs[i-1].jittered) {
+			tm := market.DefaultTiming().Scaled(d.opts.Scale)
+			d.step("%d jittered bot(s) join the market: compliant, with a random jitter on polling (up to %s) and on reaction (up to %s) to look human",
+				n, tm.JitterPoll, tm.JitterReact)
+		}
+		if run.weighted {
+			d.step("the gateway scores every driver (header OfferFeed-Score to the offer service) once it has enough samples; this run plays %d times as long", ScoreRunLength)
+		}
 		title := fmt.Sprintf("Run %d: %s", i+1, run.title)
-		d.step("playing the market for %s: %s", d.opts.Duration, title)
+		d.step("playing the market for %s: %s", d.opts.duration(run), title)
 		mc := d.marketConfig(title, fmt.Sprintf("demo-%d", i+1))
-		mc.CompliantBots = d.opts.compliantBots(run)
+		mc.CompliantBots, mc.JitteredBots = d.opts.compliantBots(run), d.opts.jitteredBots(run)
+		mc.Duration = d.opts.duration(run)
 		// Fresh identities per run: the gateway remembers drivers, and one run's accepts
 		// should not count against the next run's maxAccepts.
 		mc.DriverSuffix = fmt.Sprintf(".run%d", i+1)
@@ -538,7 +585,7 @@ func (d *demo) marketConfig(title, runID string) market.Config {
 	pol := Policy(d.opts.Shape, v1alpha1.ModeEnforce, d.opts.Scale).Spec
 	return market.Config{
 		Title: title, BaseURL: d.gwURL, Shape: d.opts.Shape, RunID: runID,
-		Humans: d.opts.Humans, Bots: d.opts.Bots, CompliantBots: d.opts.CompliantBots,
+		Humans: d.opts.Humans, Bots: d.opts.Bots, CompliantBots: d.opts.CompliantBots, JitteredBots: d.opts.JitteredBots,
 		Policy: market.Policy{
 			MinInterval:     mustDuration(pol.Feed.MinInterval),
 			MinReactionTime: mustDuration(*pol.Accept.MinReactionTime),
