@@ -1,6 +1,6 @@
 // Command offerfeed-demo plays a simulated offer market of people and bots through offerfeed, on
 // a control plane it starts (package internal/demo): the manager renders a policy, the webhook
-// injects the gateway, and four runs show who wins the offers. `make demo` builds and runs it.
+// injects the gateway, and five runs show who wins the offers. `make demo` builds and runs it.
 //
 // It is a binary of its own so that offerfeed, the production binary, links neither envtest
 // nor the market simulator.

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,4 +90,40 @@ func shares(r *market.Report) map[market.Class][2]int {
 		out[c.Class] = [2]int{c.OffersWon, c.Polls}
 	}
 	return out
+}
+
+// TestSimulateRecordsScores: through the real gateway the offer service receives each
+// driver's OfferFeed-Score and OfferFeed-Signals once the score is formed; Simulate keeps them
+// per driver in request order, and the report sums them per class. A bot that keeps to every
+// limit exactly scores higher than the median person.
+func TestSimulateRecordsScores(t *testing.T) {
+	res := fairSim(t, 2, 15)
+	for id, class := range res.Drivers {
+		s := res.Scores[id]
+		if len(s) == 0 {
+			t.Errorf("%s (%s): no score in 15 minutes", id, class)
+			continue
+		}
+		for i := 1; i < len(s); i++ {
+			if s[i].N <= s[i-1].N || s[i].At < s[i-1].At {
+				t.Fatalf("%s: samples out of order: %+v then %+v", id, s[i-1], s[i])
+			}
+		}
+		if !strings.Contains(s[len(s)-1].Signals, "cv=") || s[0].At < res.Active[id] {
+			t.Errorf("%s: first sample %+v, last signals %q, active from %s", id, s[0], s[len(s)-1].Signals, res.Active[id])
+		}
+	}
+	human, compliant := res.Class(market.ClassHuman).Scores, res.Class(market.ClassCompliantBot).Scores
+	if human.Scored == 0 || compliant.Scored == 0 || human.Unscored == 0 {
+		t.Fatalf("human scores %+v, compliant %+v: want scored and (before formation) unscored requests", human, compliant)
+	}
+	if got, med := compliant.Quantile(1), human.Quantile(0.5); got <= med {
+		t.Errorf("the compliant bot's highest score %.2f is not above the people's median %.2f", got, med)
+	}
+	if _, ok := res.Flagged("compliant-bot-01", 0); !ok {
+		t.Error("Flagged finds no score at or above 0")
+	}
+	if _, ok := res.Flagged("compliant-bot-01", 1.01); ok {
+		t.Error("Flagged finds a score above 1")
+	}
 }
