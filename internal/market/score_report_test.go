@@ -52,8 +52,8 @@ func TestServiceRecordsScores(t *testing.T) {
 		t.Errorf("b1 %+v", b1)
 	}
 
-	humans := []*Driver{NewDriver(DriverConfig{ID: "h1", Class: ClassHuman}), NewDriver(DriverConfig{ID: "h2", Class: ClassHuman})}
-	drivers := append(humans, NewDriver(DriverConfig{ID: "b1", Class: ClassCompliantBot}))
+	drivers := []*Driver{NewDriver(DriverConfig{ID: "h1", Class: ClassHuman}), NewDriver(DriverConfig{ID: "h2", Class: ClassHuman}),
+		NewDriver(DriverConfig{ID: "b1", Class: ClassCompliantBot})}
 	rep := newReport(Config{Title: "scored"}, drivers, time.Minute)
 	rep.addRecords(rec, drivers)
 	hs, bs := rep.Class(ClassHuman).Scores, rep.Class(ClassCompliantBot).Scores

@@ -119,7 +119,7 @@ func Simulate(ctx context.Context, cfg SimConfig) (*SimResult, error) {
 		svc.ServeHTTP(w, r)
 	})}
 
-	var front http.Handler = upstream.h
+	front := upstream.h
 	var gw SimGateway
 	if cfg.NewGateway != nil {
 		var err error

@@ -127,3 +127,29 @@ func TestSimulateRecordsScores(t *testing.T) {
 		t.Error("Flagged finds a score above 1")
 	}
 }
+
+// TestSimulateWithoutGateway: without a gateway the offer service serves the drivers
+// directly, first come first served: the raw bots, fastest, win nearly every offer, and no
+// request carries a score. A simulation needs a duration and drivers.
+func TestSimulateWithoutGateway(t *testing.T) {
+	res, err := market.Simulate(context.Background(), market.SimConfig{Config: market.Config{
+		Humans: 4, Bots: 1, Seed: 3, Duration: 5 * time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bot := res.Class(market.ClassBot)
+	if res.OffersTaken < 150 || float64(bot.OffersWon) < 0.9*float64(res.OffersTaken) {
+		t.Errorf("raw bot won %d of %d offers, want nearly all of 200", bot.OffersWon, res.OffersTaken)
+	}
+	if len(res.Scores) != 0 || bot.Scores.Scored != 0 {
+		t.Errorf("scores without a gateway: %v", res.Scores)
+	}
+	for _, cfg := range []market.SimConfig{
+		{Config: market.Config{Humans: 1}},
+		{Config: market.Config{Duration: time.Minute}},
+	} {
+		if _, err := market.Simulate(context.Background(), cfg); err == nil {
+			t.Errorf("Simulate(%+v) did not fail", cfg.Config)
+		}
+	}
+}
