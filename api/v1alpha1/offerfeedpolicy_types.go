@@ -138,13 +138,12 @@ const (
 //
 // +kubebuilder:validation:XValidation:rule="has(self.drawWeighting) || has(self.refuseAbovePermille)",message="botScore must set drawWeighting or refuseAbovePermille"
 type BotScore struct {
-	// drawWeighting is None (default) or Score: under accept.fairness.award Random each
+	// drawWeighting is None (the default, when unset) or Score: under accept.fairness.award Random each
 	// candidate's chance is weighed by 1 − its score (1 for a driver without a score yet);
 	// under LeastRecentlyWon candidates whose score is 0.5 or more go after the others, in
 	// bands of 0.1. Needs accept.fairness.
 	//
 	// +optional
-	// +default="None"
 	DrawWeighting gatewayconfig.DrawWeighting `json:"drawWeighting,omitempty"`
 
 	// refuseAbovePermille refuses, with 403 and decision bot-like, the accepts of drivers

@@ -153,7 +153,8 @@ var constraints = map[string]func(*Schema){
 	"FeedOverride.burst":          burst,
 	"AcceptOverride.maxAccepts":   maxAccepts,
 	"BotScore.refuseAbovePermille": func(s *Schema) {
-		// 0 (or absent) refuses no one.
+		// 0 (or absent) refuses no one; the bounds are those of the other branch.
+		s.Minimum, s.Maximum = nil, nil
 		s.AnyOf = []*Schema{{Const: int64(0)}, {Minimum: ptr[int64](gatewayconfig.MinRefuseAbovePermille), Maximum: ptr[int64](gatewayconfig.MaxRefuseAbovePermille)}}
 	},
 }

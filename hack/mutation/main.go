@@ -109,8 +109,8 @@ var mutations = []mutation{
 	{
 		name:        "shown offers: a later showing moves the time an offer was first shown",
 		file:        "internal/gateway/state.go",
-		original:    "\t\tif x.shown[i].id == f {\n\t\t\treturn\n\t\t}",
-		replacement: "\t\tif x.shown[i].id == f {\n\t\t\tx.shown[i].at = uint32((now - x.shownBase + 1e6 - 1) / 1e6)\n\t\t\treturn\n\t\t}",
+		original:    "\t\tif x.shown[i].id == f {\n\t\t\treturn false\n\t\t}",
+		replacement: "\t\tif x.shown[i].id == f {\n\t\t\tx.shown[i].at = uint32((now - x.shownBase + 1e6 - 1) / 1e6)\n\t\t\treturn false\n\t\t}",
 		tests:       "^TestShownFirstShowingCounts$",
 	},
 	{
@@ -151,6 +151,28 @@ var mutations = []mutation{
 		replacement: "\t\t\t\tUninjectedPods: uninjected}\n\t\t\twinners = append(winners, c)\n\t\t\tcontinue\n\t\t}\n\t\tgp, err := Policy(p)",
 		tests:       "^TestGolden$",
 		want:        "loser-does-not-block.out.yaml differs",
+	},
+	{
+		name:        "signals: refused polls count as gaps (a bot buys irregularity with polls it knows are refused)",
+		file:        "internal/gateway/signals.go",
+		original:    "\ts.observeRefusal(!allowed)\n\tif !allowed {\n\t\treturn\n\t}",
+		replacement: "\ts.observeRefusal(!allowed)",
+		tests:       "^TestSignalRegularity$",
+	},
+	{
+		name:        "score-weighted draw: the weight ignores the score",
+		file:        "internal/gateway/draw.go",
+		original:    "return float64(1000-min(permille, 1000)) / 1000",
+		replacement: "return 1",
+		tests:       "^TestScoreWeighted",
+	},
+	{
+		name:        "bot-like: refused from the threshold plus 0.1",
+		file:        "internal/gateway/policy.go",
+		original:    "return ok && sc > p.botRefuse",
+		replacement: "return ok && sc > p.botRefuse+100",
+		tests:       "^TestBotLike",
+		want:        "refuseAbovePermille 777: botLike false, want true",
 	},
 }
 

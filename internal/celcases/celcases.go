@@ -228,7 +228,64 @@ func Invalid() []Case {
 		invalidOverrides(),
 		invalidObject(),
 		invalidRefusal(),
+		invalidBotScore(),
 	)
+}
+
+// invalidBotScore returns the invalid cases that break spec.botScore.
+func invalidBotScore() []Case {
+	return []Case{
+		{
+			Desc:       "botScore empty",
+			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.BotScore = &v1alpha1.BotScore{} },
+			WantErrors: []string{"spec.botScore", "botScore must set drawWeighting or refuseAbovePermille"},
+		},
+		{
+			Desc: "botScore drawWeighting Score without fairness",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.BotScore = &v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingScore}
+			},
+			WantErrors: []string{"botScore.drawWeighting Score needs accept.fairness: it weighs the candidates of fair draws"},
+		},
+		{
+			Desc: "botScore drawWeighting unknown",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "3s"}
+				p.Spec.BotScore = &v1alpha1.BotScore{DrawWeighting: "Inverse"}
+			},
+			WantErrors: []string{"spec.botScore.drawWeighting", `supported values: "None", "Score"`},
+		},
+		{
+			Desc: "botScore refuseAbovePermille below 300",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.BotScore = &v1alpha1.BotScore{RefuseAbovePermille: ptr.To[int32](299)}
+			},
+			WantErrors: []string{"spec.botScore.refuseAbovePermille", "should be greater than or equal to 300"},
+		},
+		{
+			Desc: "botScore refuseAbovePermille of 1000",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.BotScore = &v1alpha1.BotScore{RefuseAbovePermille: ptr.To[int32](1000)}
+			},
+			WantErrors: []string{"spec.botScore.refuseAbovePermille", "should be less than or equal to 999"},
+		},
+		{
+			Desc: "botScore refuseAbovePermille without accept",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				FeedOnly(p)
+				p.Spec.BotScore = &v1alpha1.BotScore{RefuseAbovePermille: ptr.To[int32](900)}
+			},
+			WantErrors: []string{"botScore.refuseAbovePermille needs accept: it refuses accepts"},
+		},
+		{
+			Desc: "botScore refuseAbovePermille as a string",
+			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+				p.Spec.BotScore = &v1alpha1.BotScore{RefuseAbovePermille: ptr.To[int32](900)}
+			},
+			MutateObject: set("0.9", "spec", "botScore", "refuseAbovePermille"),
+			WantErrors:   []string{"spec.botScore.refuseAbovePermille", "must be of type integer"},
+		},
+	}
 }
 
 // invalidCrossField returns the invalid cases that break cross-field rules of the spec: one
@@ -1085,6 +1142,18 @@ func Valid() []Case {
 					{Decision: "lost-draw", Status: ptr.To[int32](410), ContentType: "application/json", Body: `{"error":"TAKEN"}`},
 					{Decision: "missing-identity", Status: ptr.To[int32](401)},
 				}}
+		}},
+		{Desc: "botScore: score-weighted fair draws, bot-like refused above 0.9, its own refusal shape", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+			p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "3s"}
+			p.Spec.BotScore = &v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingScore, RefuseAbovePermille: ptr.To[int32](900)}
+			p.Spec.Refusal = &v1alpha1.Refusal{Decisions: []v1alpha1.DecisionRefusal{{Decision: "bot-like", Status: ptr.To[int32](429)}}}
+		}},
+		{Desc: "botScore bounds: refuseAbovePermille 300 and 999, drawWeighting None without fairness", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+			p.Spec.BotScore = &v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingNone, RefuseAbovePermille: ptr.To[int32](300)}
+			p.Spec.Overrides = nil
+		}},
+		{Desc: "botScore refuseAbovePermille 999 alone", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+			p.Spec.BotScore = &v1alpha1.BotScore{RefuseAbovePermille: ptr.To[int32](999)}
 		}},
 		{Desc: "refusal bounds: status 400 and 599, body of 4096 bytes", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
 			p.Spec.Refusal = &v1alpha1.Refusal{Status: ptr.To[int32](599), ContentType: "text/plain", Body: strings.Repeat("x", 4096),

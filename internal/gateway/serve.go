@@ -227,14 +227,24 @@ func (g *Gateway) serveAccept(w http.ResponseWriter, r *http.Request, p *policy,
 // OfferFeed-Score, from the signals s of the driver, and counts the score. Clients' own
 // OfferFeed-* headers were stripped already (sanitizeHeaders); these replace any value.
 func (p *policy) setScoreHeaders(h http.Header, s *signals) {
-	var buf [96]byte
-	h[keySignals] = []string{string(s.appendHeader(buf[:0]))}
+	// One string and one backing array for both values: two allocations.
+	var buf [128]byte
+	b := s.appendHeader(buf[:0])
+	n := len(b)
 	sc, ok := s.scorePermille()
+	if ok {
+		b = appendMilli(b, float64(sc)/1000)
+	}
+	all := string(b)
+	vs := make([]string, 2)
+	vs[0] = all[:n]
+	h[keySignals] = vs[0:1:1]
 	if !ok {
 		delete(h, keyScore)
 		return
 	}
-	h[keyScore] = []string{string(appendMilli(buf[:0], float64(sc)/1000))}
+	vs[1] = all[n:]
+	h[keyScore] = vs[1:2:2]
 	if p.scoreObs != nil {
 		p.scoreObs.Observe(float64(sc) / 1000)
 	}

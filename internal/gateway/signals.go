@@ -40,7 +40,7 @@ type signals struct {
 
 // Signal tuning: the EWMA weights are 1/n for the first samples (a plain mean) and then these.
 const (
-	gapAlpha   = 1.0 / 16 // gaps: about the last 30 gaps weigh
+	gapAlpha   = 1.0 / 32 // gaps: about the last 60 gaps weigh
 	shareAlpha = 1.0 / 32 // shares: about the last 60 events weigh
 	// minSessionGap: a gap longer than max(minSessionGap, 10 × minInterval) is a pause between
 	// sessions, not a gap: it is not counted (a driver's pauses say nothing of its rhythm, and
@@ -58,8 +58,8 @@ const (
 const (
 	// minScoreGaps and minScoreReactions: the score is formed once the driver has this many
 	// gaps counted, or this many accepts with a known reaction time.
-	minScoreGaps      = 16
-	minScoreReactions = 8
+	minScoreGaps      = 32
+	minScoreReactions = 16
 	// minShareSamples: presence and the draw share weigh in the score from this many samples.
 	minShareSamples = 16
 	minDrawSamples  = 8
@@ -83,8 +83,8 @@ var (
 const (
 	weightCV    = 0.35
 	weightFloor = 0.25
-	weightPres  = 0.15
-	weightDraws = 0.15
+	weightPres  = 0.10
+	weightDraws = 0.10
 	weightRef   = 0.10
 )
 
@@ -148,6 +148,9 @@ func (s *signals) observePoll(now, interval int64, allowed bool) {
 
 // observeRefusal counts a governed request of the driver: refused by the policy or not.
 func (s *signals) observeRefusal(refused bool) {
+	if !refused && s.refused == 0 {
+		return // the common case: nothing to decay
+	}
 	x := 0.0
 	if refused {
 		x = 1
@@ -158,12 +161,16 @@ func (s *signals) observeRefusal(refused bool) {
 }
 
 // observeReaction records an accept whose offer was first shown reaction ns earlier, under
-// minReaction.
+// minReaction. An accept sooner than minReaction (too-fast) is not a sample: the floor
+// measures who waits for it exactly; one too fast counts as a refusal.
 func (s *signals) observeReaction(reaction, minReaction int64) {
+	if reaction < minReaction {
+		return
+	}
 	s.nReact = inc8(s.nReact)
 	x := 0.0
 	if reaction < minReaction+floorMargin(minReaction) {
-		x = 1 // at the floor, or below it (too-fast)
+		x = 1
 	}
 	s.floor = ewmaShare(s.floor, x, alpha(s.nReact, shareAlpha))
 }
@@ -216,9 +223,10 @@ func (s *signals) cv() float64 {
 // score returns the driver's bot-likeness in [0,1] and whether it is formed: the weighted mean
 // of the components of the signals that have enough samples (regularity from minScoreGaps
 // gaps, floor from minScoreReactions reactions, presence from minShareSamples shown offers,
-// draws from minDrawSamples draws; refusals always), formed once regularity or floor is.
+// draws from minDrawSamples draws; refusals always), formed once regularity is, or, for a
+// driver that never polled twice within a session (an accept-only policy), once floor is.
 func (s *signals) score() (float64, bool) {
-	if s.nGaps < minScoreGaps && s.nReact < minScoreReactions {
+	if s.nGaps < minScoreGaps && (s.nGaps > 0 || s.nReact < minScoreReactions) {
 		return 0, false
 	}
 	sum, w := weightRef*rampRef.at(fromQ16(s.refused)), weightRef

@@ -42,14 +42,15 @@ func TestValidCasesParse(t *testing.T) {
 var notExpressible = map[string]string{
 	"feed minInterval with a fraction": "the API writes durations without fractions; the config holds the value, " +
 		"and 1.5s is how it writes 1500ms, which the API accepts",
-	"feed minInterval not a duration": "not a duration: Policy refuses it, no config can carry it",
-	"window not a duration":           "not a duration: Policy refuses it, no config can carry it",
-	"minReactionTime in days":         "not a Go duration: Policy refuses it, no config can carry it",
-	"feed override burst 0":           "0 is an absent burst in the config (omitempty): the override keeps the policy's burst",
-	"feed burst not an integer":       "a JSON type the Go types cannot hold",
-	"requireShown not a boolean":      "a JSON type the Go types cannot hold",
-	"unknown field in feed":           "a field the API does not know; the config has none for it (Parse refuses unknown config fields: TestParseRefuses)",
-	"unknown field in spec":           "a field the API does not know; the config has none for it (Parse refuses unknown config fields: TestParseRefuses)",
+	"feed minInterval not a duration":          "not a duration: Policy refuses it, no config can carry it",
+	"window not a duration":                    "not a duration: Policy refuses it, no config can carry it",
+	"minReactionTime in days":                  "not a Go duration: Policy refuses it, no config can carry it",
+	"feed override burst 0":                    "0 is an absent burst in the config (omitempty): the override keeps the policy's burst",
+	"feed burst not an integer":                "a JSON type the Go types cannot hold",
+	"requireShown not a boolean":               "a JSON type the Go types cannot hold",
+	"botScore refuseAbovePermille as a string": "a JSON type the Go types cannot hold",
+	"unknown field in feed":                    "a field the API does not know; the config has none for it (Parse refuses unknown config fields: TestParseRefuses)",
+	"unknown field in spec":                    "a field the API does not know; the config has none for it (Parse refuses unknown config fields: TestParseRefuses)",
 }
 
 // TestInvalidCasesRefusedByParse renders every spec the API server refuses (the invalid cases of

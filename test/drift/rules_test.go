@@ -160,6 +160,9 @@ func base(path string) *v1alpha1.OfferFeedPolicy {
 		celcases.Flex(p)
 	case strings.HasPrefix(path, "spec.accept.fairness"):
 		p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "3s", Award: v1alpha1.AwardRandom}
+	case strings.HasPrefix(path, "spec.botScore"):
+		p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "3s", Award: v1alpha1.AwardRandom}
+		p.Spec.BotScore = &v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingScore, RefuseAbovePermille: ptr.To[int32](900)}
 	case strings.HasPrefix(path, "spec.overrides[].accept"):
 		p.Spec.Overrides[0].Accept = &v1alpha1.AcceptOverride{MaxAccepts: ptr.To[int32](5)}
 	case strings.HasPrefix(path, "spec.targetSelector.matchExpressions[]"):
@@ -543,6 +546,8 @@ var jsonSchemaProperty = map[string][2]string{
 	"spec.refusal.decisions[].status":                 {"DecisionRefusal", "status"},
 	"spec.refusal.decisions[].contentType":            {"DecisionRefusal", "contentType"},
 	"spec.refusal.decisions[].body":                   {"DecisionRefusal", "body"},
+	"spec.botScore.drawWeighting":                     {"BotScore", "drawWeighting"},
+	"spec.botScore.refuseAbovePermille":               {"BotScore", "refuseAbovePermille"},
 	"spec.targetSelector.matchLabels":                 {"LabelSelector", "matchLabels"},
 	"spec.targetSelector.matchLabels{}":               {"LabelSelector", "matchLabels{}"},
 	"spec.targetSelector.matchExpressions":            {"LabelSelector", "matchExpressions"},
