@@ -52,10 +52,12 @@ const (
 	DefaultOfferInterval = 4 * time.Second
 	// FairnessWindow is the fair-draw window of the demo's runs with fair draws.
 	FairnessWindow = 3 * time.Second
-	// ScoreRunLength is how many times Duration the run "score" plays: the gateway forms a
-	// driver's bot score only after about 16 polls or 8 accepts (30–60 s), so the run plays
-	// long enough for the weighted draws to matter.
-	ScoreRunLength = 5
+	// ScoreRunLength is how many times Duration the run "score" plays, after its warm-up.
+	ScoreRunLength = 3
+	// DefaultWarmUp is how long the drivers of the run "score" play before the run counts: the
+	// gateway forms a driver's bot score only after 32 polls or 16 accepts (about two minutes
+	// for a bot at minInterval 2s).
+	DefaultWarmUp = 2 * time.Minute
 	// GatewayImage is the image the demo's manager injects (no kubelet runs it: the demo runs
 	// the gateway in process).
 	GatewayImage = "offerfeed:demo"
@@ -73,6 +75,9 @@ type Options struct {
 	// JitteredBots are the compliant bots with a jitter to look human (market.ClassJitteredBot);
 	// they play only in the run "score". Default 1.
 	JitteredBots int
+	// WarmUp is how long (before Scale) the drivers of the run "score" play, unrecorded, before
+	// the run itself, so that the gateway has formed their scores; default DefaultWarmUp.
+	WarmUp time.Duration
 	// Seed makes the market's random delays and offers deterministic. Default 1.
 	Seed uint64
 	// Scale multiplies every delay of the market and of the policy (0.1: ten times faster);
@@ -170,7 +175,7 @@ type Result struct {
 
 // Defaults returns the options that Run uses for the ones left zero.
 func Defaults() Options {
-	return Options{Duration: 16 * time.Second, Humans: 8, Bots: 2, CompliantBots: 1, JitteredBots: 1, Seed: 1,
+	return Options{Duration: 16 * time.Second, Humans: 8, Bots: 2, CompliantBots: 1, JitteredBots: 1, WarmUp: DefaultWarmUp, Seed: 1,
 		Shape: market.ShapeREST, Award: v1alpha1.AwardLeastRecentlyWon, OfferInterval: DefaultOfferInterval}
 }
 
@@ -190,6 +195,7 @@ func (o *Options) defaults() error {
 	o.Out = cmp.Or[io.Writer](o.Out, io.Discard)
 	o.Duration = cmp.Or(o.Duration, def.Duration)
 	o.OfferInterval = cmp.Or(o.OfferInterval, def.OfferInterval)
+	o.WarmUp = cmp.Or(o.WarmUp, def.WarmUp)
 	if o.Humans == 0 && o.Bots == 0 && o.CompliantBots == 0 && o.JitteredBots == 0 {
 		o.Humans, o.Bots, o.CompliantBots, o.JitteredBots = def.Humans, def.Bots, def.CompliantBots, def.JitteredBots
 	}
@@ -340,17 +346,19 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 			d.step("%d jittered bot(s) join the market: compliant, with a random jitter on polling (up to %s) and on reaction (up to %s) to look human",
 				n, tm.JitterPoll, tm.JitterReact)
 		}
-		if run.weighted {
-			d.step("the gateway scores every driver (header OfferFeed-Score to the offer service) once it has enough samples; this run plays %d times as long", ScoreRunLength)
-		}
 		title := fmt.Sprintf("Run %d: %s", i+1, run.title)
-		d.step("playing the market for %s: %s", d.opts.duration(run), title)
 		mc := d.marketConfig(title, fmt.Sprintf("demo-%d", i+1))
 		mc.CompliantBots, mc.JitteredBots = d.opts.compliantBots(run), d.opts.jitteredBots(run)
 		mc.Duration = d.opts.duration(run)
 		// Fresh identities per run: the gateway remembers drivers, and one run's accepts
 		// should not count against the next run's maxAccepts.
 		mc.DriverSuffix = fmt.Sprintf(".run%d", i+1)
+		if run.weighted {
+			if err := d.warmUp(ctx, mc); err != nil {
+				return res, err
+			}
+		}
+		d.step("playing the market for %s: %s", d.opts.duration(run), title)
 		rep, err := market.Run(ctx, mc)
 		if rep != nil {
 			res.Runs = append(res.Runs, rep)
@@ -371,6 +379,22 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		d.step("wrote the chart to %s", abs)
 	}
 	return res, nil
+}
+
+// warmUp plays the market of mc, with its drivers, for the scaled WarmUp, unrecorded: the
+// gateway forms the drivers' bot scores meanwhile. Their accepts count against their
+// maxAccepts in the run that follows.
+func (d *demo) warmUp(ctx context.Context, mc market.Config) error {
+	warm := mc
+	warm.Title, warm.RunID = "warm-up", mc.RunID+"-warm-up"
+	warm.Duration = d.opts.WarmUp
+	if d.opts.Scale > 0 {
+		warm.Duration = time.Duration(float64(warm.Duration) * d.opts.Scale)
+	}
+	d.step("warming up for %s: the same drivers play unrecorded until the gateway has formed their bot scores (after 32 polls or 16 accepts); it sends each score to the offer service (header OfferFeed-Score)",
+		warm.Duration)
+	_, err := market.Run(ctx, warm)
+	return err
 }
 
 func (d *demo) step(format string, args ...any) {

@@ -45,8 +45,9 @@ func TestDemo(t *testing.T) {
 			t.Errorf("%s: jittered bots played; they join in the fifth run", r.Title)
 		}
 	}
-	// The score-weighted run plays ScoreRunLength times as long: long enough for the scores
-	// of the bots, which poll at every minInterval and accept every offer, to form.
+	// The score-weighted run plays ScoreRunLength times as long, after a warm-up long enough
+	// for the scores of the bots, which poll at every minInterval and accept every offer, to
+	// form.
 	if score.Duration < ScoreRunLength*6*time.Second {
 		t.Errorf("the score run played %s", score.Duration)
 	}
@@ -54,6 +55,10 @@ func TestDemo(t *testing.T) {
 		if cr := score.Class(c); cr == nil || cr.Scores.Scored == 0 {
 			t.Errorf("score run: the offer service received no score for %s: %+v", c, cr)
 		}
+	}
+	// The warm-up made the compliant bot known: every request of the run carries its score.
+	if cr := score.Class(market.ClassCompliantBot); cr != nil && cr.Scores.Unscored != 0 {
+		t.Errorf("score run: %d of the compliant bot's requests carried no score after the warm-up", cr.Scores.Unscored)
 	}
 	for _, r := range res.Runs[:4] {
 		for _, c := range r.Classes {
@@ -93,7 +98,7 @@ func TestDemo(t *testing.T) {
 	}
 	for _, want := range []string{"Run 1: policy in DryRun", "Run 2: policy in Enforce", "Run 3: policy in Enforce, a compliant bot joins",
 		"a compliant bot joins the market", "Run 4: policy in Enforce with fair draws", "gateway enforces policy standard in Enforce",
-		"Run 5: policy in Enforce with score-weighted fair draws", "jittered bot(s) join the market", "Bot score (OfferFeed-Score",
+		"Run 5: policy in Enforce with score-weighted fair draws", "jittered bot(s) join the market", "warming up for 30s", "Bot score (OfferFeed-Score",
 		"Offers won by class"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)
