@@ -24,6 +24,10 @@ const (
 	// HeaderFlag is the request header that tells the offer service, in DryRun, what the
 	// gateway would have decided.
 	HeaderFlag = gateway.HeaderFlag
+	// HeaderScore is the request header with a driver's bot-likeness score (three decimals),
+	// once formed; HeaderSignals the one with its signals (docs/gateway.md, Bot-likeness score).
+	HeaderScore   = gateway.HeaderScore
+	HeaderSignals = gateway.HeaderSignals
 
 	// DecisionFeedThrottled: a poll sooner than minInterval (beyond burst); 429.
 	DecisionFeedThrottled = string(gatewayconfig.DecisionFeedThrottled)
@@ -46,6 +50,9 @@ const (
 	DecisionLostDraw = string(gatewayconfig.DecisionLostDraw)
 	// DecisionDuplicateAccept: a second accept of a driver already in the offer's open draw; 409.
 	DecisionDuplicateAccept = string(gatewayconfig.DecisionDuplicateAccept)
+	// DecisionBotLike: an accept of a driver whose bot-likeness score is above the policy's
+	// botScore.refuseAbovePermille; 403.
+	DecisionBotLike = string(gatewayconfig.DecisionBotLike)
 )
 
 // GatewayOption configures NewGateway.

@@ -119,7 +119,7 @@ type OfferFeedPolicySpec struct {
 	// headers OfferFeed-Score and OfferFeed-Signals. Tune it in DryRun first.
 	//
 	// +optional
-	BotScore *BotScore `json:"botScore,omitempty"`
+	BotScore BotScore `json:"botScore,omitzero"`
 }
 
 // DrawWeighting is how fair draws use the candidates' bot-likeness scores: None or Score. It
@@ -135,15 +135,14 @@ const (
 
 // BotScore says how the gateway uses the drivers' bot-likeness scores (docs/gateway.md,
 // "Bot-likeness score").
-//
-// +kubebuilder:validation:XValidation:rule="has(self.drawWeighting) || has(self.refuseAbovePermille)",message="botScore must set drawWeighting or refuseAbovePermille"
 type BotScore struct {
-	// drawWeighting is None (the default, when unset) or Score: under accept.fairness.award Random each
+	// drawWeighting is None or Score: under accept.fairness.award Random each
 	// candidate's chance is weighed by 1 − its score (1 for a driver without a score yet);
 	// under LeastRecentlyWon candidates whose score is 0.5 or more go after the others, in
 	// bands of 0.1. Needs accept.fairness.
 	//
-	// +optional
+	// +required
+	// +kubebuilder:validation:MinLength=1
 	DrawWeighting gatewayconfig.DrawWeighting `json:"drawWeighting,omitempty"`
 
 	// refuseAbovePermille refuses, with 403 and decision bot-like, the accepts of drivers
@@ -155,7 +154,7 @@ type BotScore struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=300
 	// +kubebuilder:validation:Maximum=999
-	RefuseAbovePermille *int32 `json:"refuseAbovePermille,omitempty"`
+	RefuseAbovePermille int32 `json:"refuseAbovePermille,omitempty"`
 }
 
 // ClientIdentity names the request header that identifies a driver.

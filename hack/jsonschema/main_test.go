@@ -225,9 +225,16 @@ func TestSchemaAgreesWithParse(t *testing.T) {
 		{"refusal for decision bot-like", func(m map[string]any) {
 			p0(m)["refusal"] = map[string]any{"decisions": []any{map[string]any{"decision": "bot-like", "status": 429}}}
 		}, true},
-		{"botScore refusing above 0.9", func(m map[string]any) { p0(m)["botScore"] = map[string]any{"refuseAbovePermille": 900} }, true},
-		{"botScore refusing above 1.0", func(m map[string]any) { p0(m)["botScore"] = map[string]any{"refuseAbovePermille": 1000} }, false},
-		{"botScore refusing above 0.2", func(m map[string]any) { p0(m)["botScore"] = map[string]any{"refuseAbovePermille": 200} }, false},
+		{"botScore refusing above 0.9", func(m map[string]any) {
+			p0(m)["botScore"] = map[string]any{"drawWeighting": "None", "refuseAbovePermille": 900}
+		}, true},
+		{"botScore without drawWeighting", func(m map[string]any) { p0(m)["botScore"] = map[string]any{"refuseAbovePermille": 900} }, false},
+		{"botScore refusing above 1.0", func(m map[string]any) {
+			p0(m)["botScore"] = map[string]any{"drawWeighting": "None", "refuseAbovePermille": 1000}
+		}, false},
+		{"botScore refusing above 0.2", func(m map[string]any) {
+			p0(m)["botScore"] = map[string]any{"drawWeighting": "None", "refuseAbovePermille": 200}
+		}, false},
 		{"botScore drawWeighting Inverse", func(m map[string]any) { p0(m)["botScore"] = map[string]any{"drawWeighting": "Inverse"} }, false},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {

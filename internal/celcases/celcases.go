@@ -236,14 +236,14 @@ func Invalid() []Case {
 func invalidBotScore() []Case {
 	return []Case{
 		{
-			Desc:       "botScore empty",
-			Mutate:     func(p *v1alpha1.OfferFeedPolicy) { p.Spec.BotScore = &v1alpha1.BotScore{} },
-			WantErrors: []string{"spec.botScore", "botScore must set drawWeighting or refuseAbovePermille"},
+			Desc:         "botScore without drawWeighting",
+			MutateObject: set(map[string]any{"refuseAbovePermille": int64(900)}, "spec", "botScore"),
+			WantErrors:   []string{"spec.botScore.drawWeighting", requiredValue},
 		},
 		{
 			Desc: "botScore drawWeighting Score without fairness",
 			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
-				p.Spec.BotScore = &v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingScore}
+				p.Spec.BotScore = v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingScore}
 			},
 			WantErrors: []string{"botScore.drawWeighting Score needs accept.fairness: it weighs the candidates of fair draws"},
 		},
@@ -251,21 +251,21 @@ func invalidBotScore() []Case {
 			Desc: "botScore drawWeighting unknown",
 			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
 				p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "3s"}
-				p.Spec.BotScore = &v1alpha1.BotScore{DrawWeighting: "Inverse"}
+				p.Spec.BotScore = v1alpha1.BotScore{DrawWeighting: "Inverse"}
 			},
 			WantErrors: []string{"spec.botScore.drawWeighting", `supported values: "None", "Score"`},
 		},
 		{
 			Desc: "botScore refuseAbovePermille below 300",
 			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
-				p.Spec.BotScore = &v1alpha1.BotScore{RefuseAbovePermille: ptr.To[int32](299)}
+				p.Spec.BotScore = v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingNone, RefuseAbovePermille: 299}
 			},
 			WantErrors: []string{"spec.botScore.refuseAbovePermille", "should be greater than or equal to 300"},
 		},
 		{
 			Desc: "botScore refuseAbovePermille of 1000",
 			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
-				p.Spec.BotScore = &v1alpha1.BotScore{RefuseAbovePermille: ptr.To[int32](1000)}
+				p.Spec.BotScore = v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingNone, RefuseAbovePermille: 1000}
 			},
 			WantErrors: []string{"spec.botScore.refuseAbovePermille", "should be less than or equal to 999"},
 		},
@@ -273,14 +273,14 @@ func invalidBotScore() []Case {
 			Desc: "botScore refuseAbovePermille without accept",
 			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
 				FeedOnly(p)
-				p.Spec.BotScore = &v1alpha1.BotScore{RefuseAbovePermille: ptr.To[int32](900)}
+				p.Spec.BotScore = v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingNone, RefuseAbovePermille: 900}
 			},
 			WantErrors: []string{"botScore.refuseAbovePermille needs accept: it refuses accepts"},
 		},
 		{
 			Desc: "botScore refuseAbovePermille as a string",
 			Mutate: func(p *v1alpha1.OfferFeedPolicy) {
-				p.Spec.BotScore = &v1alpha1.BotScore{RefuseAbovePermille: ptr.To[int32](900)}
+				p.Spec.BotScore = v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingNone, RefuseAbovePermille: 900}
 			},
 			MutateObject: set("0.9", "spec", "botScore", "refuseAbovePermille"),
 			WantErrors:   []string{"spec.botScore.refuseAbovePermille", "must be of type integer"},
@@ -1145,15 +1145,15 @@ func Valid() []Case {
 		}},
 		{Desc: "botScore: score-weighted fair draws, bot-like refused above 0.9, its own refusal shape", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
 			p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "3s"}
-			p.Spec.BotScore = &v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingScore, RefuseAbovePermille: ptr.To[int32](900)}
+			p.Spec.BotScore = v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingScore, RefuseAbovePermille: 900}
 			p.Spec.Refusal = &v1alpha1.Refusal{Decisions: []v1alpha1.DecisionRefusal{{Decision: "bot-like", Status: ptr.To[int32](429)}}}
 		}},
 		{Desc: "botScore bounds: refuseAbovePermille 300 and 999, drawWeighting None without fairness", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
-			p.Spec.BotScore = &v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingNone, RefuseAbovePermille: ptr.To[int32](300)}
+			p.Spec.BotScore = v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingNone, RefuseAbovePermille: 300}
 			p.Spec.Overrides = nil
 		}},
-		{Desc: "botScore refuseAbovePermille 999 alone", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
-			p.Spec.BotScore = &v1alpha1.BotScore{RefuseAbovePermille: ptr.To[int32](999)}
+		{Desc: "botScore refuseAbovePermille 999 with drawWeighting None", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
+			p.Spec.BotScore = v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingNone, RefuseAbovePermille: 999}
 		}},
 		{Desc: "refusal bounds: status 400 and 599, body of 4096 bytes", Mutate: func(p *v1alpha1.OfferFeedPolicy) {
 			p.Spec.Refusal = &v1alpha1.Refusal{Status: ptr.To[int32](599), ContentType: "text/plain", Body: strings.Repeat("x", 4096),

@@ -159,9 +159,9 @@ func (r runSpec) apply(p *v1alpha1.OfferFeedPolicy, scale float64, award v1alpha
 		p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: v1alpha1.Duration(fmt.Sprintf("%dms", fairnessWindow(scale)/time.Millisecond)),
 			Award: award}
 	}
-	p.Spec.BotScore = nil
+	p.Spec.BotScore = v1alpha1.BotScore{}
 	if r.weighted {
-		p.Spec.BotScore = &v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingScore}
+		p.Spec.BotScore = v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingScore}
 	}
 }
 

@@ -258,8 +258,8 @@ func Policy(p *v1alpha1.OfferFeedPolicy) (gatewayconfig.Policy, error) {
 			errs = append(errs, "spec."+strings.ReplaceAll(err.Error(), "\n", "; spec."))
 		}
 	}
-	if b := s.BotScore; b != nil {
-		out.BotScore = &gatewayconfig.BotScore{DrawWeighting: b.DrawWeighting, RefuseAbovePermille: deref(b.RefuseAbovePermille)}
+	if b := s.BotScore; b != (v1alpha1.BotScore{}) {
+		out.BotScore = &gatewayconfig.BotScore{DrawWeighting: b.DrawWeighting, RefuseAbovePermille: b.RefuseAbovePermille}
 	}
 	if len(errs) > 0 {
 		return gatewayconfig.Policy{}, fmt.Errorf("%s", strings.Join(errs, "; "))

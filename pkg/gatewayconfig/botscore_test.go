@@ -30,14 +30,15 @@ func TestBotScoreChecks(t *testing.T) {
 	}{
 		{"no botScore", base(nil, false, false), ""},
 		{"Score with fairness", base(&BotScore{DrawWeighting: DrawWeightingScore}, true, true), ""},
-		{"refuse above 0.3 and 0.999", base(&BotScore{RefuseAbovePermille: MinRefuseAbovePermille}, false, true), ""},
+		{"None alone", base(&BotScore{DrawWeighting: DrawWeightingNone}, false, false), ""},
+		{"refuse above 0.3", base(&BotScore{DrawWeighting: DrawWeightingNone, RefuseAbovePermille: MinRefuseAbovePermille}, false, true), ""},
 		{"None and a threshold", base(&BotScore{DrawWeighting: DrawWeightingNone, RefuseAbovePermille: MaxRefuseAbovePermille}, false, true), ""},
-		{"empty", base(&BotScore{}, true, true), "botScore: botScore must set drawWeighting or refuseAbovePermille"},
+		{"no drawWeighting", base(&BotScore{RefuseAbovePermille: 900}, true, true), `botScore.drawWeighting: "" is not None or Score`},
 		{"Score without fairness", base(&BotScore{DrawWeighting: DrawWeightingScore}, false, true), "botScore.drawWeighting: Score needs accept.fairness"},
 		{"unknown weighting", base(&BotScore{DrawWeighting: "Inverse"}, true, true), `botScore.drawWeighting: "Inverse" is not None or Score`},
-		{"threshold 1000", base(&BotScore{RefuseAbovePermille: 1000}, false, true), "botScore.refuseAbovePermille: 1000 is not between 300 and 999"},
-		{"threshold 299", base(&BotScore{RefuseAbovePermille: 299}, false, true), "botScore.refuseAbovePermille: 299 is not between"},
-		{"threshold without accept", base(&BotScore{RefuseAbovePermille: 900}, false, false), "botScore.refuseAbovePermille: needs accept"},
+		{"threshold 1000", base(&BotScore{DrawWeighting: DrawWeightingNone, RefuseAbovePermille: 1000}, false, true), "botScore.refuseAbovePermille: 1000 is not between 300 and 999"},
+		{"threshold 299", base(&BotScore{DrawWeighting: DrawWeightingNone, RefuseAbovePermille: 299}, false, true), "botScore.refuseAbovePermille: 299 is not between"},
+		{"threshold without accept", base(&BotScore{DrawWeighting: DrawWeightingNone, RefuseAbovePermille: 900}, false, false), "botScore.refuseAbovePermille: needs accept"},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			err := ValidatePolicy(tc.p)

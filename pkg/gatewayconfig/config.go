@@ -85,9 +85,8 @@ type Policy struct {
 
 // BotScore says how the gateway uses the drivers' bot-likeness scores.
 type BotScore struct {
-	// DrawWeighting is None or Score (fair draws weigh candidates by 1 − score); absent is
-	// None.
-	DrawWeighting DrawWeighting `json:"drawWeighting,omitempty"`
+	// DrawWeighting is None or Score (fair draws weigh candidates by 1 − score).
+	DrawWeighting DrawWeighting `json:"drawWeighting"`
 	// RefuseAbovePermille refuses (flags, in DryRun) with bot-like the accepts of drivers
 	// whose score is above this many thousandths; 0: none are.
 	RefuseAbovePermille int32 `json:"refuseAbovePermille,omitempty"`

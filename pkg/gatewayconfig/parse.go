@@ -166,10 +166,7 @@ func checkBotScore(add problemFunc, p *Policy) {
 	if b == nil {
 		return
 	}
-	if b.DrawWeighting == "" && b.RefuseAbovePermille == 0 {
-		add("botScore", "botScore must set drawWeighting or refuseAbovePermille")
-	}
-	if b.DrawWeighting != "" && !slices.Contains(DrawWeightings(), string(b.DrawWeighting)) {
+	if !slices.Contains(DrawWeightings(), string(b.DrawWeighting)) {
 		add("botScore.drawWeighting", "%q is not %s", b.DrawWeighting, strings.Join(DrawWeightings(), " or "))
 	}
 	if b.DrawWeighting == DrawWeightingScore && (p.Accept == nil || p.Accept.Fairness == nil) {

@@ -162,7 +162,7 @@ func base(path string) *v1alpha1.OfferFeedPolicy {
 		p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "3s", Award: v1alpha1.AwardRandom}
 	case strings.HasPrefix(path, "spec.botScore"):
 		p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: "3s", Award: v1alpha1.AwardRandom}
-		p.Spec.BotScore = &v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingScore, RefuseAbovePermille: ptr.To[int32](900)}
+		p.Spec.BotScore = v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingScore, RefuseAbovePermille: 900}
 	case strings.HasPrefix(path, "spec.overrides[].accept"):
 		p.Spec.Overrides[0].Accept = &v1alpha1.AcceptOverride{MaxAccepts: ptr.To[int32](5)}
 	case strings.HasPrefix(path, "spec.targetSelector.matchExpressions[]"):
