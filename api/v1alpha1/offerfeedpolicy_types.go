@@ -142,7 +142,6 @@ type BotScore struct {
 	// bands of 0.1. Needs accept.fairness.
 	//
 	// +required
-	// +kubebuilder:validation:MinLength=1
 	DrawWeighting gatewayconfig.DrawWeighting `json:"drawWeighting,omitempty"`
 
 	// refuseAbovePermille refuses, with 403 and decision bot-like, the accepts of drivers

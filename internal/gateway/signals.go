@@ -121,7 +121,9 @@ func sessionGap(interval int64) int64 { return max(minSessionGap, 10*interval) }
 
 // observePoll records a poll at now that the pacer allowed (allowed) or refused. Only gaps
 // between allowed polls count for regularity: a refused poll fetches nothing, so a bot gains no
-// irregularity by sending polls it knows are refused; they count as refusals.
+// irregularity by sending polls it knows are refused; they count as refusals. Nor does a gap
+// shorter than interval (a poll of the burst): with burst ≥ 2 a scheduler could otherwise
+// alternate back-to-back polls with long gaps and look irregular.
 func (s *signals) observePoll(now, interval int64, allowed bool) {
 	s.observeRefusal(!allowed)
 	if !allowed {
@@ -133,7 +135,7 @@ func (s *signals) observePoll(now, interval int64, allowed bool) {
 		return
 	}
 	gap := now - last
-	if gap > sessionGap(interval) {
+	if gap < interval || gap > sessionGap(interval) {
 		return
 	}
 	s.nGaps = inc8(s.nGaps)

@@ -28,10 +28,11 @@ func TestSignalRegularity(t *testing.T) {
 		{desc: "a pause longer than the session gap is not a gap", gaps: append(repeat(2*sec, 10), 10*60*sec, 2*sec, 2*sec), interval: 2 * sec, wantN: 12, lo: 0, hi: 0.001},
 		{desc: "with a long interval, the session gap is ten intervals", gaps: repeat(9*60*sec, 5), interval: 60 * sec, wantN: 5, lo: 0, hi: 0.001},
 		{desc: "one gap: no cv yet", gaps: []int64{3 * sec}, interval: 2 * sec, wantN: 1, lo: 0, hi: 0},
+		{desc: "burst polls are no gaps: back to back, then 4s, as a scheduler with burst 2", gaps: alternate(10*ms, 3990*ms, 40), interval: 2 * sec, wantN: 20, lo: 0, hi: 0.001},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			var s signals
-			now := int64(sec) // the fake clock
+			now := sec // the fake clock
 			s.observePoll(now, tc.interval, true)
 			for _, g := range tc.gaps {
 				for i := 0; i < tc.refused; i++ {
@@ -137,7 +138,7 @@ func TestSignalPresence(t *testing.T) {
 // TestScoreFormation: no score before enough samples; the weighted mean of what is known.
 func TestScoreFormation(t *testing.T) {
 	var s signals
-	now := int64(sec)
+	now := sec
 	for i := 0; i < minScoreGaps; i++ {
 		s.observePoll(now, 2*sec, true)
 		if _, ok := s.score(); ok {
@@ -173,7 +174,7 @@ func TestSignalsHeader(t *testing.T) {
 	if got := string(s.appendHeader(nil)); got != "ref=0.000;n=0;na=0" {
 		t.Errorf("empty: %q", got)
 	}
-	now := int64(sec)
+	now := sec
 	for i := 0; i < 41; i++ {
 		s.observePoll(now, 2*sec, true)
 		now += 2 * sec
@@ -244,7 +245,7 @@ func simulate(m model, seed uint64, polls int, threshold float64) (maxScore floa
 	var e entry
 	l := &limits{interval: simInterval, minReaction: simReaction}
 	var opened uint32
-	now := int64(sec)
+	now := sec
 	poll := func() bool {
 		v := decideFeed(&e, l, now)
 		e.sig.observePoll(now, l.interval, v.decision == Allowed)
@@ -360,7 +361,7 @@ func alternate(a, b int64, n int) []int64 {
 // formed ones.
 func TestBotLikeThreshold(t *testing.T) {
 	var s signals
-	now := int64(sec)
+	now := sec
 	for i := 0; i <= minScoreGaps; i++ {
 		s.observePoll(now, 2*sec, true)
 		now += 2 * sec
@@ -390,7 +391,7 @@ func TestBotLikeThreshold(t *testing.T) {
 func BenchmarkSignals(b *testing.B) {
 	b.Run("observePoll", func(b *testing.B) {
 		var s signals
-		now := int64(sec)
+		now := sec
 		for b.Loop() {
 			now += 2*sec + now%7*ms
 			s.observePoll(now, 2*sec, true)
@@ -398,7 +399,7 @@ func BenchmarkSignals(b *testing.B) {
 	})
 	b.Run("headers", func(b *testing.B) {
 		var s signals
-		now := int64(sec)
+		now := sec
 		for i := 0; i < 64; i++ {
 			now += 2*sec + int64(i%7)*ms
 			s.observePoll(now, 2*sec, true)
