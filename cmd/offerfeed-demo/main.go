@@ -1,6 +1,6 @@
 // Command offerfeed-demo plays a simulated offer market of people and bots through offerfeed, on
 // a control plane it starts (package internal/demo): the manager renders a policy, the webhook
-// injects the gateway, and four runs show who wins the offers. `make demo` builds and runs it.
+// injects the gateway, and five runs show who wins the offers. `make demo` builds and runs it.
 //
 // It is a binary of its own so that offerfeed, the production binary, links neither envtest
 // nor the market simulator.
@@ -84,10 +84,12 @@ rendered, once per run (--runs). Ctrl-C stops everything it started.`,
 	fs := cmd.Flags()
 	fs.SetNormalizeFunc(flagcompat.Aliases(map[string]string{"v": "verbose"}))
 	fs.DurationVar(&o.Duration, "duration", def.Duration, "how long each market run plays")
-	fs.IntVar(&o.Humans, "humans", def.Humans, "human drivers: poll every 3-6 s, react in 1-3 s")
+	fs.IntVar(&o.Humans, "humans", def.Humans, "human drivers: poll every 2 s or more (4.5 s median, log-normal), react in 1 s or more (1.8 s median, long tail), pause between sessions")
 	fs.IntVar(&o.Bots, "bots", def.Bots, "bots: poll every 100 ms, accept within 50 ms, ignore Retry-After")
 	fs.IntVar(&o.CompliantBots, "compliant-bots", def.CompliantBots, "bots that obey every limit of the policy exactly; they play in the runs compliant and fair")
-	fs.StringVar(&o.runs, "runs", "", "the market runs to play, in order: dryrun, enforce (people and raw bots), compliant (Enforce, compliant bots join), fair (Enforce with fair draws, compliant bots play); default "+strings.Join(demo.RunNames, ",")+", or "+strings.Join(demo.ReplicaRunNames, ",")+" with --replicas above 1")
+	fs.IntVar(&o.JitteredBots, "jittered-bots", def.JitteredBots, "compliant bots with a random jitter on polling and reaction to look human; they play in the run score")
+	fs.DurationVar(&o.WarmUp, "warm-up", def.WarmUp, "how long the drivers of the run score play, unrecorded, before it, for the gateway to form their bot scores")
+	fs.StringVar(&o.runs, "runs", "", "the market runs to play, in order: dryrun, enforce (people and raw bots), compliant (Enforce, compliant bots join), fair (Enforce with fair draws, compliant bots play), score (Enforce with score-weighted fair draws, a jittered bot joins); default "+strings.Join(demo.RunNames, ",")+", or "+strings.Join(demo.ReplicaRunNames, ",")+" with --replicas above 1")
 	fs.Uint64Var(&o.Seed, "seed", def.Seed, "seed of the market's random delays and offers")
 	fs.StringVar(&o.shape, "shape", string(def.Shape), "offer API shape: rest (GET /offers) or flex (POST /GetOffersForProviderPost)")
 	fs.StringVar(&o.award, "award", string(def.Award), "award rule of the fair draws: Random or LeastRecentlyWon")

@@ -16,7 +16,7 @@ import (
 func TestFlags(t *testing.T) {
 	o := &options{}
 	cmd := newCommand(o)
-	args := []string{"--duration", "30s", "-humans=20", "--bots", "5", "--compliant-bots", "2", "--seed", "9", "--shape", "flex",
+	args := []string{"--duration", "30s", "-humans=20", "--bots", "5", "--compliant-bots", "2", "--jittered-bots", "3", "--warm-up", "90s", "--seed", "9", "--shape", "flex",
 		"--runs", "enforce,fair", "--award", "Random", "-offer-interval", "2s", "--report", "", "--v", "--replicas", "3",
 		"--redis-server", "/opt/redis-server"}
 	if err := cmd.ParseFlags(flagcompat.GoStyleArgs(cmd.Flags(), args)); err != nil {
@@ -26,7 +26,7 @@ func TestFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := o.Options
-	if d.Duration != 30*time.Second || d.Humans != 20 || d.Bots != 5 || d.CompliantBots != 2 || d.Seed != 9 ||
+	if d.Duration != 30*time.Second || d.Humans != 20 || d.Bots != 5 || d.CompliantBots != 2 || d.JitteredBots != 3 || d.WarmUp != 90*time.Second || d.Seed != 9 ||
 		d.Shape != market.ShapeFlex || !slices.Equal(d.Runs, []string{"enforce", "fair"}) || d.Award != v1alpha1.AwardRandom ||
 		d.OfferInterval != 2*time.Second || d.ReportFile != "" || !o.verbose || d.Out == nil || d.Logger.GetSink() == nil ||
 		d.Replicas != 3 || d.RedisServer != "/opt/redis-server" {

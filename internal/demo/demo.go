@@ -52,8 +52,14 @@ const (
 	// DefaultOfferInterval is the time between two offers: offers are scarce, as they are
 	// where bots pay off (eight people together accept about one offer every second or two).
 	DefaultOfferInterval = 4 * time.Second
-	// FairnessWindow is the fair-draw window of the demo's last run.
+	// FairnessWindow is the fair-draw window of the demo's runs with fair draws.
 	FairnessWindow = 3 * time.Second
+	// ScoreRunLength is how many times Duration the run "score" plays, after its warm-up.
+	ScoreRunLength = 3
+	// DefaultWarmUp is how long the drivers of the run "score" play before the run counts: the
+	// gateway forms a driver's bot score only after 32 polls or 16 accepts (about two minutes
+	// for a bot at minInterval 2s).
+	DefaultWarmUp = 2 * time.Minute
 	// GatewayImage is the image the demo's manager injects (no kubelet runs it: the demo runs
 	// the gateway in process).
 	GatewayImage = "offerfeed:demo"
@@ -66,8 +72,14 @@ type Options struct {
 	// Duration is how long each market run plays (wall clock). Default 16s.
 	Duration time.Duration
 	// Humans, Bots and CompliantBots are the drivers of each class. Defaults 8, 2, 1. The
-	// compliant bots play only in the runs "compliant" and "fair".
+	// compliant bots play only in the runs "compliant", "fair" and "score".
 	Humans, Bots, CompliantBots int
+	// JitteredBots are the compliant bots with a jitter to look human (market.ClassJitteredBot);
+	// they play only in the run "score". Default 1.
+	JitteredBots int
+	// WarmUp is how long (before Scale) the drivers of the run "score" play, unrecorded, before
+	// the run itself, so that the gateway has formed their scores; default DefaultWarmUp.
+	WarmUp time.Duration
 	// Seed makes the market's random delays and offers deterministic. Default 1.
 	Seed uint64
 	// Scale multiplies every delay of the market and of the policy (0.1: ten times faster);
@@ -98,35 +110,46 @@ type Options struct {
 	runs []runSpec
 }
 
-// runSpec is one market run: the policy's mode, whether it holds fair draws, and whether the
-// compliant bots play.
+// runSpec is one market run: the policy's mode, whether it holds fair draws and weighs them
+// by the drivers' bot scores, and whether the compliant (and jittered) bots play.
 type runSpec struct {
 	name, title string
 	mode        v1alpha1.PolicyMode
 	fair        bool
+	weighted    bool
 	compliant   bool
 	// replicated runs play through several gateways; shared ones with state shared on Redis
 	// (a gateway option for now: sharedStateOption).
 	replicated, shared bool
+	jittered           bool
 }
 
 // RunNames are the runs the demo can play, in their default order: people against raw bots
 // with the policy in DryRun, then enforced; then the compliant bots join, first come first
-// served, then with fair draws.
-var RunNames = []string{"dryrun", "enforce", "compliant", "fair"}
+// served, then with fair draws; last a jittered bot joins too and the draws are weighted by
+// the drivers' bot scores.
+var RunNames = []string{"dryrun", "enforce", "compliant", "fair", "score"}
 
 var runSpecs = map[string]runSpec{
 	"dryrun":    {name: "dryrun", title: "policy in DryRun", mode: v1alpha1.ModeDryRun},
 	"enforce":   {name: "enforce", title: "policy in Enforce", mode: v1alpha1.ModeEnforce},
 	"compliant": {name: "compliant", title: "policy in Enforce, a compliant bot joins", mode: v1alpha1.ModeEnforce, compliant: true},
 	"fair":      {name: "fair", title: "policy in Enforce with fair draws", mode: v1alpha1.ModeEnforce, fair: true, compliant: true},
+	"score": {name: "score", title: "policy in Enforce with score-weighted fair draws, a jittered bot joins", mode: v1alpha1.ModeEnforce,
+		fair: true, weighted: true, compliant: true, jittered: true},
 }
 
 // samePolicy reports whether r and o play under the same policy.
-func (r runSpec) samePolicy(o runSpec) bool { return r.mode == o.mode && r.fair == o.fair }
+func (r runSpec) samePolicy(o runSpec) bool {
+	return r.mode == o.mode && r.fair == o.fair && r.weighted == o.weighted
+}
 
 // describe says how the run's policy differs, as the step lines show it.
 func (r runSpec) describe(scale float64, award v1alpha1.FairnessAward) string {
+	if r.weighted {
+		return fmt.Sprintf("mode %s with fair draws (window %s, award %s) weighted by bot score (botScore.drawWeighting %s)",
+			r.mode, fairnessWindow(scale), award, v1alpha1.DrawWeightingScore)
+	}
 	if r.fair {
 		return fmt.Sprintf("mode %s with fair draws (window %s, award %s)", r.mode, fairnessWindow(scale), award)
 	}
@@ -150,6 +173,10 @@ func (r runSpec) apply(p *v1alpha1.OfferFeedPolicy, scale float64, award v1alpha
 		p.Spec.Accept.Fairness = &v1alpha1.Fairness{Window: v1alpha1.Duration(fmt.Sprintf("%dms", fairnessWindow(scale)/time.Millisecond)),
 			Award: award}
 	}
+	p.Spec.BotScore = v1alpha1.BotScore{}
+	if r.weighted {
+		p.Spec.BotScore = v1alpha1.BotScore{DrawWeighting: v1alpha1.DrawWeightingScore}
+	}
 }
 
 // Result is what the demo measured.
@@ -166,7 +193,7 @@ type Result struct {
 
 // Defaults returns the options that Run uses for the ones left zero.
 func Defaults() Options {
-	return Options{Duration: 16 * time.Second, Humans: 8, Bots: 2, CompliantBots: 1, Seed: 1,
+	return Options{Duration: 16 * time.Second, Humans: 8, Bots: 2, CompliantBots: 1, JitteredBots: 1, WarmUp: DefaultWarmUp, Seed: 1,
 		Shape: market.ShapeREST, Award: v1alpha1.AwardLeastRecentlyWon, OfferInterval: DefaultOfferInterval}
 }
 
@@ -203,12 +230,13 @@ func (o *Options) defaults() error {
 	o.Out = cmp.Or[io.Writer](o.Out, io.Discard)
 	o.Duration = cmp.Or(o.Duration, def.Duration)
 	o.OfferInterval = cmp.Or(o.OfferInterval, def.OfferInterval)
-	if o.Humans == 0 && o.Bots == 0 && o.CompliantBots == 0 {
-		o.Humans, o.Bots, o.CompliantBots = def.Humans, def.Bots, def.CompliantBots
+	o.WarmUp = cmp.Or(o.WarmUp, def.WarmUp)
+	if o.Humans == 0 && o.Bots == 0 && o.CompliantBots == 0 && o.JitteredBots == 0 {
+		o.Humans, o.Bots, o.CompliantBots, o.JitteredBots = def.Humans, def.Bots, def.CompliantBots, def.JitteredBots
 	}
 	for _, r := range o.runs {
-		if o.Humans+o.Bots+o.compliantBots(r) == 0 {
-			return fmt.Errorf("run %q would have no drivers: compliant bots play only in the runs compliant and fair", r.name)
+		if o.Humans+o.Bots+o.compliantBots(r)+o.jitteredBots(r) == 0 {
+			return fmt.Errorf("run %q would have no drivers: compliant bots play only in the runs compliant, fair and score, jittered bots only in score", r.name)
 		}
 	}
 	o.Seed = cmp.Or(o.Seed, def.Seed)
@@ -226,6 +254,22 @@ func (o *Options) compliantBots(r runSpec) int {
 		return 0
 	}
 	return o.CompliantBots
+}
+
+// jitteredBots returns how many jittered bots play in run r.
+func (o *Options) jitteredBots(r runSpec) int {
+	if !r.jittered {
+		return 0
+	}
+	return o.JitteredBots
+}
+
+// duration returns how long run r plays.
+func (o *Options) duration(r runSpec) time.Duration {
+	if r.weighted {
+		return ScoreRunLength * o.Duration
+	}
+	return o.Duration
 }
 
 // demo holds the running parts.
@@ -359,16 +403,27 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 				d.step("%d compliant bots join the market: they poll exactly every minInterval and accept right after minReactionTime%s", n, copies)
 			}
 		}
+		if n := d.opts.jitteredBots(run); n > 0 && (i == 0 || !d.opts.runs[i-1].jittered) {
+			tm := market.DefaultTiming().Scaled(d.opts.Scale)
+			d.step("%d jittered bot(s) join the market: compliant, with a random jitter on polling (up to %s) and on reaction (up to %s) to look human",
+				n, tm.JitterPoll, tm.JitterReact)
+		}
 		title := fmt.Sprintf("Run %d: %s", i+1, run.title)
-		d.step("playing the market for %s: %s", d.opts.Duration, title)
 		mc := d.marketConfig(title, fmt.Sprintf("demo-%d", i+1))
-		mc.CompliantBots = d.opts.compliantBots(run)
+		mc.CompliantBots, mc.JitteredBots = d.opts.compliantBots(run), d.opts.jitteredBots(run)
+		mc.Duration = d.opts.duration(run)
 		if run.replicated {
 			mc.CompliantAcceptCopies = d.opts.Replicas
 		}
 		// Fresh identities per run: the gateway remembers drivers, and one run's accepts
 		// should not count against the next run's maxAccepts.
 		mc.DriverSuffix = fmt.Sprintf(".run%d", i+1)
+		if run.weighted {
+			if err := d.warmUp(ctx, mc); err != nil {
+				return res, err
+			}
+		}
+		d.step("playing the market for %s: %s", d.opts.duration(run), title)
 		rep, err := market.Run(ctx, mc)
 		if rep != nil {
 			res.Runs = append(res.Runs, rep)
@@ -400,6 +455,22 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		d.step("wrote the chart to %s", abs)
 	}
 	return res, nil
+}
+
+// warmUp plays the market of mc, with its drivers, for the scaled WarmUp, unrecorded: the
+// gateway forms the drivers' bot scores meanwhile. Their accepts count against their
+// maxAccepts in the run that follows.
+func (d *demo) warmUp(ctx context.Context, mc market.Config) error {
+	warm := mc
+	warm.Title, warm.RunID = "warm-up", mc.RunID+"-warm-up"
+	warm.Duration = d.opts.WarmUp
+	if d.opts.Scale > 0 {
+		warm.Duration = time.Duration(float64(warm.Duration) * d.opts.Scale)
+	}
+	d.step("warming up for %s: the same drivers play unrecorded until the gateway has formed their bot scores (after 32 polls or 16 accepts); it sends each score to the offer service (header OfferFeed-Score)",
+		warm.Duration)
+	_, err := market.Run(ctx, warm)
+	return err
 }
 
 func (d *demo) step(format string, args ...any) {
@@ -637,7 +708,7 @@ func (d *demo) marketConfig(title, runID string) market.Config {
 	pol := Policy(d.opts.Shape, v1alpha1.ModeEnforce, d.opts.Scale).Spec
 	return market.Config{
 		Title: title, BaseURL: d.gwURL, Shape: d.opts.Shape, RunID: runID,
-		Humans: d.opts.Humans, Bots: d.opts.Bots, CompliantBots: d.opts.CompliantBots,
+		Humans: d.opts.Humans, Bots: d.opts.Bots, CompliantBots: d.opts.CompliantBots, JitteredBots: d.opts.JitteredBots,
 		Policy: market.Policy{
 			MinInterval:     mustDuration(pol.Feed.MinInterval),
 			MinReactionTime: mustDuration(*pol.Accept.MinReactionTime),

@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -31,7 +32,8 @@ const (
 )
 
 // classColors are the bar colours of the classes; other classes are grey.
-var classColors = map[Class]string{ClassHuman: "#4e79a7", ClassBot: "#e15759", ClassCompliantBot: "#f28e2b"}
+var classColors = map[Class]string{ClassHuman: "#4e79a7", ClassBot: "#e15759", ClassCompliantBot: "#f28e2b",
+	ClassJitteredBot: "#b07aa1"}
 
 //go:embed chart.html.tmpl
 var chartHTML string
@@ -41,9 +43,11 @@ var chartTemplate = template.Must(template.New("chart").Funcs(template.FuncMap{"
 // coord prints a coordinate with at most one decimal.
 func coord(f float64) string { return strconv.FormatFloat(math.Round(f*10)/10, 'f', -1, 64) }
 
-// chartPage is what the page template shows: the chart and each run's table.
+// chartPage is what the page template shows: the chart, the score charts of the runs that
+// had scores, and each run's table.
 type chartPage struct {
 	Chart    chart
+	Scores   []scoreChart
 	Sections []Section
 	Tables   []runTable
 }
@@ -52,6 +56,80 @@ type chartPage struct {
 // runs' tables (WriteHTMLSections): a comparison across runs, for example.
 type Section struct {
 	Title, Text string
+}
+
+// The score charts' geometry: one row per class, a histogram over [0, 1] in each.
+const (
+	scoreLeft      = 150.0 // left of the histograms: room for the class and its median
+	scorePlotWidth = 400.0
+	scoreRowHeight = 40.0
+	scoreRowGap    = 12.0
+	scoreChartBins = 20 // bars per histogram (each of ScoreBins/scoreChartBins bins)
+	scoreAxis      = 30.0
+)
+
+// scoreChart is one run's score distributions: a histogram per class, the share of the
+// class's scored requests per score bin.
+type scoreChart struct {
+	Title         string
+	Width, Height float64
+	Rows          []scoreRow
+	Ticks         []chartTick // along the score axis: LabelX is the tick's x
+	AxisY         float64
+}
+
+// scoreRow is one class's histogram.
+type scoreRow struct {
+	Label, Note    string
+	LabelX, LabelY float64
+	Bars           []chartBar
+	Baseline       float64 // the row's bottom
+}
+
+// newScoreChart lays out run's score histograms, or returns false when the run had none.
+func newScoreChart(r *Report, i int) (scoreChart, bool) {
+	if !r.scored() {
+		return scoreChart{}, false
+	}
+	sc := scoreChart{Title: runTitle(r, i), Width: scoreLeft + scorePlotWidth + chartRight}
+	binWidth := scorePlotWidth / scoreChartBins
+	y := chartTop
+	for _, c := range r.Classes {
+		row := scoreRow{Label: string(c.Class), LabelX: scoreLeft - 8, LabelY: y + scoreRowHeight/2 + fontSize/3,
+			Baseline: y + scoreRowHeight}
+		s := c.Scores
+		if s.Scored == 0 {
+			row.Note = "not formed"
+		} else {
+			row.Note = fmt.Sprintf("median %.2f", s.Quantile(0.5))
+			counts := make([]int, scoreChartBins)
+			for b, n := range s.Bins {
+				counts[b*scoreChartBins/ScoreBins] += n
+			}
+			top := slices.Max(counts)
+			for b, n := range counts {
+				if n == 0 {
+					continue
+				}
+				h := scoreRowHeight * float64(n) / float64(top)
+				lo := float64(b) / scoreChartBins
+				row.Bars = append(row.Bars, chartBar{X: scoreLeft + float64(b)*binWidth, Y: row.Baseline - h,
+					Width: binWidth - 1, Height: h, Fill: cmp.Or(classColors[c.Class], "#999"),
+					Tip: fmt.Sprintf("%s: %s of %d scored requests between %.2f and %.2f",
+						c.Class, pct(float64(n)/float64(s.Scored)), s.Scored, lo, lo+1.0/scoreChartBins)})
+			}
+		}
+		sc.Rows = append(sc.Rows, row)
+		y += scoreRowHeight + scoreRowGap
+	}
+	sc.AxisY = y - scoreRowGap + 2
+	for _, v := range []float64{0, 0.25, 0.5, 0.75, 1} {
+		x := scoreLeft + v*scorePlotWidth
+		sc.Ticks = append(sc.Ticks, chartTick{X1: x, X2: x, Y: sc.AxisY, LabelX: x, LabelY: sc.AxisY + 16,
+			Label: strconv.FormatFloat(v, 'f', -1, 64)})
+	}
+	sc.Height = sc.AxisY + scoreAxis
+	return sc, true
 }
 
 // runTable is one run's text table (Report.WriteTable) under its title.
@@ -315,13 +393,19 @@ func newLegend(classes []Class, y, width float64) []legendEntry {
 }
 
 // WriteHTML writes a self-contained HTML page comparing runs: an inline SVG bar chart of the
-// share of offers won by each class in each run, with a marker at the class's fair share,
-// and each run's table. It uses no external assets and no script.
+// share of offers won by each class in each run, with a marker at the class's fair share;
+// for each run whose requests carried a bot score, a histogram of each class's scores; and
+// each run's table. It uses no external assets and no script.
 func WriteHTML(w io.Writer, runs []*Report) error { return WriteHTMLSections(w, runs) }
 
 // WriteHTMLSections is WriteHTML with sections of text between the chart and the tables.
 func WriteHTMLSections(w io.Writer, runs []*Report, sections ...Section) error {
 	page := chartPage{Chart: newChart(runs), Sections: sections}
+	for i, r := range runs {
+		if sc, ok := newScoreChart(r, i); ok {
+			page.Scores = append(page.Scores, sc)
+		}
+	}
 	for i, r := range runs {
 		var t strings.Builder
 		if err := r.WriteTable(&t); err != nil {

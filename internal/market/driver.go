@@ -65,6 +65,8 @@ type DriverConfig struct {
 	Seed uint64
 	// Client sends the requests; default http.DefaultClient.
 	Client *http.Client
+	// Now is the driver's clock; default time.Now. Simulate gives a fake one.
+	Now func() time.Time
 	// StrictErrors plays an app already on drivers' phones, which reads only the offer API's
 	// own errors: an answer other than 2xx must be a JSON object (Content-Type
 	// application/json), and 400 with message FlexRateExceeded is the platform's rate limit.
@@ -87,6 +89,10 @@ type Driver struct {
 	pending     []pendingAccept      // accepts to send, by due time
 	acceptPause time.Time            // compliant bots send no accept before
 	wins        []time.Time          // when the driver won offers
+	nextPoll    time.Time            // when the driver polls next
+	sessionEnd  time.Time            // a person's session ends then and a pause begins
+	doubled     bool                 // a person's last gap was a double refresh
+	minPay      float64              // a person takes offers that pay at least this
 
 	mu       sync.Mutex
 	requests []Request
@@ -115,14 +121,21 @@ func NewDriver(cfg DriverConfig) *Driver {
 	if cfg.Client == nil {
 		cfg.Client = http.DefaultClient
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(cfg.ID))
-	return &Driver{
+	d := &Driver{
 		cfg:   cfg,
 		rng:   rand.New(rand.NewPCG(cfg.Seed, h.Sum64())),
 		seen:  map[string]time.Time{},
 		tried: map[string]bool{},
 	}
+	if cfg.Class == ClassHuman {
+		d.minPay = HumanMinPay[0] + d.rng.Float64()*(HumanMinPay[1]-HumanMinPay[0])
+	}
+	return d
 }
 
 // ID returns the driver's id.
@@ -162,12 +175,9 @@ func (d *Driver) Run(ctx context.Context) { d.RunUntil(ctx, time.Time{}) }
 // flight, if any, is answered, so that the driver and the offer service agree on who won;
 // or it returns as soon as ctx ends, aborting the request in flight.
 func (d *Driver) RunUntil(ctx context.Context, end time.Time) {
-	nextPoll := time.Now().Add(d.firstPoll())
+	d.start(d.cfg.Now())
 	for d.Crashed() == "" {
-		due, isAccept := nextPoll, false
-		if len(d.pending) > 0 && d.pending[0].due.Before(nextPoll) {
-			due, isAccept = d.pending[0].due, true
-		}
+		due, isAccept := d.next()
 		if !end.IsZero() && due.After(end) {
 			sleepUntil(ctx, end)
 			return
@@ -176,40 +186,93 @@ func (d *Driver) RunUntil(ctx context.Context, end time.Time) {
 			return
 		}
 		if isAccept {
-			p := d.pending[0]
-			d.pending = d.pending[1:]
-			d.accept(ctx, p.offerID)
+			d.accept(ctx, d.popAccept())
 			continue
 		}
-		started := time.Now()
-		offers, retryAfter := d.poll(ctx)
-		nextPoll = started.Add(d.pollInterval())
-		if retryAfter > 0 && d.cfg.Class != ClassBot { // raw bots ignore Retry-After
-			nextPoll = later(nextPoll, time.Now().Add(retryAfter))
-		}
-		d.consider(offers, time.Now())
+		d.pollOnce(ctx)
 	}
 }
 
-// firstPoll spreads the drivers' first polls over one poll interval.
-func (d *Driver) firstPoll() time.Duration {
+// start plans the driver's first poll, spread over one poll interval from now. A person
+// starts at a random point of a session.
+func (d *Driver) start(now time.Time) {
 	if d.cfg.Class == ClassHuman {
-		return uniform(d.rng, 0, d.cfg.Timing.HumanPollMin)
+		d.sessionEnd = now.Add(exponential(d.rng, d.cfg.Timing.HumanSession))
+		d.nextPoll = now.Add(uniform(d.rng, 0, d.cfg.Timing.HumanPollMin))
+		return
 	}
-	return uniform(d.rng, 0, d.pollInterval())
+	d.nextPoll = now.Add(uniform(d.rng, 0, d.pollInterval(now)))
 }
 
-// pollInterval is the time from one poll to the next.
-func (d *Driver) pollInterval() time.Duration {
+// next returns when the driver acts next, and whether that is an accept (else a poll).
+func (d *Driver) next() (time.Time, bool) {
+	if len(d.pending) > 0 && d.pending[0].due.Before(d.nextPoll) {
+		return d.pending[0].due, true
+	}
+	return d.nextPoll, false
+}
+
+// popAccept takes the first planned accept off the queue and returns its offer id.
+func (d *Driver) popAccept() string {
+	p := d.pending[0]
+	d.pending = d.pending[1:]
+	return p.offerID
+}
+
+// pollOnce reads the feed and plans what follows: the next poll and the accepts.
+func (d *Driver) pollOnce(ctx context.Context) {
+	started := d.cfg.Now()
+	offers, retryAfter := d.poll(ctx)
+	now := d.cfg.Now()
+	d.nextPoll = started.Add(d.pollInterval(started))
+	if retryAfter > 0 && d.cfg.Class != ClassBot { // raw bots ignore Retry-After
+		d.nextPoll = later(d.nextPoll, now.Add(retryAfter))
+	}
+	d.consider(offers, now)
+}
+
+// pollInterval is the time from a poll at at to the next one.
+func (d *Driver) pollInterval(at time.Time) time.Duration {
 	t, p := d.cfg.Timing, d.cfg.Policy
 	switch {
 	case d.cfg.Class == ClassHuman:
-		return uniform(d.rng, t.HumanPollMin, t.HumanPollMax)
-	case d.cfg.Class == ClassCompliantBot && p.MinInterval > 0:
-		return p.MinInterval + p.Margin
+		return d.humanGap(at)
+	case d.cfg.Class.obeysPolicy() && p.MinInterval > 0:
+		gap := p.MinInterval + p.Margin
+		if d.cfg.Class == ClassJitteredBot {
+			gap += uniform(d.rng, 0, t.JitterPoll)
+		}
+		return gap
+	case d.cfg.Class == ClassJitteredBot:
+		return t.BotPoll + uniform(d.rng, 0, t.JitterPoll)
 	default:
 		return t.BotPoll
 	}
+}
+
+// humanGap is a person's time from a poll at at to the next one: now and then a double
+// refresh, else a shifted log-normal gap; when the session ends before the next poll, the
+// person pauses and polls again when the next session starts.
+func (d *Driver) humanGap(at time.Time) time.Duration {
+	t := d.cfg.Timing
+	if !d.doubled && d.rng.Float64() < t.HumanDoubleRefresh {
+		d.doubled = true
+		return uniform(d.rng, t.HumanDoubleMin, t.HumanDoubleMax)
+	}
+	d.doubled = false
+	gap := shiftedLogNormal(d.rng, t.HumanPollMin, t.HumanPollMedian, t.HumanPollSigma)
+	if next := at.Add(gap); next.After(d.sessionEnd) {
+		resume := d.sessionEnd.Add(logNormal(d.rng, t.HumanPauseMedian, t.HumanPauseSigma))
+		d.sessionEnd = resume.Add(exponential(d.rng, t.HumanSession))
+		return later(next, resume).Sub(at)
+	}
+	return gap
+}
+
+// humanReaction is a person's time from seeing an offer to accepting it.
+func (d *Driver) humanReaction() time.Duration {
+	t := d.cfg.Timing
+	return shiftedLogNormal(d.rng, t.HumanReactMin, t.HumanReactMedian, t.HumanReactSigma)
 }
 
 // consider schedules accepts for the offers of a feed answer read at now.
@@ -224,25 +287,26 @@ func (d *Driver) consider(offers []shownOffer, now time.Time) {
 	t, p := d.cfg.Timing, d.cfg.Policy
 	switch d.cfg.Class {
 	case ClassHuman:
-		// A human handles one offer at a time: the best paid one not tried yet.
+		// A person handles one offer at a time: the best paid one not tried yet, if it pays
+		// enough for them.
 		if len(d.pending) > 0 {
 			return
 		}
 		best := -1
 		for i, o := range offers {
-			if !d.tried[o.id] && (best < 0 || o.pay > offers[best].pay) {
+			if !d.tried[o.id] && o.pay >= d.minPay && (best < 0 || o.pay > offers[best].pay) {
 				best = i
 			}
 		}
 		if best >= 0 {
 			d.tried[offers[best].id] = true
-			d.schedule(offers[best].id, now.Add(uniform(d.rng, t.HumanReactMin, t.HumanReactMax)))
+			d.schedule(offers[best].id, now.Add(d.humanReaction()))
 		}
 	case ClassBot:
 		for _, o := range fresh {
 			d.schedule(o.id, now.Add(uniform(d.rng, t.BotReactMin, t.BotReactMax)))
 		}
-	case ClassCompliantBot:
+	case ClassCompliantBot, ClassJitteredBot:
 		for _, o := range fresh {
 			if !d.mayAccept(now) {
 				return
@@ -250,6 +314,9 @@ func (d *Driver) consider(offers []shownOffer, now time.Time) {
 			react := uniform(d.rng, t.BotReactMin, t.BotReactMax)
 			if p.MinReactionTime > 0 {
 				react = p.MinReactionTime + p.Margin
+			}
+			if d.cfg.Class == ClassJitteredBot {
+				react += uniform(d.rng, 0, t.JitterReact)
 			}
 			d.schedule(o.id, d.seen[o.id].Add(react))
 		}
@@ -286,7 +353,7 @@ func (d *Driver) poll(ctx context.Context) ([]shownOffer, time.Duration) {
 	}
 	status, header, data := d.send(ctx, KindPoll, "", rt.FeedMethod, rt.FeedPath, body)
 	if d.rateLimited(status, data) {
-		return nil, parseRetryAfter(header.Get("Retry-After"), time.Now())
+		return nil, parseRetryAfter(header.Get("Retry-After"), d.cfg.Now())
 	}
 	if status/100 != 2 {
 		return nil, 0
@@ -318,7 +385,7 @@ func (d *Driver) poll(ctx context.Context) ([]shownOffer, time.Duration) {
 
 // accept tries to take an offer.
 func (d *Driver) accept(ctx context.Context, offerID string) {
-	if d.cfg.Class == ClassCompliantBot && time.Now().Before(d.acceptPause) {
+	if d.cfg.Class.obeysPolicy() && d.cfg.Now().Before(d.acceptPause) {
 		return
 	}
 	rt := d.cfg.Shape.Routes()
@@ -331,12 +398,13 @@ func (d *Driver) accept(ctx context.Context, offerID string) {
 	status, header, data := d.sendAccept(ctx, offerID, path, body)
 	switch {
 	case status/100 == 2:
-		d.wins = append(d.wins, time.Now())
+		d.wins = append(d.wins, d.cfg.Now())
 		d.mu.Lock()
 		d.won = append(d.won, offerID)
 		d.mu.Unlock()
-	case d.rateLimited(status, data) && d.cfg.Class == ClassCompliantBot:
-		d.acceptPause = time.Now().Add(parseRetryAfter(header.Get("Retry-After"), time.Now()))
+	case d.rateLimited(status, data) && d.cfg.Class.obeysPolicy():
+		now := d.cfg.Now()
+		d.acceptPause = now.Add(parseRetryAfter(header.Get("Retry-After"), now))
 	}
 }
 
@@ -353,7 +421,7 @@ func (d *Driver) send(ctx context.Context, kind RequestKind, offerID, method, pa
 	req.Header.Set(d.cfg.IdentityHeader, d.cfg.ID)
 	req.Header.Set(RunHeader, d.cfg.RunID)
 
-	start := time.Now()
+	start := d.cfg.Now()
 	rec := Request{Kind: kind, OfferID: offerID}
 	var data []byte
 	var header http.Header
@@ -367,7 +435,7 @@ func (d *Driver) send(ctx context.Context, kind RequestKind, offerID, method, pa
 			rec.Status = 0
 		}
 	}
-	rec.Latency = time.Since(start)
+	rec.Latency = d.cfg.Now().Sub(start)
 	if rec.Status == 0 && ctx.Err() != nil {
 		return 0, nil, nil // cut short by the end of the run, not a failure
 	}

@@ -68,6 +68,66 @@ type ClassReport struct {
 	WonFlagged int
 	// PollLatency and AcceptLatency are the latencies of answered polls and accepts.
 	PollLatency, AcceptLatency Latency
+	// Scores is the distribution of the class's bot scores (request header OfferFeed-Score),
+	// as the offer service recorded them.
+	Scores ScoreDist
+}
+
+// ScoreDist is the distribution of the scores of a class's requests.
+type ScoreDist struct {
+	// Scored and Unscored count the requests with and without a score.
+	Scored, Unscored int
+	// Bins count the scored requests by score, ScoreBins bins over [0, 1]; nil when none.
+	Bins []int
+	// Last holds each driver's last score, in the order of the drivers' ids, for the drivers
+	// that had one.
+	Last []float64
+}
+
+// add adds one driver's scores.
+func (s *ScoreDist) add(d DriverScores) {
+	s.Unscored += d.Unscored
+	if d.Bins == nil {
+		return
+	}
+	if s.Bins == nil {
+		s.Bins = make([]int, ScoreBins)
+	}
+	for i, n := range d.Bins {
+		if i < ScoreBins {
+			s.Bins[i] += n
+			s.Scored += n
+		}
+	}
+	s.Last = append(s.Last, d.Last)
+}
+
+// Quantile returns the score below which a share q of the scored requests are, to the
+// middle of its bin; -1 without scored requests.
+func (s ScoreDist) Quantile(q float64) float64 {
+	if s.Scored == 0 {
+		return -1
+	}
+	rank := max(int(math.Ceil(q*float64(s.Scored))), 1)
+	for i, n := range s.Bins {
+		if rank -= n; rank <= 0 {
+			return (float64(i) + 0.5) / ScoreBins
+		}
+	}
+	return 1
+}
+
+// Above returns the share of scored requests with a score of at least threshold (rounded
+// down to its bin); 0 without scored requests.
+func (s ScoreDist) Above(threshold float64) float64 {
+	if s.Scored == 0 {
+		return 0
+	}
+	n := 0
+	for i := min(max(int(threshold*ScoreBins), 0), ScoreBins); i < ScoreBins; i++ {
+		n += s.Bins[i]
+	}
+	return float64(n) / float64(s.Scored)
 }
 
 // Latency holds latency percentiles.
@@ -171,6 +231,21 @@ func (r *Report) addRecords(rec Records, drivers []*Driver) {
 			c.WonFlagged++
 		}
 	}
+	for _, d := range rec.Scores {
+		if c := classOf(d.Driver); c != nil {
+			c.Scores.add(d)
+		}
+	}
+}
+
+// scored reports whether any request of the run carried a score.
+func (r *Report) scored() bool {
+	for _, c := range r.Classes {
+		if c.Scores.Scored > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // percentiles returns the nearest-rank p50 and p99 of samples.
@@ -230,6 +305,24 @@ func (r *Report) WriteTable(w io.Writer) error {
 		writeCounts(&b, r.Classes, func(c ClassReport) (map[string]int, string) {
 			return c.Flags, fmt.Sprintf(" (won offers flagged: %d)", c.WonFlagged)
 		})
+	}
+	if r.scored() {
+		b.WriteString("Bot score (OfferFeed-Score, as the offer service saw it; p10/p50/p90 of scored requests):\n")
+		tw := tabwriter.NewWriter(&b, 0, 0, columnPad, ' ', 0)
+		for _, c := range r.Classes {
+			s := c.Scores
+			if s.Scored == 0 {
+				fmt.Fprintf(tw, "  %s\tnot formed (%d requests)\n", cellText(string(c.Class)), s.Unscored)
+				continue
+			}
+			last := make([]string, len(s.Last))
+			for i, v := range s.Last {
+				last[i] = fmt.Sprintf("%.2f", v)
+			}
+			fmt.Fprintf(tw, "  %s\t%.2f/%.2f/%.2f\t%d of %d requests scored\tlast per driver %s\n", cellText(string(c.Class)),
+				s.Quantile(0.1), s.Quantile(0.5), s.Quantile(0.9), s.Scored, s.Scored+s.Unscored, strings.Join(last, " "))
+		}
+		tw.Flush()
 	}
 	for _, c := range r.Classes {
 		if c.Failed > 0 {

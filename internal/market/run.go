@@ -27,8 +27,8 @@ type Config struct {
 	Shape Shape
 	// IdentityHeader carries the driver id; default DefaultIdentityHeader.
 	IdentityHeader string
-	// Humans, Bots and CompliantBots are how many drivers of each class play.
-	Humans, Bots, CompliantBots int
+	// Humans, Bots, CompliantBots and JitteredBots are how many drivers of each class play.
+	Humans, Bots, CompliantBots, JitteredBots int
 	// Policy is what compliant bots know of the gateway's policy (never scaled).
 	Policy Policy
 	// Duration is how long the drivers play, in wall-clock time (never scaled); zero plays
@@ -81,32 +81,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if _, err := url.Parse(cfg.BaseURL); err != nil || cfg.BaseURL == "" {
 		return nil, fmt.Errorf("market: invalid base URL %q", cfg.BaseURL)
 	}
-	if cfg.Humans < 0 || cfg.Bots < 0 || cfg.CompliantBots < 0 || cfg.Humans+cfg.Bots+cfg.CompliantBots == 0 {
-		return nil, errors.New("market: driver counts must be ≥ 0 and not all zero")
+	if err := cfg.checkCounts(); err != nil {
+		return nil, err
 	}
 	cfg.Shape = cmp.Or(cfg.Shape, ShapeREST)
 	cfg.RunID = cmp.Or(cfg.RunID, fmt.Sprintf("run-%d", time.Now().UnixNano()))
 	client := cfg.Client
 	if client == nil {
-		client = newClient(cfg.Humans + cfg.Bots + cfg.CompliantBots)
+		client = newClient(cfg.drivers())
 		defer client.CloseIdleConnections()
 	}
-
-	var drivers []*Driver
-	timing := cfg.timing()
-	for _, c := range []struct {
-		class Class
-		n     int
-	}{{ClassHuman, cfg.Humans}, {ClassBot, cfg.Bots}, {ClassCompliantBot, cfg.CompliantBots}} {
-		for i := range c.n {
-			drivers = append(drivers, NewDriver(DriverConfig{
-				ID: fmt.Sprintf("%s-%02d%s", c.class, i+1, cfg.DriverSuffix), Class: c.class,
-				BaseURL: cfg.BaseURL, Shape: cfg.Shape, IdentityHeader: cfg.IdentityHeader, RunID: cfg.RunID,
-				Timing: timing, Policy: cfg.Policy, Seed: cfg.Seed, Client: client, StrictErrors: cfg.StrictErrors,
-				AcceptCopies: cfg.acceptCopies(c.class),
-			}))
-		}
-	}
+	drivers := cfg.newDrivers(client, time.Now)
 
 	start := time.Now()
 	var end time.Time
@@ -128,6 +113,37 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.Interrupted = ctx.Err() != nil
 	return rep, ctx.Err()
+}
+
+// checkCounts checks the driver counts.
+func (c Config) checkCounts() error {
+	if c.Humans < 0 || c.Bots < 0 || c.CompliantBots < 0 || c.JitteredBots < 0 || c.drivers() == 0 {
+		return errors.New("market: driver counts must be ≥ 0 and not all zero")
+	}
+	return nil
+}
+
+// drivers is how many drivers play.
+func (c Config) drivers() int { return c.Humans + c.Bots + c.CompliantBots + c.JitteredBots }
+
+// newDrivers makes the run's drivers, in the order of Classes, on the clock now.
+func (c Config) newDrivers(client *http.Client, now func() time.Time) []*Driver {
+	var drivers []*Driver
+	timing := c.timing()
+	for _, cl := range []struct {
+		class Class
+		n     int
+	}{{ClassHuman, c.Humans}, {ClassBot, c.Bots}, {ClassCompliantBot, c.CompliantBots}, {ClassJitteredBot, c.JitteredBots}} {
+		for i := range cl.n {
+			drivers = append(drivers, NewDriver(DriverConfig{
+				ID: fmt.Sprintf("%s-%02d%s", cl.class, i+1, c.DriverSuffix), Class: cl.class,
+				BaseURL: c.BaseURL, Shape: c.Shape, IdentityHeader: c.IdentityHeader, RunID: c.RunID,
+				Timing: timing, Policy: c.Policy, Seed: c.Seed, Client: client, StrictErrors: c.StrictErrors, Now: now,
+				AcceptCopies: c.acceptCopies(cl.class),
+			}))
+		}
+	}
+	return drivers
 }
 
 // readRecords returns the offer service's records of the run.

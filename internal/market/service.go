@@ -58,6 +58,36 @@ type Records struct {
 	Taken []Taken `json:"taken"`
 	// Flags count the run's requests by the OfferFeed-Flag header a DryRun gateway set.
 	Flags []FlagCount `json:"flags"`
+	// Scores are the OfferFeed-Score headers of each driver's requests, sorted by driver.
+	Scores []DriverScores `json:"scores"`
+}
+
+// ScoreBins is how many bins of equal width a DriverScores histogram has over [0, 1].
+const ScoreBins = 100
+
+// DriverScores is what the offer service saw of one driver's score (request header
+// OfferFeed-Score, set by a gateway once the score is formed).
+type DriverScores struct {
+	// Driver is the driver id.
+	Driver string `json:"driver"`
+	// Unscored counts the driver's requests without a score header.
+	Unscored int `json:"unscored"`
+	// Bins count the driver's requests by score: Bins[i] those in [i, i+1)/ScoreBins, a score
+	// of 1 in the last bin. Nil when no request carried a score.
+	Bins []int `json:"bins,omitempty"`
+	// Last and LastSignals are the score and the OfferFeed-Signals header of the driver's last
+	// scored request.
+	Last        float64 `json:"last"`
+	LastSignals string  `json:"lastSignals,omitempty"`
+}
+
+// scoreBin returns the bin of a score, or false when v is not a score.
+func scoreBin(v string) (float64, int, bool) {
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || !(f >= 0 && f <= 1) {
+		return 0, 0, false
+	}
+	return f, min(int(f*ScoreBins), ScoreBins-1), true
 }
 
 // Taken is one offer taken by a driver.
@@ -103,8 +133,9 @@ type OfferService struct {
 }
 
 type runRecords struct {
-	taken []Taken
-	flags map[FlagCount]int // keyed with Count zero
+	taken  []Taken
+	flags  map[FlagCount]int // keyed with Count zero
+	scores map[string]*DriverScores
 }
 
 // NewOfferService returns an offer service whose first offer is published now.
@@ -161,7 +192,7 @@ func (s *OfferService) driver(w http.ResponseWriter, r *http.Request) string {
 func (s *OfferService) Records(run string) Records {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec := Records{Run: run, Taken: []Taken{}, Flags: []FlagCount{}}
+	rec := Records{Run: run, Taken: []Taken{}, Flags: []FlagCount{}, Scores: []DriverScores{}}
 	rr := s.runs[run]
 	if rr == nil {
 		return rec
@@ -174,6 +205,12 @@ func (s *OfferService) Records(run string) Records {
 	slices.SortFunc(rec.Flags, func(a, b FlagCount) int {
 		return cmp.Or(cmp.Compare(a.Driver, b.Driver), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Flag, b.Flag))
 	})
+	for _, d := range rr.scores {
+		c := *d
+		c.Bins = slices.Clone(d.Bins)
+		rec.Scores = append(rec.Scores, c)
+	}
+	slices.SortFunc(rec.Scores, func(a, b DriverScores) int { return cmp.Compare(a.Driver, b.Driver) })
 	return rec
 }
 
@@ -213,17 +250,32 @@ func (s *OfferService) newOffer(n int, at time.Time) *Offer {
 	}
 }
 
-// record counts r's OfferFeed-Flag, if any. Callers hold s.mu.
+// record counts r's OfferFeed-Flag, if any, and its OfferFeed-Score. Callers hold s.mu.
 func (s *OfferService) record(r *http.Request, driver string, kind RequestKind) *runRecords {
 	run := r.Header.Get(RunHeader)
 	rr := s.runs[run]
 	if rr == nil {
-		rr = &runRecords{flags: map[FlagCount]int{}}
+		rr = &runRecords{flags: map[FlagCount]int{}, scores: map[string]*DriverScores{}}
 		s.runs[run] = rr
 	}
 	if flag := r.Header.Get(FlagHeader); flag != "" {
 		rr.flags[FlagCount{Driver: driver, Kind: kind, Flag: flag}]++
 	}
+	ds := rr.scores[driver]
+	if ds == nil {
+		ds = &DriverScores{Driver: driver}
+		rr.scores[driver] = ds
+	}
+	score, bin, ok := scoreBin(r.Header.Get(ScoreHeader))
+	if !ok {
+		ds.Unscored++
+		return rr
+	}
+	if ds.Bins == nil {
+		ds.Bins = make([]int, ScoreBins)
+	}
+	ds.Bins[bin]++
+	ds.Last, ds.LastSignals = score, r.Header.Get(SignalsHeader)
 	return rr
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -121,7 +122,10 @@ func TestClassTimingOnFakeClock(t *testing.T) {
 		{"raw bot, slowest", timing.BotPoll, timing.BotReactMax, 429, 429, "feed-throttled", "too-fast"},
 		{"compliant bot", known.MinInterval + margin, known.MinReactionTime + margin, 200, 200, "", ""},
 		{"human, fastest", timing.HumanPollMin, timing.HumanReactMin, 200, 200, "", ""},
-		{"human, slowest", timing.HumanPollMax, timing.HumanReactMax, 200, 200, "", ""},
+		{"human, median", timing.HumanPollMedian, timing.HumanReactMedian, 200, 200, "", ""},
+		{"human, slow tail", 3 * timing.HumanPollMedian, humanReactP99(timing), 200, 200, "", ""},
+		{"jittered bot, least jitter", known.MinInterval + margin, known.MinReactionTime + margin, 200, 200, "", ""},
+		{"jittered bot, most jitter", known.MinInterval + margin + timing.JitterPoll, known.MinReactionTime + margin + timing.JitterReact, 200, 200, "", ""},
 	}
 	for _, shape := range []market.Shape{market.ShapeREST, market.ShapeFlex} {
 		for _, c := range cases {
@@ -149,6 +153,11 @@ func TestClassTimingOnFakeClock(t *testing.T) {
 			})
 		}
 	}
+}
+
+// humanReactP99 is the 99th percentile of a person's reaction time.
+func humanReactP99(t market.Timing) time.Duration {
+	return t.HumanReactMin + time.Duration(float64(t.HumanReactMedian-t.HumanReactMin)*math.Exp(2.326*t.HumanReactSigma))
 }
 
 // TestTimingOrdersTheClasses: without a gateway raw bots win most offers because they react
