@@ -414,16 +414,16 @@ type Status struct {
 	// ConfigGeneration is the generation of the config in force, as the operator numbered it
 	// (0 for a config without one); ConfigSource is where it came from: watch (pushed by the
 	// API server), file (the mounted ConfigMap) or api (Gateway.Apply).
-	ConfigGeneration int64  `json:"configGeneration"`
-	ConfigSource     string `json:"configSource,omitempty"`
-	Policy                 string     `json:"policy,omitempty"`
-	PolicyHash             string     `json:"policyHash,omitempty"`
-	Mode                   string     `json:"mode,omitempty"`
-	Detail                 string     `json:"detail"`
-	LastReloadError        string     `json:"lastReloadError,omitempty"`
-	LastReloadAt           *time.Time `json:"lastReloadErrorTime,omitempty"`
-	TrackedDrivers         int        `json:"trackedDrivers"`
-	MaxDrivers             int        `json:"maxTrackedDrivers"`
+	ConfigGeneration int64      `json:"configGeneration"`
+	ConfigSource     string     `json:"configSource,omitempty"`
+	Policy           string     `json:"policy,omitempty"`
+	PolicyHash       string     `json:"policyHash,omitempty"`
+	Mode             string     `json:"mode,omitempty"`
+	Detail           string     `json:"detail"`
+	LastReloadError  string     `json:"lastReloadError,omitempty"`
+	LastReloadAt     *time.Time `json:"lastReloadErrorTime,omitempty"`
+	TrackedDrivers   int        `json:"trackedDrivers"`
+	MaxDrivers       int        `json:"maxTrackedDrivers"`
 }
 
 // Status returns the gateway's state: the config and policy in force and the last reload error.
