@@ -152,6 +152,8 @@ type Gateway struct {
 	// applied is closed, and replaced, whenever a config is put in force (Applied).
 	applied chan struct{}
 	sm      *sourceMetrics
+	// labelsPushed is set once the pod's labels came from the API server.
+	labelsPushed atomic.Bool
 }
 
 // active is the config in force. It is replaced whole on every change.
@@ -364,6 +366,14 @@ func (g *Gateway) SetPodLabels(l map[string]string) error {
 		return err
 	}
 	return nil
+}
+
+// SetPushedPodLabels changes the pod's labels as the API server shows them (the watch of the
+// gateway's own pod) and picks the policy again. From then on the downward API labels file is
+// ignored: it is a later copy of the same labels and would only take the pod back.
+func (g *Gateway) SetPushedPodLabels(l map[string]string) error {
+	g.labelsPushed.Store(true)
+	return g.SetPodLabels(l)
 }
 
 // SetDraining marks the gateway as shutting down: /readyz answers 503 from then on, the open

@@ -69,7 +69,12 @@ func (g *Gateway) LoadFile(path string) error {
 }
 
 // loadLabelsFile reads the downward-API labels file and picks the policy again if they changed.
+// Once the pod's labels came from the API server (SetPushedPodLabels), the file, a copy that
+// the kubelet refreshes later, is no longer read.
 func (g *Gateway) loadLabelsFile(path string) error {
+	if g.labelsPushed.Load() {
+		return nil
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("reading pod labels file %s: %w", path, err)
