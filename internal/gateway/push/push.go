@@ -229,7 +229,7 @@ func (p *pusher) watchLoop(ctx context.Context, what string, list func(context.C
 			if !fail(werr, "watch ended with an error; the config in force stays; retrying with backoff") {
 				return
 			}
-		case time.Since(start) < healthyWatch:
+		case time.Since(start) < min(healthyWatch, p.wtime):
 			// Ended at once: a server going down, not a timeout. Back off all the same.
 			if !fail(errors.New("watch ended early"), "watch ended early; retrying with backoff") {
 				return

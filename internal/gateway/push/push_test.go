@@ -30,6 +30,7 @@ import (
 	"github.com/offerfeed/offerfeed/internal/gateway"
 	"github.com/offerfeed/offerfeed/internal/gateway/push"
 	"github.com/offerfeed/offerfeed/internal/operator"
+	"github.com/offerfeed/offerfeed/internal/render"
 	"github.com/offerfeed/offerfeed/internal/testenv"
 	"github.com/offerfeed/offerfeed/offerfeedtest"
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
@@ -479,4 +480,16 @@ func TestBackoffFullJitter(t *testing.T) {
 	if ds[0] != 0 || ds[len(ds)-1] >= capDelay || ds[5000] < 14*time.Second || ds[5000] > 16*time.Second {
 		t.Errorf("delays not spread over [0, %s): min %s median %s max %s", capDelay, ds[0], ds[5000], ds[len(ds)-1])
 	}
+}
+
+// renderOne renders policy standard of ns with minInterval, as the controller does.
+func renderOne(t testing.TB, ns, minInterval string) *render.Result {
+	t.Helper()
+	p := newPolicy(ns, "standard", minInterval, map[string]string{"app": "offer-service"})
+	p.CreationTimestamp = metav1.Unix(1, 0)
+	res, err := render.Render(ns, []v1alpha1.OfferFeedPolicy{*p}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
