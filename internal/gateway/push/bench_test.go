@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -159,9 +158,9 @@ func BenchmarkSteadyStateRequests(b *testing.B) {
 			return nil
 		})
 		time.Sleep(2 * time.Second) // the start-up's requests are over
-		before := requests(b, rg)
+		before := sum(b, rg.reg, "offerfeed_gateway_kube_requests_total")
 		time.Sleep(window)
-		got := requests(b, rg) - before
+		got := sum(b, rg.reg, "offerfeed_gateway_kube_requests_total") - before
 		perHour := got * float64(time.Hour/window)
 		b.ReportMetric(perHour, "req/h@5s")
 		b.ReportMetric(perHour*float64(timeout)/float64(push.DefaultWatchTimeout), "req/h@default")
@@ -169,22 +168,3 @@ func BenchmarkSteadyStateRequests(b *testing.B) {
 		rg.stopPush()
 	}
 }
-
-// requests sums offerfeed_gateway_kube_requests_total of the gateway.
-func requests(b *testing.B, rg *runningGateway) float64 {
-	mfs, err := rg.reg.Gather()
-	if err != nil {
-		b.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == "offerfeed_gateway_kube_requests_total" {
-			for _, m := range mf.GetMetric() {
-				sum += counterValue(m)
-			}
-		}
-	}
-	return sum
-}
-
-func counterValue(m *dto.Metric) float64 { return m.GetCounter().GetValue() }

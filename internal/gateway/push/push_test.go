@@ -343,6 +343,7 @@ func TestPushFromTheAPIServer(t *testing.T) {
 	// Outage: the API server stops for 10 s. The gateway keeps enforcing and keeps running.
 	// Stop closes the port at once; the process takes a while to end (it drains watches).
 	apiServer := c.env.ControlPlane.APIServer
+	before := sum(t, rg.reg, "offerfeed_gateway_kube_requests_total")
 	down := time.Now()
 	stopped := make(chan error, 1)
 	go func() { stopped <- apiServer.Stop() }()
@@ -382,7 +383,8 @@ func TestPushFromTheAPIServer(t *testing.T) {
 		}
 		return reported(ctx, c.admin, ns, gp.pod.Name, h, gen)
 	})
-	t.Logf("the edit made after the outage was enforced and reported %s after its write", time.Since(edited).Round(time.Millisecond))
+	t.Logf("the edit made after the outage was enforced and reported %s after its write; the gateway sent %.0f API requests from the outage's start (%s) to then",
+		time.Since(edited).Round(time.Millisecond), sum(t, rg.reg, "offerfeed_gateway_kube_requests_total")-before, time.Since(down).Round(time.Second))
 	select {
 	case err := <-rg.pushDone:
 		t.Fatalf("push.Run returned: %v", err)
@@ -416,6 +418,24 @@ func hasSample(t testing.TB, reg *prometheus.Registry, name, label string) bool 
 		}
 	}
 	return false
+}
+
+// sum adds the values of the counter name in reg.
+func sum(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
 }
 
 // TestGatewayTokenIsNotEnough checks the gateway's own requests fail as they should when its
