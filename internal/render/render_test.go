@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -324,5 +325,9 @@ func TestNextGeneration(t *testing.T) {
 	}
 	if err := fresh(t).SetGeneration(0); err == nil {
 		t.Error("SetGeneration(0) accepted")
+	}
+	// A generation set to the maximum by hand does not wrap around to a negative one.
+	if gen, err := fresh(t).NextGeneration(nil, math.MaxInt64); err == nil {
+		t.Errorf("generation %d after the maximum", gen)
 	}
 }
