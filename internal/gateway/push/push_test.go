@@ -259,8 +259,14 @@ func TestPushFromTheAPIServer(t *testing.T) {
 	gp := c.newGatewayPod(t, ns, "offers-1", map[string]string{"app": "offer-service"})
 
 	var std string
-	waitFor(t, time.Minute, "policy standard programmed", func() (err error) { std, err = policyHash(ctx, c.admin, ns, "standard"); return err })
-	gen0, data0, err := configGeneration(ctx, c.admin, ns)
+	waitFor(t, time.Minute, "policies programmed", func() (err error) {
+		if _, err = policyHash(ctx, c.admin, ns, "canary"); err != nil {
+			return err
+		}
+		std, err = policyHash(ctx, c.admin, ns, "standard")
+		return err
+	})
+	_, data0, err := configGeneration(ctx, c.admin, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +278,14 @@ func TestPushFromTheAPIServer(t *testing.T) {
 	if err := rg.g.LoadFile(rg.file); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "the pod reports the first config", func() error { return reported(ctx, c.admin, ns, gp.pod.Name, std, gen0) })
+	// The controller may still write once more (the pod was created after the policies).
+	var gen0 int64
+	waitFor(t, time.Minute, "the pod reports the config in place", func() (err error) {
+		if gen0, _, err = configGeneration(ctx, c.admin, ns); err != nil {
+			return err
+		}
+		return reported(ctx, c.admin, ns, gp.pod.Name, std, gen0)
+	})
 	// Someone else's edit of the report is put right.
 	if err := c.admin.Patch(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: gp.pod.Name, Namespace: ns}}, client.RawPatch(types.MergePatchType,
 		[]byte(`{"metadata":{"annotations":{"`+v1alpha1.EnforcedPolicyHashAnnotation+`":"sha256:forged"}}}`))); err != nil {
