@@ -32,4 +32,18 @@ const (
 	// ConfigHashAnnotation on the gateway ConfigMap holds the hash ("sha256:" and hex) of its
 	// config.json, as gatewayconfig.Hash computes it.
 	ConfigHashAnnotation = "offerfeed.dev/config-hash"
+	// ConfigGenerationAnnotation on the gateway ConfigMap repeats the generation of its
+	// config.json, so that a hand edit of the data that drops or lowers it does not lower the
+	// next generation the operator writes.
+	ConfigGenerationAnnotation = "offerfeed.dev/config-generation"
+
+	// EnforcedPolicyHashAnnotation is set by the gateway sidecar on its own pod: the hash of
+	// the policy it enforces for that pod (gatewayconfig.Policy.Hash, as the policy's
+	// status.configHash), or "none" when no policy of its config applies to the pod.
+	EnforcedPolicyHashAnnotation = "offerfeed.dev/enforced-policy-hash"
+	// EnforcedGenerationAnnotation is set by the gateway sidecar on its own pod: the
+	// generation of the gateway config it enforces, in decimal.
+	EnforcedGenerationAnnotation = "offerfeed.dev/enforced-generation"
+	// EnforcedPolicyNone is the value of EnforcedPolicyHashAnnotation when no policy applies.
+	EnforcedPolicyNone = "none"
 )

@@ -22,6 +22,7 @@ import (
 	"github.com/offerfeed/offerfeed/internal/operator"
 	"github.com/offerfeed/offerfeed/internal/testenv"
 	"github.com/offerfeed/offerfeed/offerfeedtest"
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
 func TestRenderExitCodes(t *testing.T) {
@@ -58,7 +59,7 @@ spec:
 	for _, tt := range tests {
 		t.Run(tt.desc, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			code, err := renderManifests(strings.NewReader(""), &out, &errOut, tt.files, "default", tt.output)
+			code, err := renderManifests(strings.NewReader(""), &out, &errOut, tt.files, "default", tt.output, 1)
 			if code != tt.wantCode {
 				t.Fatalf("code %d (err %v), want %d", code, err, tt.wantCode)
 			}
@@ -74,7 +75,7 @@ spec:
 func TestRenderCommand(t *testing.T) {
 	in := "../render/testdata/rest-and-flex.in.yaml"
 	var want bytes.Buffer
-	if code, err := renderManifests(strings.NewReader(""), &want, &bytes.Buffer{}, []string{in}, "offers", "configmap"); code != 0 {
+	if code, err := renderManifests(strings.NewReader(""), &want, &bytes.Buffer{}, []string{in}, "offers", "configmap", 1); code != 0 {
 		t.Fatalf("code %d: %v", code, err)
 	}
 	for _, args := range [][]string{
@@ -96,11 +97,25 @@ func TestRenderCommand(t *testing.T) {
 		{[]string{}, "no manifests: give -f FILE|DIR"},
 		{[]string{"-f", in, "-o", "yaml"}, `--output must be json or configmap, not "yaml"`},
 		{[]string{"-f", in, "extra"}, `unexpected argument "extra"`},
+		{[]string{"-f", in, "--generation", "0"}, "--generation must be at least 1"},
 	} {
 		code, _, stderr := runOfferfeed(t, "", append([]string{"render"}, tc.args...)...)
 		if code != ExitUsage || !strings.Contains(stderr, tc.wantStderr) || !strings.Contains(stderr, "Usage:") {
 			t.Errorf("offerfeed render %q: exit %d, stderr:\n%s", tc.args, code, stderr)
 		}
+	}
+}
+
+// TestRenderGeneration checks --generation: the config and the ConfigMap's annotation carry it.
+func TestRenderGeneration(t *testing.T) {
+	in := "../render/testdata/rest-and-flex.in.yaml"
+	code, stdout, stderr := runOfferfeed(t, "", "render", "-f", in, "-n", "offers", "-o", "configmap", "--generation", "7")
+	if code != 0 || !strings.Contains(stdout, `"generation": 7,`) || !strings.Contains(stdout, v1alpha1.ConfigGenerationAnnotation+`: "7"`) {
+		t.Errorf("exit %d, stderr %s\nstdout:\n%s", code, stderr, stdout)
+	}
+	code, stdout, _ = runOfferfeed(t, "", "render", "-f", in, "-n", "offers")
+	if code != 0 || !strings.Contains(stdout, `"generation": 1,`) {
+		t.Errorf("without --generation: exit %d, stdout:\n%s", code, stdout)
 	}
 }
 
@@ -171,13 +186,16 @@ func TestRenderMatchesOperator(t *testing.T) {
 			if policies == 0 {
 				t.Fatalf("no policies in %v", files)
 			}
-			var want bytes.Buffer
-			if _, err := renderManifests(strings.NewReader(""), &want, &bytes.Buffer{}, files, ns.Name, "json"); err != nil {
-				t.Fatal(err)
-			}
 			deadline := time.Now().Add(time.Minute)
+			var want bytes.Buffer
 			for {
 				got, programmed := operatorConfig(t, c, ns.Name)
+				// The operator numbered each config it wrote; render prints the same bytes
+				// when told the generation (the first, 1, by default).
+				want.Reset()
+				if _, err := renderManifests(strings.NewReader(""), &want, &bytes.Buffer{}, files, ns.Name, "json", max(1, gatewayconfig.PeekGeneration([]byte(got)))); err != nil {
+					t.Fatal(err)
+				}
 				if programmed && got == want.String() {
 					return
 				}

@@ -180,6 +180,14 @@ type Gateway struct {
 	// redis is the client of the shared state of the policy in force (nil: none), closed when
 	// a config no longer uses its settings.
 	redis *redisConn
+	// inForceSum is the hash of the config bytes in force (from the file or the watch), to
+	// tell an equal generation with the same bytes (no-op) from one with other bytes.
+	inForceSum string
+	// applied is closed, and replaced, whenever a config is put in force (Applied).
+	applied chan struct{}
+	sm      *sourceMetrics
+	// labelsPushed is set once the pod's labels came from the API server.
+	labelsPushed atomic.Bool
 }
 
 // active is the config in force. It is replaced whole on every change.
@@ -193,6 +201,7 @@ type active struct {
 	// without, or when Options.SharedState overrides the config).
 	shared *gatewayconfig.SharedState
 	redis  *redisConn
+	source string // where cfg came from: SourceFile, SourceWatch or SourceAPI
 }
 
 // New makes a Gateway with no config: it proxies everything until Apply gives it one.
@@ -263,6 +272,10 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.m = m
+	if g.sm, err = newSourceMetrics(g.reg, g); err != nil {
+		return nil, err
+	}
+	g.applied = make(chan struct{})
 	if g.dm, err = newDrawMetrics(g.reg, g); err != nil {
 		return nil, err
 	}
@@ -287,15 +300,18 @@ func (g *Gateway) nowNS() int64 { return int64(g.now().Sub(g.epoch)) }
 func (g *Gateway) Apply(cfg *gatewayconfig.Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.applyLocked(cfg); err != nil {
+	if err := g.applyLocked(cfg, SourceAPI); err != nil {
 		g.failLocked(err)
 		return err
 	}
+	g.inForceSum = ""
 	return nil
 }
 
-func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
-	next := &active{cfg: cfg}
+// applyLocked puts cfg in force, read from source (SourceFile, SourceWatch, SourceAPI; empty
+// for no config).
+func (g *Gateway) applyLocked(cfg *gatewayconfig.Config, source string) error {
+	next := &active{cfg: cfg, source: source}
 	prev := g.active.Load()
 	stateKept := false
 	if cfg == nil {
@@ -392,6 +408,7 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 	g.gen++
 	next.gen = g.gen
 	g.active.Store(next)
+	g.notifyAppliedLocked()
 	stopReplacedDraws(prev.policy, next.policy)
 	if g.redis != next.redis {
 		// Calls in flight on the old client fail, and are decided without it.
@@ -427,11 +444,19 @@ func (g *Gateway) SetPodLabels(l map[string]string) error {
 		return nil
 	}
 	g.labels = labels.Set(l)
-	if err := g.applyLocked(g.active.Load().cfg); err != nil {
+	if err := g.applyLocked(g.active.Load().cfg, g.active.Load().source); err != nil {
 		g.failLocked(err)
 		return err
 	}
 	return nil
+}
+
+// SetPushedPodLabels changes the pod's labels as the API server shows them (the watch of the
+// gateway's own pod) and picks the policy again. From then on the downward API labels file is
+// ignored: it is a later copy of the same labels and would only take the pod back.
+func (g *Gateway) SetPushedPodLabels(l map[string]string) error {
+	g.labelsPushed.Store(true)
+	return g.SetPodLabels(l)
 }
 
 // SetDraining marks the gateway as shutting down: /readyz answers 503 from then on, the open
@@ -481,6 +506,11 @@ type Status struct {
 	Draining     bool   `json:"draining,omitempty"`
 	ConfigFile   string `json:"configFile,omitempty"`
 	ConfigLoaded bool   `json:"configLoaded"`
+	// ConfigGeneration is the generation of the config in force, as the operator numbered it
+	// (0 for a config without one); ConfigSource is where it came from: watch (pushed by the
+	// API server), file (the mounted ConfigMap) or api (Gateway.Apply).
+	ConfigGeneration int64  `json:"configGeneration"`
+	ConfigSource     string `json:"configSource,omitempty"`
 	// ConfigFileMissing is set while the config file is absent (or a dangling symlink, as
 	// when the kubelet's ..data points nowhere); the last good config, if any, stays in force.
 	ConfigFileMissing      bool       `json:"configFileMissing,omitempty"`
@@ -527,9 +557,13 @@ func (g *Gateway) status() (Status, *active) {
 		ConfigLoaded:    a.cfg != nil,
 		ConfigHash:      a.configHash,
 		Generation:      a.gen,
+		ConfigSource:    a.source,
 		Detail:          a.detail,
 		LastReloadError: g.lastError,
 		MaxDrivers:      g.opts.MaxTrackedDrivers,
+	}
+	if a.cfg != nil {
+		s.ConfigGeneration = a.cfg.Generation
 	}
 	if !g.lastErrAt.IsZero() {
 		t := g.lastErrAt

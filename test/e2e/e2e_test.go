@@ -524,9 +524,11 @@ func TestInjectedGatewayRuns(t *testing.T) {
 		t.Fatalf("sidecar command %q: want the image's entrypoint", sc.Command)
 	}
 	// The env as the kubelet resolves it.
-	env := []string{"POD_NAMESPACE=offers", "GOMEMLIMIT=" + strconv.FormatInt(sc.Resources.Limits.Memory().Value(), 10)}
+	// No token volume here: the gateway says its config push is off and reads the file (the
+	// push has its own tests in internal/gateway/push).
+	env := []string{"POD_NAMESPACE=offers", "POD_NAME=" + pod.Name, "GOMEMLIMIT=" + strconv.FormatInt(sc.Resources.Limits.Memory().Value(), 10)}
 	for _, e := range sc.Env {
-		if e.Name != "POD_NAMESPACE" && e.Name != "GOMEMLIMIT" {
+		if e.Name != "POD_NAMESPACE" && e.Name != "POD_NAME" && e.Name != "GOMEMLIMIT" {
 			t.Errorf("env %s not set by this test", e.Name)
 		}
 	}
