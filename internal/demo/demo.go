@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -119,7 +118,7 @@ type runSpec struct {
 	weighted    bool
 	compliant   bool
 	// replicated runs play through several gateways; shared ones with state shared on Redis
-	// (a gateway option for now: sharedStateOption).
+	// (the policy's spec.sharedState: sharedStateSpec).
 	replicated, shared bool
 	jittered           bool
 }
@@ -141,7 +140,7 @@ var runSpecs = map[string]runSpec{
 
 // samePolicy reports whether r and o play under the same policy.
 func (r runSpec) samePolicy(o runSpec) bool {
-	return r.mode == o.mode && r.fair == o.fair && r.weighted == o.weighted
+	return r.mode == o.mode && r.fair == o.fair && r.weighted == o.weighted && r.shared == o.shared
 }
 
 // describe says how the run's policy differs, as the step lines show it.
@@ -285,11 +284,10 @@ type demo struct {
 
 	// With several replicas: the gateways of each kind of state (sets[0] per-replica,
 	// sets[1] shared), the round-robin front, and the Redis server with its client.
-	sets        [2]*replicaSet
-	lb          *roundRobin
-	redisBin    string
-	redis       *redisServer
-	redisClient *redis.Client
+	sets     [2]*replicaSet
+	lb       *roundRobin
+	redisBin string
+	redis    *redisServer
 }
 
 // Run runs the demo until it is done or ctx ends; everything it started is stopped before it
@@ -360,9 +358,6 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		d.wg.Wait()
 		if d.dir != "" {
 			_ = os.RemoveAll(d.dir)
-		}
-		if d.redisClient != nil {
-			_ = d.redisClient.Close()
 		}
 		if d.redis != nil {
 			d.redis.stop()
@@ -521,6 +516,7 @@ func (d *demo) setUpCluster(ctx context.Context, res *Result) error {
 	first := d.opts.runs[0]
 	p := Policy(d.opts.Shape, first.mode, d.opts.Scale)
 	first.apply(p, d.opts.Scale, d.opts.Award)
+	d.sharedStateSpec(first, p)
 	d.step("applying OfferFeedPolicy %s/%s: %s, feed minInterval %s, accept minReactionTime %s, maxAccepts %d per %s, requireShown",
 		Namespace, PolicyName, first.describe(d.opts.Scale, d.opts.Award), p.Spec.Feed.MinInterval, *p.Spec.Accept.MinReactionTime,
 		*p.Spec.Accept.MaxAccepts, *p.Spec.Accept.Window)
@@ -678,7 +674,7 @@ func (d *demo) waitGateway(ctx context.Context, mode v1alpha1.PolicyMode) error 
 		}
 		who := "gateway enforces"
 		if d.opts.Replicas > 1 {
-			who = fmt.Sprintf("all %d gateways (%d with per-replica state, %d with shared state) enforce", len(d.gws), d.opts.Replicas, d.opts.Replicas)
+			who = fmt.Sprintf("all %d gateways enforce", len(d.gws))
 		}
 		d.step("%s policy %s in %s (config generation %d, %s after the update)",
 			who, st.Policy, st.Mode, st.Generation, time.Since(start).Round(time.Millisecond))
@@ -698,6 +694,7 @@ func (d *demo) update(ctx context.Context, run runSpec) error {
 		return err
 	}
 	run.apply(p, d.opts.Scale, d.opts.Award)
+	d.sharedStateSpec(run, p)
 	if err := d.c.Update(ctx, p); err != nil {
 		return fmt.Errorf("updating the policy: %w", err)
 	}

@@ -8,12 +8,11 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/offerfeed/offerfeed/api/v1alpha1"
 
 	"github.com/offerfeed/offerfeed/internal/gateway"
 	"github.com/offerfeed/offerfeed/internal/market"
@@ -33,13 +32,17 @@ var ReplicaRunNames = []string{"enforce", "fair"}
 // per-replica state and blur the comparison.
 const sharedStateTimeout = time.Second
 
-// sharedStateOption is the one place where the demo turns shared state on: today through the
-// gateway's Go option, gateway.Options.SharedState, because no policy field does yet. When
-// spec.sharedState exists, the switch is: runSpec.apply sets p.Spec.SharedState (Redis at
-// d.redis.addr) when r.shared, runSpec.samePolicy compares shared too, startServices starts
-// one set of gateways (setFor returns it for both states) and this function goes.
-func sharedStateOption(client redis.UniversalClient) *gateway.SharedState {
-	return &gateway.SharedState{Client: client, Timeout: sharedStateTimeout}
+// sharedStateSpec sets (for a run with shared state) or clears p's spec.sharedState: the
+// demo's Redis, no credentials (a loopback server without a password), a timeout of
+// sharedStateTimeout. Every gateway connects from the config it reads, as in a cluster.
+func (d *demo) sharedStateSpec(r runSpec, p *v1alpha1.OfferFeedPolicy) {
+	p.Spec.SharedState = v1alpha1.SharedState{}
+	if r.shared && d.redis != nil {
+		p.Spec.SharedState = v1alpha1.SharedState{
+			Redis:   v1alpha1.RedisConnection{Addresses: []v1alpha1.RedisAddress{v1alpha1.RedisAddress(d.redis.addr)}},
+			Timeout: v1alpha1.Duration(sharedStateTimeout.String()),
+		}
+	}
 }
 
 // replicaSet is the gateways that play one kind of state, each on its own loopback port.
@@ -48,13 +51,9 @@ type replicaSet struct {
 	urls []*url.URL
 }
 
-// setFor returns the gateways of runs with shared state or without.
-func (d *demo) setFor(shared bool) *replicaSet {
-	if shared {
-		return d.sets[1]
-	}
-	return d.sets[0]
-}
+// setFor returns the gateways of runs with shared state or without: the same gateways, which
+// share state when the policy says so.
+func (d *demo) setFor(bool) *replicaSet { return d.sets[0] }
 
 // roundRobin is an HTTP front on loopback that sends each request to the next of its
 // backends in turn, as a Service without session affinity spreads one driver's requests
@@ -196,10 +195,6 @@ func writeComparisons(w io.Writer, replicas int, cs []Comparison) {
 		}
 		fmt.Fprintf(w, "%-*s  %*s  %*s\n", lw, l.label, vw, l.local, vw, l.shared)
 	}
-	if slices.ContainsFunc(cs, func(c Comparison) bool { return c.Fair }) {
-		fmt.Fprintln(w, "Fair draws are still held per replica, with shared state too: a bot that sends its accept to every replica")
-		fmt.Fprintln(w, "enters every replica's draw (draws across replicas: in progress, docs/design.md#shared-state-in-progress).")
-	}
 }
 
 // startReplicas starts the Redis server, two sets of Replicas gateways (per-replica state,
@@ -210,19 +205,16 @@ func (d *demo) startReplicas(ctx context.Context, upstream *url.URL, podLabels m
 	if d.redis, err = startRedis(ctx, d.redisBin); err != nil {
 		return fmt.Errorf("starting the Redis server: %w", err)
 	}
-	d.redisClient = redis.NewClient(&redis.Options{Addr: d.redis.addr, ContextTimeoutEnabled: true})
 	d.step("Redis server %s on %s for shared state", d.redisBin, d.redis.addr)
-	for i, shared := range []*gateway.SharedState{nil, sharedStateOption(d.redisClient)} {
-		set := &replicaSet{}
-		for range d.opts.Replicas {
-			gw, u, err := d.startGateway(ctx, upstream, podLabels, configFile, shared)
-			if err != nil {
-				return err
-			}
-			set.gws, set.urls = append(set.gws, gw), append(set.urls, u)
+	set := &replicaSet{}
+	for range d.opts.Replicas {
+		gw, u, err := d.startGateway(ctx, upstream, podLabels, configFile, nil)
+		if err != nil {
+			return err
 		}
-		d.sets[i] = set
+		set.gws, set.urls = append(set.gws, gw), append(set.urls, u)
 	}
+	d.sets[0] = set
 	d.lb = newRoundRobin()
 	d.lb.use(d.sets[0].urls)
 	front, err := d.serve(ctx, d.lb)
@@ -230,8 +222,8 @@ func (d *demo) startReplicas(ctx context.Context, upstream *url.URL, podLabels m
 		return err
 	}
 	d.gwURL = front
-	d.step("offer service on %s; %d gateways with per-replica state on %s and %d with state shared on Redis on %s, each reading %s as the kubelet would mount it",
-		upstream, d.opts.Replicas, hosts(d.sets[0].urls), d.opts.Replicas, hosts(d.sets[1].urls), configFile)
+	d.step("offer service on %s; %d gateways on %s, each reading %s as the kubelet would mount it",
+		upstream, d.opts.Replicas, hosts(d.sets[0].urls), configFile)
 	d.step("round-robin front on %s: each request goes to the next gateway in turn, as a Service without session affinity spreads them", front)
 	return nil
 }
@@ -241,9 +233,9 @@ func (d *demo) useState(shared bool) {
 	set := d.setFor(shared)
 	d.lb.use(set.urls)
 	if shared {
-		d.step("the front now sends requests to the %d gateways with state shared on Redis at %s", len(set.urls), d.redis.addr)
+		d.step("the policy's spec.sharedState names the Redis at %s: the %d gateways share their drivers' state and draws there", d.redis.addr, len(set.urls))
 	} else {
-		d.step("the front now sends requests to the %d gateways with per-replica state", len(set.urls))
+		d.step("the policy has no spec.sharedState: each of the %d gateways keeps its own state", len(set.urls))
 	}
 }
 
