@@ -32,4 +32,28 @@ const (
 	// ConfigHashAnnotation on the gateway ConfigMap holds the hash ("sha256:" and hex) of its
 	// config.json, as gatewayconfig.Hash computes it.
 	ConfigHashAnnotation = "offerfeed.dev/config-hash"
+
+	// ServiceAccountAnnotation is set by the webhook on the pods it injects: the name of the
+	// pod's ServiceAccount, which the metadata-only pod cache of the operator does not hold
+	// otherwise. The operator binds the gateway's ClusterRole to these ServiceAccounts.
+	ServiceAccountAnnotation = "offerfeed.dev/service-account"
+	// EnforcedAnnotationPrefix starts the annotations a gateway sets on its own pod after it
+	// applied a config; a ValidatingAdmissionPolicy lets the pod's own token change these and
+	// nothing else (config/gatewayaccess).
+	EnforcedAnnotationPrefix = "offerfeed.dev/enforced-"
+	// EnforcedPolicyHashAnnotation is the hash of the policy the pod's gateway enforces (the
+	// policy's status.configHash), or "none" when no policy applies to the pod.
+	EnforcedPolicyHashAnnotation = EnforcedAnnotationPrefix + "policy-hash"
+	// EnforcedGenerationAnnotation is the generation of the config the pod's gateway applied.
+	EnforcedGenerationAnnotation = EnforcedAnnotationPrefix + "generation"
+)
+
+// Access of the gateways to the API server.
+const (
+	// GatewayClusterRoleName is the ClusterRole that lets a gateway read its namespace's
+	// gateway config and its own pod, and report on its own pod.
+	GatewayClusterRoleName = "offerfeed-gateway"
+	// GatewayRoleBindingName is the RoleBinding, one per namespace with injected pods, that
+	// the operator creates to bind GatewayClusterRoleName to their ServiceAccounts.
+	GatewayRoleBindingName = "offerfeed-gateway"
 )

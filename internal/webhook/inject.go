@@ -143,6 +143,10 @@ func Inject(pod *corev1.Pod, cfg Config) (changed bool, warning string) {
 		pod.Annotations = map[string]string{}
 	}
 	pod.Annotations[v1alpha1.InjectedAnnotation] = InjectedValue
+	// The operator binds the gateway's ClusterRole to this ServiceAccount; its pod cache
+	// holds metadata only. Whoever can create the pod can name any ServiceAccount of the
+	// namespace anyway, so the value grants nothing a pod's creator does not have.
+	pod.Annotations[v1alpha1.ServiceAccountAnnotation] = cmp.Or(pod.Spec.ServiceAccountName, pod.Spec.DeprecatedServiceAccount, "default")
 	return true, ""
 }
 
