@@ -24,13 +24,15 @@ var (
 	roleYAML []byte
 	//go:embed admission_policy.yaml
 	policyYAML []byte
+	//go:embed admission_policy_binding.yaml
+	bindingYAML []byte
 )
 
 // Objects returns the ClusterRole, the ValidatingAdmissionPolicy and its binding, named as
 // config/default names them. Each call returns new objects.
 func Objects() ([]*unstructured.Unstructured, error) {
 	var out []*unstructured.Unstructured
-	for _, doc := range [][]byte{roleYAML, policyYAML} {
+	for _, doc := range [][]byte{roleYAML, policyYAML, bindingYAML} {
 		d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(doc), 4096)
 		for {
 			u := &unstructured.Unstructured{}
