@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -138,14 +139,27 @@ func (r *OfferFeedPolicyReconciler) pods(ctx context.Context, ns string) ([]rend
 	return out, nil
 }
 
-// applyConfigMap makes ConfigMap offerfeed-gateway hold res.Data, writing only when it differs.
+// applyConfigMap makes ConfigMap offerfeed-gateway hold res.Data, writing only when it differs,
+// numbered with the next generation (res is changed to hold what was written).
 // Without policies it only empties an existing ConfigMap. It returns false when a ConfigMap of
 // that name exists that offerfeed did not write; that one is left alone.
 func (r *OfferFeedPolicyReconciler) applyConfigMap(ctx context.Context, ns string, res *render.Result, create bool) (bool, error) {
 	key := types.NamespacedName{Namespace: ns, Name: v1alpha1.GatewayConfigMapName}
-	hash := gatewayconfig.Hash(res.Data)
 	cm := &corev1.ConfigMap{}
 	err := r.Get(ctx, key, cm) // the cache holds only ConfigMaps that offerfeed manages
+	// The config's generation only grows: the one in place when the bytes are the same at
+	// that generation, else the next one (render writes 1, the first).
+	var previous []byte
+	var recorded int64
+	if err == nil {
+		previous = []byte(cm.Data[v1alpha1.GatewayConfigKey])
+		recorded, _ = strconv.ParseInt(cm.Annotations[v1alpha1.ConfigGenerationAnnotation], 10, 64) // absent or unreadable: 0
+	}
+	gen, gerr := res.NextGeneration(previous, recorded)
+	if gerr != nil {
+		return false, gerr
+	}
+	hash := gatewayconfig.Hash(res.Data)
 	switch {
 	case apierrors.IsNotFound(err):
 		if !create {
@@ -177,7 +191,9 @@ func (r *OfferFeedPolicyReconciler) applyConfigMap(ctx context.Context, ns strin
 	}
 
 	want := map[string]string{v1alpha1.GatewayConfigKey: string(res.Data)}
-	if maps.Equal(cm.Data, want) && len(cm.BinaryData) == 0 && cm.Annotations[v1alpha1.ConfigHashAnnotation] == hash {
+	genText := strconv.FormatInt(gen, 10)
+	if maps.Equal(cm.Data, want) && len(cm.BinaryData) == 0 && cm.Annotations[v1alpha1.ConfigHashAnnotation] == hash &&
+		cm.Annotations[v1alpha1.ConfigGenerationAnnotation] == genText {
 		return true, nil
 	}
 	base := cm.DeepCopy()
@@ -186,10 +202,11 @@ func (r *OfferFeedPolicyReconciler) applyConfigMap(ctx context.Context, ns strin
 		cm.Annotations = map[string]string{}
 	}
 	cm.Annotations[v1alpha1.ConfigHashAnnotation] = hash
+	cm.Annotations[v1alpha1.ConfigGenerationAnnotation] = genText
 	if err := r.Patch(ctx, cm, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		return false, fmt.Errorf("updating ConfigMap %s: %w", key, err)
 	}
-	log.FromContext(ctx).Info("updated gateway config", "configMap", key, "hash", hash)
+	log.FromContext(ctx).Info("updated gateway config", "configMap", key, "hash", hash, "generation", gen)
 	return true, nil
 }
 

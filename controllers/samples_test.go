@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/offerfeed/offerfeed/api/v1alpha1"
 	"github.com/offerfeed/offerfeed/internal/render/rendertest"
 	"github.com/offerfeed/offerfeed/internal/testenv"
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
 // kubectl runs the envtest control plane's kubectl as its admin and returns its output.
@@ -49,14 +51,23 @@ var _ = Describe("kubectl and the samples", func() {
 			}
 			cm := &corev1.ConfigMap{}
 			g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: v1alpha1.GatewayConfigMapName}, cm)).To(Succeed())
-			g.Expect(cm.Data[v1alpha1.GatewayConfigKey]).To(Equal(golden.Config))
+			// The controller numbers each config it writes (two policies may take two writes);
+			// render's golden file is the first generation.
+			data := cm.Data[v1alpha1.GatewayConfigKey]
+			gen := gatewayconfig.PeekGeneration([]byte(data))
+			g.Expect(gen).To(BeNumerically(">=", 1))
+			g.Expect(data).To(Equal(strings.Replace(golden.Config, `"generation": 1,`, fmt.Sprintf(`"generation": %d,`, gen), 1)))
 		}).WithTimeout(timeout).Should(Succeed())
 
 		By("kubectl get shows the printer columns")
 		out, err = kubectl("get", "ofp", "-n", ns)
 		Expect(err).NotTo(HaveOccurred(), out)
-		Expect(strings.Fields(strings.SplitN(out, "\n", 2)[0])).To(Equal([]string{"NAME", "MODE", "READY", "ACCEPTED", "PROGRAMMED", "TARGETED", "AGE"}))
-		Expect(out).To(MatchRegexp(`standard\s+Enforce\s+True\s+True\s+True\s+0\s+\d+s\n`), "no pods run here: Targeted is 0")
+		Expect(strings.Fields(strings.SplitN(out, "\n", 2)[0])).To(Equal([]string{"NAME", "MODE", "READY", "ACCEPTED", "PROGRAMMED", "TARGETED", "ENFORCED", "AGE"}))
+		Expect(out).To(MatchRegexp(`standard\s+Enforce\s+True\s+True\s+True\s+0\s+0\s+\d+s\n`), "no pods run here: Targeted and Enforced are 0")
+
+		By("kubectl wait for Enforced returns: no governed pod lags")
+		out, err = kubectl("wait", "--for=condition=Enforced", "ofp/standard", "-n", ns, "--timeout=60s")
+		Expect(err).NotTo(HaveOccurred(), out)
 	})
 
 	It("refuses an invalid policy with a message naming the field", func() {

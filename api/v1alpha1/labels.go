@@ -32,6 +32,10 @@ const (
 	// ConfigHashAnnotation on the gateway ConfigMap holds the hash ("sha256:" and hex) of its
 	// config.json, as gatewayconfig.Hash computes it.
 	ConfigHashAnnotation = "offerfeed.dev/config-hash"
+	// ConfigGenerationAnnotation on the gateway ConfigMap repeats the generation of its
+	// config.json, so that a hand edit of the data that drops or lowers it does not lower the
+	// next generation the operator writes.
+	ConfigGenerationAnnotation = "offerfeed.dev/config-generation"
 
 	// ServiceAccountAnnotation is set by the webhook on the pods it injects: the name of the
 	// pod's ServiceAccount, which the metadata-only pod cache of the operator does not hold
@@ -44,8 +48,11 @@ const (
 	// EnforcedPolicyHashAnnotation is the hash of the policy the pod's gateway enforces (the
 	// policy's status.configHash), or "none" when no policy applies to the pod.
 	EnforcedPolicyHashAnnotation = EnforcedAnnotationPrefix + "policy-hash"
-	// EnforcedGenerationAnnotation is the generation of the config the pod's gateway applied.
+	// EnforcedGenerationAnnotation is the generation of the config the pod's gateway applied,
+	// in decimal.
 	EnforcedGenerationAnnotation = EnforcedAnnotationPrefix + "generation"
+	// EnforcedPolicyNone is the value of EnforcedPolicyHashAnnotation when no policy applies.
+	EnforcedPolicyNone = "none"
 )
 
 // Access of the gateways to the API server.

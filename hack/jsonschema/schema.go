@@ -114,6 +114,7 @@ func ptr[T any](v T) *T { return &v }
 // constraints add to the schema of a property, keyed by Go type name and JSON name, what the
 // Go types cannot say.
 var constraints = map[string]func(*Schema){
+	"Config.generation": func(s *Schema) { s.Minimum = ptr[int64](1) },
 	"Config.policies": func(s *Schema) { s.MaxItems = ptr(gatewayconfig.MaxPolicies) },
 	"Policy.name":     func(s *Schema) { s.MinLength = ptr(1) },
 	"Policy.hash":     func(s *Schema) { s.Pattern = gatewayconfig.HashPattern },

@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/offerfeed/offerfeed/internal/gateway"
+	"github.com/offerfeed/offerfeed/internal/gateway/push"
 )
 
 // gatewayOptions are the flags of offerfeed gateway.
@@ -37,7 +39,20 @@ type gatewayOptions struct {
 	shutdownDelay     time.Duration
 	namespace         string
 	logLevel          string
+	push              bool
+	kubeAPIServer     string
+	kubeTokenFile     string
+	kubeCAFile        string
+	podName           string
+	podNamespace      string
 }
+
+// Where the injected sidecar finds its own API credentials (the projected volume the webhook
+// adds to the gateway container only).
+const (
+	defaultKubeTokenFile = "/var/run/secrets/offerfeed.dev/serviceaccount/token"
+	defaultKubeCAFile    = "/var/run/secrets/offerfeed.dev/serviceaccount/ca.crt"
+)
 
 func newGatewayCommand() *cobra.Command {
 	o := &gatewayOptions{}
@@ -73,6 +88,12 @@ func (o *gatewayOptions) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, keep serving (with /readyz failing) this long before draining, while endpoints update")
 	fs.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the pod's namespace (default $POD_NAMESPACE); a config for another namespace is logged")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug (refusals too), info or error")
+	fs.BoolVar(&o.push, "push", true, "watch ConfigMap offerfeed-gateway and the gateway's pod on the API server (the newer config generation wins over --config) and report on the pod what is enforced; off without --pod-name or a token file")
+	fs.StringVar(&o.kubeAPIServer, "kube-api-server", "", "API server `URL` for --push (default https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)")
+	fs.StringVar(&o.kubeTokenFile, "kube-token-file", defaultKubeTokenFile, "bearer token `file` for --push (a projected service-account token; re-read as it rotates)")
+	fs.StringVar(&o.kubeCAFile, "kube-ca-file", defaultKubeCAFile, "`file` with the API server's CA for --push")
+	fs.StringVar(&o.podName, "pod-name", os.Getenv("POD_NAME"), "the pod's name (default $POD_NAME), for --push")
+	fs.StringVar(&o.podNamespace, "pod-namespace", "", "the pod's namespace for --push (default --namespace)")
 }
 
 // run runs the gateway until ctx ends or SIGTERM or SIGINT arrives, then drains it.
@@ -131,6 +152,11 @@ func (o *gatewayOptions) run(ctx context.Context, maxSet bool) error {
 	defer stopWatch()
 	watchDone := make(chan error, 1)
 	go func() { watchDone <- g.Watch(watchCtx, o.configFile, o.podLabelsFile) }()
+	pushDone := make(chan struct{})
+	go func() {
+		defer close(pushDone)
+		o.runPush(watchCtx, g, log)
+	}()
 
 	proxyLn, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -172,11 +198,36 @@ func (o *gatewayOptions) run(ctx context.Context, maxSet bool) error {
 	}
 	adminSrv.Close()
 	stopWatch()
+	<-pushDone
 	log.Info("gateway stopped")
 	if code != ExitOK {
 		return exitWith(code, nil)
 	}
 	return nil
+}
+
+// runPush gets the config pushed from the API server until ctx ends (package push), when --push
+// is on and the gateway knows its pod and has a token; otherwise it says why not and returns:
+// the mounted file alone keeps the gateway up to date, later.
+func (o *gatewayOptions) runPush(ctx context.Context, g *gateway.Gateway, log logr.Logger) {
+	ns := cmp.Or(o.podNamespace, o.namespace)
+	if !o.push {
+		return
+	}
+	if o.podName == "" || ns == "" {
+		log.Info("config push off: the pod's name or namespace is unknown (--pod-name, --pod-namespace); the config file alone applies")
+		return
+	}
+	cfg, err := push.RESTConfig(o.kubeAPIServer, o.kubeTokenFile, o.kubeCAFile)
+	if err != nil {
+		log.Error(err, "config push off; the config file alone applies")
+		return
+	}
+	log.Info("config push on", "apiServer", cfg.Host, "pod", o.podName, "namespace", ns)
+	if err := push.Run(ctx, push.Options{Config: cfg, Namespace: ns, PodName: o.podName, Gateway: g,
+		Logger: log.WithName("push"), Registry: g.Registry()}); err != nil {
+		log.Error(err, "config push off; the config file alone applies")
+	}
 }
 
 // newLogger returns a JSON logger on stderr at level debug, info or error.

@@ -18,6 +18,7 @@ import (
 // renderOptions are the flags of offerfeed render.
 type renderOptions struct {
 	manifestOptions
+	generation int64
 }
 
 func newRenderCommand() *cobra.Command {
@@ -36,7 +37,10 @@ Exit status: 0 rendered, 1 a policy is not accepted, 2 usage or input error.`,
 			if err := o.validate(); err != nil {
 				return err
 			}
-			code, err := renderManifests(cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o.filenames, o.namespace, o.output)
+			if o.generation < render.FirstGeneration {
+				return usageErrorf("--generation must be at least %d", render.FirstGeneration)
+			}
+			code, err := renderManifests(cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o.filenames, o.namespace, o.output, o.generation)
 			if code != ExitOK {
 				return exitWith(code, err)
 			}
@@ -46,11 +50,13 @@ Exit status: 0 rendered, 1 a policy is not accepted, 2 usage or input error.`,
 	o.addFlags(cmd.Flags(), "default", "namespace of the policies that name none",
 		[]string{"json", "configmap"}, "json is the config.json of the one namespace, configmap ConfigMap manifests (YAML) for every namespace",
 		nil)
+	cmd.Flags().Int64Var(&o.generation, "generation", render.FirstGeneration, "the config's generation: 1, as the operator writes a namespace's first config; the operator numbers each later change with the next one")
 	return cmd
 }
 
 // renderManifests renders the policies of files ("-" reads stdin) and returns the exit code.
-func renderManifests(stdin io.Reader, stdout, stderr io.Writer, files []string, defaultNS, output string) (int, error) {
+// Each config is numbered generation.
+func renderManifests(stdin io.Reader, stdout, stderr io.Writer, files []string, defaultNS, output string, generation int64) (int, error) {
 	docs, err := manifest.ReadFrom(stdin, files)
 	if err != nil {
 		return ExitUsage, err
@@ -85,6 +91,9 @@ func renderManifests(stdin io.Reader, stdout, stderr io.Writer, files []string, 
 	for i, ns := range namespaces {
 		res, err := render.Render(ns, byNS[ns], nil)
 		if err != nil {
+			return ExitUsage, err
+		}
+		if err := res.SetGeneration(generation); err != nil {
 			return ExitUsage, err
 		}
 		for _, p := range byNS[ns] {

@@ -22,6 +22,7 @@ import (
 	"github.com/offerfeed/offerfeed/internal/operator"
 	"github.com/offerfeed/offerfeed/internal/testenv"
 	"github.com/offerfeed/offerfeed/offerfeedtest"
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
 func TestRenderExitCodes(t *testing.T) {
@@ -58,7 +59,7 @@ spec:
 	for _, tt := range tests {
 		t.Run(tt.desc, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			code, err := renderManifests(strings.NewReader(""), &out, &errOut, tt.files, "default", tt.output)
+			code, err := renderManifests(strings.NewReader(""), &out, &errOut, tt.files, "default", tt.output, 1)
 			if code != tt.wantCode {
 				t.Fatalf("code %d (err %v), want %d", code, err, tt.wantCode)
 			}
@@ -74,7 +75,7 @@ spec:
 func TestRenderCommand(t *testing.T) {
 	in := "../render/testdata/rest-and-flex.in.yaml"
 	var want bytes.Buffer
-	if code, err := renderManifests(strings.NewReader(""), &want, &bytes.Buffer{}, []string{in}, "offers", "configmap"); code != 0 {
+	if code, err := renderManifests(strings.NewReader(""), &want, &bytes.Buffer{}, []string{in}, "offers", "configmap", 1); code != 0 {
 		t.Fatalf("code %d: %v", code, err)
 	}
 	for _, args := range [][]string{
@@ -171,13 +172,16 @@ func TestRenderMatchesOperator(t *testing.T) {
 			if policies == 0 {
 				t.Fatalf("no policies in %v", files)
 			}
-			var want bytes.Buffer
-			if _, err := renderManifests(strings.NewReader(""), &want, &bytes.Buffer{}, files, ns.Name, "json"); err != nil {
-				t.Fatal(err)
-			}
 			deadline := time.Now().Add(time.Minute)
+			var want bytes.Buffer
 			for {
 				got, programmed := operatorConfig(t, c, ns.Name)
+				// The operator numbered each config it wrote; render prints the same bytes
+				// when told the generation (the first, 1, by default).
+				want.Reset()
+				if _, err := renderManifests(strings.NewReader(""), &want, &bytes.Buffer{}, files, ns.Name, "json", max(1, gatewayconfig.PeekGeneration([]byte(got)))); err != nil {
+					t.Fatal(err)
+				}
 				if programmed && got == want.String() {
 					return
 				}

@@ -146,6 +146,14 @@ type Gateway struct {
 	// starts matching) finds its drivers as they were. It is let go as soon as a policy is in
 	// force again (its own state or a new one), so that one table at most lives at a time.
 	retained *driverTable
+	// inForceSum is the hash of the config bytes in force (from the file or the watch), to
+	// tell an equal generation with the same bytes (no-op) from one with other bytes.
+	inForceSum string
+	// applied is closed, and replaced, whenever a config is put in force (Applied).
+	applied chan struct{}
+	sm      *sourceMetrics
+	// labelsPushed is set once the pod's labels came from the API server.
+	labelsPushed atomic.Bool
 }
 
 // active is the config in force. It is replaced whole on every change.
@@ -155,6 +163,7 @@ type active struct {
 	policy     *policy // nil: no policy matches; proxy everything
 	detail     string
 	gen        uint64
+	source     string // where cfg came from: SourceFile, SourceWatch or SourceAPI
 }
 
 // New makes a Gateway with no config: it proxies everything until Apply gives it one.
@@ -214,6 +223,10 @@ func New(opts Options) (*Gateway, error) {
 	if g.dm, err = newDrawMetrics(g.reg, g); err != nil {
 		return nil, err
 	}
+	if g.sm, err = newSourceMetrics(g.reg, g); err != nil {
+		return nil, err
+	}
+	g.applied = make(chan struct{})
 	g.proxy = g.newProxy()
 	g.active.Store(&active{detail: "no config loaded; proxying everything unchanged"})
 	return g, nil
@@ -230,15 +243,18 @@ func (g *Gateway) nowNS() int64 { return int64(g.now().Sub(g.epoch)) }
 func (g *Gateway) Apply(cfg *gatewayconfig.Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.applyLocked(cfg); err != nil {
+	if err := g.applyLocked(cfg, SourceAPI); err != nil {
 		g.failLocked(err)
 		return err
 	}
+	g.inForceSum = ""
 	return nil
 }
 
-func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
-	next := &active{cfg: cfg}
+// applyLocked puts cfg in force, read from source (SourceFile, SourceWatch, SourceAPI; empty
+// for no config).
+func (g *Gateway) applyLocked(cfg *gatewayconfig.Config, source string) error {
+	next := &active{cfg: cfg, source: source}
 	prev := g.active.Load()
 	stateKept := false
 	if cfg == nil {
@@ -314,6 +330,7 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config) error {
 	g.gen++
 	next.gen = g.gen
 	g.active.Store(next)
+	g.notifyAppliedLocked()
 	stopReplacedDraws(prev.policy, next.policy)
 	g.m.generation.Set(float64(g.gen))
 	g.m.policyInfo.Reset()
@@ -344,11 +361,19 @@ func (g *Gateway) SetPodLabels(l map[string]string) error {
 		return nil
 	}
 	g.labels = labels.Set(l)
-	if err := g.applyLocked(g.active.Load().cfg); err != nil {
+	if err := g.applyLocked(g.active.Load().cfg, g.active.Load().source); err != nil {
 		g.failLocked(err)
 		return err
 	}
 	return nil
+}
+
+// SetPushedPodLabels changes the pod's labels as the API server shows them (the watch of the
+// gateway's own pod) and picks the policy again. From then on the downward API labels file is
+// ignored: it is a later copy of the same labels and would only take the pod back.
+func (g *Gateway) SetPushedPodLabels(l map[string]string) error {
+	g.labelsPushed.Store(true)
+	return g.SetPodLabels(l)
 }
 
 // SetDraining marks the gateway as shutting down: /readyz answers 503 from then on, the open
@@ -396,14 +421,19 @@ type Status struct {
 	ConfigFileMissingSince *time.Time `json:"configFileMissingSince,omitempty"`
 	ConfigHash             string     `json:"configHash,omitempty"`
 	Generation             uint64     `json:"generation"`
-	Policy                 string     `json:"policy,omitempty"`
-	PolicyHash             string     `json:"policyHash,omitempty"`
-	Mode                   string     `json:"mode,omitempty"`
-	Detail                 string     `json:"detail"`
-	LastReloadError        string     `json:"lastReloadError,omitempty"`
-	LastReloadAt           *time.Time `json:"lastReloadErrorTime,omitempty"`
-	TrackedDrivers         int        `json:"trackedDrivers"`
-	MaxDrivers             int        `json:"maxTrackedDrivers"`
+	// ConfigGeneration is the generation of the config in force, as the operator numbered it
+	// (0 for a config without one); ConfigSource is where it came from: watch (pushed by the
+	// API server), file (the mounted ConfigMap) or api (Gateway.Apply).
+	ConfigGeneration int64      `json:"configGeneration"`
+	ConfigSource     string     `json:"configSource,omitempty"`
+	Policy           string     `json:"policy,omitempty"`
+	PolicyHash       string     `json:"policyHash,omitempty"`
+	Mode             string     `json:"mode,omitempty"`
+	Detail           string     `json:"detail"`
+	LastReloadError  string     `json:"lastReloadError,omitempty"`
+	LastReloadAt     *time.Time `json:"lastReloadErrorTime,omitempty"`
+	TrackedDrivers   int        `json:"trackedDrivers"`
+	MaxDrivers       int        `json:"maxTrackedDrivers"`
 }
 
 // Status returns the gateway's state: the config and policy in force and the last reload error.
@@ -418,9 +448,13 @@ func (g *Gateway) Status() Status {
 		ConfigLoaded:    a.cfg != nil,
 		ConfigHash:      a.configHash,
 		Generation:      a.gen,
+		ConfigSource:    a.source,
 		Detail:          a.detail,
 		LastReloadError: g.lastError,
 		MaxDrivers:      g.opts.MaxTrackedDrivers,
+	}
+	if a.cfg != nil {
+		s.ConfigGeneration = a.cfg.Generation
 	}
 	if !g.lastErrAt.IsZero() {
 		t := g.lastErrAt

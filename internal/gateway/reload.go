@@ -30,7 +30,8 @@ const (
 // /readyz says so (configFileMissing) and so does offerfeed_gateway_config_source_missing.
 // An unreadable or invalid file is refused (logged, counted, shown in /readyz) and the config
 // in force stays. A file with the same bytes as the last one read is not applied again (a
-// file restored as it was changes nothing, state included).
+// file restored as it was changes nothing, state included), nor is a config older than the one
+// in force (docs/design.md#config-travel: the newer generation wins).
 func (g *Gateway) LoadFile(path string) error {
 	data, err := os.ReadFile(path)
 	g.mu.Lock()
@@ -48,7 +49,7 @@ func (g *Gateway) LoadFile(path string) error {
 			return nil
 		}
 		g.log.Info("config file absent; proxying everything unchanged until it appears", "file", path)
-		return g.applyLocked(nil)
+		return g.applyLocked(nil, "")
 	case err != nil:
 		err = fmt.Errorf("reading config file %s: %w", path, err)
 		g.failLocked(err)
@@ -64,21 +65,16 @@ func (g *Gateway) LoadFile(path string) error {
 		return nil
 	}
 	g.fileSum = sum
-	cfg, err := gatewayconfig.Parse(data)
-	if err != nil {
-		err = fmt.Errorf("config file %s (%s) refused: %w", path, sum, err)
-		g.failLocked(err)
-		return err
-	}
-	if err := g.applyLocked(cfg); err != nil {
-		g.failLocked(err)
-		return err
-	}
-	return nil
+	return g.offerLocked(data, sum, SourceFile, "config file "+path)
 }
 
 // loadLabelsFile reads the downward-API labels file and picks the policy again if they changed.
+// Once the pod's labels came from the API server (SetPushedPodLabels), the file, a copy that
+// the kubelet refreshes later, is no longer read.
 func (g *Gateway) loadLabelsFile(path string) error {
+	if g.labelsPushed.Load() {
+		return nil
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("reading pod labels file %s: %w", path, err)

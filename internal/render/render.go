@@ -5,9 +5,11 @@
 package render
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,16 +69,63 @@ type PolicyResult struct {
 
 // ConfigMap returns ConfigMap offerfeed-gateway of ns holding the rendered config data (a
 // Result's Data), labelled as offerfeed's and annotated with the data's hash: what the policy
-// controller creates and `offerfeed render` prints.
+// controller creates and `offerfeed render` prints. It is annotated with the data's generation too.
 func ConfigMap(ns string, data []byte) *corev1.ConfigMap {
 	return &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: v1alpha1.GatewayConfigMapName, Namespace: ns,
-			Labels:      map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue},
-			Annotations: map[string]string{v1alpha1.ConfigHashAnnotation: gatewayconfig.Hash(data)},
+			Labels: map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue},
+			Annotations: map[string]string{v1alpha1.ConfigHashAnnotation: gatewayconfig.Hash(data),
+				v1alpha1.ConfigGenerationAnnotation: strconv.FormatInt(gatewayconfig.PeekGeneration(data), 10)},
 		},
 		Data: map[string]string{v1alpha1.GatewayConfigKey: string(data)},
 	}
+}
+
+// FirstGeneration is the generation of a namespace's first config, and what Render writes:
+// `offerfeed render` prints the config of a namespace without a ConfigMap yet. The controller
+// then numbers each changed config with SetGeneration (docs/design.md#the-gateway-config).
+const FirstGeneration = 1
+
+// SetGeneration numbers the config gen (at least 1) and writes Data again.
+func (r *Result) SetGeneration(gen int64) error {
+	if gen < FirstGeneration {
+		return fmt.Errorf("generation %d: want at least %d", gen, FirstGeneration)
+	}
+	if r.Config.Generation == gen {
+		return nil
+	}
+	r.Config.Generation = gen
+	data, err := gatewayconfig.Marshal(r.Config)
+	if err != nil {
+		return err
+	}
+	r.Data = data
+	return nil
+}
+
+// NextGeneration returns the generation of the config to write over previous (the data of
+// the ConfigMap in place, nil when there is none) and numbers r with it: the previous
+// generation when r's bytes are the same at that generation (nothing to write), else the
+// previous generation plus one. A ConfigMap without a readable generation counts as 0.
+//
+// recorded is the generation the ConfigMap's annotation says was written last (0 if none): the
+// next generation is never below it, even when someone edited the data by hand.
+func (r *Result) NextGeneration(previous []byte, recorded int64) (int64, error) {
+	prev := gatewayconfig.PeekGeneration(previous)
+	if recorded > prev {
+		prev = recorded
+		previous = nil // the data was not written by offerfeed at that generation
+	}
+	if prev >= FirstGeneration {
+		if err := r.SetGeneration(prev); err != nil {
+			return 0, err
+		}
+		if bytes.Equal(r.Data, previous) {
+			return prev, nil
+		}
+	}
+	return prev + 1, r.SetGeneration(prev + 1)
 }
 
 // candidate is a policy on its way through rendering.
@@ -104,6 +153,7 @@ func Render(namespace string, policies []v1alpha1.OfferFeedPolicy, pods []Pod) (
 	var winners []*candidate
 	cfg := &gatewayconfig.Config{
 		SchemaVersion: gatewayconfig.SchemaVersion,
+		Generation:    FirstGeneration,
 		Namespace:     namespace,
 		Policies:      []gatewayconfig.Policy{},
 	}

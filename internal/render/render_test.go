@@ -1,6 +1,7 @@
 package render
 
 import (
+	"bytes"
 	"flag"
 	"os"
 	"path/filepath"
@@ -304,5 +305,60 @@ func TestRenderCountsEnforcingPods(t *testing.T) {
 	pr = res.Policies["standard"]
 	if pr.TargetedPods != 3 || pr.EnforcedPods != 2 || !slices.Equal(pr.LaggingPods, []string{"web-2"}) {
 		t.Errorf("targeted %d, enforced %d, lagging %q; want 3, 2, [web-2]", pr.TargetedPods, pr.EnforcedPods, pr.LaggingPods)
+	}
+}
+
+// TestNextGeneration checks that the generation only grows: the same bytes keep the one in
+// place, any change (policies, or data edited by hand) takes the next, and the annotation's
+// record is a floor that a hand edit of the data cannot lower.
+func TestNextGeneration(t *testing.T) {
+	fresh := func(t *testing.T) *Result {
+		t.Helper()
+		res, err := Render("offers", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	at := func(t *testing.T, gen int64) []byte {
+		t.Helper()
+		res := fresh(t)
+		if err := res.SetGeneration(gen); err != nil {
+			t.Fatal(err)
+		}
+		return res.Data
+	}
+	edited := bytes.Replace(at(t, 4), []byte(`"policies": []`), []byte(`"policies": [] `), 1)
+	for _, tt := range []struct {
+		name     string
+		previous []byte
+		recorded int64
+		want     int64
+	}{
+		{"no ConfigMap yet", nil, 0, 1},
+		{"same bytes keep their generation", at(t, 4), 4, 4},
+		{"same bytes without the annotation", at(t, 4), 0, 4},
+		{"other bytes take the next", edited, 4, 5},
+		{"data without a generation", []byte(`{"schemaVersion":1,"namespace":"x","policies":[]}`), 0, 1},
+		{"hand edit lowering the data's generation", at(t, 2), 7, 8},
+		{"hand edit dropping the generation", []byte(`{"schemaVersion":1,"namespace":"offers","policies":[]}`), 7, 8},
+		{"not JSON", []byte(`}{`), 3, 4},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := fresh(t)
+			got, err := res.NextGeneration(tt.previous, tt.recorded)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want || res.Config.Generation != tt.want || gatewayconfig.PeekGeneration(res.Data) != tt.want {
+				t.Errorf("generation %d (config %d, data %d), want %d", got, res.Config.Generation, gatewayconfig.PeekGeneration(res.Data), tt.want)
+			}
+			if got == gatewayconfig.PeekGeneration(tt.previous) && !bytes.Equal(res.Data, tt.previous) {
+				t.Errorf("kept generation %d for other bytes", got)
+			}
+		})
+	}
+	if err := fresh(t).SetGeneration(0); err == nil {
+		t.Error("SetGeneration(0) accepted")
 	}
 }

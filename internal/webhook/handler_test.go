@@ -108,7 +108,7 @@ func TestHandleInjects(t *testing.T) {
 	if err := json.Unmarshal(patched, &got); err != nil {
 		t.Fatal(err)
 	}
-	if !Injected(&got) || len(got.Spec.Volumes) != 2 {
+	if !Injected(&got) || len(got.Spec.Volumes) != 3 {
 		t.Errorf("patched pod not injected: %+v", got)
 	}
 	if len(rec.events) != 0 {

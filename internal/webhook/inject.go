@@ -39,6 +39,16 @@ const (
 	ConfigDir = "/etc/offerfeed"
 	// PodInfoDir is where the downward API volume is mounted; the labels are PodInfoDir/labels.
 	PodInfoDir = "/etc/podinfo"
+	// TokenVolumeName is the projected volume with the gateway's own API credentials: a
+	// service-account token bound to the pod, the cluster's CA and the namespace. Only the
+	// gateway container mounts it, at TokenDir; the app gains nothing, and pods with
+	// automountServiceAccountToken: false get it too.
+	TokenVolumeName = "offerfeed-token"
+	// TokenDir is where the token volume is mounted: token, ca.crt and namespace.
+	TokenDir = "/var/run/secrets/offerfeed.dev/serviceaccount"
+	// TokenExpirationSeconds is the token's requested lifetime; the kubelet rotates it at 80%
+	// and the gateway re-reads the file.
+	TokenExpirationSeconds int64 = 3600
 	// InjectedValue is the value of v1alpha1.InjectedAnnotation on injected pods.
 	InjectedValue = "true"
 )
@@ -139,6 +149,12 @@ func Inject(pod *corev1.Pod, cfg Config) (changed bool, warning string) {
 
 	pod.Spec.InitContainers = append(pod.Spec.InitContainers, sidecar(cfg, upstream))
 	pod.Spec.Volumes = append(pod.Spec.Volumes, volumes()...)
+	if pod.Spec.ServiceAccountName == "" {
+		// A token volume needs the pod's ServiceAccount named; the API server's ServiceAccount
+		// admission plugin, when enabled, has already set this very default (or the one of
+		// the deprecated field).
+		pod.Spec.ServiceAccountName = cmp.Or(pod.Spec.DeprecatedServiceAccount, "default")
+	}
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
@@ -146,7 +162,7 @@ func Inject(pod *corev1.Pod, cfg Config) (changed bool, warning string) {
 	// The operator binds the gateway's ClusterRole to this ServiceAccount; its pod cache
 	// holds metadata only. Whoever can create the pod can name any ServiceAccount of the
 	// namespace anyway, so the value grants nothing a pod's creator does not have.
-	pod.Annotations[v1alpha1.ServiceAccountAnnotation] = cmp.Or(pod.Spec.ServiceAccountName, pod.Spec.DeprecatedServiceAccount, "default")
+	pod.Annotations[v1alpha1.ServiceAccountAnnotation] = pod.Spec.ServiceAccountName
 	return true, ""
 }
 
@@ -277,7 +293,7 @@ func clash(pod *corev1.Pod, cfg Config) string {
 		}
 	}
 	for _, v := range pod.Spec.Volumes {
-		if v.Name == ConfigVolumeName || v.Name == PodInfoVolumeName {
+		if v.Name == ConfigVolumeName || v.Name == PodInfoVolumeName || v.Name == TokenVolumeName {
 			return fmt.Sprintf("the pod already has a volume named %s", v.Name)
 		}
 	}
@@ -311,10 +327,15 @@ func sidecar(cfg Config, upstream int32) corev1.Container {
 			"--listen", fmt.Sprintf(":%d", cfg.Port),
 			"--admin-listen", fmt.Sprintf(":%d", cfg.AdminPort),
 			"--pod-labels-file", PodInfoDir + "/labels",
+			"--kube-token-file", TokenDir + "/token",
+			"--kube-ca-file", TokenDir + "/ca.crt",
 		},
 		Env: []corev1.EnvVar{
 			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{
 				FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"},
+			}},
+			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
+				FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"},
 			}},
 			{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{
 				ResourceFieldRef: &corev1.ResourceFieldSelector{ContainerName: ContainerName, Resource: "limits.memory"},
@@ -332,6 +353,7 @@ func sidecar(cfg Config, upstream int32) corev1.Container {
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: ConfigVolumeName, MountPath: ConfigDir, ReadOnly: true},
 			{Name: PodInfoVolumeName, MountPath: PodInfoDir, ReadOnly: true},
+			{Name: TokenVolumeName, MountPath: TokenDir, ReadOnly: true},
 		},
 		SecurityContext: &corev1.SecurityContext{
 			RunAsNonRoot:             ptr.To(true),
@@ -346,7 +368,8 @@ func sidecar(cfg Config, upstream int32) corev1.Container {
 	}
 }
 
-// volumes returns the gateway's volumes: its config (optional) and the pod's labels.
+// volumes returns the gateway's volumes: its config (optional), the pod's labels and its API
+// credentials (a token bound to the pod, for the API server's default audience).
 func volumes() []corev1.Volume {
 	return []corev1.Volume{
 		{Name: ConfigVolumeName, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
@@ -358,6 +381,19 @@ func volumes() []corev1.Volume {
 				Path:     "labels",
 				FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.labels"},
 			}},
+		}}},
+		{Name: TokenVolumeName, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources: []corev1.VolumeProjection{
+				{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To(TokenExpirationSeconds)}},
+				{ConfigMap: &corev1.ConfigMapProjection{
+					LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
+					Items:                []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
+				}},
+				{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{
+					Path:     "namespace",
+					FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"},
+				}}}},
+			},
 		}}},
 	}
 }

@@ -222,7 +222,8 @@ func TestInjectSidecar(t *testing.T) {
 		t.Errorf("restartPolicy = %v, want Always (native sidecar)", sc.RestartPolicy)
 	}
 	wantArgs := []string{"gateway", "--config", "/etc/offerfeed/config.json", "--upstream", "http://127.0.0.1:8080",
-		"--listen", ":8480", "--admin-listen", ":8481", "--pod-labels-file", "/etc/podinfo/labels"}
+		"--listen", ":8480", "--admin-listen", ":8481", "--pod-labels-file", "/etc/podinfo/labels",
+		"--kube-token-file", TokenDir + "/token", "--kube-ca-file", TokenDir + "/ca.crt"}
 	if diff := cmp.Diff(wantArgs, sc.Args); diff != "" {
 		t.Errorf("args (-want +got):\n%s", diff)
 	}
@@ -261,11 +262,18 @@ func TestInjectSidecar(t *testing.T) {
 		}
 		mounts[m.Name] = m.MountPath
 	}
-	if mounts[ConfigVolumeName] != "/etc/offerfeed" || mounts[PodInfoVolumeName] != "/etc/podinfo" {
+	if mounts[ConfigVolumeName] != "/etc/offerfeed" || mounts[PodInfoVolumeName] != "/etc/podinfo" || mounts[TokenVolumeName] != TokenDir {
 		t.Errorf("mounts = %v", mounts)
 	}
-	if len(pod.Spec.Volumes) != 3 || pod.Spec.Volumes[0].Name != "data" {
-		t.Fatalf("volumes = %v; want data, then the gateway's two", pod.Spec.Volumes)
+	if len(pod.Spec.Volumes) != 4 || pod.Spec.Volumes[0].Name != "data" {
+		t.Fatalf("volumes = %v; want data, then the gateway's three", pod.Spec.Volumes)
+	}
+	if tok := pod.Spec.Volumes[3].Projected; tok == nil || len(tok.Sources) != 3 || tok.Sources[0].ServiceAccountToken == nil ||
+		tok.Sources[0].ServiceAccountToken.Audience != "" || tok.Sources[1].ConfigMap == nil || tok.Sources[1].ConfigMap.Name != "kube-root-ca.crt" {
+		t.Errorf("token volume %+v: want a token for the API server's audience, then its CA", pod.Spec.Volumes[3])
+	}
+	if pod.Spec.ServiceAccountName != "default" {
+		t.Errorf("serviceAccountName %q: a token volume needs one named", pod.Spec.ServiceAccountName)
 	}
 	cm := pod.Spec.Volumes[1].ConfigMap
 	if cm == nil || cm.Name != v1alpha1.GatewayConfigMapName || !ptr.Deref(cm.Optional, false) {

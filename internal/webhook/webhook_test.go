@@ -92,6 +92,38 @@ func expectNotInjected(p *corev1.Pod) {
 var _ = Describe("Pod injection webhook", func() {
 	BeforeEach(func() { warnings.take() })
 
+	It("gives the gateway, and only the gateway, a token of its own, also in a pod with automountServiceAccountToken false", func() {
+		ns := newNamespace(injectionEnabled)
+		Expect(k8s.Create(ctx(), offerService(ns, "no-token", func(p *corev1.Pod) {
+			p.Spec.AutomountServiceAccountToken = ptr.To(false)
+		}))).To(Succeed())
+		Expect(warnings.take()).To(BeEmpty())
+		pod := getPod(ns, "no-token")
+		Expect(webhook.Injected(pod)).To(BeTrue())
+		Expect(pod.Spec.AutomountServiceAccountToken).To(HaveValue(BeFalse()), "the pod's own choice stands")
+
+		var token *corev1.Volume
+		for i := range pod.Spec.Volumes {
+			if pod.Spec.Volumes[i].Name == webhook.TokenVolumeName {
+				token = &pod.Spec.Volumes[i]
+			}
+		}
+		Expect(token).NotTo(BeNil())
+		Expect(token.Projected).NotTo(BeNil())
+		Expect(token.Projected.Sources).To(ContainElement(HaveField("ServiceAccountToken", And(
+			Not(BeNil()), HaveField("Audience", BeEmpty()), HaveField("ExpirationSeconds", HaveValue(Equal(webhook.TokenExpirationSeconds))),
+		))), "a token for the API server's own audience")
+
+		sc := pod.Spec.InitContainers[0]
+		Expect(sc.VolumeMounts).To(ContainElement(And(HaveField("Name", webhook.TokenVolumeName), HaveField("ReadOnly", BeTrue()))))
+		Expect(sc.Env).To(ContainElement(HaveField("Name", "POD_NAME")))
+		Expect(sc.Args).To(ContainElements("--kube-token-file", webhook.TokenDir+"/token"))
+		for _, c := range pod.Spec.Containers {
+			Expect(c.VolumeMounts).NotTo(ContainElement(HaveField("Name", webhook.TokenVolumeName)), "the app container %s gains no token", c.Name)
+			Expect(c.VolumeMounts).NotTo(ContainElement(HaveField("MountPath", webhook.TokenDir)))
+		}
+	})
+
 	It("injects the gateway into a pod of a labelled namespace, and the pod passes the restricted Pod Security Standard", func() {
 		ns := newNamespace(injectionEnabled)
 		Expect(k8s.Create(ctx(), offerService(ns, "offers-1"))).To(Succeed())
@@ -107,7 +139,8 @@ var _ = Describe("Pod injection webhook", func() {
 		Expect(sc.Args).To(ContainElements("--upstream", "http://127.0.0.1:8080"))
 		Expect(sc.Ports).To(ContainElement(HaveField("Name", webhook.PortName)))
 		Expect(pod.Spec.Containers).To(HaveLen(1), "the app's container is untouched")
-		Expect(pod.Spec.Volumes).To(ConsistOf(HaveField("Name", webhook.ConfigVolumeName), HaveField("Name", webhook.PodInfoVolumeName)))
+		Expect(pod.Spec.Volumes).To(ConsistOf(HaveField("Name", webhook.ConfigVolumeName), HaveField("Name", webhook.PodInfoVolumeName),
+			HaveField("Name", webhook.TokenVolumeName)))
 
 		By("checking that the namespace really enforces the restricted standard")
 		bad := offerService(ns, "privileged", func(p *corev1.Pod) {

@@ -36,6 +36,13 @@ const SchemaVersion = 1
 type Config struct {
 	// SchemaVersion is the version of this format; always SchemaVersion.
 	SchemaVersion int `json:"schemaVersion"`
+	// Generation numbers the configs of a namespace: the operator writes 1 first, then the
+	// previous value plus one whenever the config changes, so it only grows. A gateway applies
+	// a config only when its generation is at least the one in force, whichever way the config
+	// came (pushed from the API server or read from the mounted file), so a late copy never
+	// rolls a gateway back. Absent (0) in configs written by hand or by older operators: such
+	// a config is older than any numbered one.
+	Generation int64 `json:"generation,omitempty"`
 	// Namespace is the namespace whose policies this config holds.
 	Namespace string `json:"namespace"`
 	// Policies are the accepted policies of the namespace in precedence order (older first,

@@ -104,6 +104,9 @@ func Validate(c *Config) error {
 	if c.SchemaVersion != SchemaVersion {
 		errs = append(errs, fmt.Errorf("schemaVersion: %d is not supported (this gateway reads version %d)", c.SchemaVersion, SchemaVersion))
 	}
+	if c.Generation < 0 {
+		errs = append(errs, fmt.Errorf("generation: %d is negative", c.Generation))
+	}
 	if len(c.Policies) > MaxPolicies {
 		errs = append(errs, fmt.Errorf("policies: %d policies, more than the limit of %d", len(c.Policies), MaxPolicies))
 	}
@@ -464,4 +467,17 @@ func checkWindow(add problemFunc, field string, d Duration) {
 	if d.D() < MinWindow || d.D() > MaxWindow {
 		add(field, "%s is not between %s and %s", d.D(), MinWindow, MaxWindow)
 	}
+}
+
+// PeekGeneration returns the generation of config data without checking the rest: 0 when
+// the data has none or is not a JSON object. The operator reads it from the ConfigMap it is
+// about to rewrite, to write the next one.
+func PeekGeneration(data []byte) int64 {
+	var v struct {
+		Generation int64 `json:"generation"`
+	}
+	if json.Unmarshal(data, &v) != nil || v.Generation < 0 {
+		return 0
+	}
+	return v.Generation
 }
