@@ -40,6 +40,11 @@ import (
 // of a foreign one raises no event.
 const foreignConfigMapRecheck = time.Minute
 
+// conflictRequeue is how soon a namespace whose status write lost its optimistic lock (the
+// cache was behind the stored status) is reconciled again. A conflict is not counted as an
+// error: the error backoff would grow with each, while gateways report in bursts.
+const conflictRequeue = 20 * time.Millisecond
+
 // PodMetadata is the metadata-only form of a Pod that the controller watches and caches.
 func PodMetadata() *metav1.PartialObjectMetadata {
 	m := &metav1.PartialObjectMetadata{}
@@ -107,6 +112,12 @@ func (r *OfferFeedPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	for i := range policies.Items {
 		p := &policies.Items[i]
 		if err := r.applyStatus(ctx, p, res.Policies[p.Name], managed); err != nil {
+			if apierrors.IsConflict(err) {
+				// The cache has not caught up with the last status write yet: expected while
+				// many gateways report at once, and no failure, so no growing backoff.
+				logger.V(1).Info("status changed meanwhile; reconciling again", "policy", p.Name)
+				return ctrl.Result{RequeueAfter: conflictRequeue}, nil
+			}
 			return ctrl.Result{}, err
 		}
 	}
