@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -170,8 +171,10 @@ func TestGatewayAccessLimits(t *testing.T) {
 
 	// The admission policy is in force once it refuses a report on another pod (dry run).
 	eventually(t, "admission policy in force", func() error {
-		if err := gw.Patch(ctx, other.DeepCopy(), report, client.DryRunAll); !byPolicy(err) {
-			return fmt.Errorf("report on another pod: %v", err)
+		if err := gw.Patch(ctx, other.DeepCopy(), report, client.DryRunAll); err == nil {
+			return errors.New("a report on another pod was allowed")
+		} else if !byPolicy(err) {
+			return fmt.Errorf("report on another pod: %w", err)
 		}
 		return nil
 	})

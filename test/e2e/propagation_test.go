@@ -385,7 +385,7 @@ func TestPushPropagation(t *testing.T) {
 		}
 		return sum
 	}
-	kubectl := in.env.ControlPlane.KubeCtl()
+	kubectl := in.env.ControlPlane.KubeCtl() //nolint:staticcheck // SA1019: the admin's kubectl is the one wanted, as in controllers/samples_test.go
 	beforeEdits := requests()
 	var all, counts []time.Duration
 	for i := range edits {
@@ -453,8 +453,11 @@ func TestPushPropagation(t *testing.T) {
 	for _, g := range fleet {
 		waitFor(t, timeout, g.pod.Name+" reads the stale file", func() error {
 			n, err := g.metric("offerfeed_gateway_config_stale_total", `source="file"`)
-			if err != nil || n < 1 {
-				return fmt.Errorf("stale configs from the file: %v %v", n, err)
+			if err != nil {
+				return err
+			}
+			if n < 1 {
+				return fmt.Errorf("%v stale configs from the file", n)
 			}
 			return nil
 		})
