@@ -115,9 +115,9 @@ func ptr[T any](v T) *T { return &v }
 // Go types cannot say.
 var constraints = map[string]func(*Schema){
 	"Config.generation": func(s *Schema) { s.Minimum = ptr[int64](1) },
-	"Config.policies": func(s *Schema) { s.MaxItems = ptr(gatewayconfig.MaxPolicies) },
-	"Policy.name":     func(s *Schema) { s.MinLength = ptr(1) },
-	"Policy.hash":     func(s *Schema) { s.Pattern = gatewayconfig.HashPattern },
+	"Config.policies":   func(s *Schema) { s.MaxItems = ptr(gatewayconfig.MaxPolicies) },
+	"Policy.name":       func(s *Schema) { s.MinLength = ptr(1) },
+	"Policy.hash":       func(s *Schema) { s.Pattern = gatewayconfig.HashPattern },
 	"Policy.identityHeader": func(s *Schema) {
 		s.MinLength, s.MaxLength, s.Pattern = ptr(gatewayconfig.MinHeaderLen), ptr(gatewayconfig.MaxHeaderLen), gatewayconfig.HeaderPattern
 	},

@@ -97,11 +97,25 @@ func TestRenderCommand(t *testing.T) {
 		{[]string{}, "no manifests: give -f FILE|DIR"},
 		{[]string{"-f", in, "-o", "yaml"}, `--output must be json or configmap, not "yaml"`},
 		{[]string{"-f", in, "extra"}, `unexpected argument "extra"`},
+		{[]string{"-f", in, "--generation", "0"}, "--generation must be at least 1"},
 	} {
 		code, _, stderr := runOfferfeed(t, "", append([]string{"render"}, tc.args...)...)
 		if code != ExitUsage || !strings.Contains(stderr, tc.wantStderr) || !strings.Contains(stderr, "Usage:") {
 			t.Errorf("offerfeed render %q: exit %d, stderr:\n%s", tc.args, code, stderr)
 		}
+	}
+}
+
+// TestRenderGeneration checks --generation: the config and the ConfigMap's annotation carry it.
+func TestRenderGeneration(t *testing.T) {
+	in := "../render/testdata/rest-and-flex.in.yaml"
+	code, stdout, stderr := runOfferfeed(t, "", "render", "-f", in, "-n", "offers", "-o", "configmap", "--generation", "7")
+	if code != 0 || !strings.Contains(stdout, `"generation": 7,`) || !strings.Contains(stdout, v1alpha1.ConfigGenerationAnnotation+`: "7"`) {
+		t.Errorf("exit %d, stderr %s\nstdout:\n%s", code, stderr, stdout)
+	}
+	code, stdout, _ = runOfferfeed(t, "", "render", "-f", in, "-n", "offers")
+	if code != 0 || !strings.Contains(stdout, `"generation": 1,`) {
+		t.Errorf("without --generation: exit %d, stdout:\n%s", code, stdout)
 	}
 }
 

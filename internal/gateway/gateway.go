@@ -220,13 +220,13 @@ func New(opts Options) (*Gateway, error) {
 		return nil, err
 	}
 	g.m = m
-	if g.dm, err = newDrawMetrics(g.reg, g); err != nil {
-		return nil, err
-	}
 	if g.sm, err = newSourceMetrics(g.reg, g); err != nil {
 		return nil, err
 	}
 	g.applied = make(chan struct{})
+	if g.dm, err = newDrawMetrics(g.reg, g); err != nil {
+		return nil, err
+	}
 	g.proxy = g.newProxy()
 	g.active.Store(&active{detail: "no config loaded; proxying everything unchanged"})
 	return g, nil
@@ -415,25 +415,25 @@ type Status struct {
 	Draining     bool   `json:"draining,omitempty"`
 	ConfigFile   string `json:"configFile,omitempty"`
 	ConfigLoaded bool   `json:"configLoaded"`
+	// ConfigGeneration is the generation of the config in force, as the operator numbered it
+	// (0 for a config without one); ConfigSource is where it came from: watch (pushed by the
+	// API server), file (the mounted ConfigMap) or api (Gateway.Apply).
+	ConfigGeneration int64  `json:"configGeneration"`
+	ConfigSource     string `json:"configSource,omitempty"`
 	// ConfigFileMissing is set while the config file is absent (or a dangling symlink, as
 	// when the kubelet's ..data points nowhere); the last good config, if any, stays in force.
 	ConfigFileMissing      bool       `json:"configFileMissing,omitempty"`
 	ConfigFileMissingSince *time.Time `json:"configFileMissingSince,omitempty"`
 	ConfigHash             string     `json:"configHash,omitempty"`
 	Generation             uint64     `json:"generation"`
-	// ConfigGeneration is the generation of the config in force, as the operator numbered it
-	// (0 for a config without one); ConfigSource is where it came from: watch (pushed by the
-	// API server), file (the mounted ConfigMap) or api (Gateway.Apply).
-	ConfigGeneration int64      `json:"configGeneration"`
-	ConfigSource     string     `json:"configSource,omitempty"`
-	Policy           string     `json:"policy,omitempty"`
-	PolicyHash       string     `json:"policyHash,omitempty"`
-	Mode             string     `json:"mode,omitempty"`
-	Detail           string     `json:"detail"`
-	LastReloadError  string     `json:"lastReloadError,omitempty"`
-	LastReloadAt     *time.Time `json:"lastReloadErrorTime,omitempty"`
-	TrackedDrivers   int        `json:"trackedDrivers"`
-	MaxDrivers       int        `json:"maxTrackedDrivers"`
+	Policy                 string     `json:"policy,omitempty"`
+	PolicyHash             string     `json:"policyHash,omitempty"`
+	Mode                   string     `json:"mode,omitempty"`
+	Detail                 string     `json:"detail"`
+	LastReloadError        string     `json:"lastReloadError,omitempty"`
+	LastReloadAt           *time.Time `json:"lastReloadErrorTime,omitempty"`
+	TrackedDrivers         int        `json:"trackedDrivers"`
+	MaxDrivers             int        `json:"maxTrackedDrivers"`
 }
 
 // Status returns the gateway's state: the config and policy in force and the last reload error.

@@ -158,3 +158,28 @@ func TestEnforcedNotifies(t *testing.T) {
 		t.Fatalf("after the pod left the policy: %+v", e)
 	}
 }
+
+// TestPushedLabelsWin checks that once the pod's labels came from the API server, the downward
+// API labels file (a later copy of the same labels) cannot move the pod back.
+func TestPushedLabelsWin(t *testing.T) {
+	h := newHarness(t, configOf(standardPolicy()))
+	file := filepath.Join(t.TempDir(), "labels")
+	if err := os.WriteFile(file, []byte(`app="elsewhere"`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.g.loadLabelsFile(file); err != nil {
+		t.Fatal(err)
+	}
+	if p := h.g.Status().Policy; p != "" {
+		t.Fatalf("before the push the file applies: policy %q", p)
+	}
+	if err := h.g.SetPushedPodLabels(map[string]string{"app": "offer-service"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.g.loadLabelsFile(file); err != nil {
+		t.Fatal(err)
+	}
+	if p := h.g.Status().Policy; p != "standard" {
+		t.Fatalf("the stale labels file moved the pod: policy %q", p)
+	}
+}

@@ -7,7 +7,9 @@ package render
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -124,6 +126,9 @@ func (r *Result) NextGeneration(previous []byte, recorded int64) (int64, error) 
 		if bytes.Equal(r.Data, previous) {
 			return prev, nil
 		}
+	}
+	if prev == math.MaxInt64 {
+		return 0, errors.New("the ConfigMap's generation is at its maximum; delete ConfigMap " + v1alpha1.GatewayConfigMapName + " to start again at 1 and restart the gateways")
 	}
 	return prev + 1, r.SetGeneration(prev + 1)
 }

@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -343,6 +344,8 @@ func TestNextGeneration(t *testing.T) {
 		{"hand edit lowering the data's generation", at(t, 2), 7, 8},
 		{"hand edit dropping the generation", []byte(`{"schemaVersion":1,"namespace":"offers","policies":[]}`), 7, 8},
 		{"not JSON", []byte(`}{`), 3, 4},
+		{"hand edit raising the data's generation", bytes.Replace(at(t, 9), []byte(`"policies": []`), []byte(`"policies": [] `), 1), 4, 10},
+		{"hand edit raising it, same bytes otherwise", at(t, 9), 4, 9},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			res := fresh(t)
@@ -360,5 +363,9 @@ func TestNextGeneration(t *testing.T) {
 	}
 	if err := fresh(t).SetGeneration(0); err == nil {
 		t.Error("SetGeneration(0) accepted")
+	}
+	// A generation set to the maximum by hand does not wrap around to a negative one.
+	if gen, err := fresh(t).NextGeneration(nil, math.MaxInt64); err == nil {
+		t.Errorf("generation %d after the maximum", gen)
 	}
 }

@@ -525,9 +525,10 @@ func TestInjectedGatewayRuns(t *testing.T) {
 	if sc.Command != nil {
 		t.Fatalf("sidecar command %q: want the image's entrypoint", sc.Command)
 	}
-	// The env as the kubelet resolves it. No token volume here: the mounted file alone brings
-	// the config (TestPushPropagation has the push).
-	env := []string{"POD_NAMESPACE=offers", "POD_NAME=offers-1", "GOMEMLIMIT=" + strconv.FormatInt(sc.Resources.Limits.Memory().Value(), 10)}
+	// The env as the kubelet resolves it.
+	// No token volume here: the gateway says its config push is off and reads the file (the
+	// push has its own tests in internal/gateway/push, and TestPushPropagation).
+	env := []string{"POD_NAMESPACE=offers", "POD_NAME=" + pod.Name, "GOMEMLIMIT=" + strconv.FormatInt(sc.Resources.Limits.Memory().Value(), 10)}
 	for _, e := range sc.Env {
 		if e.Name != "POD_NAMESPACE" && e.Name != "POD_NAME" && e.Name != "GOMEMLIMIT" {
 			t.Errorf("env %s not set by this test", e.Name)

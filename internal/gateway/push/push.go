@@ -53,6 +53,8 @@ const (
 	// healthyWatch is how long a watch must have lasted for the next failure to start the
 	// backoff over (a watch that ends at once is a failure, not a reset).
 	healthyWatch = 10 * time.Second
+	// watchGrace is how long after its requested timeout the client ends a watch itself.
+	watchGrace = 30 * time.Second
 )
 
 // Options configure Run.
@@ -209,8 +211,12 @@ func (p *pusher) watchLoop(ctx context.Context, what string, list func(context.C
 			}
 		}
 		timeout := int64((p.wtime + time.Duration(p.rnd()*float64(p.wtime))) / time.Second)
-		w, err := open(ctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true, TimeoutSeconds: &timeout})
+		// The server ends the watch after timeout; the client gives up a while later, in case
+		// the server went away without closing the connection.
+		wctx, cancel := context.WithTimeout(ctx, time.Duration(timeout)*time.Second+watchGrace)
+		w, err := open(wctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true, TimeoutSeconds: &timeout})
 		if err != nil {
+			cancel()
 			if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
 				rv = ""
 			}
@@ -224,12 +230,13 @@ func (p *pusher) watchLoop(ctx context.Context, what string, list func(context.C
 		var werr error
 		rv, werr = p.consume(w, rv, what)
 		w.Stop()
+		cancel()
 		switch {
 		case werr != nil:
 			if !fail(werr, "watch ended with an error; the config in force stays; retrying with backoff") {
 				return
 			}
-		case time.Since(start) < healthyWatch:
+		case time.Since(start) < min(healthyWatch, p.wtime):
 			// Ended at once: a server going down, not a timeout. Back off all the same.
 			if !fail(errors.New("watch ended early"), "watch ended early; retrying with backoff") {
 				return
