@@ -34,10 +34,11 @@ manifests: ## Generate the CRD, RBAC and webhook manifests from the markers.
 		output:crd:artifacts:config=config/crd/bases \
 		output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
-	@# The Helm chart reads copies of the generated CRD, ClusterRole and webhook (charts/offerfeed/files/README.md).
+	@# The Helm chart reads copies of the generated CRD, ClusterRole and webhook, and of the gateways' access (charts/offerfeed/files/README.md).
 	cp config/crd/bases/offerfeed.dev_offerfeedpolicies.yaml charts/offerfeed/files/crd/
 	cp config/rbac/role.yaml charts/offerfeed/files/rbac/
 	cp config/webhook/manifests.yaml charts/offerfeed/files/webhook/
+	cp config/gatewayaccess/role.yaml config/gatewayaccess/admission_policy.yaml config/gatewayaccess/admission_policy_binding.yaml charts/offerfeed/files/gatewayaccess/
 
 .PHONY: generate
 generate: ## Generate deepcopy code, the gateway config rules (from the CRD), JSON Schema, K8s version and the PrometheusRule.

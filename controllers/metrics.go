@@ -17,7 +17,7 @@ const PolicyConditionMetric = "offerfeed_policy_condition"
 // the series), so the cardinality is the number of policies times four at most.
 var policyConditions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: PolicyConditionMetric,
-	Help: "1 for each condition (Accepted, Programmed, Ready, Stalled) of each OfferFeedPolicy, with its status and reason; " +
+	Help: "1 for each condition (Accepted, Programmed, Ready, Enforced, Stalled) of each OfferFeedPolicy, with its status and reason; " +
 		"exported by the manager that reconciles (the leader).",
 }, []string{"namespace", "policy", "type", "status", "reason"})
 

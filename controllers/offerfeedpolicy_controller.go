@@ -7,11 +7,14 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -36,6 +39,11 @@ import (
 // offerfeed's is looked at again: the cache holds only offerfeed's ConfigMaps, so the removal
 // of a foreign one raises no event.
 const foreignConfigMapRecheck = time.Minute
+
+// conflictRequeue is how soon a namespace whose status write lost its optimistic lock (the
+// cache was behind the stored status) is reconciled again. A conflict is not counted as an
+// error: the error backoff would grow with each, while gateways report in bursts.
+const conflictRequeue = 20 * time.Millisecond
 
 // PodMetadata is the metadata-only form of a Pod that the controller watches and caches.
 func PodMetadata() *metav1.PartialObjectMetadata {
@@ -65,6 +73,15 @@ type OfferFeedPolicyReconciler struct {
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;update;patch,resourceNames=offerfeed-gateway
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+//
+// The gateways' access (docs/design.md#security): one RoleBinding offerfeed-gateway per
+// namespace with injected pods, binding ClusterRole offerfeed-gateway to their ServiceAccounts.
+// bind is limited to that ClusterRole, so the manager can grant nothing else and holds none of
+// the gateway's rights itself; create cannot be limited to a name.
+//
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=offerfeed-gateway
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=create
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=get;list;watch;update;patch;delete,resourceNames=offerfeed-gateway
 
 // Reconcile renders the policies of req.Namespace and applies the result.
 func (r *OfferFeedPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -88,10 +105,19 @@ func (r *OfferFeedPolicyReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if err := r.applyRoleBinding(ctx, ns, gatewaySubjects(ns, pods, len(policies.Items) > 0)); err != nil {
+		return ctrl.Result{}, err
+	}
 
 	for i := range policies.Items {
 		p := &policies.Items[i]
 		if err := r.applyStatus(ctx, p, res.Policies[p.Name], managed); err != nil {
+			if apierrors.IsConflict(err) {
+				// The cache has not caught up with the last status write yet: expected while
+				// many gateways report at once, and no failure, so no growing backoff.
+				logger.V(1).Info("status changed meanwhile; reconciling again", "policy", p.Name)
+				return ctrl.Result{RequeueAfter: conflictRequeue}, nil
+			}
 			return ctrl.Result{}, err
 		}
 	}
@@ -117,7 +143,9 @@ func (r *OfferFeedPolicyReconciler) pods(ctx context.Context, ns string) ([]rend
 			continue
 		}
 		_, injected := m.Annotations[v1alpha1.InjectedAnnotation]
-		out = append(out, render.Pod{Name: m.Name, Labels: m.Labels, Injected: injected})
+		out = append(out, render.Pod{Name: m.Name, Labels: m.Labels, Injected: injected,
+			EnforcedHash:   m.Annotations[v1alpha1.EnforcedPolicyHashAnnotation],
+			ServiceAccount: m.Annotations[v1alpha1.ServiceAccountAnnotation]})
 	}
 	return out, nil
 }
@@ -193,6 +221,87 @@ func (r *OfferFeedPolicyReconciler) applyConfigMap(ctx context.Context, ns strin
 	return true, nil
 }
 
+// gatewaySubjects returns the ServiceAccounts of ns that the gateway's ClusterRole is bound
+// to: those of the injected pods (annotation offerfeed.dev/service-account), sorted; none when
+// the namespace has no policies, so the RoleBinding goes with the last policy.
+func gatewaySubjects(ns string, pods []render.Pod, policies bool) []rbacv1.Subject {
+	if !policies {
+		return nil
+	}
+	var names []string
+	for _, p := range pods {
+		if p.Injected && p.ServiceAccount != "" {
+			names = append(names, p.ServiceAccount)
+		}
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	out := make([]rbacv1.Subject, 0, len(names))
+	for _, n := range names {
+		out = append(out, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: n, Namespace: ns})
+	}
+	return out
+}
+
+// applyRoleBinding makes RoleBinding offerfeed-gateway of ns bind the gateway's ClusterRole to
+// subjects, writing only when it differs, and deletes it when there are none. A RoleBinding of
+// that name that offerfeed did not write is left alone.
+func (r *OfferFeedPolicyReconciler) applyRoleBinding(ctx context.Context, ns string, subjects []rbacv1.Subject) error {
+	key := types.NamespacedName{Namespace: ns, Name: v1alpha1.GatewayRoleBindingName}
+	rb := &rbacv1.RoleBinding{}
+	err := r.Get(ctx, key, rb) // the cache holds only RoleBindings that offerfeed manages
+	switch {
+	case apierrors.IsNotFound(err):
+		if len(subjects) == 0 {
+			return nil
+		}
+		rb = GatewayRoleBinding(ns, subjects)
+		if err := r.Create(ctx, rb); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating RoleBinding %s: %w", key, err)
+		}
+		log.FromContext(ctx).Info("granted the gateways access", "roleBinding", key, "serviceAccounts", len(subjects))
+		return nil
+	case err != nil:
+		return fmt.Errorf("getting RoleBinding %s: %w", key, err)
+	}
+	if len(subjects) == 0 {
+		if err := r.Delete(ctx, rb, client.Preconditions{UID: &rb.UID}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting RoleBinding %s: %w", key, err)
+		}
+		log.FromContext(ctx).Info("removed the gateways' access", "roleBinding", key)
+		return nil
+	}
+	want := GatewayRoleBinding(ns, subjects)
+	if rb.RoleRef != want.RoleRef {
+		// roleRef cannot change: replace the binding.
+		if err := r.Delete(ctx, rb, client.Preconditions{UID: &rb.UID}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting RoleBinding %s: %w", key, err)
+		}
+		return fmt.Errorf("RoleBinding %s had another roleRef; deleted it to create it again", key)
+	}
+	if equality.Semantic.DeepEqual(rb.Subjects, want.Subjects) {
+		return nil
+	}
+	base := rb.DeepCopy()
+	rb.Subjects = want.Subjects
+	if err := r.Patch(ctx, rb, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("updating RoleBinding %s: %w", key, err)
+	}
+	log.FromContext(ctx).Info("updated the gateways' access", "roleBinding", key, "serviceAccounts", len(subjects))
+	return nil
+}
+
+// GatewayRoleBinding returns RoleBinding offerfeed-gateway of ns, binding ClusterRole
+// offerfeed-gateway to subjects.
+func GatewayRoleBinding(ns string, subjects []rbacv1.Subject) *rbacv1.RoleBinding {
+	return &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.GatewayRoleBindingName, Namespace: ns,
+			Labels: map[string]string{v1alpha1.ManagedByLabel: v1alpha1.ManagedByValue}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: v1alpha1.GatewayClusterRoleName},
+		Subjects: subjects,
+	}
+}
+
 // applyStatus writes the status of p when it changed, and records events on transitions.
 //
 // The patch carries p's resourceVersion, so it succeeds only when the status it changes is
@@ -236,10 +345,11 @@ func setStatus(p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult, managed bool
 	setAcceptedCondition(p, pr)
 	setProgrammedCondition(p, pr, managed)
 	setReadyCondition(p)
+	setEnforcedCondition(p, pr)
 	p.Status.TargetedPods = pr.TargetedPods
-	p.Status.ConfigHash = ""
+	p.Status.ConfigHash, p.Status.EnforcedPods = "", 0
 	if pr.Accepted && managed {
-		p.Status.ConfigHash = pr.Hash
+		p.Status.ConfigHash, p.Status.EnforcedPods = pr.Hash, pr.EnforcedPods
 	}
 	p.Status.ObservedGeneration = p.Generation
 }
@@ -279,10 +389,48 @@ func setProgrammedCondition(p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult,
 	meta.SetStatusCondition(&p.Status.Conditions, c)
 }
 
+// maxNamedPods bounds the lagging pods the Enforced message names.
+const maxNamedPods = 5
+
+// setEnforcedCondition sets Enforced: True when the policy is Programmed and every pod it
+// governs reports enforcing its hash (vacuously with none), False naming the lagging pods.
+// Call it after setProgrammedCondition.
+func setEnforcedCondition(p *v1alpha1.OfferFeedPolicy, pr render.PolicyResult) {
+	c := metav1.Condition{Type: string(v1alpha1.ConditionEnforced), ObservedGeneration: p.Generation}
+	switch {
+	case !meta.IsStatusConditionTrue(p.Status.Conditions, string(v1alpha1.ConditionProgrammed)):
+		c.Status, c.Reason = metav1.ConditionFalse, string(v1alpha1.ReasonNotProgrammed)
+		c.Message = "the policy is not Programmed, so no gateway enforces it"
+	case pr.TargetedPods == 0:
+		c.Status, c.Reason = metav1.ConditionTrue, string(v1alpha1.ReasonEnforced)
+		c.Message = "the policy governs no pod with a gateway sidecar"
+	case len(pr.LaggingPods) == 0:
+		c.Status, c.Reason = metav1.ConditionTrue, string(v1alpha1.ReasonEnforced)
+		c.Message = fmt.Sprintf("the gateways of all %d governed pods enforce %s", pr.TargetedPods, pr.Hash)
+	default:
+		c.Status, c.Reason = metav1.ConditionFalse, string(v1alpha1.ReasonLagging)
+		c.Message = fmt.Sprintf("%d of %d governed pods do not report enforcing %s yet: %s",
+			len(pr.LaggingPods), pr.TargetedPods, pr.Hash, namedList(pr.LaggingPods, maxNamedPods))
+	}
+	meta.SetStatusCondition(&p.Status.Conditions, c)
+}
+
+// namedList writes names as "a, b and c", naming at most limit of them and counting the
+// rest: "a, b, c and 7 more".
+func namedList(names []string, limit int) string {
+	if len(names) > limit {
+		return fmt.Sprintf("%s and %d more", strings.Join(names[:limit], ", "), len(names)-limit)
+	}
+	if len(names) <= 1 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
 // readyInputs are the conditions that Ready summarises, in the order in which the first one
-// that is not True gives Ready its reason. When the gateways report what they enforce, an
-// Enforced condition joins them here (after Programmed); setReadyCondition needs no other
-// change, and Enforced=False with a reason not in stalledReasons reads as InProgress.
+// that is not True gives Ready its reason. Enforced is not one of them: a pod whose gateway
+// cannot report (no route to the API server, an older gateway image) would keep Ready, and
+// every GitOps sync waiting on it, from completing (docs/design.md#status).
 var readyInputs = []v1alpha1.OfferFeedPolicyConditionType{v1alpha1.ConditionAccepted, v1alpha1.ConditionProgrammed}
 
 // stalledReasons are the reasons of a condition that is not True that no reconcile can put
@@ -367,6 +515,9 @@ func (r *OfferFeedPolicyReconciler) NewController(mgr ctrl.Manager, opts Options
 		source.Kind[client.Object](cache, &corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(namespaceRequest),
 			predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == v1alpha1.GatewayConfigMapName })),
 		source.Kind[client.Object](cache, PodMetadata(), handler.EnqueueRequestsFromMapFunc(r.podRequest), podChanged),
+		// Someone else's edit or delete of the gateways' RoleBinding is put right.
+		source.Kind[client.Object](cache, &rbacv1.RoleBinding{}, handler.EnqueueRequestsFromMapFunc(namespaceRequest),
+			predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == v1alpha1.GatewayRoleBindingName })),
 	} {
 		if err := c.Watch(src); err != nil {
 			return nil, err
@@ -391,13 +542,17 @@ func (r *OfferFeedPolicyReconciler) podRequest(ctx context.Context, o client.Obj
 }
 
 // podChanged passes the pod events that can change a render: creation, deletion, and changes of
-// labels, of the injected annotation or of deletion.
+// labels, of the injected, service-account or enforced-policy-hash annotations, or of deletion.
+// A gateway's enforced-generation alone changes nothing the status shows.
 var podChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		o, n := e.ObjectOld, e.ObjectNew
 		_, oi := o.GetAnnotations()[v1alpha1.InjectedAnnotation]
 		_, ni := n.GetAnnotations()[v1alpha1.InjectedAnnotation]
+		oa, na := o.GetAnnotations(), n.GetAnnotations()
 		return !maps.Equal(o.GetLabels(), n.GetLabels()) || oi != ni ||
+			oa[v1alpha1.EnforcedPolicyHashAnnotation] != na[v1alpha1.EnforcedPolicyHashAnnotation] ||
+			oa[v1alpha1.ServiceAccountAnnotation] != na[v1alpha1.ServiceAccountAnnotation] ||
 			(o.GetDeletionTimestamp() == nil) != (n.GetDeletionTimestamp() == nil)
 	},
 	GenericFunc: func(event.GenericEvent) bool { return false },

@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -246,6 +247,135 @@ var _ = Describe("OfferFeedPolicy controller", func() {
 		Eventually(func(g Gomega) {
 			g.Expect(getPolicy(g, ns, "standard").Status.TargetedPods).To(Equal(int32(2)))
 		}).WithTimeout(timeout).Should(Succeed())
+	})
+
+	It("counts the pods that report enforcing the policy's hash, and names the others", func() {
+		sel := map[string]string{"app": "offer-service"}
+		Expect(k8s.Create(ctx(), newPolicy(ns, "standard", sel))).To(Succeed())
+		for _, name := range []string{"web-1", "web-2", "web-3"} {
+			Expect(k8s.Create(ctx(), newPod(ns, name, sel, true))).To(Succeed())
+		}
+		var hash string
+		Eventually(func(g Gomega) {
+			p := getPolicy(g, ns, "standard")
+			g.Expect(p.Status.TargetedPods).To(Equal(int32(3)))
+			g.Expect(p.Status.EnforcedPods).To(BeZero())
+			c := expectCondition(g, p, v1alpha1.ConditionEnforced, metav1.ConditionFalse, v1alpha1.ReasonLagging)
+			g.Expect(c.Message).To(HaveSuffix("yet: web-1, web-2 and web-3"))
+			expectCondition(g, p, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReady)
+			hash = p.Status.ConfigHash
+		}).WithTimeout(timeout).Should(Succeed())
+
+		report := func(pod, value string) {
+			Eventually(func(g Gomega) {
+				p := &corev1.Pod{}
+				g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: pod}, p)).To(Succeed())
+				p.Annotations[v1alpha1.EnforcedPolicyHashAnnotation] = value
+				g.Expect(k8s.Update(ctx(), p)).To(Succeed())
+			}).WithTimeout(timeout).Should(Succeed())
+		}
+		By("two pods report the hash, one an older one")
+		report("web-1", hash)
+		report("web-3", hash)
+		report("web-2", "sha256:older")
+		Eventually(func(g Gomega) {
+			p := getPolicy(g, ns, "standard")
+			g.Expect(p.Status.EnforcedPods).To(Equal(int32(2)))
+			c := expectCondition(g, p, v1alpha1.ConditionEnforced, metav1.ConditionFalse, v1alpha1.ReasonLagging)
+			g.Expect(c.Message).To(HaveSuffix("yet: web-2"))
+		}).WithTimeout(timeout).Should(Succeed())
+
+		By("the last one catches up")
+		report("web-2", hash)
+		Eventually(func(g Gomega) {
+			p := getPolicy(g, ns, "standard")
+			g.Expect(p.Status.EnforcedPods).To(Equal(int32(3)))
+			expectCondition(g, p, v1alpha1.ConditionEnforced, metav1.ConditionTrue, v1alpha1.ReasonEnforced)
+		}).WithTimeout(timeout).Should(Succeed())
+
+		By("a report of the generation alone writes nothing")
+		waitQuiet()
+		before := writes.Load()
+		Eventually(func(g Gomega) {
+			p := &corev1.Pod{}
+			g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: "web-1"}, p)).To(Succeed())
+			p.Annotations[v1alpha1.EnforcedGenerationAnnotation] = "9"
+			g.Expect(k8s.Update(ctx(), p)).To(Succeed())
+		}).WithTimeout(timeout).Should(Succeed())
+		Consistently(func() int64 { return writes.Load() - before }).WithTimeout(settle).Should(BeZero())
+
+		By("an edit of the policy: every pod lags until it reports the new hash")
+		Eventually(func(g Gomega) {
+			p := getPolicy(g, ns, "standard")
+			p.Spec.Feed.MinInterval = "5s"
+			g.Expect(k8s.Update(ctx(), p)).To(Succeed())
+		}).WithTimeout(timeout).Should(Succeed())
+		Eventually(func(g Gomega) {
+			p := getPolicy(g, ns, "standard")
+			g.Expect(p.Status.ConfigHash).NotTo(Equal(hash))
+			g.Expect(p.Status.EnforcedPods).To(BeZero())
+			expectCondition(g, p, v1alpha1.ConditionEnforced, metav1.ConditionFalse, v1alpha1.ReasonLagging)
+		}).WithTimeout(timeout).Should(Succeed())
+	})
+
+	It("binds the gateway ClusterRole to the injected pods' ServiceAccounts while the namespace has policies", func() {
+		sel := map[string]string{"app": "offer-service"}
+		withSA := func(name, sa string, injected bool) *corev1.Pod {
+			p := newPod(ns, name, sel, injected)
+			if p.Annotations == nil {
+				p.Annotations = map[string]string{}
+			}
+			p.Annotations[v1alpha1.ServiceAccountAnnotation] = sa
+			return p
+		}
+		Expect(k8s.Create(ctx(), withSA("web-1", "offers", true))).To(Succeed())
+		Expect(k8s.Create(ctx(), withSA("web-2", "offers", true))).To(Succeed())
+		Expect(k8s.Create(ctx(), withSA("plain", "plain", false))).To(Succeed())
+		binding := func(g Gomega) *rbacv1.RoleBinding {
+			rb := &rbacv1.RoleBinding{}
+			g.Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: v1alpha1.GatewayRoleBindingName}, rb)).To(Succeed())
+			return rb
+		}
+		subjects := func(names ...string) []rbacv1.Subject {
+			var out []rbacv1.Subject
+			for _, n := range names {
+				out = append(out, rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: n, Namespace: ns})
+			}
+			return out
+		}
+		By("no policy, no binding")
+		Consistently(func() error {
+			return k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: v1alpha1.GatewayRoleBindingName}, &rbacv1.RoleBinding{})
+		}).WithTimeout(settle).ShouldNot(Succeed())
+
+		Expect(k8s.Create(ctx(), newPolicy(ns, "standard", sel))).To(Succeed())
+		Eventually(func(g Gomega) {
+			rb := binding(g)
+			g.Expect(rb.RoleRef).To(Equal(rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: v1alpha1.GatewayClusterRoleName}))
+			g.Expect(rb.Subjects).To(Equal(subjects("offers")))
+		}).WithTimeout(timeout).Should(Succeed())
+
+		By("a pod of another ServiceAccount joins")
+		Expect(k8s.Create(ctx(), withSA("web-3", "canary", true))).To(Succeed())
+		Eventually(func(g Gomega) { g.Expect(binding(g).Subjects).To(Equal(subjects("canary", "offers"))) }).WithTimeout(timeout).Should(Succeed())
+
+		By("someone removes a subject: it is put back")
+		Eventually(func(g Gomega) {
+			rb := binding(g)
+			rb.Subjects = subjects("offers")
+			g.Expect(k8s.Update(ctx(), rb)).To(Succeed())
+		}).WithTimeout(timeout).Should(Succeed())
+		Eventually(func(g Gomega) { g.Expect(binding(g).Subjects).To(Equal(subjects("canary", "offers"))) }).WithTimeout(timeout).Should(Succeed())
+
+		By("the pod goes away")
+		Expect(k8s.Delete(ctx(), newPod(ns, "web-3", nil, false), client.GracePeriodSeconds(0))).To(Succeed())
+		Eventually(func(g Gomega) { g.Expect(binding(g).Subjects).To(Equal(subjects("offers"))) }).WithTimeout(timeout).Should(Succeed())
+
+		By("the last policy goes: the binding goes")
+		Expect(k8s.Delete(ctx(), &v1alpha1.OfferFeedPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "standard"}})).To(Succeed())
+		Eventually(func() error {
+			return k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: v1alpha1.GatewayRoleBindingName}, &rbacv1.RoleBinding{})
+		}).WithTimeout(timeout).Should(MatchError(ContainSubstring("not found")))
 	})
 
 	It("puts back a gateway config that someone else edited", func() {

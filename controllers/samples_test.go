@@ -62,8 +62,12 @@ var _ = Describe("kubectl and the samples", func() {
 		By("kubectl get shows the printer columns")
 		out, err = kubectl("get", "ofp", "-n", ns)
 		Expect(err).NotTo(HaveOccurred(), out)
-		Expect(strings.Fields(strings.SplitN(out, "\n", 2)[0])).To(Equal([]string{"NAME", "MODE", "READY", "ACCEPTED", "PROGRAMMED", "TARGETED", "AGE"}))
-		Expect(out).To(MatchRegexp(`standard\s+Enforce\s+True\s+True\s+True\s+0\s+\d+s\n`), "no pods run here: Targeted is 0")
+		Expect(strings.Fields(strings.SplitN(out, "\n", 2)[0])).To(Equal([]string{"NAME", "MODE", "READY", "ACCEPTED", "PROGRAMMED", "TARGETED", "ENFORCED", "AGE"}))
+		Expect(out).To(MatchRegexp(`standard\s+Enforce\s+True\s+True\s+True\s+0\s+0\s+\d+s\n`), "no pods run here: Targeted and Enforced are 0")
+
+		By("kubectl wait for Enforced returns: no governed pod lags")
+		out, err = kubectl("wait", "--for=condition=Enforced", "ofp/standard", "-n", ns, "--timeout=60s")
+		Expect(err).NotTo(HaveOccurred(), out)
 	})
 
 	It("refuses an invalid policy with a message naming the field", func() {

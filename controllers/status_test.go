@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -183,7 +184,8 @@ func equalStatus(a, b *v1alpha1.OfferFeedPolicyStatus) bool {
 			return false
 		}
 	}
-	return a.ConfigHash == b.ConfigHash && a.TargetedPods == b.TargetedPods && a.ObservedGeneration == b.ObservedGeneration
+	return a.ConfigHash == b.ConfigHash && a.TargetedPods == b.TargetedPods && a.EnforcedPods == b.EnforcedPods &&
+		a.ObservedGeneration == b.ObservedGeneration
 }
 
 // TestConditionSeries: the gauge holds one series per policy and condition with its current
@@ -216,14 +218,17 @@ func TestConditionSeries(t *testing.T) {
 	if got := value("obs-1", "b", v1alpha1.ConditionStalled, "True", v1alpha1.ReasonConflicted); got != 1 {
 		t.Errorf("Stalled of obs-1/b = %v, want 1", got)
 	}
-	if n := len(s.byNS["obs-1"]); n != 3+4 {
-		t.Errorf("obs-1 has %d series, want 3 for a and 4 for b", n)
+	if n := len(s.byNS["obs-1"]); n != 4+5 {
+		t.Errorf("obs-1 has %d series, want 4 for a and 5 for b", n)
+	}
+	if got := value("obs-1", "b", v1alpha1.ConditionEnforced, "False", v1alpha1.ReasonNotProgrammed); got != 1 {
+		t.Errorf("Enforced of obs-1/b = %v, want 1", got)
 	}
 
 	// b wins after all, a goes away.
 	s.record("obs-1", []v1alpha1.OfferFeedPolicy{policy("b", ok)})
-	if n := len(s.byNS["obs-1"]); n != 3 {
-		t.Errorf("obs-1 has %d series after the change, want 3: %v", n, s.byNS["obs-1"])
+	if n := len(s.byNS["obs-1"]); n != 4 {
+		t.Errorf("obs-1 has %d series after the change, want 4: %v", n, s.byNS["obs-1"])
 	}
 	if got := value("obs-1", "b", v1alpha1.ConditionReady, "True", v1alpha1.ReasonReady); got != 1 {
 		t.Errorf("Ready of obs-1/b = %v, want 1", got)
@@ -249,5 +254,81 @@ func TestConditionSeries(t *testing.T) {
 	s.record("obs-2", nil)
 	if _, ok := s.byNS["obs-2"]; ok {
 		t.Error("obs-2 still tracked without policies")
+	}
+}
+
+// TestSetEnforcedCondition: Enforced is True only when the policy is Programmed and no governed
+// pod lags; a lagging message counts the pods and names at most five, sorted as render gives
+// them; enforcedPods is zero unless the policy is programmed; Ready does not follow Enforced.
+func TestSetEnforcedCondition(t *testing.T) {
+	lagging := func(n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("offers-%02d", i))
+		}
+		return out
+	}
+	ok := render.PolicyResult{Accepted: true, Reason: v1alpha1.ReasonAccepted, Hash: "sha256:ab"}
+	with := func(targeted, enforced int32, lag []string) render.PolicyResult {
+		r := ok
+		r.TargetedPods, r.EnforcedPods, r.LaggingPods = targeted, enforced, lag
+		return r
+	}
+	for _, tt := range []struct {
+		desc         string
+		pr           render.PolicyResult
+		managed      bool
+		wantStatus   metav1.ConditionStatus
+		wantReason   v1alpha1.OfferFeedPolicyConditionReason
+		wantMessage  string
+		wantEnforced int32
+	}{
+		{"all enforce", with(3, 3, nil), true, metav1.ConditionTrue, v1alpha1.ReasonEnforced, "all 3 governed pods enforce sha256:ab", 3},
+		{"no governed pod", with(0, 0, nil), true, metav1.ConditionTrue, v1alpha1.ReasonEnforced, "governs no pod", 0},
+		{"one lags", with(3, 2, []string{"offers-2"}), true, metav1.ConditionFalse, v1alpha1.ReasonLagging,
+			"1 of 3 governed pods do not report enforcing sha256:ab yet: offers-2", 2},
+		{"three lag", with(3, 0, lagging(3)), true, metav1.ConditionFalse, v1alpha1.ReasonLagging,
+			"3 of 3 governed pods do not report enforcing sha256:ab yet: offers-00, offers-01 and offers-02", 0},
+		{"twelve lag: five named", with(20, 8, lagging(12)), true, metav1.ConditionFalse, v1alpha1.ReasonLagging,
+			"12 of 20 governed pods do not report enforcing sha256:ab yet: offers-00, offers-01, offers-02, offers-03, offers-04 and 7 more", 8},
+		{"not accepted", render.PolicyResult{Reason: v1alpha1.ReasonConflicted, TargetedPods: 2}, true,
+			metav1.ConditionFalse, v1alpha1.ReasonNotProgrammed, "not Programmed", 0},
+		{"ConfigMap not ours", with(2, 2, nil), false, metav1.ConditionFalse, v1alpha1.ReasonNotProgrammed, "not Programmed", 0},
+	} {
+		t.Run(tt.desc, func(t *testing.T) {
+			p := &v1alpha1.OfferFeedPolicy{ObjectMeta: metav1.ObjectMeta{Generation: 4}}
+			setStatus(p, tt.pr, tt.managed)
+			c := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionEnforced))
+			if c == nil {
+				t.Fatalf("no Enforced condition: %+v", p.Status.Conditions)
+			}
+			if c.Status != tt.wantStatus || c.Reason != string(tt.wantReason) || c.ObservedGeneration != 4 ||
+				!strings.Contains(c.Message, tt.wantMessage) {
+				t.Errorf("Enforced = %+v, want %s %s with %q", c, tt.wantStatus, tt.wantReason, tt.wantMessage)
+			}
+			if p.Status.EnforcedPods != tt.wantEnforced {
+				t.Errorf("enforcedPods = %d, want %d", p.Status.EnforcedPods, tt.wantEnforced)
+			}
+			if tt.wantReason == v1alpha1.ReasonLagging && !meta.IsStatusConditionTrue(p.Status.Conditions, string(v1alpha1.ConditionReady)) {
+				t.Errorf("Ready follows Enforced: %+v", p.Status.Conditions)
+			}
+		})
+	}
+}
+
+func TestNamedList(t *testing.T) {
+	for _, tt := range []struct {
+		names []string
+		want  string
+	}{
+		{nil, ""},
+		{[]string{"a"}, "a"},
+		{[]string{"a", "b"}, "a and b"},
+		{[]string{"a", "b", "c"}, "a, b and c"},
+		{[]string{"a", "b", "c", "d"}, "a, b, c and 1 more"},
+	} {
+		if got := namedList(tt.names, 3); got != tt.want {
+			t.Errorf("namedList(%q, 3) = %q, want %q", tt.names, got, tt.want)
+		}
 	}
 }

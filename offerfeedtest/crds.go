@@ -1,12 +1,16 @@
 package offerfeedtest
 
 import (
+	"context"
 	"fmt"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/offerfeed/offerfeed/config/crd"
+	"github.com/offerfeed/offerfeed/config/gatewayaccess"
 	"github.com/offerfeed/offerfeed/internal/operator"
 )
 
@@ -27,3 +31,22 @@ func CRDs() []*apiextensionsv1.CustomResourceDefinition {
 // NewScheme returns a new scheme with the Kubernetes built-in kinds and the offerfeed kinds,
 // for a client of the test environment.
 func NewScheme() *runtime.Scheme { return operator.NewScheme() }
+
+// InstallGatewayAccess creates, with c (an administrator's client of the test environment),
+// what config/default installs for the gateways' access to the API server: ClusterRole
+// offerfeed-gateway, which the operator binds in each namespace with injected pods, and
+// ValidatingAdmissionPolicy offerfeed-gateway-pod-report with its binding, which lets a
+// gateway's pod-bound token change only its own pod's offerfeed.dev/enforced-* annotations.
+// Objects that exist already are left as they are.
+func InstallGatewayAccess(ctx context.Context, c client.Client) error {
+	objs, err := gatewayaccess.Objects()
+	if err != nil {
+		return fmt.Errorf("offerfeedtest: %w", err)
+	}
+	for _, o := range objs {
+		if err := c.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("offerfeedtest: creating %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+	}
+	return nil
+}

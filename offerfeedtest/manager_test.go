@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -215,4 +217,36 @@ func TestStartManagerErrors(t *testing.T) {
 		t.Fatal("StartManager against no API server succeeded")
 	}
 	t.Log(err)
+}
+
+// TestInstallGatewayAccess installs the gateways' access as config/default names it, twice
+// (the second time changes nothing): the binding names the policy, whose parameter is the
+// operator's RoleBinding. test/e2e (TestGatewayAccessLimits) proves what the policy refuses.
+func TestInstallGatewayAccess(t *testing.T) {
+	_, c := startEnv(t)
+	ctx := t.Context()
+	for range 2 {
+		if err := offerfeedtest.InstallGatewayAccess(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := c.Get(ctx, client.ObjectKey{Name: v1alpha1.GatewayClusterRoleName}, role); err != nil || len(role.Rules) == 0 {
+		t.Fatalf("ClusterRole %s: %v %+v", v1alpha1.GatewayClusterRoleName, err, role.Rules)
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
+	if err := c.Get(ctx, client.ObjectKey{Name: "offerfeed-gateway-pod-report"}, binding); err != nil {
+		t.Fatal(err)
+	}
+	if binding.Spec.PolicyName != "offerfeed-gateway-pod-report" || binding.Spec.ParamRef == nil ||
+		binding.Spec.ParamRef.Name != v1alpha1.GatewayRoleBindingName {
+		t.Errorf("binding %+v", binding.Spec)
+	}
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{}
+	if err := c.Get(ctx, client.ObjectKey{Name: binding.Spec.PolicyName}, policy); err != nil {
+		t.Fatalf("the binding's policy: %v", err)
+	}
+	if policy.Spec.ParamKind == nil || policy.Spec.ParamKind.Kind != "RoleBinding" || len(policy.Spec.Validations) == 0 {
+		t.Errorf("policy %+v", policy.Spec)
+	}
 }

@@ -24,6 +24,12 @@ const (
 	// the first condition that is not True. Its observedGeneration is the generation it
 	// summarises.
 	ConditionReady OfferFeedPolicyConditionType = "Ready"
+	// ConditionEnforced is True when the gateway of every pod the policy governs reports
+	// (annotation offerfeed.dev/enforced-policy-hash on its pod) that it enforces the
+	// policy's current configHash: `kubectl wait --for=condition=Enforced` then means "every
+	// governed pod enforces this generation". It is True with no governed pods. Ready does
+	// not include it (docs/design.md#status says why).
+	ConditionEnforced OfferFeedPolicyConditionType = "Enforced"
 	// ConditionStalled is present, and True, only while the policy cannot become Ready until
 	// someone changes something (its reason says what: Conflicted, Invalid,
 	// ConfigMapNotManaged). kstatus reports such a policy as Failed rather than InProgress,
@@ -64,4 +70,16 @@ const (
 	// ReasonConfigMapNotManaged (Programmed=False): a ConfigMap named offerfeed-gateway exists
 	// in the namespace but was not written by offerfeed; the operator leaves it alone.
 	ReasonConfigMapNotManaged OfferFeedPolicyConditionReason = "ConfigMapNotManaged"
+)
+
+// Reasons of the Enforced condition.
+const (
+	// ReasonEnforced (Enforced=True): every governed pod enforces the policy's configHash.
+	ReasonEnforced OfferFeedPolicyConditionReason = "Enforced"
+	// ReasonLagging (Enforced=False): some governed pods do not report the configHash yet;
+	// the message counts them and names the first few, sorted.
+	ReasonLagging OfferFeedPolicyConditionReason = "Lagging"
+	// ReasonNotProgrammed (Enforced=False): the policy is not Programmed, so no gateway can
+	// enforce it.
+	ReasonNotProgrammed OfferFeedPolicyConditionReason = "NotProgrammed"
 )

@@ -37,13 +37,30 @@ const (
 	// next generation the operator writes.
 	ConfigGenerationAnnotation = "offerfeed.dev/config-generation"
 
-	// EnforcedPolicyHashAnnotation is set by the gateway sidecar on its own pod: the hash of
-	// the policy it enforces for that pod (gatewayconfig.Policy.Hash, as the policy's
-	// status.configHash), or "none" when no policy of its config applies to the pod.
-	EnforcedPolicyHashAnnotation = "offerfeed.dev/enforced-policy-hash"
-	// EnforcedGenerationAnnotation is set by the gateway sidecar on its own pod: the
-	// generation of the gateway config it enforces, in decimal.
-	EnforcedGenerationAnnotation = "offerfeed.dev/enforced-generation"
+	// ServiceAccountAnnotation is set by the webhook on the pods it injects: the name of the
+	// pod's ServiceAccount, which the metadata-only pod cache of the operator does not hold
+	// otherwise. The operator binds the gateway's ClusterRole to these ServiceAccounts.
+	ServiceAccountAnnotation = "offerfeed.dev/service-account"
+	// EnforcedAnnotationPrefix starts the annotations a gateway sets on its own pod after it
+	// applied a config; a ValidatingAdmissionPolicy lets the pod's own token change these and
+	// nothing else (config/gatewayaccess).
+	EnforcedAnnotationPrefix = "offerfeed.dev/enforced-"
+	// EnforcedPolicyHashAnnotation is the hash of the policy the pod's gateway enforces (the
+	// policy's status.configHash), or "none" when no policy applies to the pod.
+	EnforcedPolicyHashAnnotation = EnforcedAnnotationPrefix + "policy-hash"
+	// EnforcedGenerationAnnotation is the generation of the config the pod's gateway applied,
+	// in decimal.
+	EnforcedGenerationAnnotation = EnforcedAnnotationPrefix + "generation"
 	// EnforcedPolicyNone is the value of EnforcedPolicyHashAnnotation when no policy applies.
 	EnforcedPolicyNone = "none"
+)
+
+// Access of the gateways to the API server.
+const (
+	// GatewayClusterRoleName is the ClusterRole that lets a gateway read its namespace's
+	// gateway config and its own pod, and report on its own pod.
+	GatewayClusterRoleName = "offerfeed-gateway"
+	// GatewayRoleBindingName is the RoleBinding, one per namespace with injected pods, that
+	// the operator creates to bind GatewayClusterRoleName to their ServiceAccounts.
+	GatewayRoleBindingName = "offerfeed-gateway"
 )

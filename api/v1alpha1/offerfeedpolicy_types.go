@@ -657,7 +657,8 @@ type DecisionRefusal struct {
 type OfferFeedPolicyStatus struct {
 	// conditions are Accepted (the policy is valid and not in conflict), Programmed (the
 	// policy is in the gateway config of its namespace), Ready (both, at the current
-	// generation) and, while someone must act before it can become Ready, Stalled.
+	// generation), Enforced (every governed pod's gateway enforces this configHash) and,
+	// while someone must act before it can become Ready, Stalled.
 	//
 	// +optional
 	// +listType=map
@@ -682,6 +683,14 @@ type OfferFeedPolicyStatus struct {
 	// +default=0
 	TargetedPods int32 `json:"targetedPods"`
 
+	// enforcedPods is how many of the targeted pods report (annotation
+	// offerfeed.dev/enforced-policy-hash) that their gateway enforces this policy's configHash.
+	// It equals targetedPods when every governed pod enforces the current spec.
+	//
+	// +optional
+	// +default=0
+	EnforcedPods int32 `json:"enforcedPods"`
+
 	// configHash is the hash ("sha256:" and hex) of this policy's entry in the gateway config,
 	// as the gateway reports it in its /readyz detail and metrics.
 	//
@@ -701,6 +710,7 @@ type OfferFeedPolicyStatus struct {
 // +kubebuilder:printcolumn:name="Accepted",type=string,JSONPath=`.status.conditions[?(@.type=="Accepted")].status`
 // +kubebuilder:printcolumn:name="Programmed",type=string,JSONPath=`.status.conditions[?(@.type=="Programmed")].status`
 // +kubebuilder:printcolumn:name="Targeted",type=integer,JSONPath=`.status.targetedPods`
+// +kubebuilder:printcolumn:name="Enforced",type=integer,JSONPath=`.status.enforcedPods`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type OfferFeedPolicy struct {
 	metav1.TypeMeta `json:",inline"`

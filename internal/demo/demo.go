@@ -23,16 +23,21 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/offerfeed/offerfeed/api/v1alpha1"
+	"github.com/offerfeed/offerfeed/config/gatewayaccess"
 	cfgwebhook "github.com/offerfeed/offerfeed/config/webhook"
 	"github.com/offerfeed/offerfeed/internal/gateway"
+	"github.com/offerfeed/offerfeed/internal/gateway/push"
 	"github.com/offerfeed/offerfeed/internal/market"
 	"github.com/offerfeed/offerfeed/internal/operator"
 	"github.com/offerfeed/offerfeed/internal/testenv"
@@ -277,8 +282,10 @@ type demo struct {
 	wg      sync.WaitGroup // the background goroutines: servers, projector, file watch
 	dir     string         // the projected ConfigMap volume
 	env     *envtest.Environment
+	cfg     *rest.Config
 	c       client.Client
 	gws     []*gateway.Gateway // every gateway, all reading the projected config
+	pod     *corev1.Pod
 	service *market.OfferService
 	gwURL   string // where drivers send requests: the gateway, or the round-robin front
 
@@ -318,7 +325,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the control plane: %w", err)
 	}
-	d.env = env
+	d.env, d.cfg = env, cfg
 	defer func() {
 		if stopErr := env.Stop(); stopErr != nil && err == nil {
 			err = fmt.Errorf("stopping the control plane: %w", stopErr)
@@ -507,11 +514,27 @@ func Policy(shape market.Shape, mode v1alpha1.PolicyMode, scale float64) *v1alph
 // setUpCluster creates the namespace, the policy in DryRun and the offer-service pod, and waits
 // for the policy to be programmed.
 func (d *demo) setUpCluster(ctx context.Context, res *Result) error {
+	d.step("installing the gateways' access: ClusterRole %s and admission policy %s%s", v1alpha1.GatewayClusterRoleName,
+		gatewayaccess.NamePrefix, "gateway-pod-report")
+	objs, err := gatewayaccess.Objects()
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if err := d.c.Create(ctx, o); err != nil {
+			return fmt.Errorf("creating %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+	}
 	d.step("creating namespace %s, labelled %s=enabled", Namespace, v1alpha1.InjectionLabel)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace,
 		Labels: map[string]string{v1alpha1.InjectionLabel: "enabled"}}}
 	if err := d.c.Create(ctx, ns); err != nil {
 		return fmt.Errorf("creating namespace: %w", err)
+	}
+	// The pod's ServiceAccount; this control plane has no controller that makes it.
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: Namespace}}
+	if err := d.c.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating ServiceAccount: %w", err)
 	}
 	first := d.opts.runs[0]
 	p := Policy(d.opts.Shape, first.mode, d.opts.Scale)
@@ -536,7 +559,7 @@ func (d *demo) setUpCluster(ctx context.Context, res *Result) error {
 	if err := d.c.Create(ctx, pod); err != nil {
 		return fmt.Errorf("creating the pod: %w", err)
 	}
-	res.InjectedPod = pod
+	res.InjectedPod, d.pod = pod, pod
 	if _, ok := pod.Annotations[v1alpha1.InjectedAnnotation]; !ok {
 		return fmt.Errorf("the webhook did not inject the gateway into pod %s", pod.Name)
 	}
@@ -631,7 +654,10 @@ func (d *demo) startServices(ctx context.Context, podLabels map[string]string) e
 	u, _ := url.Parse(upstream)
 	configFile := filepath.Join(dir, v1alpha1.GatewayConfigKey)
 	if d.opts.Replicas > 1 {
-		return d.startReplicas(ctx, u, podLabels, configFile)
+		if err := d.startReplicas(ctx, u, podLabels, configFile); err != nil {
+			return err
+		}
+		return d.startPush(ctx) // the first gateway is the pod's; the others stand for its replicas
 	}
 	_, gwURL, err := d.startGateway(ctx, u, podLabels, configFile, nil)
 	if err != nil {
@@ -639,6 +665,36 @@ func (d *demo) startServices(ctx context.Context, podLabels map[string]string) e
 	}
 	d.gwURL = gwURL.String()
 	d.step("offer service on %s; gateway on %s reading %s as the kubelet would mount it", upstream, d.gwURL, configFile)
+	return d.startPush(ctx)
+}
+
+// startPush runs the gateway's push as the sidecar does: a token bound to the pod (the
+// projected volume's), the ConfigMap and the pod watched on the API server, the enforced hash
+// reported on the pod, which the policy's status counts.
+func (d *demo) startPush(ctx context.Context) error {
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600),
+		BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: d.pod.Name, UID: d.pod.UID}}}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: d.pod.Spec.ServiceAccountName, Namespace: Namespace}}
+	if err := d.c.SubResource("token").Create(ctx, sa, tr); err != nil {
+		return fmt.Errorf("a token bound to pod %s: %w", d.pod.Name, err)
+	}
+	tokenFile, caFile := filepath.Join(d.dir, "token"), filepath.Join(d.dir, "ca.crt")
+	if err := os.WriteFile(tokenFile, []byte(tr.Status.Token), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(caFile, d.cfg.CAData, 0o600); err != nil {
+		return err
+	}
+	rc, err := push.RESTConfig(d.cfg.Host, tokenFile, caFile)
+	if err != nil {
+		return err
+	}
+	d.wg.Go(func() {
+		_ = push.Run(ctx, push.Options{Config: rc, Namespace: Namespace, PodName: d.pod.Name, Gateway: d.gws[0],
+			Logger: d.opts.Logger.WithName("push")})
+	})
+	d.step("the gateway also watches ConfigMap %s and its pod on the API server, with a token bound to pod %s, and reports what it enforces on the pod",
+		v1alpha1.GatewayConfigMapName, d.pod.Name)
 	return nil
 }
 
@@ -659,6 +715,20 @@ func (d *demo) startGateway(ctx context.Context, upstream *url.URL, podLabels ma
 	d.gws = append(d.gws, gw)
 	u, _ := url.Parse(addr)
 	return gw, u, nil
+}
+
+// waitEnforced waits until the policy's status says that every governed pod enforces its
+// current generation, as `kubectl wait --for=condition=Enforced` does.
+func (d *demo) waitEnforced(ctx context.Context, start time.Time) error {
+	return d.pollPolicy(ctx, 20*time.Millisecond, func(p *v1alpha1.OfferFeedPolicy) bool {
+		c := meta.FindStatusCondition(p.Status.Conditions, string(v1alpha1.ConditionEnforced))
+		if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != p.Generation || p.Status.TargetedPods == 0 {
+			return false
+		}
+		d.step("kubectl wait --for=condition=Enforced returns: every governed pod (%d/%d) enforces %s, %s after the update",
+			p.Status.EnforcedPods, p.Status.TargetedPods, shortHash(p.Status.ConfigHash), time.Since(start).Round(time.Millisecond))
+		return true
+	})
 }
 
 // waitGateway waits until the gateway enforces the policy's current config.
@@ -683,7 +753,7 @@ func (d *demo) waitGateway(ctx context.Context, mode v1alpha1.PolicyMode) error 
 	if err != nil {
 		return fmt.Errorf("waiting for the gateway to load the config (status %+v): %w", st, err)
 	}
-	return nil
+	return d.waitEnforced(ctx, start)
 }
 
 // update changes the policy's mode and fairness, as `kubectl edit` would, and waits until it

@@ -99,6 +99,7 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{"Run 1: policy in DryRun", "Run 2: policy in Enforce", "Run 3: policy in Enforce, a compliant bot joins",
 		"a compliant bot joins the market", "Run 4: policy in Enforce with fair draws", "gateway enforces policy standard in Enforce",
 		"Run 5: policy in Enforce with score-weighted fair draws", "jittered bot(s) join the market", "warming up for 30s", "Bot score (OfferFeed-Score",
+		"kubectl wait --for=condition=Enforced returns: every governed pod (1/1) enforces",
 		"Offers won by class"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q", want)

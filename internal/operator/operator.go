@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -144,6 +145,9 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 			&corev1.ConfigMap{}: {Label: managed,
 				Field: fields.OneTermEqualSelector("metadata.name", v1alpha1.GatewayConfigMapName)},
 			controllers.PodMetadata(): podCache,
+			// Only offerfeed's own RoleBindings, by name as for ConfigMaps (resourceNames).
+			&rbacv1.RoleBinding{}: {Label: managed,
+				Field: fields.OneTermEqualSelector("metadata.name", v1alpha1.GatewayRoleBindingName)},
 		}},
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host:    opts.WebhookHost,

@@ -25,12 +25,18 @@ import (
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
-// Pod is what rendering needs to know of a pod: its name, labels and whether the injection
-// webhook gave it the gateway sidecar.
+// Pod is what rendering needs to know of a pod: its name, labels, whether the injection
+// webhook gave it the gateway sidecar, and the policy hash its gateway reports enforcing
+// (annotation offerfeed.dev/enforced-policy-hash; empty when it reported nothing).
+//
+// ServiceAccount (annotation offerfeed.dev/service-account) does not change the render; the
+// controller binds the gateway's ClusterRole to it.
 type Pod struct {
-	Name     string
-	Labels   map[string]string
-	Injected bool
+	Name           string
+	Labels         map[string]string
+	Injected       bool
+	EnforcedHash   string
+	ServiceAccount string
 }
 
 // Result is the gateway config of a namespace and the outcome for each of its policies.
@@ -57,6 +63,10 @@ type PolicyResult struct {
 	UninjectedPods int32
 	// Hash is the policy's entry hash in the config; empty when not accepted.
 	Hash string
+	// EnforcedPods counts the governed pods whose gateway reports enforcing Hash.
+	EnforcedPods int32
+	// LaggingPods names, sorted, the governed pods whose gateway does not report Hash.
+	LaggingPods []string
 }
 
 // ConfigMap returns ConfigMap offerfeed-gateway of ns holding the rendered config data (a
@@ -192,9 +202,10 @@ func Render(namespace string, policies []v1alpha1.OfferFeedPolicy, pods []Pod) (
 		}
 		winners = append(winners, c)
 		cfg.Policies = append(cfg.Policies, gp)
+		enforced, lagging := enforcement(c.selected, pods, gp.Hash)
 		res.Policies[p.Name] = PolicyResult{Accepted: true, Reason: v1alpha1.ReasonAccepted,
 			Message: "the policy is valid and governs the pods it selects", TargetedPods: targeted,
-			UninjectedPods: uninjected, Hash: gp.Hash}
+			UninjectedPods: uninjected, Hash: gp.Hash, EnforcedPods: enforced, LaggingPods: lagging}
 	}
 
 	data, err := gatewayconfig.Marshal(cfg)
@@ -392,4 +403,23 @@ func deref[T any](p *T) T {
 		return zero
 	}
 	return *p
+}
+
+// enforcement counts the governed pods (selected and injected) whose gateway reports hash, and
+// names, sorted, those whose gateway does not.
+func enforcement(selected []bool, pods []Pod, hash string) (int32, []string) {
+	var enforced int32
+	var lagging []string
+	for i := range pods {
+		if !selected[i] || !pods[i].Injected {
+			continue
+		}
+		if pods[i].EnforcedHash == hash {
+			enforced++
+		} else {
+			lagging = append(lagging, pods[i].Name)
+		}
+	}
+	slices.Sort(lagging)
+	return enforced, lagging
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -270,6 +271,41 @@ func TestConfigMap(t *testing.T) {
 	}
 	if ConfigMap("offers", res.Data).Annotations[v1alpha1.ConfigHashAnnotation] == ConfigMap("offers", empty.Data).Annotations[v1alpha1.ConfigHashAnnotation] {
 		t.Error("two different configs have the same config-hash annotation")
+	}
+}
+
+// TestRenderCountsEnforcingPods: a policy's enforced pods are the governed ones (selected and
+// injected) whose gateway reports the policy's hash; every other governed pod lags, named in
+// order; pods not governed (not injected, not selected, or governed by the conflict's winner)
+// count for nothing.
+func TestRenderCountsEnforcingPods(t *testing.T) {
+	pods := []Pod{
+		{Name: "web-3", Labels: map[string]string{"app": "offers"}, Injected: true},
+		{Name: "web-1", Labels: map[string]string{"app": "offers"}, Injected: true},
+		{Name: "web-2", Labels: map[string]string{"app": "offers"}, Injected: true, EnforcedHash: "sha256:old"},
+		{Name: "plain", Labels: map[string]string{"app": "offers"}},
+		{Name: "other", Labels: map[string]string{"app": "other"}, Injected: true},
+	}
+	policies := []v1alpha1.OfferFeedPolicy{policy("standard", time.Hour, map[string]string{"app": "offers"})}
+	res, err := Render("offers", policies, pods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := res.Policies["standard"]
+	if pr.EnforcedPods != 0 || !slices.Equal(pr.LaggingPods, []string{"web-1", "web-2", "web-3"}) {
+		t.Fatalf("before any report: enforced %d, lagging %q", pr.EnforcedPods, pr.LaggingPods)
+	}
+	for i := range pods {
+		pods[i].EnforcedHash = pr.Hash // "plain" and "other" too: they must not count
+	}
+	pods[2].EnforcedHash = "none"
+	res, err = Render("offers", policies, pods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr = res.Policies["standard"]
+	if pr.TargetedPods != 3 || pr.EnforcedPods != 2 || !slices.Equal(pr.LaggingPods, []string{"web-2"}) {
+		t.Errorf("targeted %d, enforced %d, lagging %q; want 3, 2, [web-2]", pr.TargetedPods, pr.EnforcedPods, pr.LaggingPods)
 	}
 }
 

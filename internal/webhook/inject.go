@@ -151,13 +151,18 @@ func Inject(pod *corev1.Pod, cfg Config) (changed bool, warning string) {
 	pod.Spec.Volumes = append(pod.Spec.Volumes, volumes()...)
 	if pod.Spec.ServiceAccountName == "" {
 		// A token volume needs the pod's ServiceAccount named; the API server's ServiceAccount
-		// admission plugin, when enabled, has already set this very default.
-		pod.Spec.ServiceAccountName = "default"
+		// admission plugin, when enabled, has already set this very default (or the one of
+		// the deprecated field).
+		pod.Spec.ServiceAccountName = cmp.Or(pod.Spec.DeprecatedServiceAccount, "default")
 	}
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
 	pod.Annotations[v1alpha1.InjectedAnnotation] = InjectedValue
+	// The operator binds the gateway's ClusterRole to this ServiceAccount; its pod cache
+	// holds metadata only. Whoever can create the pod can name any ServiceAccount of the
+	// namespace anyway, so the value grants nothing a pod's creator does not have.
+	pod.Annotations[v1alpha1.ServiceAccountAnnotation] = pod.Spec.ServiceAccountName
 	return true, ""
 }
 

@@ -302,3 +302,28 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestInjectRecordsServiceAccount: an injected pod names its ServiceAccount in an annotation
+// (the operator binds the gateway's ClusterRole to it), whatever value its creator wrote there.
+func TestInjectRecordsServiceAccount(t *testing.T) {
+	for _, tc := range []struct {
+		desc string
+		pod  *corev1.Pod
+		want string
+	}{
+		{"named", appPod(func(p *corev1.Pod) { p.Spec.ServiceAccountName = "offers" }), "offers"},
+		{"deprecated field", appPod(func(p *corev1.Pod) { p.Spec.DeprecatedServiceAccount = "legacy" }), "legacy"},
+		{"unset is default", appPod(), "default"},
+		{"a forged annotation is overwritten", appPod(annotate(v1alpha1.ServiceAccountAnnotation, "admin"),
+			func(p *corev1.Pod) { p.Spec.ServiceAccountName = "offers" }), "offers"},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			if changed, warning := Inject(tc.pod, Config{Image: "offerfeed:test"}); !changed || warning != "" {
+				t.Fatalf("Inject = (%v, %q)", changed, warning)
+			}
+			if got := tc.pod.Annotations[v1alpha1.ServiceAccountAnnotation]; got != tc.want {
+				t.Errorf("annotation %s = %q, want %q", v1alpha1.ServiceAccountAnnotation, got, tc.want)
+			}
+		})
+	}
+}

@@ -226,8 +226,9 @@ type installation struct {
 	kubeconfig string
 }
 
-// install starts a control plane and installs offerfeed's namespace, RBAC and webhook
-// configuration from `kustomize build config/default`. The API server keeps its certificates
+// install starts a control plane and installs offerfeed's namespace, RBAC (the gateways'
+// ClusterRole and admission policy included) and webhook configuration from
+// `kustomize build config/default`. The API server keeps its certificates
 // in a directory of the test, so that it can be stopped and started again on the same port
 // with the same certificates (an outage, not a new cluster).
 func install(t *testing.T) *installation {
@@ -263,7 +264,8 @@ func install(t *testing.T) *installation {
 
 	// The install's namespace and RBAC; the manager runs as its ServiceAccount's user.
 	var deploy *appsv1.Deployment
-	for _, kinds := range [][]string{{"Namespace"}, {"ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}} {
+	for _, kinds := range [][]string{{"Namespace"}, {"ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding",
+		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}} {
 		for _, d := range docs {
 			if slices.Contains(kinds, d.Object.GetKind()) {
 				if err := in.admin.Create(ctx, d.Object); err != nil {
@@ -525,7 +527,7 @@ func TestInjectedGatewayRuns(t *testing.T) {
 	}
 	// The env as the kubelet resolves it.
 	// No token volume here: the gateway says its config push is off and reads the file (the
-	// push has its own tests in internal/gateway/push).
+	// push has its own tests in internal/gateway/push, and TestPushPropagation).
 	env := []string{"POD_NAMESPACE=offers", "POD_NAME=" + pod.Name, "GOMEMLIMIT=" + strconv.FormatInt(sc.Resources.Limits.Memory().Value(), 10)}
 	for _, e := range sc.Env {
 		if e.Name != "POD_NAMESPACE" && e.Name != "POD_NAME" && e.Name != "GOMEMLIMIT" {

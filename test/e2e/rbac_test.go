@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -21,7 +22,8 @@ import (
 
 // TestInstallRBACIsLeastPrivilege applies the install's RBAC and sends real requests to the
 // API server as the manager's ServiceAccount: what the manager does is allowed, and ConfigMaps
-// other than offerfeed-gateway, deletes, kube-system and full pod reads are not.
+// other than offerfeed-gateway, deletes, kube-system, full pod reads, and RoleBindings other than
+// the gateways' (to any ClusterRole but theirs) are not.
 func TestInstallRBACIsLeastPrivilege(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a control plane")
@@ -92,6 +94,18 @@ func TestInstallRBACIsLeastPrivilege(t *testing.T) {
 	}
 	byName := client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", v1alpha1.GatewayConfigMapName)}
 	merge := client.RawPatch(types.MergePatchType, []byte(`{"data":{"x":"y"}}`))
+	gatewayBinding := func(role string) *rbacv1.RoleBinding {
+		return &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: v1alpha1.GatewayRoleBindingName},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "default", Namespace: ns.Name}}}
+	}
+	rbByName := client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", v1alpha1.GatewayRoleBindingName)}
+	rbMerge := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`))
+	if err := admin.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "other"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "view"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "default", Namespace: ns.Name}}}); err != nil {
+		t.Fatal(err)
+	}
 	podMeta := &metav1.PartialObjectMetadataList{}
 	podMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
 
@@ -115,6 +129,12 @@ func TestInstallRBACIsLeastPrivilege(t *testing.T) {
 		}},
 		{"list the metadata of every pod (the cache's list)", func() error { return sa.List(ctx, podMeta) }},
 		{"list policies", func() error { return sa.List(ctx, &v1alpha1.OfferFeedPolicyList{}) }},
+		{"bind the gateway ClusterRole in a namespace", func() error { return sa.Create(ctx, gatewayBinding(v1alpha1.GatewayClusterRoleName)) }},
+		{"list RoleBindings named offerfeed-gateway (the cache's list)", func() error {
+			return sa.List(ctx, &rbacv1.RoleBindingList{}, rbByName)
+		}},
+		{"patch RoleBinding offerfeed-gateway", func() error { return sa.Patch(ctx, gatewayBinding(v1alpha1.GatewayClusterRoleName), rbMerge) }},
+		{"delete RoleBinding offerfeed-gateway", func() error { return sa.Delete(ctx, gatewayBinding(v1alpha1.GatewayClusterRoleName)) }},
 	}
 	for _, a := range allowed {
 		if err := a.do(); err != nil {
@@ -137,6 +157,20 @@ func TestInstallRBACIsLeastPrivilege(t *testing.T) {
 		{"get a pod", func() error { return sa.Get(ctx, client.ObjectKeyFromObject(pod), &corev1.Pod{}) }},
 		{"update a pod", func() error { return sa.Update(ctx, pod.DeepCopy()) }},
 		{"list secrets", func() error { return sa.List(ctx, &corev1.SecretList{}) }},
+		// bind is limited to the gateway's ClusterRole: the manager cannot grant rights it does
+		// not hold (RBAC's escalation check still lets it bind a role whose rights it holds,
+		// such as its own; config/rbac/README.md).
+		{"bind ClusterRole cluster-admin", func() error { return sa.Create(ctx, gatewayBinding("cluster-admin")) }},
+		{"bind the metrics reader", func() error { return sa.Create(ctx, gatewayBinding("offerfeed-metrics-reader")) }},
+		{"get another RoleBinding", func() error {
+			return sa.Get(ctx, client.ObjectKey{Namespace: ns.Name, Name: "other"}, &rbacv1.RoleBinding{})
+		}},
+		{"delete another RoleBinding", func() error {
+			return sa.Delete(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "other"}})
+		}},
+		{"list every RoleBinding", func() error { return sa.List(ctx, &rbacv1.RoleBindingList{}) }},
+		// It binds the gateways' rights without holding them.
+		{"patch a pod", func() error { return sa.Patch(ctx, pod.DeepCopy(), merge) }},
 	}
 	for _, r := range refused {
 		if err := r.do(); !apierrors.IsForbidden(err) {

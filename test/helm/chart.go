@@ -117,9 +117,12 @@ func Package(dir, outDir string) (string, error) {
 // files/ (the chart cannot read outside its directory), as chart path -> config path, both
 // relative to the top of the repository. `make manifests` copies them.
 var Synced = map[string]string{
-	"charts/offerfeed/files/crd/offerfeed.dev_offerfeedpolicies.yaml": "config/crd/bases/offerfeed.dev_offerfeedpolicies.yaml",
-	"charts/offerfeed/files/rbac/role.yaml":                           "config/rbac/role.yaml",
-	"charts/offerfeed/files/webhook/manifests.yaml":                   "config/webhook/manifests.yaml",
+	"charts/offerfeed/files/crd/offerfeed.dev_offerfeedpolicies.yaml":    "config/crd/bases/offerfeed.dev_offerfeedpolicies.yaml",
+	"charts/offerfeed/files/rbac/role.yaml":                              "config/rbac/role.yaml",
+	"charts/offerfeed/files/webhook/manifests.yaml":                      "config/webhook/manifests.yaml",
+	"charts/offerfeed/files/gatewayaccess/role.yaml":                     "config/gatewayaccess/role.yaml",
+	"charts/offerfeed/files/gatewayaccess/admission_policy.yaml":         "config/gatewayaccess/admission_policy.yaml",
+	"charts/offerfeed/files/gatewayaccess/admission_policy_binding.yaml": "config/gatewayaccess/admission_policy_binding.yaml",
 }
 
 // CheckSynced reports the files of Synced whose chart copy differs from config/, under the

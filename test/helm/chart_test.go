@@ -581,8 +581,17 @@ func TestReleaseName(t *testing.T) {
 	}
 	in := decode(t, "chart", text)
 	const prefix = "edge-offerfeed-"
+	// Like the CRD, the gateways' ClusterRole and admission policy are one per cluster, named
+	// as the operator and the policy's parameter name them.
+	clusterWide := []string{"ClusterRole /offerfeed-gateway", "ValidatingAdmissionPolicy /offerfeed-gateway-pod-report",
+		"ValidatingAdmissionPolicyBinding /offerfeed-gateway-pod-report"}
+	for _, k := range clusterWide {
+		if in[k] == nil {
+			t.Errorf("%s missing", k)
+		}
+	}
 	for k, o := range in {
-		if o.GetKind() != "CustomResourceDefinition" && !strings.HasPrefix(o.GetName(), prefix) {
+		if o.GetKind() != "CustomResourceDefinition" && !slices.Contains(clusterWide, k) && !strings.HasPrefix(o.GetName(), prefix) {
 			t.Errorf("%s: name without the prefix %s", k, prefix)
 		}
 		if o.GetNamespace() != "" && o.GetNamespace() != "ops" {
