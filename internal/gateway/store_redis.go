@@ -13,7 +13,7 @@ import (
 )
 
 // The shared store keeps the state of a policy's drivers in Redis, so that gateway replicas
-// sharing it decide as one gateway would (docs/design.md#shared-state-in-progress).
+// sharing it decide as one gateway would (docs/design.md#shared-state).
 //
 // Every decision is one Lua script, run with EVALSHA (go-redis loads it again on NOSCRIPT):
 // it reads the driver's state, decides as decideFeed and checkAccept do, and writes back, in
