@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -53,6 +54,10 @@ type PodInjector struct {
 	// Policies reads the OfferFeedPolicies of the pod's namespace, to mount the Secrets of
 	// their shared state into the gateway (redis.go); nil mounts none.
 	Policies client.Reader
+
+	// known is the last list of policies read per namespace, for an API server outage
+	// (redisSecretsOf). A deleted namespace's entry stays: a few policies each.
+	known sync.Map
 }
 
 // SetupWithManager registers the pod injection webhook at Path on the manager's webhook server.
@@ -114,7 +119,7 @@ func (h *PodInjector) Handle(ctx context.Context, req admission.Request) (resp a
 	if h.Policies != nil {
 		// The gateway is injected even when its Secrets cannot be mounted: it keeps its state
 		// locally and says why in /readyz.
-		names, err := redisSecretsOf(ctx, h.Policies, pod)
+		names, err := redisSecretsOf(ctx, h.Policies, &h.known, pod)
 		switch {
 		case err != nil:
 			logger.Error(err, "shared-state credentials not mounted", "namespace", pod.Namespace, "name", podName(pod))

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/offerfeed/offerfeed/api/v1alpha1"
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
@@ -113,9 +115,23 @@ func MountRedisSecrets(pod *corev1.Pod, names []string) bool {
 func redisVolume(i int) string { return fmt.Sprintf("%s%d", redisVolumePrefix, i) }
 
 // redisSecretsOf lists the policies of the pod's namespace and returns the Secrets to mount.
-func redisSecretsOf(ctx context.Context, r client.Reader, pod *corev1.Pod) ([]string, error) {
+// When the API server cannot be read (an outage), it uses the last list it read of that
+// namespace, kept in known: pods created during an outage get the mounts the namespace's
+// pods got before it. It fails only for a namespace it has never read.
+func redisSecretsOf(ctx context.Context, r client.Reader, known *sync.Map, pod *corev1.Pod) ([]string, error) {
 	var list v1alpha1.OfferFeedPolicyList
-	if err := r.List(ctx, &list, client.InNamespace(pod.Namespace)); err != nil {
+	err := r.List(ctx, &list, client.InNamespace(pod.Namespace))
+	switch {
+	case err == nil && known != nil:
+		known.Store(pod.Namespace, list.Items)
+	case err != nil && known != nil:
+		v, ok := known.Load(pod.Namespace)
+		if !ok {
+			return nil, fmt.Errorf("listing the OfferFeedPolicies of namespace %s: %w", pod.Namespace, err)
+		}
+		log.FromContext(ctx).V(1).Info("policies unreadable; the last list read of the namespace decides the mounts", "namespace", pod.Namespace, "error", err.Error())
+		list.Items = v.([]v1alpha1.OfferFeedPolicy)
+	case err != nil:
 		return nil, fmt.Errorf("listing the OfferFeedPolicies of namespace %s: %w", pod.Namespace, err)
 	}
 	return RedisSecrets(pod.Labels, list.Items), nil

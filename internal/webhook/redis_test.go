@@ -1,14 +1,18 @@
 package webhook
 
 import (
+	"context"
+	"errors"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/offerfeed/offerfeed/api/v1alpha1"
@@ -132,5 +136,40 @@ func TestManagerCannotReadSecrets(t *testing.T) {
 				t.Errorf("the manager's role grants %q", res)
 			}
 		}
+	}
+}
+
+// outageReader lists policies until down is set, then fails as an unreachable API server does.
+type outageReader struct {
+	client.Reader
+	items []v1alpha1.OfferFeedPolicy
+	down  bool
+}
+
+func (r *outageReader) List(_ context.Context, list client.ObjectList, _ ...client.ListOption) error {
+	if r.down {
+		return errors.New("dial tcp 127.0.0.1:6443: connect: connection refused")
+	}
+	list.(*v1alpha1.OfferFeedPolicyList).Items = r.items
+	return nil
+}
+
+// TestRedisSecretsDuringOutage: once the API server is down, a namespace read before gets the
+// mounts of its last list; one never read is an error (the pod is injected with a warning).
+func TestRedisSecretsDuringOutage(t *testing.T) {
+	app := map[string]string{"app": "offer-service"}
+	r := &outageReader{items: []v1alpha1.OfferFeedPolicy{sharedPolicy("p", time.Hour, app, "offerfeed-redis")}}
+	var known sync.Map
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "offers", Labels: app}}
+	if got, err := redisSecretsOf(context.Background(), r, &known, pod); err != nil || !cmp.Equal(got, []string{"offerfeed-redis"}) {
+		t.Fatalf("before the outage: %v, %v", got, err)
+	}
+	r.down = true
+	if got, err := redisSecretsOf(context.Background(), r, &known, pod); err != nil || !cmp.Equal(got, []string{"offerfeed-redis"}) {
+		t.Errorf("during the outage, a namespace read before: %v, %v; want its last mounts", got, err)
+	}
+	other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "billing", Labels: app}}
+	if got, err := redisSecretsOf(context.Background(), r, &known, other); err == nil {
+		t.Errorf("during the outage, a namespace never read: %v, no error", got)
 	}
 }

@@ -146,6 +146,12 @@ func TestWebhookSurvivesAPIOutage(t *testing.T) {
 	eventually(t, "policy programmed", programmed("2s"))
 	wh := newAdmissionClient(t, in, in.env.WebhookInstallOptions.LocalServingPort)
 
+	// A pod of the namespace before the outage: the webhook has read its policies once, as it
+	// has in any namespace it served (during the outage it mounts what it read then).
+	if resp, err := wh.inject(ns.Name, 0); err != nil || !resp.Allowed || resp.Patch == nil || len(resp.Warnings) > 0 {
+		t.Fatalf("before the outage the webhook did not inject: %+v, %v", resp, err)
+	}
+
 	// Stop closes the port at once; the process takes a while to end (it drains watches).
 	apiServer := in.env.ControlPlane.APIServer
 	down := time.Now()
