@@ -1,0 +1,218 @@
+package gateway
+
+import (
+	"fmt"
+	"hash/maphash"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/offerfeed/offerfeed/internal/redistest"
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
+)
+
+// Sentinel on real servers (docs/design.md#shared-state-on-redis, "Connection"): a master, its
+// replica and 3 Sentinels (redistest.StartSentinel), every one of them requiring an ACL user;
+// gateways made from the config alone (mode Sentinel, the Sentinels' addresses, the master's
+// name, the credentials from the mounted Secret), as in a pod.
+
+const (
+	sentinelGatewayUser = "offerfeed-gw"
+	sentinelGatewayPass = "s3ntinel-Pa55word-for-the-test"
+	sentinelSecret      = "offerfeed-redis-sentinel"
+	sentinelMaster      = "offers.master-1"
+	// sentinelTimeout is the policy's timeout; no request may take longer than faultBound
+	// (a few calls' timeouts and a margin for a loaded 2-core machine).
+	sentinelTimeout = faultTimeout
+)
+
+// startSentinels starts the servers: the gateways' user has gatewayACL on the data servers,
+// and may ask the Sentinels (which, like the data servers, refuse the default user).
+func startSentinels(t *testing.T) *redistest.Sentinels {
+	return redistest.StartSentinel(t, redistest.SentinelOptions{
+		Sentinels:  3,
+		MasterName: sentinelMaster,
+		AdminUser:  adminUser, AdminPass: adminPass,
+		ServerArgs:   append([]string{"--user", sentinelGatewayUser, "on", ">" + sentinelGatewayPass}, gatewayACL...),
+		SentinelConf: []string{"user " + sentinelGatewayUser + " on >" + sentinelGatewayPass + " allchannels +@all"},
+	})
+}
+
+// sentinelConfig is the fault tests' policy (a poll a second, no reaction time) with shared
+// state on the Sentinels at addrs.
+func sentinelConfig(addrs []string) *gatewayconfig.Config {
+	p := standardPolicy()
+	p.Feed.MinInterval = dur("1s")
+	p.Accept.MinReactionTime = dur("0s")
+	p.SharedState = &gatewayconfig.SharedState{
+		Redis: gatewayconfig.Redis{Mode: gatewayconfig.RedisSentinel, Addresses: addrs,
+			SentinelMasterName: sentinelMaster, CredentialsSecret: sentinelSecret},
+		Timeout:       dur(sentinelTimeout.String()),
+		OnUnavailable: gatewayconfig.OnUnavailableLocal,
+	}
+	return configOf(p)
+}
+
+// newSentinelRig makes n gateways (each with its own hash seed) from the Sentinel config, on
+// the real clock, with the Secret mounted, behind a fault rig's load and timing.
+func newSentinelRig(t *testing.T, s *redistest.Sentinels, n int, opts Options) *faultRig {
+	dir := t.TempDir()
+	writeSecret(t, dir, sentinelSecret, map[string]string{"username": sentinelGatewayUser, "password": sentinelGatewayPass + "\n"})
+	r := &faultRig{t: t}
+	r.up = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		_, _ = io.Copy(io.Discard, req.Body)
+		if req.URL.Path == "/offers" {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"offers":[{"id":"o1"},{"id":"o2"}]}`)
+		}
+	}))
+	t.Cleanup(r.up.Close)
+	u, _ := url.Parse(r.up.URL)
+	for range n {
+		seed := maphash.MakeSeed()
+		o := opts
+		o.Upstream, o.PodLabels, o.RedisCredentialsDir, o.HashSeed = u, map[string]string{"app": "offer-service"}, dir, &seed
+		o.Transport = &http.Transport{DisableKeepAlives: true}
+		g, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(g.Close)
+		if err := g.Apply(sentinelConfig(s.Addrs)); err != nil {
+			t.Fatal(err)
+		}
+		if g.redis == nil || g.redis.client == nil {
+			t.Fatalf("no Redis client from the config: %+v", g.redis)
+		}
+		r.gws = append(r.gws, g)
+	}
+	return r
+}
+
+// rtBreaker is the breaker state of g's shared-state runtime (made from the config).
+func rtBreaker(g *Gateway) string {
+	return breakerState(g.sharedRT.Load().breaker.state.Load()).String()
+}
+
+func rtFallbacks(t *testing.T, gws []*Gateway) float64 {
+	var n float64
+	for _, g := range gws {
+		for why := range numFallbackReasons {
+			n += counterValue(t, g.sharedRT.Load().m.fallbacks[why])
+		}
+	}
+	return n
+}
+
+// sharedAcross checks that a new driver's poll served by the first gateway makes the next
+// poll on every other gateway feed-throttled (retrying with another driver while a call may
+// still time out on a loaded machine, 10 s at most).
+func sharedAcross(r *faultRig, prefix string) {
+	r.t.Helper()
+	n := 0
+	eventually(r.t, prefix+": decisions shared by every gateway", func() bool {
+		n++
+		d := fmt.Sprintf("%s-%d", prefix, n)
+		if r.do(r.gws[0], "GET", "/offers", d) != http.StatusOK {
+			return false
+		}
+		for _, g := range r.gws[1:] {
+			if r.do(g, "GET", "/offers", d) != http.StatusTooManyRequests {
+				return false
+			}
+		}
+		return true
+	})
+	if n > 1 {
+		r.t.Logf("%s: decisions shared at the %d-th try", prefix, n)
+	}
+}
+
+// masterKeys is the number of offerfeed keys on server s (authenticated as the admin).
+func masterKeys(t *testing.T, s *redistest.Server) int {
+	t.Helper()
+	r, err := s.Do("DBSIZE")
+	if err != nil || !strings.HasPrefix(r, ":") {
+		t.Fatalf("DBSIZE on %s: %q %v", s.Addr, r, err)
+	}
+	var n int
+	fmt.Sscan(r[1:], &n)
+	return n
+}
+
+// TestSharedStateSentinel: 3 gateways made from a Sentinel config share their decisions
+// through the master the Sentinels name; then the master fails over, by SENTINEL FAILOVER
+// (its clients are disconnected and it turns replica) or by SIGKILL (the Sentinels see it
+// down after 1 s and promote the replica), under a bounded load on loopback. No request
+// waits longer than the timeout plus a margin; while the master is gone, requests are decided
+// by onUnavailable (Local: counted fallbacks, the breaker opens); afterwards the breakers
+// close by themselves and decisions are shared again, through the new master (the old one
+// is read-only or dead); the goroutines return to their number.
+func TestSharedStateSentinel(t *testing.T) {
+	for _, how := range []string{"failover", "kill"} {
+		t.Run(how, func(t *testing.T) {
+			s := startSentinels(t)
+			r := newSentinelRig(t, s, 3, Options{})
+			old := s.Master(t)
+			r.load(nil, 30).Wait()
+			sharedAcross(r, "before")
+			if masterKeys(t, old) == 0 {
+				t.Fatal("the master holds no key: the gateways do not use it")
+			}
+			for _, g := range r.gws {
+				if st := g.Status().SharedState; st == nil || !st.Connected || st.Mode != string(gatewayconfig.RedisSentinel) {
+					t.Fatalf("/readyz sharedState: %+v", st)
+				}
+			}
+			base := goroutines()
+
+			stop := make(chan struct{})
+			wg := r.load(stop, 100000)
+			time.Sleep(100 * time.Millisecond)
+			fb0 := rtFallbacks(t, r.gws)
+			var addr string
+			switch how {
+			case "failover":
+				addr = s.Failover(t)
+			case "kill":
+				addr = s.KillMaster(t)
+				if rtFallbacks(t, r.gws) == fb0 {
+					t.Error("no fallback while the master was dead")
+				}
+			}
+			if addr == old.Addr {
+				t.Fatalf("the master is still %s", addr)
+			}
+			// Disengages by itself: the load's requests probe the new master.
+			eventually(t, "the breakers to close", func() bool {
+				for _, g := range r.gws {
+					if rtBreaker(g) != "closed" {
+						return false
+					}
+				}
+				return true
+			})
+			time.Sleep(300 * time.Millisecond)
+			close(stop)
+			wg.Wait()
+			t.Logf("%s: %s → %s; %d requests, %d over 2×timeout, max %v; fallbacks %v",
+				how, old.Addr, addr, r.requests.Load(), r.late.Load(), time.Duration(r.maxNS.Load()), rtFallbacks(t, r.gws)-fb0)
+			if n := r.slow.Load(); n > 0 {
+				t.Errorf("%d requests took longer than %v (max %v)", n, faultBound, time.Duration(r.maxNS.Load()))
+			}
+			// Shared again, through the new master: the old one is a read-only replica (or
+			// dead), so a shared decision is a write on the new one.
+			nm := s.Master(t)
+			before := masterKeys(t, nm)
+			sharedAcross(r, "after")
+			if after := masterKeys(t, nm); after <= before {
+				t.Errorf("the new master %s holds %d keys, %d before the check: the decisions were not written there", nm.Addr, after, before)
+			}
+			eventually(t, fmt.Sprintf("goroutines back to %d", base), func() bool { return goroutines() <= base })
+		})
+	}
+}
