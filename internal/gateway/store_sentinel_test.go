@@ -151,10 +151,14 @@ func masterKeys(t *testing.T, s *redistest.Server) int {
 // waits longer than the timeout plus a margin; while the master is gone, requests are decided
 // by onUnavailable (Local: counted fallbacks, the breaker opens); afterwards the breakers
 // close by themselves and decisions are shared again, through the new master (the old one
-// is read-only or dead); the goroutines return to their number.
+// is read-only or dead); the goroutines return to their number. With go-redis's lines routed
+// through a logger at info level (the gateway's default), the log shows each gateway
+// following the new master and none of go-redis's failed dials.
 func TestSharedStateSentinel(t *testing.T) {
 	for _, how := range []string{"failover", "kill"} {
 		t.Run(how, func(t *testing.T) {
+			var lines logLines
+			routeRedisLogsForTest(t, lines.logger(0))
 			s := startSentinels(t)
 			r := newSentinelRig(t, s, 3, Options{})
 			old := s.Master(t)
@@ -186,6 +190,14 @@ func TestSharedStateSentinel(t *testing.T) {
 			}
 			if addr == old.Addr {
 				t.Fatalf("the master is still %s", addr)
+			}
+			// At least one: go-redis's logger is the process's, and its kind's limit
+			// (5 lines at once) is shared by the 3 gateways' clients here (a pod has one).
+			eventually(t, "a gateway to log the new master", func() bool {
+				return len(lines.matching(`"level"=0`, "new master", addr)) > 0
+			})
+			if got := lines.matching("failed to dial"); len(got) > 0 {
+				t.Errorf("go-redis's failed dials at info level:\n%s", strings.Join(got, "\n"))
 			}
 			// Disengages by itself: the load's requests probe the new master.
 			eventually(t, "the breakers to close", func() bool {
