@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -58,10 +59,14 @@ func sentinelConfig(addrs []string) *gatewayconfig.Config {
 }
 
 // newSentinelRig makes n gateways (each with its own hash seed) from the Sentinel config, on
-// the real clock, with the Secret mounted, behind a fault rig's load and timing.
-func newSentinelRig(t *testing.T, s *redistest.Sentinels, n int, opts Options) *faultRig {
+// the real clock, with the Secret mounted (nil: the gateways' user for the servers and the
+// Sentinels), behind a fault rig's load and timing.
+func newSentinelRig(t *testing.T, s *redistest.Sentinels, n int, secret map[string]string) *faultRig {
 	dir := t.TempDir()
-	writeSecret(t, dir, sentinelSecret, map[string]string{"username": sentinelGatewayUser, "password": sentinelGatewayPass + "\n"})
+	if secret == nil {
+		secret = map[string]string{"username": sentinelGatewayUser, "password": sentinelGatewayPass + "\n"}
+	}
+	writeSecret(t, dir, sentinelSecret, secret)
 	r := &faultRig{t: t}
 	r.up = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		_, _ = io.Copy(io.Discard, req.Body)
@@ -74,7 +79,7 @@ func newSentinelRig(t *testing.T, s *redistest.Sentinels, n int, opts Options) *
 	u, _ := url.Parse(r.up.URL)
 	for range n {
 		seed := maphash.MakeSeed()
-		o := opts
+		var o Options
 		o.Upstream, o.PodLabels, o.RedisCredentialsDir, o.HashSeed = u, map[string]string{"app": "offer-service"}, dir, &seed
 		o.Transport = &http.Transport{DisableKeepAlives: true}
 		g, err := New(o)
@@ -160,7 +165,7 @@ func TestSharedStateSentinel(t *testing.T) {
 			var lines logLines
 			routeRedisLogsForTest(t, lines.logger(0))
 			s := startSentinels(t)
-			r := newSentinelRig(t, s, 3, Options{})
+			r := newSentinelRig(t, s, 3, nil)
 			old := s.Master(t)
 			r.load(nil, 30).Wait()
 			sharedAcross(r, "before")
@@ -225,6 +230,60 @@ func TestSharedStateSentinel(t *testing.T) {
 				t.Errorf("the new master %s holds %d keys, %d before the check: the decisions were not written there", nm.Addr, after, before)
 			}
 			eventually(t, fmt.Sprintf("goroutines back to %d", base), func() bool { return goroutines() <= base })
+		})
+	}
+}
+
+// TestSharedStateSentinelAuth: the Sentinels may run without a password, or with their own
+// user, while the servers require the gateways' ACL user. The Secret's sentinel-username and
+// sentinel-password say what the Sentinels get (an empty sentinel-password: no AUTH);
+// without them, the Sentinels get the servers' user, which a Sentinel that does not know it
+// refuses (WRONGPASS): the gateways then decide locally and /readyz says they are not
+// connected. No password shows in /readyz.
+func TestSharedStateSentinelAuth(t *testing.T) {
+	const sentinelUser, sentinelPass = "sentinel-reader", "sentinel-0wn-Pa55word"
+	dataUser := append([]string{"--user", sentinelGatewayUser, "on", ">" + sentinelGatewayPass}, gatewayACL...)
+	gw := map[string]string{"username": sentinelGatewayUser, "password": sentinelGatewayPass}
+	with := func(extra map[string]string) map[string]string {
+		m := maps.Clone(gw)
+		maps.Copy(m, extra)
+		return m
+	}
+	open := redistest.StartSentinel(t, redistest.SentinelOptions{MasterName: sentinelMaster, ServerArgs: dataUser})
+	own := redistest.StartSentinel(t, redistest.SentinelOptions{MasterName: sentinelMaster, ServerArgs: dataUser,
+		AdminUser: adminUser, AdminPass: adminPass,
+		SentinelConf: []string{"user " + sentinelUser + " on >" + sentinelPass + " allchannels +@all"}})
+	for _, c := range []struct {
+		name      string
+		s         *redistest.Sentinels
+		secret    map[string]string
+		connected bool
+	}{
+		{"Sentinels without a password, the servers' user sent to them", open, gw, false},
+		{"Sentinels without a password, an empty sentinel-password", open, with(map[string]string{"sentinel-password": ""}), true},
+		{"Sentinels with their own user", own, with(map[string]string{"sentinel-username": sentinelUser, "sentinel-password": sentinelPass + "\n"}), true},
+		{"Sentinels with their own user, the servers' user sent to them", own, gw, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newSentinelRig(t, c.s, 2, c.secret)
+			if c.connected {
+				eventually(t, "connected", func() bool { return r.gws[0].Status().SharedState.Connected })
+				sharedAcross(r, "shared")
+			} else {
+				// Decided locally: both gateways serve a new driver's first poll.
+				if a, b := r.do(r.gws[0], "GET", "/offers", "alice"), r.do(r.gws[1], "GET", "/offers", "alice"); a != http.StatusOK || b != http.StatusOK {
+					t.Errorf("polls with the Sentinels refusing the gateways: %d, %d; want both served locally", a, b)
+				}
+				if st := r.gws[0].Status().SharedState; st.Connected {
+					t.Errorf("/readyz says connected: %+v", st)
+				}
+			}
+			rz := readyz(t, r.gws[0])
+			for _, p := range []string{sentinelGatewayPass, sentinelPass, adminPass} {
+				if strings.Contains(rz, p) {
+					t.Errorf("/readyz shows a password:\n%s", rz)
+				}
+			}
 		})
 	}
 }
