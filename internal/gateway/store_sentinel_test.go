@@ -287,3 +287,68 @@ func TestSharedStateSentinelAuth(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedStateSentinelFrozen: the Sentinel the gateways asked for the master freezes
+// (SIGSTOP: its connections stay open and nothing answers, as behind a partition), then the
+// master dies and the other two Sentinels promote the replica. The gateways must find the new
+// master through the Sentinels that answer: no request waits longer than the timeout plus a
+// margin meanwhile, and decisions are shared again, through the new master, while the frozen
+// Sentinel is still frozen.
+func TestSharedStateSentinelFrozen(t *testing.T) {
+	s := startSentinels(t)
+	r := newSentinelRig(t, s, 3, nil)
+	// The gateways meet S0 first: S1 and S2 are paused while the gateways connect (briefly:
+	// a Sentinel that misses its timer for 2 s enters TILT mode for 30 s, and would not
+	// fail the master over).
+	for _, sn := range s.Sentinels[1:] {
+		if err := sn.Pause(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	paused := time.Now()
+	for i, g := range r.gws {
+		r.do(g, "GET", "/offers", fmt.Sprint("warm-", i))
+	}
+	for _, sn := range s.Sentinels[1:] {
+		if err := sn.Resume(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("Sentinels 1 and 2 paused for %v", time.Since(paused))
+	sharedAcross(r, "before")
+	cl, err := s.Sentinels[0].DoBulk("CLIENT", "LIST")
+	if err != nil || strings.Count(cl, "name=offerfeed-gateway") < len(r.gws) {
+		t.Fatalf("the gateways are not all on Sentinel 0: %v\n%s", err, cl)
+	}
+	if err := s.Sentinels[0].Pause(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Sentinels[0].Resume() })
+
+	stop := make(chan struct{})
+	wg := r.load(stop, 100000)
+	old := s.Master(t)
+	addr := s.KillMaster(t)
+	t.Logf("master %s killed; the Sentinels that answer name %s", old.Addr, addr)
+	eventually(t, "the breakers to close", func() bool {
+		for _, g := range r.gws {
+			if rtBreaker(g) != "closed" {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests, max %v", r.requests.Load(), time.Duration(r.maxNS.Load()))
+	if n := r.slow.Load(); n > 0 {
+		t.Errorf("%d requests took longer than %v (max %v)", n, faultBound, time.Duration(r.maxNS.Load()))
+	}
+	nm := s.Master(t)
+	before := masterKeys(t, nm)
+	sharedAcross(r, "after")
+	if after := masterKeys(t, nm); after <= before {
+		t.Errorf("the new master %s holds %d keys, %d before: the decisions were not written there", nm.Addr, after, before)
+	}
+}

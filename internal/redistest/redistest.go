@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -37,6 +38,7 @@ type Server struct {
 	argv []string
 	// user and pass authenticate Do (pass "": no AUTH).
 	user, pass string
+	paused     atomic.Bool
 
 	mu   sync.Mutex // guards the process: Restart replaces it
 	cmd  *exec.Cmd
@@ -179,10 +181,20 @@ func (s *Server) Kill() { s.kill() }
 
 // Pause freezes the server (SIGSTOP): connections stay open and commands get no answer
 // until Resume.
-func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+func (s *Server) Pause() error {
+	s.paused.Store(true)
+	return s.signal(syscall.SIGSTOP)
+}
 
 // Resume lets a paused server run again (SIGCONT).
-func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+func (s *Server) Resume() error {
+	err := s.signal(syscall.SIGCONT)
+	s.paused.Store(false)
+	return err
+}
+
+// Paused says whether the server is paused (Pause without Resume).
+func (s *Server) Paused() bool { return s.paused.Load() }
 
 func (s *Server) signal(sig syscall.Signal) error {
 	s.mu.Lock()
@@ -208,6 +220,14 @@ func (s *Server) Do(args ...string) (string, error) {
 		return doAuth(s.Addr, s.user, s.pass, false, args...)
 	}
 	return do(s.Addr, args...)
+}
+
+// DoBulk is Do, returning a bulk string reply whole (INFO, CLIENT LIST).
+func (s *Server) DoBulk(args ...string) (string, error) {
+	if s.pass != "" {
+		return doAuth(s.Addr, s.user, s.pass, true, args...)
+	}
+	return doBulk(s.Addr, args...)
 }
 
 func (s *Server) ping() error {

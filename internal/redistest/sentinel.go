@@ -186,10 +186,14 @@ func (s *Sentinels) wait(t testing.TB, what string, ok func() (bool, string)) {
 	}
 }
 
-// MasterAddr returns the master's address as the first Sentinel that answers reports it.
+// MasterAddr returns the master's address as the first Sentinel that answers reports it
+// (paused ones are not asked).
 func (s *Sentinels) MasterAddr() (string, error) {
-	var lastErr error
+	lastErr := fmt.Errorf("every Sentinel is paused")
 	for _, sn := range s.Sentinels {
+		if sn.Paused() {
+			continue
+		}
 		info, err := sn.bulk("INFO", "sentinel")
 		if err != nil {
 			lastErr = err
@@ -237,14 +241,17 @@ func (s *Sentinels) KillMaster(t testing.TB) string {
 	return s.WaitFailover(t, m.Addr)
 }
 
-// WaitFailover waits until every Sentinel reports a master other than old, with status ok,
-// and that server reports role:master; it returns its address.
+// WaitFailover waits until every Sentinel (but the paused ones) reports a master other than
+// old, with status ok, and that server reports role:master; it returns its address.
 func (s *Sentinels) WaitFailover(t testing.TB, old string) string {
 	t.Helper()
 	var addr string
 	s.wait(t, "failover from "+old, func() (bool, string) {
 		addr = ""
 		for _, sn := range s.Sentinels {
+			if sn.Paused() {
+				continue
+			}
 			info, err := sn.bulk("INFO", "sentinel")
 			if err != nil {
 				return false, err.Error()
@@ -288,13 +295,7 @@ func infoField(info, k string) (string, error) {
 	return "", fmt.Errorf("no %s in INFO sentinel: %q", k, info)
 }
 
-// bulk sends one command as Do does and returns its reply, a bulk string read whole.
-func (s *Server) bulk(args ...string) (string, error) {
-	if s.pass != "" {
-		return doAuth(s.Addr, s.user, s.pass, true, args...)
-	}
-	return doBulk(s.Addr, args...)
-}
+func (s *Server) bulk(args ...string) (string, error) { return s.DoBulk(args...) }
 
 // doAuth sends AUTH and one command on a new connection and returns the command's reply: its
 // first line, or with bulk a bulk string whole.
