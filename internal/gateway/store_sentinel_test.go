@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -144,8 +145,10 @@ func masterKeys(t *testing.T, s *redistest.Server) int {
 	if err != nil || !strings.HasPrefix(r, ":") {
 		t.Fatalf("DBSIZE on %s: %q %v", s.Addr, r, err)
 	}
-	var n int
-	fmt.Sscan(r[1:], &n)
+	n, err := strconv.Atoi(r[1:])
+	if err != nil {
+		t.Fatalf("DBSIZE on %s: %q", s.Addr, r)
+	}
 	return n
 }
 

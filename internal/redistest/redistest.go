@@ -104,15 +104,15 @@ func start(t testing.TB, bin string, sp spec) (*Server, error) {
 		return nil, err
 	}
 	dir := t.TempDir()
-	var pre []string
+	var argv []string
 	if sp.conf != "" {
 		f := filepath.Join(dir, "redis.conf")
 		if err := os.WriteFile(f, []byte(sp.conf), 0o600); err != nil {
 			return nil, err
 		}
-		pre = []string{f}
+		argv = []string{f}
 	}
-	argv := append(pre, []string{
+	argv = append(argv, []string{
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--dir", dir,
