@@ -103,6 +103,8 @@ func (o *gatewayOptions) run(ctx context.Context, maxSet bool) error {
 	if err != nil {
 		return usageErrorf("%w", err)
 	}
+	// go-redis's own lines (failed dials, a Sentinel's new master) as JSON lines, limited.
+	gateway.RouteRedisLogs(log)
 	up, err := url.Parse(o.upstream)
 	if err != nil || up.Scheme == "" || up.Host == "" {
 		return usageErrorf("--upstream must be a URL such as http://127.0.0.1:8080")

@@ -133,9 +133,8 @@ func (c *redisConn) options() *redis.UniversalOptions {
 			return u, p, err
 		}
 		if r.Mode == gatewayconfig.RedisSentinel {
-			// Sentinels are asked with the same user, read once: go-redis takes no provider
-			// for them.
-			o.SentinelUsername, o.SentinelPassword, _ = c.credentials()
+			// Read once: go-redis takes no provider for the Sentinels.
+			o.SentinelUsername, o.SentinelPassword, _ = c.sentinelCredentials()
 		}
 	}
 	if r.TLS != nil {
@@ -153,6 +152,24 @@ func (c *redisConn) credentials() (user, pass string, err error) {
 		return "", "", err
 	}
 	pass, err = readCredential(filepath.Join(c.dir, gatewayconfig.RedisPasswordKey))
+	return user, pass, err
+}
+
+// sentinelCredentials are what the Sentinels are sent: sentinel-username and
+// sentinel-password when the Secret has either (so a Secret says "no AUTH" with an empty
+// sentinel-password: Sentinels often run without a password while the servers require one,
+// and a Sentinel without the user refuses AUTH), else the servers' username and password.
+func (c *redisConn) sentinelCredentials() (user, pass string, err error) {
+	_, uerr := os.Stat(filepath.Join(c.dir, gatewayconfig.RedisSentinelUsernameKey))
+	_, perr := os.Stat(filepath.Join(c.dir, gatewayconfig.RedisSentinelPasswordKey))
+	if errors.Is(uerr, os.ErrNotExist) && errors.Is(perr, os.ErrNotExist) {
+		return c.credentials()
+	}
+	user, err = readCredential(filepath.Join(c.dir, gatewayconfig.RedisSentinelUsernameKey))
+	if err != nil {
+		return "", "", err
+	}
+	pass, err = readCredential(filepath.Join(c.dir, gatewayconfig.RedisSentinelPasswordKey))
 	return user, pass, err
 }
 
@@ -254,13 +271,19 @@ func (c *redisConn) status(timeout time.Duration, now time.Time) (bool, string) 
 	return c.connected, c.detail
 }
 
-// redact removes the password from s, should an error ever quote it.
+// redact removes the passwords (the servers' and the Sentinels') from s, should an error
+// ever quote them.
 func (c *redisConn) redact(s string) string {
 	if c.dir == "" {
 		return s
 	}
 	if _, p, err := c.credentials(); err == nil && len(p) >= 4 {
 		s = strings.ReplaceAll(s, p, "[redacted]")
+	}
+	if c.settings.Mode == gatewayconfig.RedisSentinel {
+		if _, p, err := c.sentinelCredentials(); err == nil && len(p) >= 4 {
+			s = strings.ReplaceAll(s, p, "[redacted]")
+		}
 	}
 	return s
 }

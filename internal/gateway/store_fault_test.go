@@ -120,7 +120,7 @@ func (r *faultRig) do(g *Gateway, method, path, driver string) int {
 	return w.Code
 }
 
-// load runs workers polling and accepting as 40 drivers, spread over both gateways, each with
+// load runs workers polling and accepting as 40 drivers, spread over the gateways, each with
 // a pause between requests, until stop is closed or each has sent max requests.
 func (r *faultRig) load(stop <-chan struct{}, max int) *sync.WaitGroup {
 	var wg sync.WaitGroup
@@ -132,7 +132,7 @@ func (r *faultRig) load(stop <-chan struct{}, max int) *sync.WaitGroup {
 					return
 				default:
 				}
-				g := r.gws[(w+i)%2]
+				g := r.gws[(w+i)%len(r.gws)]
 				d := fmt.Sprintf("d%d", (w*7+i)%40)
 				if i%3 == 2 {
 					r.do(g, "POST", "/offers/o1/accept", d)

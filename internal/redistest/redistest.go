@@ -15,8 +15,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +36,9 @@ type Server struct {
 	Addr string
 	bin  string
 	argv []string
+	// user and pass authenticate Do (pass "": no AUTH).
+	user, pass string
+	paused     atomic.Bool
 
 	mu   sync.Mutex // guards the process: Restart replaces it
 	cmd  *exec.Cmd
@@ -70,7 +75,7 @@ func Start(t testing.TB, args ...string) *Server {
 	// A port probed free may be taken before the server binds it: try a few.
 	var lastErr error
 	for range 3 {
-		s, err := start(t, bin, args)
+		s, err := start(t, bin, spec{args: args})
 		if err == nil {
 			return s
 		}
@@ -80,13 +85,34 @@ func Start(t testing.TB, args ...string) *Server {
 	return nil
 }
 
-func start(t testing.TB, bin string, args []string) (*Server, error) {
+// spec is how to start one server.
+type spec struct {
+	// conf, when not empty, is written to a file in the server's directory and given first
+	// on the command line (a Sentinel needs a config file it can rewrite).
+	conf string
+	// args are added to the command line.
+	args []string
+	// user and pass, when pass is set, authenticate Do and the start-up PING (user "": the
+	// default user).
+	user, pass string
+}
+
+// start starts one server as sp says.
+func start(t testing.TB, bin string, sp spec) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	dir := t.TempDir()
-	argv := append([]string{
+	var argv []string
+	if sp.conf != "" {
+		f := filepath.Join(dir, "redis.conf")
+		if err := os.WriteFile(f, []byte(sp.conf), 0o600); err != nil {
+			return nil, err
+		}
+		argv = []string{f}
+	}
+	argv = append(argv, []string{
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
 		"--dir", dir,
@@ -95,8 +121,9 @@ func start(t testing.TB, bin string, args []string) (*Server, error) {
 		"--daemonize", "no",
 		"--protected-mode", "yes",
 		"--logfile", "",
-	}, args...)
-	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, argv: argv}
+	}...)
+	argv = append(argv, sp.args...)
+	s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), bin: bin, argv: argv, user: sp.user, pass: sp.pass}
 	if err := s.run(); err != nil {
 		return nil, err
 	}
@@ -122,7 +149,7 @@ func (s *Server) run() error {
 	}()
 	deadline := time.Now().Add(startTimeout)
 	for {
-		if err := ping(s.Addr); err == nil {
+		if err := s.ping(); err == nil {
 			return nil
 		} else if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
@@ -154,10 +181,20 @@ func (s *Server) Kill() { s.kill() }
 
 // Pause freezes the server (SIGSTOP): connections stay open and commands get no answer
 // until Resume.
-func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+func (s *Server) Pause() error {
+	s.paused.Store(true)
+	return s.signal(syscall.SIGSTOP)
+}
 
 // Resume lets a paused server run again (SIGCONT).
-func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+func (s *Server) Resume() error {
+	err := s.signal(syscall.SIGCONT)
+	s.paused.Store(false)
+	return err
+}
+
+// Paused says whether the server is paused (Pause without Resume).
+func (s *Server) Paused() bool { return s.paused.Load() }
 
 func (s *Server) signal(sig syscall.Signal) error {
 	s.mu.Lock()
@@ -179,11 +216,22 @@ func (s *Server) Restart(t testing.TB) {
 // (for example "+PONG", ":3", "$5" for a bulk string of 5 bytes). It is meant for test
 // set-up and inspection (FLUSHALL, DBSIZE, TTL), not for the code under test.
 func (s *Server) Do(args ...string) (string, error) {
+	if s.pass != "" {
+		return doAuth(s.Addr, s.user, s.pass, false, args...)
+	}
 	return do(s.Addr, args...)
 }
 
-func ping(addr string) error {
-	r, err := do(addr, "PING")
+// DoBulk is Do, returning a bulk string reply whole (INFO, CLIENT LIST).
+func (s *Server) DoBulk(args ...string) (string, error) {
+	if s.pass != "" {
+		return doAuth(s.Addr, s.user, s.pass, true, args...)
+	}
+	return doBulk(s.Addr, args...)
+}
+
+func (s *Server) ping() error {
+	r, err := s.Do("PING")
 	if err != nil {
 		return err
 	}

@@ -137,3 +137,66 @@ func TestStartCluster(t *testing.T) {
 		t.Fatalf("SET b on its node: %q %v", r, err)
 	}
 }
+
+// TestStartSentinel starts a master, its replica and 3 Sentinels, all requiring an ACL user:
+// a write on the master reaches the replica, SENTINEL FAILOVER promotes the replica, and
+// once the old master has followed it as a replica, killing the new master (SIGKILL)
+// promotes the old one back.
+func TestStartSentinel(t *testing.T) {
+	s := StartSentinel(t, SentinelOptions{Sentinels: 3, MasterName: "offers", AdminUser: "admin", AdminPass: "adm1n-Pa55"})
+	if len(s.Addrs) != 3 || len(s.Servers) != 2 {
+		t.Fatalf("%d Sentinels, %d servers", len(s.Addrs), len(s.Servers))
+	}
+	for _, srv := range append(append([]*Server(nil), s.Servers...), s.Sentinels...) {
+		if r, err := do(srv.Addr, "PING"); err != nil || !strings.HasPrefix(r, "-NOAUTH") {
+			t.Errorf("%s answers PING without AUTH: %q, %v; want NOAUTH (the default user is off)", srv.Addr, r, err)
+		}
+	}
+	if m := s.Master(t); m != s.Servers[0] {
+		t.Fatalf("master %s, want %s", m.Addr, s.Servers[0].Addr)
+	}
+	if r, err := s.Servers[0].Do("SET", "k", "v"); err != nil || r != "+OK" {
+		t.Fatalf("SET = %q, %v", r, err)
+	}
+	replicated := func(srv *Server) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r, err := srv.bulk("GET", "k")
+			if err == nil && r == "v" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: GET k = %q, %v; the write did not replicate", srv.Addr, r, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	replicated(s.Servers[1])
+
+	if addr := s.Failover(t); addr != s.Servers[1].Addr {
+		t.Fatalf("after SENTINEL FAILOVER the master is %s, want the replica %s", addr, s.Servers[1].Addr)
+	}
+	if r, err := s.Servers[1].Do("SET", "k2", "v"); err != nil || r != "+OK" {
+		t.Fatalf("SET on the new master = %q, %v", r, err)
+	}
+	// The old master follows the new one (the Sentinels reconfigure it), then takes over
+	// when the new one dies.
+	deadline := time.Now().Add(sentinelTimeout)
+	for {
+		info, err := s.Servers[0].bulk("INFO", "replication")
+		if err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_link_status:up") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the old master does not follow the new one: %v %s", err, info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if addr := s.KillMaster(t); addr != s.Servers[0].Addr {
+		t.Fatalf("after killing %s the master is %s, want %s", s.Servers[1].Addr, addr, s.Servers[0].Addr)
+	}
+	if r, err := s.Servers[0].bulk("GET", "k2"); err != nil || r != "v" {
+		t.Fatalf("the promoted server lost the write: GET k2 = %q, %v", r, err)
+	}
+}

@@ -145,6 +145,11 @@ const (
 	RedisUsernameKey = "username"
 	RedisPasswordKey = "password"
 	RedisCAKey       = "ca.crt"
+	// RedisSentinelUsernameKey and RedisSentinelPasswordKey, when either is in the Secret,
+	// are what the gateways send to the Sentinels (an empty or absent password: no AUTH);
+	// without them, the Sentinels get username and password.
+	RedisSentinelUsernameKey = "sentinel-username"
+	RedisSentinelPasswordKey = "sentinel-password"
 )
 
 // RedisMode is how a gateway finds Redis, as in the OfferFeedPolicy API.
