@@ -310,7 +310,7 @@ func (p *policy) checkAccept(x *driverExt, l *limits, id uint64, hasID bool, now
 // (known when hasID) at now, decided d by checkAccept: a refusal or not, and, when the offer
 // was shown to the driver, its presence and its reaction time.
 func (p *policy) observeAccept(s *signals, x *driverExt, l *limits, id uint64, hasID bool, d Decision, now int64) {
-	s.observeRefusal(d != Allowed)
+	s.observeAcceptRefusal(d)
 	if !hasID {
 		return
 	}
