@@ -151,9 +151,10 @@ func ewmaShare(v uint16, x, k int64) uint16 {
 func sessionGap(interval int64) int64 { return max(minSessionGap, 10*interval) }
 
 // observePoll records a poll at now (ns) that the pacer allowed (allowed) or refused, under
-// interval (ns); observePollUS does the work in µs, the unit of the shared store's clock.
+// interval (ns); observePollUS does the work in µs, the unit of the shared store's clock. The
+// gateway clock starts at 0, which lastPoll keeps for "none": its µs are counted from 1.
 func (s *signals) observePoll(now, interval int64, allowed bool) {
-	s.observePollUS(now/1e3, interval/1e3, allowed)
+	s.observePollUS(now/1e3+1, interval/1e3, allowed)
 }
 
 // observePollUS records a poll at now (µs). Only gaps between allowed polls count for
