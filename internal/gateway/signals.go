@@ -61,8 +61,9 @@ const (
 const (
 	gapK   = 32 // gaps: about the last 60 gaps weigh
 	shareK = 32 // shares: about the last 60 events weigh
-	// gapVarMax bounds gapVar: a standard deviation of 2²⁵/8 ms (70 min). A variance at the
-	// bound reads as irregular (cv at least 1): only gaps of hours reach it.
+	// gapVarMax bounds gapVar: a standard deviation of 2²⁵/8 ms (70 min); a gap that deviates
+	// from the mean by more sets it there. A variance at the bound reads as irregular (cv at
+	// least 1): only gaps of hours reach it (minInterval of 10 minutes and more).
 	gapVarMax = int64(1) << 50
 	// minSessionGap: a gap longer than max(minSessionGap, 10 × minInterval) is a pause between
 	// sessions, not a gap: it is not counted (a driver's pauses say nothing of its rhythm, and
@@ -187,7 +188,12 @@ func (s *signals) observePollUS(now, interval int64, allowed bool) {
 	m := int64(s.gapMean)
 	d := x - m
 	s.gapMean = uint32(m + divRound(d, k))
-	d8 := min(max(divRound(d, 8), -1<<25), 1<<25) // 1/8 ms
+	d8 := divRound(d, 8) // 1/8 ms
+	if d8 < -1<<25 || d8 > 1<<25 {
+		// A deviation beyond 70 min: the variance is at its bound (reads irregular).
+		s.gapVar = gapVarMax
+		return
+	}
 	v := s.gapVar + divRound(d8*d8, k)
 	s.gapVar = min(v-divRound(v, k), gapVarMax)
 }

@@ -146,7 +146,11 @@ local function spoll(s, now, interval, allowed)
   local x = math.min(math.floor(gap * 8 / 125), 4294967295)
   local d = x - s.gm
   s.gm = s.gm + dr(d, k)
-  local d8 = math.min(math.max(dr(d, 8), -33554432), 33554432)
+  local d8 = dr(d, 8)
+  if d8 < -33554432 or d8 > 33554432 then
+    s.gv = ` + strconv.FormatInt(gapVarMax, 10) + `
+    return
+  end
   local v = s.gv + dr(d8 * d8, k)
   s.gv = math.min(v - dr(v, k), ` + strconv.FormatInt(gapVarMax, 10) + `)
 end

@@ -202,10 +202,12 @@ func quotaOnly(p gatewayconfig.Policy) gatewayconfig.Policy {
 // Redis, updated by the scripts in the local store's fixed point. In the shape
 // "quota", accepts are checked against the quota alone, so the deny cache answers both feed
 // and accept refusals: it must have answered some of each, with the same verdicts. In
-// "shown" (requireShown, no reaction time) it must not answer an accept before its check.
+// "shown" (requireShown, no reaction time) it must not answer an accept before its check. In
+// "botlike" a low botScore.refuseAbovePermille refuses (flags) some accepts bot-like: from the
+// score read from Redis as from the local table.
 func TestSharedStateDifferential(t *testing.T) {
 	srv := redistest.Start(t)
-	for _, shape := range []string{"standard", "quota", "shown"} {
+	for _, shape := range []string{"standard", "quota", "shown", "botlike"} {
 		for _, mode := range []gatewayconfig.Mode{gatewayconfig.ModeEnforce, gatewayconfig.ModeDryRun} {
 			for _, assign := range []string{"round-robin", "random"} {
 				t.Run(shape+"/"+string(mode)+"/"+assign, func(t *testing.T) {
@@ -236,6 +238,11 @@ func differential(t *testing.T, srv *redistest.Server, shape string, mode gatewa
 		p1, p2 = quotaOnly(p1), quotaOnly(p2)
 		p1.Accept.RequireShown, p2.Accept.RequireShown = true, true
 		want = []Decision{Allowed, FeedThrottled, AcceptThrottled, UnseenOffer}
+	case "botlike":
+		for _, p := range []*gatewayconfig.Policy{&p1, &p2} {
+			p.BotScore = &gatewayconfig.BotScore{DrawWeighting: gatewayconfig.DrawWeightingNone, RefuseAbovePermille: 300}
+		}
+		want = append(want, BotLike)
 	}
 	cfg, reload := configOf(p1), configOf(p2)
 	local := newWorld(t, 1, nil, cfg)
@@ -244,7 +251,20 @@ func differential(t *testing.T, srv *redistest.Server, shape string, mode gatewa
 	seen := map[string]int{}
 	scored, signalled := 0, 0
 	next := 0
-	for i, s := range script(42, 1500, reload) {
+	steps := script(42, 1500, reload)
+	if shape == "botlike" {
+		// A scheduler first: 40 polls 2.5 s apart (its score forms, well above 0.3), then
+		// accepts of an offer its polls were shown.
+		var bot []sstep
+		for range 40 {
+			bot = append(bot, sstep{op: "feed", driver: "bot"}, sstep{op: "advance", advance: 2500 * time.Millisecond})
+		}
+		for range 3 {
+			bot = append(bot, sstep{op: "accept", driver: "bot", offer: "o1"}, sstep{op: "advance", advance: time.Second})
+		}
+		steps = append(bot, steps...)
+	}
+	for i, s := range steps {
 		if i == 700 {
 			// Scripts dropped from Redis's cache are loaded again (NOSCRIPT).
 			if err := client.ScriptFlush(context.Background()).Err(); err != nil {
