@@ -491,8 +491,10 @@ func (st *sharedStore) recordShown(d driverRef, ids []uint64, now int64) {
 	}
 }
 
-// enteredDraw updates the draw share of a driver decided by the local fallback; the shared
-// store keeps no signals yet (docs/design.md#bot-likeness-signals-and-shared-state).
+// enteredDraw updates the draw share of a driver decided by the local fallback. The shared
+// store keeps the other signals in the driver's hash, but not the draw share yet: it needs a
+// count of the draws opened across the replicas, which the draw keys (another hash tag)
+// cannot update in the driver's script (docs/design.md#bot-likeness-signals).
 func (st *sharedStore) enteredDraw(d driverRef, opened uint32) {
 	if d.x != nil {
 		st.local.enteredDraw(d, opened)
