@@ -141,9 +141,9 @@ func BenchmarkSharedServe(b *testing.B) {
 // BenchmarkSharedBytesPerDriver reports the Redis memory of a feed-only driver: used_memory's
 // growth per driver (B/driver), and the mean MEMORY USAGE of a driver's key over a sample of
 // 100 (B/key). "one-poll": 10,000 drivers polled once (pacing and the last poll time);
-// "steady": the same 10,000 drivers polled 36 times each, in turn (real clock, minInterval 10ms: each
-// round takes longer than that), so that each carries its gap statistics and counts, as an
-// active driver does. The ops are the drivers.
+// "steady": 10,000 drivers polled 36 times each, in turn (real clock, minInterval 10ms:
+// each round takes longer than that), so that each carries its gap statistics and counts, as
+// an active driver does (about 20 s). The ops are the drivers.
 func BenchmarkSharedBytesPerDriver(b *testing.B) {
 	for _, bc := range []struct {
 		name     string
