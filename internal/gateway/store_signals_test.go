@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"testing"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -184,5 +185,16 @@ func TestSharedDrawScoreWeighted(t *testing.T) {
 		if chi > 16.27 { // chi-square, 3 degrees of freedom, p = 0.001
 			t.Errorf("first tried %v: chi-square %.1f against weights %v", first, chi, weights)
 		}
+	}
+}
+
+// TestSignalsSize: the signals stay within the 40 bytes a driver's entry may spend on them
+// (issue 15), and the entry within 72.
+func TestSignalsSize(t *testing.T) {
+	if n := unsafe.Sizeof(signals{}); n > 40 {
+		t.Errorf("signals are %d bytes, want at most 40", n)
+	}
+	if n := unsafe.Sizeof(entry{}); n > 72 {
+		t.Errorf("an entry is %d bytes, want at most 72", n)
 	}
 }
