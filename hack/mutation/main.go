@@ -67,8 +67,8 @@ var mutations = []mutation{
 	{
 		name:        "shared deny cache: an accept quota with an accept in flight is cached",
 		file:        "internal/gateway/store_redis.go",
-		original:    "inflight == 0 {",
-		replacement: "inflight >= 0 {",
+		original:    "inflight == 0 && retry > 0 {",
+		replacement: "inflight >= 0 && retry > 0 {",
 		tests:       "^TestSharedStateDenyCache$",
 		want:        "not a cached refusal",
 	},
@@ -185,8 +185,8 @@ var mutations = []mutation{
 	{
 		name:        "signals: refused polls count as gaps (a bot buys irregularity with polls it knows are refused)",
 		file:        "internal/gateway/signals.go",
-		original:    "\ts.observeRefusal(!allowed)\n\tif !allowed {\n\t\treturn\n\t}",
-		replacement: "\ts.observeRefusal(!allowed)",
+		original:    "\t\t\ts.observeRefusal(true)\n\t\t}\n\t\treturn\n\t}",
+		replacement: "\t\t\ts.observeRefusal(true)\n\t\t}\n\t}",
 		tests:       "^TestSignalRegularity$",
 	},
 	{
@@ -203,6 +203,29 @@ var mutations = []mutation{
 		replacement: "return ok && sc > p.botRefuse+100",
 		tests:       "^TestBotLike",
 		want:        "refuseAbovePermille 777: botLike false, want true",
+	},
+	{
+		name:        "shared signals: the Lua gap mean rounds down where Go rounds half up",
+		file:        "internal/gateway/store_redis.go",
+		original:    "  s.gm = s.gm + dr(d, k)",
+		replacement: "  s.gm = s.gm + math.floor(d / k)",
+		tests:       "^TestSharedSignalsAgree$",
+		want:        "Lua {",
+	},
+	{
+		name:        "shared signals: every refusal of a run counts (the deny cache's do not reach Redis)",
+		file:        "internal/gateway/signals.go",
+		original:    "\t\tif s.episodes&sigFeedRefused == 0 {",
+		replacement: "\t\tif true {",
+		tests:       "^TestSharedStateDifferential$",
+		want:        "shared {",
+	},
+	{
+		name:        "shared draws: score weighting ignored under Random",
+		file:        "internal/gateway/draw_shared.go",
+		original:    "return t.rng.ExpFloat64() / w",
+		replacement: "return t.rng.ExpFloat64()",
+		tests:       "^TestSharedDrawScoreWeighted$",
 	},
 }
 

@@ -637,7 +637,7 @@ func (g *Gateway) serveFairAccept(w http.ResponseWriter, r *http.Request, p *pol
 		g.forwardAccept(w, r, st)
 		return
 	}
-	if t.shared != nil && g.serveSharedAccept(w, r, p, st, key, id, lastWin) {
+	if t.shared != nil && g.serveSharedAccept(w, r, p, st, key, id, lastWin, score) {
 		return
 	}
 	dr, c, res := t.join(id, key, lastWin, score, now)

@@ -258,14 +258,10 @@ func (sd *sharedDraws) offerKeys(id uint64) []string {
 // checks passed. It reports false when the shared draw could not be joined (Redis failed):
 // the caller then holds the accept in this replica's own draw (the Local fallback).
 func (g *Gateway) serveSharedAccept(w http.ResponseWriter, r *http.Request, p *policy, st *reqState,
-	key, id uint64, lastWin int64) bool {
+	key, id uint64, lastWin int64, score int32) bool {
 	t := p.draws
 	sd := t.shared
-	score := int64(0)
-	if t.lrw && lastWin > 0 {
-		score = (lastWin-1)/1e3 + 1 // the store's µs + 1
-	}
-	c := &candidate{key: key, joined: g.nowNS(), lastWin: lastWin}
+	c := &candidate{key: key, joined: g.nowNS(), lastWin: lastWin, score: score}
 	if !t.dry {
 		c.turn = make(chan bool, 1)
 	}
@@ -287,6 +283,7 @@ func (g *Gateway) serveSharedAccept(w http.ResponseWriter, r *http.Request, p *p
 		}
 	}
 	c.member = fmt.Sprintf("%016x%s%016x", t.rng.Uint64(), sd.replica, key)
+	place := t.sharedPlace(score, lastWin)
 	fresh := false
 	if !t.dry {
 		if h == nil {
@@ -307,7 +304,7 @@ func (g *Gateway) serveSharedAccept(w http.ResponseWriter, r *http.Request, p *p
 	var res []int64
 	err := sd.redis(func(ctx context.Context, rc redis.UniversalClient) (err error) {
 		res, err = drawJoinScript.Run(ctx, rc, keys, sd.nowUS(), toMicros(int64(t.window)),
-			strconv.FormatUint(key, 16), c.member, score, t.maxCands, sd.life(), boolArg(t.dry)).Int64Slice()
+			strconv.FormatUint(key, 16), c.member, place, t.maxCands, sd.life(), boolArg(t.dry)).Int64Slice()
 		return err
 	})
 	if err == nil && len(res) != 2 {
@@ -399,6 +396,43 @@ func (g *Gateway) serveSharedAccept(w http.ResponseWriter, r *http.Request, p *p
 	st.accept.d, st.accept.c = sharedTry, c
 	g.forwardAccept(w, r, st)
 	return true
+}
+
+// lrwBand is the span of one score band in a shared LeastRecentlyWon draw's sorted set (µs):
+// more than any last win, so that a lower band always comes first. Scores are doubles: in
+// bands 4 and 5 the last wins are ordered to 2 µs.
+const lrwBand = int64(1) << 51
+
+// noChance is the place of a candidate of weight 0 (score 1) in a score-weighted Random draw:
+// after every candidate of a positive weight, in random order among themselves.
+const noChance = 1e300
+
+// sharedPlace is a candidate's place in a shared draw's queue, the sorted set's score (ties
+// go by the member, which starts with a random number): as orderLocked orders a local draw.
+// Random: 0; with score weighting (botScore.drawWeighting Score) an exponential key of rate
+// 1 − score (scoreWeight: 1 for a driver without a score), so the smallest key comes first
+// with probability proportional to its weight (Efraimidis–Spirakis), in one ZADD.
+// LeastRecentlyWon: the driver's last win (µs + 1; 0 never), after its score band
+// (scoreBand) with weighting. The caller holds t.mu (the random source).
+func (t *drawTable) sharedPlace(permille int32, lastWin int64) float64 {
+	if t.lrw {
+		place := int64(0)
+		if lastWin > 0 {
+			place = (lastWin-1)/1e3 + 1 // the store's µs + 1
+		}
+		if t.weighted {
+			place += int64(scoreBand(permille)) * lrwBand
+		}
+		return float64(place)
+	}
+	if !t.weighted {
+		return 0
+	}
+	w := scoreWeight(permille)
+	if w <= 0 {
+		return noChance
+	}
+	return t.rng.ExpFloat64() / w
 }
 
 // sharedTry marks, in an acceptAnswer, the try of a shared draw's candidate (its candidate
@@ -578,6 +612,10 @@ func (sd *sharedDraws) claim(h *sharedDraw, c *candidate) {
 			return
 		default:
 			fresh = v
+		}
+		if t.weighted { // the candidate's band, as its place in the queue
+			w, _ := strconv.ParseInt(fresh, 10, 64)
+			fresh = strconv.FormatInt(w+int64(scoreBand(c.score))*lrwBand, 10)
 		}
 	}
 	s, err := sd.call(h, "claim", c.member, fresh, sd.lease)

@@ -308,10 +308,12 @@ func (p *policy) checkAccept(x *driverExt, l *limits, id uint64, hasID bool, now
 
 // observeAccept updates the signals s of a driver with state x for an accept of offer id
 // (known when hasID) at now, decided d by checkAccept: a refusal or not, and, when the offer
-// was shown to the driver, its presence and its reaction time.
+// was shown to the driver, its presence and its reaction time. An accept-throttled accept is
+// no presence or reaction sample: a replica's deny cache answers those without Redis, and
+// what the signals count must not depend on which replica an accept reached.
 func (p *policy) observeAccept(s *signals, x *driverExt, l *limits, id uint64, hasID bool, d Decision, now int64) {
-	s.observeRefusal(d != Allowed)
-	if !hasID {
+	s.observeAcceptRefusal(d)
+	if !hasID || d == AcceptThrottled {
 		return
 	}
 	if at, ok := x.shownAt(id); ok {

@@ -18,17 +18,20 @@ import (
 //     accept, and the share of the policy's fair draws it entered.
 //   - refusals: the share of its governed requests that the policy refused.
 //
-// They are 32 bytes in the driver's entry (state.go), updated by the pure functions below on
+// They are 40 bytes in the driver's entry (state.go), updated by the pure functions below on
 // the gateway clock, and folded into one score in [0,1] by score.
 
-// signals are the bot-likeness signals of one driver: 32 bytes.
+// signals are the bot-likeness signals of one driver: 40 bytes, every field an integer, so
+// that the shared store's scripts (store_redis.go, sigLua) update them to the same bits in
+// Lua, whose numbers are doubles: every intermediate stays below 2⁵³.
 type signals struct {
-	// lastPoll is when the pacer last allowed a poll of the driver (ns on the gateway clock);
-	// 0: none yet.
+	// lastPoll is when the pacer last allowed a poll of the driver (µs on the store's clock:
+	// the gateway clock locally, the Unix epoch in Redis); 0: none yet.
 	lastPoll int64
-	// gapMean and gapVar are the EWMA of the gaps between allowed polls (s) and of their
-	// variance (s²).
-	gapMean, gapVar float32
+	// gapVar is the EWMA of the gaps' variance, in (1/8 ms)², at most gapVarMax.
+	gapVar int64
+	// gapMean is the EWMA of the gaps between allowed polls, in 1/64 ms.
+	gapMean uint32
 	// drawMark is the policy's count of fair draws opened when the driver last entered one.
 	drawMark uint32
 	// floor, refused, pres and draws are shares in q16 fixed point (65535 is 1).
@@ -36,12 +39,32 @@ type signals struct {
 	// nGaps, nReact, nShown and nDraws count the samples of each signal, saturating at 255:
 	// gaps, accepts with a known reaction time, offers first shown, fair draws counted.
 	nGaps, nReact, nShown, nDraws uint8
+	// episodes: the refusal episodes under way (sigFeedRefused, sigAcceptThrottled).
+	episodes uint8
 }
 
-// Signal tuning: the EWMA weights are 1/n for the first samples (a plain mean) and then these.
+// Refusal episodes: a run of refusals that nothing but time ends counts once in the refusal
+// share. A replica's deny cache answers such runs without asking Redis (store_deny.go), so
+// counting every refusal of the run would make the share depend on the replica each request
+// reached; counting the run once does not.
 const (
-	gapAlpha   = 1.0 / 32 // gaps: about the last 60 gaps weigh
-	shareAlpha = 1.0 / 32 // shares: about the last 60 events weigh
+	// sigFeedRefused: a refused poll was counted since the last allowed poll (the pacer's tat
+	// does not move until a poll is allowed).
+	sigFeedRefused = 1 << iota
+	// sigAcceptThrottled: an accept-throttled accept was counted since the last accept the
+	// quota let through.
+	sigAcceptThrottled
+)
+
+// Signal tuning: the EWMA weight of the n-th sample is 1/min(n, k): a plain mean at first,
+// then 1/k.
+const (
+	gapK   = 32 // gaps: about the last 60 gaps weigh
+	shareK = 32 // shares: about the last 60 events weigh
+	// gapVarMax bounds gapVar: a standard deviation of 2²⁵/8 ms (70 min); a gap that deviates
+	// from the mean by more sets it there. A variance at the bound reads as irregular (cv at
+	// least 1): only gaps of hours reach it (minInterval of 10 minutes and more).
+	gapVarMax = int64(1) << 50
 	// minSessionGap: a gap longer than max(minSessionGap, 10 × minInterval) is a pause between
 	// sessions, not a gap: it is not counted (a driver's pauses say nothing of its rhythm, and
 	// a bot must not look irregular by pausing).
@@ -97,8 +120,6 @@ func (r ramp) at(x float64) float64 {
 
 const q16 = 65535
 
-func toQ16(x float64) uint16 { return uint16(min(1, max(0, x))*q16 + 0.5) }
-
 func fromQ16(v uint16) float64 { return float64(v) / q16 }
 
 func inc8(n uint8) uint8 {
@@ -108,45 +129,73 @@ func inc8(n uint8) uint8 {
 	return n
 }
 
-// alpha is the EWMA weight of the n-th sample (n ≥ 1): 1/n, at least a.
-func alpha(n uint8, a float64) float64 { return max(1/float64(n), a) }
+// divRound is a/b rounded half up (b > 0), on integers: sigLua's dr computes the same with
+// math.floor on doubles, exactly while |2a + b| < 2⁵³.
+func divRound(a, b int64) int64 {
+	n, d := 2*a+b, 2*b
+	q := n / d
+	if n%d != 0 && n < 0 {
+		q--
+	}
+	return q
+}
 
-// ewmaShare moves share v towards x (0 or 1) with weight a.
-func ewmaShare(v uint16, x, a float64) uint16 {
-	f := fromQ16(v)
-	return toQ16(f + a*(x-f))
+// weightK is the k of the n-th sample's weight 1/min(n, k) (n ≥ 1).
+func weightK(n uint8, k int64) int64 { return min(max(int64(n), 1), k) }
+
+// ewmaShare moves share v towards x (0 or 1) with weight 1/k.
+func ewmaShare(v uint16, x, k int64) uint16 {
+	return uint16(int64(v) + divRound(x*q16-int64(v), k))
 }
 
 // sessionGap is the longest gap counted for a driver polling at least every interval.
 func sessionGap(interval int64) int64 { return max(minSessionGap, 10*interval) }
 
-// observePoll records a poll at now that the pacer allowed (allowed) or refused. Only gaps
-// between allowed polls count for regularity: a refused poll fetches nothing, so a bot gains no
-// irregularity by sending polls it knows are refused; they count as refusals. Nor does a gap
-// shorter than interval (a poll of the burst): with burst ≥ 2 a scheduler could otherwise
-// alternate back-to-back polls with long gaps and look irregular.
+// observePoll records a poll at now (ns) that the pacer allowed (allowed) or refused, under
+// interval (ns); observePollUS does the work in µs, the unit of the shared store's clock. The
+// gateway clock starts at 0, which lastPoll keeps for "none": its µs are counted from 1.
 func (s *signals) observePoll(now, interval int64, allowed bool) {
-	s.observeRefusal(!allowed)
+	s.observePollUS(now/1e3+1, interval/1e3, allowed)
+}
+
+// observePollUS records a poll at now (µs). Only gaps between allowed polls count for
+// regularity: a refused poll fetches nothing, so a bot gains no irregularity by sending polls
+// it knows are refused; they count as refusals (a run of them once). Nor does a gap shorter
+// than interval (a poll of the burst): with burst ≥ 2 a scheduler could otherwise alternate
+// back-to-back polls with long gaps and look irregular.
+func (s *signals) observePollUS(now, interval int64, allowed bool) {
 	if !allowed {
+		if s.episodes&sigFeedRefused == 0 {
+			s.episodes |= sigFeedRefused
+			s.observeRefusal(true)
+		}
 		return
 	}
+	s.episodes &^= sigFeedRefused
+	s.observeRefusal(false)
 	last := s.lastPoll
 	s.lastPoll = now
 	if last == 0 || now <= last {
 		return
 	}
 	gap := now - last
-	if gap < interval || gap > sessionGap(interval) {
+	if gap < interval || gap > sessionGap(interval*1e3)/1e3 {
 		return
 	}
 	s.nGaps = inc8(s.nGaps)
-	a := alpha(s.nGaps, gapAlpha)
-	x := float64(gap) / 1e9
-	m, v := float64(s.gapMean), float64(s.gapVar)
+	k := weightK(s.nGaps, gapK)
+	x := min(gap*8/125, math.MaxUint32) // 1/64 ms
+	m := int64(s.gapMean)
 	d := x - m
-	m += a * d
-	v = (1 - a) * (v + a*d*d)
-	s.gapMean, s.gapVar = float32(m), float32(v)
+	s.gapMean = uint32(m + divRound(d, k))
+	d8 := divRound(d, 8) // 1/8 ms
+	if d8 < -1<<25 || d8 > 1<<25 {
+		// A deviation beyond 70 min: the variance is at its bound (reads irregular).
+		s.gapVar = gapVarMax
+		return
+	}
+	v := s.gapVar + divRound(d8*d8, k)
+	s.gapVar = min(v-divRound(v, k), gapVarMax)
 }
 
 // observeRefusal counts a governed request of the driver: refused by the policy or not.
@@ -154,28 +203,49 @@ func (s *signals) observeRefusal(refused bool) {
 	if !refused && s.refused == 0 {
 		return // the common case: nothing to decay
 	}
-	x := 0.0
+	x := int64(0)
 	if refused {
 		x = 1
 	}
 	// The refusal share has no count of its own: it weighs from the first request, with
 	// the shares' weight.
-	s.refused = ewmaShare(s.refused, x, shareAlpha)
+	s.refused = ewmaShare(s.refused, x, shareK)
+}
+
+// observeAcceptRefusal counts an accept decided d: a run of accept-throttled refusals counts
+// once, until the quota lets an accept through.
+func (s *signals) observeAcceptRefusal(d Decision) {
+	switch d {
+	case AcceptThrottled:
+		if s.episodes&sigAcceptThrottled != 0 {
+			return
+		}
+		s.episodes |= sigAcceptThrottled
+	case Allowed:
+		s.episodes &^= sigAcceptThrottled
+	}
+	s.observeRefusal(d != Allowed)
 }
 
 // observeReaction records an accept whose offer was first shown reaction ns earlier, under
-// minReaction. An accept sooner than minReaction (too-fast) is not a sample: the floor
-// measures who waits for it exactly; one too fast counts as a refusal.
+// minReaction (ns); observeReactionUS does the work in µs.
 func (s *signals) observeReaction(reaction, minReaction int64) {
+	s.observeReactionUS(reaction/1e3, minReaction/1e3)
+}
+
+// observeReactionUS records an accept reaction µs after its offer was first shown. An
+// accept sooner than minReaction (too-fast) is not a sample: the floor measures who waits for
+// it exactly; one too fast counts as a refusal.
+func (s *signals) observeReactionUS(reaction, minReaction int64) {
 	if reaction < minReaction {
 		return
 	}
 	s.nReact = inc8(s.nReact)
-	x := 0.0
-	if reaction < minReaction+floorMargin(minReaction) {
+	x := int64(0)
+	if reaction < minReaction+floorMargin(minReaction*1e3)/1e3 {
 		x = 1
 	}
-	s.floor = ewmaShare(s.floor, x, alpha(s.nReact, shareAlpha))
+	s.floor = ewmaShare(s.floor, x, weightK(s.nReact, shareK))
 }
 
 // floorMargin is how far above minReaction an accept still counts as at the floor.
@@ -186,14 +256,13 @@ func floorMargin(minReaction int64) int64 { return max(minFloorMargin, minReacti
 // the tried/shown ratio.
 func (s *signals) observeShown() {
 	s.nShown = inc8(s.nShown)
-	a := alpha(s.nShown, shareAlpha)
-	s.pres = toQ16(fromQ16(s.pres) * (1 - a))
+	p := int64(s.pres)
+	s.pres = uint16(p - divRound(p, weightK(s.nShown, shareK)))
 }
 
 // observeTried records an accept tried for an offer that was shown to the driver.
 func (s *signals) observeTried() {
-	a := alpha(max(s.nShown, 1), shareAlpha)
-	s.pres = toQ16(fromQ16(s.pres) + a)
+	s.pres = uint16(min(q16, int64(s.pres)+divRound(q16, weightK(s.nShown, shareK))))
 }
 
 // observeDraw records that the driver entered a fair draw, when the policy had opened opened
@@ -205,22 +274,26 @@ func (s *signals) observeDraw(opened uint32) {
 		missed = min(n-1, maxMissedDraws)
 	}
 	s.drawMark = opened
-	d := fromQ16(s.draws)
+	d := int64(s.draws)
 	for range missed {
 		s.nDraws = inc8(s.nDraws)
-		d *= 1 - alpha(s.nDraws, shareAlpha)
+		d -= divRound(d, weightK(s.nDraws, shareK))
 	}
 	s.nDraws = inc8(s.nDraws)
-	a := alpha(s.nDraws, shareAlpha)
-	s.draws = toQ16(d + a*(1-d))
+	s.draws = ewmaShare(uint16(d), 1, weightK(s.nDraws, shareK))
 }
 
-// cv is the coefficient of variation of the gaps (0 with fewer than 2 gaps).
+// cv is the coefficient of variation of the gaps (0 with fewer than 2 gaps; at least 1 when
+// the variance is at its bound).
 func (s *signals) cv() float64 {
-	if s.nGaps < 2 || s.gapMean <= 0 {
+	if s.nGaps < 2 || s.gapMean == 0 {
 		return 0
 	}
-	return math.Sqrt(max(0, float64(s.gapVar))) / float64(s.gapMean)
+	cv := math.Sqrt(float64(s.gapVar)) * 8 / float64(s.gapMean)
+	if s.gapVar >= gapVarMax {
+		cv = max(cv, 1)
+	}
+	return cv
 }
 
 // score returns the driver's bot-likeness in [0,1] and whether it is formed: the weighted mean

@@ -101,8 +101,9 @@ func TestBotLikeRefusal(t *testing.T) {
 		func() time.Duration { return 810 * time.Millisecond },
 		func() bool { return true })
 	for i, sc := range res.scores {
-		if formed := i > minScoreGaps; formed != (sc >= 0) {
-			t.Fatalf("poll %d: score %.3f; want one from poll %d on", i, sc, minScoreGaps+1)
+		// Poll i (from 0, at the fake clock's start) ends the driver's i-th gap.
+		if formed := i >= minScoreGaps; formed != (sc >= 0) {
+			t.Fatalf("poll %d: score %.3f; want one from poll %d on", i, sc, minScoreGaps)
 		}
 		if sc >= 0 && sc <= RecommendedBotScore {
 			t.Errorf("poll %d: compliant bot scored %.3f", i, sc)

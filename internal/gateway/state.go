@@ -28,7 +28,7 @@ import (
 // state has expired (forgetting those changes no decision), and never forgets a driver with a
 // live quota, shown offers or pacing state to make room for one.
 //
-// A feed-only driver costs one entry (64 bytes: 32 of them its bot-likeness signals) plus its
+// A feed-only driver costs one entry (72 bytes: 40 of them its bot-likeness signals) plus its
 // map slot; see BenchmarkBytesPerDriver.
 type driverTable struct {
 	key      string // the policy state this table holds; see stateKey
@@ -73,7 +73,7 @@ type entry struct {
 	tat int64 // GCRA theoretical arrival time of the next feed poll, ns on the gateway clock
 	ext *driverExt
 	ref bool // seen again since it entered probation, or since main's CLOCK hand last passed
-	// sig are the driver's bot-likeness signals (signals.go): 32 bytes.
+	// sig are the driver's bot-likeness signals (signals.go): 40 bytes.
 	sig signals
 }
 

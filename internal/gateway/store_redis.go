@@ -72,47 +72,185 @@ const (
 	scriptUnreadableOffer = int64(UnreadableOffer)
 )
 
-// feedScript: KEYS[1] the driver hash; ARGV now, interval, tau (µs), slack (ms).
-// Returns {allowed (1/0), tat after the decision (µs)}.
-var feedScript = redis.NewScript(`
+// sigLua is the part of the driver scripts that keeps the driver's bot-likeness signals
+// (signals.go) in its hash, as integers: the same fixed-point arithmetic as the Go functions
+// (observePollUS, observeAcceptRefusal, observeReactionUS, observeShown, observeTried), which
+// stay the source; TestSharedSignalsAgree holds the two to the same bits. Lua's numbers are
+// doubles: every intermediate stays below 2⁵³, so they are exact. The fields are written
+// only when they change and deleted when they become 0 (a field absent reads 0), so a
+// feed-only driver carries its gap statistics and little else.
+//
+//	lp last poll (µs)   gv gap variance ((1/8 ms)²)   gm gap mean (1/64 ms)   dm draw mark
+//	fl, rf, pr, dr      floor, refusal, presence and draw shares (q16)
+//	ng, nr, ns, nd      sample counts (saturating at 255)   ep refusal episodes (bits)
+//
+// sout returns them in this order after the script's own results; signalsFromReply reads them.
+var sigLua = `
+local SF = {'lp', 'gv', 'gm', 'dm', 'fl', 'rf', 'pr', 'dr', 'ng', 'nr', 'ns', 'nd', 'ep'}
+local function dr(a, b) return math.floor((2 * a + b) / (2 * b)) end
+local function kof(n, k) if n < 1 then n = 1 end if n < k then return n end return k end
+local function inc(n) if n < 255 then return n + 1 end return n end
+local function sload(key)
+  local v = redis.call('HMGET', key, unpack(SF))
+  local s, o = {}, {}
+  for i = 1, #SF do
+    s[SF[i]] = tonumber(v[i]) or 0
+    o[SF[i]] = s[SF[i]]
+  end
+  return s, o
+end
+local function ssave(key, s, o)
+  local set, del = {}, {}
+  for i = 1, #SF do
+    local f = SF[i]
+    if s[f] ~= o[f] then
+      if s[f] == 0 then del[#del + 1] = f else
+        set[#set + 1] = f
+        set[#set + 1] = string.format('%d', s[f])
+      end
+    end
+  end
+  if #set > 0 then redis.call('HSET', key, unpack(set)) end
+  if #del > 0 then redis.call('HDEL', key, unpack(del)) end
+  return #set + #del > 0
+end
+local function sout(r, s)
+  for i = 1, #SF do r[#r + 1] = s[SF[i]] end
+  return r
+end
+local function shas(ep, bit) return math.floor(ep / bit) % 2 == 1 end
+local function srefusal(s, refused)
+  if not refused and s.rf == 0 then return end
+  local x = 0
+  if refused then x = 1 end
+  s.rf = s.rf + dr(x * 65535 - s.rf, ` + strconv.Itoa(shareK) + `)
+end
+local function spoll(s, now, interval, allowed)
+  local bit = ` + strconv.Itoa(sigFeedRefused) + `
+  if not allowed then
+    if not shas(s.ep, bit) then
+      s.ep = s.ep + bit
+      srefusal(s, true)
+    end
+    return
+  end
+  if shas(s.ep, bit) then s.ep = s.ep - bit end
+  srefusal(s, false)
+  local last = s.lp
+  s.lp = now
+  if last == 0 or now <= last then return end
+  local gap = now - last
+  if gap < interval or gap > math.max(` + strconv.FormatInt(minSessionGap/1e3, 10) + `, 10 * interval) then return end
+  s.ng = inc(s.ng)
+  local k = kof(s.ng, ` + strconv.Itoa(gapK) + `)
+  local x = math.min(math.floor(gap * 8 / 125), 4294967295)
+  local d = x - s.gm
+  s.gm = s.gm + dr(d, k)
+  local d8 = dr(d, 8)
+  if d8 < -33554432 or d8 > 33554432 then
+    s.gv = ` + strconv.FormatInt(gapVarMax, 10) + `
+    return
+  end
+  local v = s.gv + dr(d8 * d8, k)
+  s.gv = math.min(v - dr(v, k), ` + strconv.FormatInt(gapVarMax, 10) + `)
+end
+local function saccept(s, dec)
+  local bit = ` + strconv.Itoa(sigAcceptThrottled) + `
+  if dec == ` + strconv.FormatInt(scriptAcceptThrottled, 10) + ` then
+    if shas(s.ep, bit) then return end
+    s.ep = s.ep + bit
+  elseif dec == ` + strconv.FormatInt(scriptAllowed, 10) + ` then
+    if shas(s.ep, bit) then s.ep = s.ep - bit end
+  end
+  srefusal(s, dec ~= ` + strconv.FormatInt(scriptAllowed, 10) + `)
+end
+local function sreact(s, reaction, minr)
+  if reaction < minr then return end
+  s.nr = inc(s.nr)
+  local x = 0
+  if reaction < minr + math.max(` + strconv.FormatInt(minFloorMargin/1e3, 10) + `, math.floor(minr / 4)) then x = 1 end
+  s.fl = s.fl + dr(x * 65535 - s.fl, kof(s.nr, ` + strconv.Itoa(shareK) + `))
+end
+local function sshown(s)
+  s.ns = inc(s.ns)
+  s.pr = s.pr - dr(s.pr, kof(s.ns, ` + strconv.Itoa(shareK) + `))
+end
+local function stried(s)
+  s.pr = math.min(65535, s.pr + dr(65535, kof(s.ns, ` + strconv.Itoa(shareK) + `)))
+end
+local function sttl(key, ttl)
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+end
+`
+
+// numSigFields is the number of signal fields sout appends to a script's reply.
+const numSigFields = 13
+
+// signalsFromReply reads the signal fields sout appended (in sigLua's order).
+func signalsFromReply(v []int64) signals {
+	return signals{lastPoll: v[0], gapVar: v[1], gapMean: uint32(v[2]), drawMark: uint32(v[3]),
+		floor: uint16(v[4]), refused: uint16(v[5]), pres: uint16(v[6]), draws: uint16(v[7]),
+		nGaps: uint8(v[8]), nReact: uint8(v[9]), nShown: uint8(v[10]), nDraws: uint8(v[11]),
+		episodes: uint8(v[12])}
+}
+
+// feedScript: KEYS[1] the driver hash; ARGV now, interval, tau (µs), slack (ms), life of the
+// signals (ms). Returns {allowed (1/0), tat after the decision (µs), signals...}.
+var feedScript = redis.NewScript(sigLua + `
 local now, interval, tau = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local tat = tonumber(redis.call('HGET', KEYS[1], 't')) or now
 if tat < now then tat = now end
-if tat - now > tau then return {0, tat} end
+local allowed = tat - now <= tau
+local s, o = sload(KEYS[1])
+spoll(s, now, interval, allowed)
+local changed = ssave(KEYS[1], s, o)
+if not allowed then
+  if changed then sttl(KEYS[1], tonumber(ARGV[5])) end
+  return sout({0, tat}, s)
+end
 local nxt = tat + interval
 redis.call('HSET', KEYS[1], 't', nxt)
-local ttl = math.ceil((nxt - now) / 1000) + tonumber(ARGV[4])
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
-return {1, nxt}
+sttl(KEYS[1], math.max(math.ceil((nxt - now) / 1000) + tonumber(ARGV[4]), tonumber(ARGV[5])))
+return sout({1, nxt}, s)
 `)
 
 // acceptScript: KEYS the driver hash, in-flight zset, done zset, shown hash; ARGV now (µs),
 // hasID (0/1), offer fold, requireShown (0/1), minReaction (µs), draws (0/1), maxAccepts,
-// window (µs), slot life (µs), life of the keys (ms).
-// Returns {decision, retry (µs), slot token ("" without a slot), last win (µs + 1; 0: never)},
-// and on accept-throttled a fifth: the accepts in flight (none: the deny cache may keep it).
-var acceptScript = redis.NewScript(`
+// window (µs), slot life (µs), life of the keys (ms), life of the signals (ms).
+// Returns {decision, retry (µs), slot token ("" without a slot), last win (µs + 1; 0: never),
+// accepts in flight on accept-throttled (-1 otherwise; none: the deny cache may keep it),
+// signals...}. The signals see the decision, and the reaction and presence of an accept of a
+// shown offer, as policy.observeAccept.
+var acceptScript = redis.NewScript(sigLua + `
 local now = tonumber(ARGV[1])
 local hasID, id, requireShown = ARGV[2] == '1', ARGV[3], ARGV[4] == '1'
 local minReaction, draws = tonumber(ARGV[5]), ARGV[6] == '1'
 local maxAccepts, window = tonumber(ARGV[7]), tonumber(ARGV[8])
+local s, o = sload(KEYS[1])
+local at = nil
+if hasID then at = tonumber(redis.call('HGET', KEYS[4], id)) end
+local function finish(dec, retry, token, lastWin, inflight)
+  saccept(s, dec)
+  if at and dec ~= ` + strconv.FormatInt(scriptAcceptThrottled, 10) + ` then
+    stried(s)
+    sreact(s, now - at, minReaction)
+  end
+  if ssave(KEYS[1], s, o) then sttl(KEYS[1], tonumber(ARGV[11])) end
+  return sout({dec, retry, token, lastWin, inflight}, s)
+end
 if not hasID then
-  if requireShown then return {` + strconv.FormatInt(scriptUnseenOffer, 10) + `, 0, '', 0} end
-  if minReaction > 0 or draws then return {` + strconv.FormatInt(scriptUnreadableOffer, 10) + `, 0, '', 0} end
+  if requireShown then return finish(` + strconv.FormatInt(scriptUnseenOffer, 10) + `, 0, '', 0, -1) end
+  if minReaction > 0 or draws then return finish(` + strconv.FormatInt(scriptUnreadableOffer, 10) + `, 0, '', 0, -1) end
 end
 if hasID and (requireShown or minReaction > 0) then
-  local at = redis.call('HGET', KEYS[4], id)
   if not at then
-    if requireShown then return {` + strconv.FormatInt(scriptUnseenOffer, 10) + `, 0, '', 0} end
-  else
-    at = tonumber(at)
-    if minReaction > 0 and now - at < minReaction then
-      return {` + strconv.FormatInt(scriptTooFast, 10) + `, at + minReaction - now, '', 0}
-    end
+    if requireShown then return finish(` + strconv.FormatInt(scriptUnseenOffer, 10) + `, 0, '', 0, -1) end
+  elseif minReaction > 0 and now - at < minReaction then
+    return finish(` + strconv.FormatInt(scriptTooFast, 10) + `, at + minReaction - now, '', 0, -1)
   end
 end
 local lastWin = tonumber(redis.call('HGET', KEYS[1], 'w')) or 0
-if maxAccepts <= 0 then return {` + strconv.FormatInt(scriptAllowed, 10) + `, 0, '', lastWin} end
+if maxAccepts <= 0 then return finish(` + strconv.FormatInt(scriptAllowed, 10) + `, 0, '', lastWin, -1) end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
 local done = redis.call('ZCARD', KEYS[3])
@@ -124,15 +262,13 @@ if used >= maxAccepts then
     local r = redis.call('ZRANGE', KEYS[3], k - 1, k - 1, 'WITHSCORES')
     retry = tonumber(r[2]) + window - now
   end
-  return {` + strconv.FormatInt(scriptAcceptThrottled, 10) + `, retry, '', lastWin, used - done}
+  return finish(` + strconv.FormatInt(scriptAcceptThrottled, 10) + `, retry, '', lastWin, used - done)
 end
 local token = tostring(redis.call('HINCRBY', KEYS[1], 'q', 1))
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[9]), token)
 local ttl = tonumber(ARGV[10])
-for i = 1, 2 do
-  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
-end
-return {` + strconv.FormatInt(scriptAllowed, 10) + `, 0, token, lastWin}
+for i = 1, 2 do sttl(KEYS[i], ttl) end
+return finish(` + strconv.FormatInt(scriptAllowed, 10) + `, 0, token, lastWin, -1)
 `)
 
 // settleScript: KEYS the driver hash, in-flight zset, done zset; ARGV now (µs), token ("" :
@@ -150,23 +286,29 @@ end
 return 1
 `)
 
-// shownScript: KEYS the shown hash; ARGV now (µs), max remembered, life (ms), offer folds...
-// An offer already remembered keeps its first-shown time; beyond max, the offer shown
-// longest ago is forgotten.
-var shownScript = redis.NewScript(`
+// shownScript: KEYS the shown hash, the driver hash; ARGV now (µs), max remembered, life
+// (ms), offer folds... An offer already remembered keeps its first-shown time; beyond max, the
+// offer shown longest ago is forgotten. Each offer shown first decays the driver's presence
+// (observeShown).
+var shownScript = redis.NewScript(sigLua + `
 local now, max, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local s, o = sload(KEYS[2])
 for i = 4, #ARGV do
-  if redis.call('HSETNX', KEYS[1], ARGV[i], now) == 1 and redis.call('HLEN', KEYS[1]) > max then
-    local all = redis.call('HGETALL', KEYS[1])
-    local oldest, at = nil, nil
-    for j = 1, #all, 2 do
-      local t = tonumber(all[j + 1])
-      if oldest == nil or t < at then oldest, at = all[j], t end
+  if redis.call('HSETNX', KEYS[1], ARGV[i], now) == 1 then
+    sshown(s)
+    if redis.call('HLEN', KEYS[1]) > max then
+      local all = redis.call('HGETALL', KEYS[1])
+      local oldest, at = nil, nil
+      for j = 1, #all, 2 do
+        local t = tonumber(all[j + 1])
+        if oldest == nil or t < at then oldest, at = all[j], t end
+      end
+      redis.call('HDEL', KEYS[1], oldest)
     end
-    redis.call('HDEL', KEYS[1], oldest)
   end
 end
-if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+sttl(KEYS[1], ttl)
+if ssave(KEYS[2], s, o) then sttl(KEYS[2], ttl) end
 return 1
 `)
 
@@ -208,18 +350,20 @@ func feedVerdictAt(allowed bool, tat, nowUS int64, l *limits) feedVerdict {
 
 func (st *sharedStore) feed(d driverRef, l *limits, now int64, dryRun, shown bool) (feedVerdict, driverRef) {
 	nowUS := st.us(now)
-	if tat := st.deny.feedTat(d.key); tat-nowUS > toMicros(l.tau) {
+	// In DryRun a refused poll is forwarded all the same, with the driver's current signals:
+	// the deny cache, which knows no signals, saves nothing there.
+	if tat := st.deny.feedTat(d.key); !dryRun && tat-nowUS > toMicros(l.tau) {
 		st.denyHits.Add(1)
 		st.rt.m.denyHits[routeFeed].Inc()
 		return feedVerdictAt(false, tat, nowUS, l), d
 	}
 	kd, _, _, _ := st.keys(d.key)
 	cmd, ok, why := st.rt.call(opFeed, now, feedScript, []string{kd},
-		nowUS, toMicros(l.interval), toMicros(l.tau), sharedTTLSlack.Milliseconds())
+		nowUS, toMicros(l.interval), toMicros(l.tau), sharedTTLSlack.Milliseconds(), st.sigLife())
 	var res []int64
 	if ok {
 		var err error
-		if res, err = cmd.Int64Slice(); err != nil || len(res) != 2 {
+		if res, err = cmd.Int64Slice(); err != nil || len(res) != 2+numSigFields {
 			st.rt.badReply(now)
 			ok, why = false, fallbackError
 		}
@@ -231,18 +375,24 @@ func (st *sharedStore) feed(d driverRef, l *limits, now int64, dryRun, shown boo
 		var fresh entry // Allow: the verdict of a driver never seen
 		return decideFeed(&fresh, l, now), d
 	}
+	v := feedVerdictAt(res[0] == 1, res[1], nowUS, l)
+	v.sig, v.hasSig = signalsFromReply(res[2:]), true
 	if res[0] == 0 {
 		st.deny.setFeedTat(d.key, res[1])
-		return feedVerdictAt(false, res[1], nowUS, l), d
 	}
-	return feedVerdictAt(true, res[1], nowUS, l), d
+	return v, d
 }
+
+// sigLife is the TTL (ms) a driver hash gets when its signals change: as long as its shown
+// offers live (max(window, 10m)), plus the slack.
+func (st *sharedStore) sigLife() int64 { return st.life(max(st.window, minShownLife)) }
 
 // acceptDenyCacheable reports whether an accept of a driver with limits l may be refused
 // accept-throttled from the deny cache: whether no check before the quota reads state that
-// another replica may change, and its verdict is not carried into a draw.
+// another replica may change, and the policy is not in DryRun (where the accept is forwarded
+// all the same, with the driver's current signals).
 func acceptDenyCacheable(p *policy, l *limits, hasID bool) bool {
-	return !p.requireShown && l.minReaction == 0 && (hasID || p.draws == nil) && !(p.dryRun && p.draws != nil)
+	return !p.requireShown && l.minReaction == 0 && (hasID || p.draws == nil) && !p.dryRun
 }
 
 func (st *sharedStore) accept(p *policy, d driverRef, l *limits, id uint64, hasID bool, now int64) (acceptVerdict, driverRef) {
@@ -255,14 +405,26 @@ func (st *sharedStore) accept(p *policy, d driverRef, l *limits, id uint64, hasI
 	kd, ki, kdone, ks := st.keys(d.key)
 	cmd, ok, why := st.rt.call(opAccept, now, acceptScript, []string{kd, ki, kdone, ks},
 		nowUS, boolArg(hasID), foldID(id), boolArg(p.requireShown), toMicros(l.minReaction),
-		boolArg(p.draws != nil), l.maxAccepts, toMicros(l.window), st.slotLife, st.life(l.window))
+		boolArg(p.draws != nil), l.maxAccepts, toMicros(l.window), st.slotLife, st.life(l.window), st.sigLife())
 	var res []any
+	var ints [5 + numSigFields]int64
 	if ok {
 		var err error
-		if res, err = cmd.Slice(); err != nil || len(res) < 4 {
+		if res, err = cmd.Slice(); err != nil || len(res) != len(ints) {
 			st.rt.badReply(now)
 			ok, why = false, fallbackError
 		}
+	}
+	for i := range res {
+		if i == 2 {
+			continue // the token
+		}
+		n, isInt := res[i].(int64)
+		if !isInt && ok {
+			st.rt.badReply(now)
+			ok, why = false, fallbackError
+		}
+		ints[i] = n
 	}
 	if !ok {
 		if st.unavailable(why) {
@@ -270,20 +432,26 @@ func (st *sharedStore) accept(p *policy, d driverRef, l *limits, id uint64, hasI
 		}
 		return acceptVerdict{decision: Allowed}, d // Allow: no slot taken, nothing to settle
 	}
-	dec, _ := res[0].(int64)
-	retry, _ := res[1].(int64)
+	dec, retry, lastWin, inflight := ints[0], ints[1], ints[3], ints[4]
 	token, _ := res[2].(string)
-	lastWin, _ := res[3].(int64)
 	v := acceptVerdict{decision: Decision(dec), retry: retry * 1e3, slot: token != ""}
-	if v.decision == AcceptThrottled && len(res) == 5 && retry > 0 {
-		if inflight, _ := res[4].(int64); inflight == 0 {
-			st.deny.setAcceptUntil(d.key, nowUS+retry)
-		}
+	v.sig, v.hasSig = signalsFromReply(ints[5:]), true
+	if v.decision == AcceptThrottled && inflight == 0 && retry > 0 {
+		st.deny.setAcceptUntil(d.key, nowUS+retry)
 	}
 	if lastWin > 0 {
 		v.lastWin = (lastWin-1-st.rt.epochUS)*1e3 + 1
 	}
 	d.token = token
+	if v.decision == Allowed && p.botLike(&v.sig) {
+		// As the local store: refused bot-like, no slot held. The script took one: it is
+		// given back at once (a round trip only for a bot-like driver's accepts).
+		v.decision = BotLike
+		if v.slot {
+			st.settle(d, true, false, false, now)
+			v.slot, d.token = false, ""
+		}
+	}
 	return v, d
 }
 
@@ -312,19 +480,21 @@ func (st *sharedStore) recordShown(d driverRef, ids []uint64, now int64) {
 		st.local.recordShown(d, ids, now)
 		return
 	}
-	_, _, _, ks := st.keys(d.key)
+	kd, _, _, ks := st.keys(d.key)
 	args := make([]any, 0, 3+len(ids))
 	args = append(args, st.us(now), maxShown, st.life(max(st.window, minShownLife)))
 	for _, h := range ids {
 		args = append(args, foldID(h))
 	}
-	if _, ok, why := st.rt.call(opShown, now, shownScript, []string{ks}, args...); !ok && why == fallbackError {
+	if _, ok, why := st.rt.call(opShown, now, shownScript, []string{ks, kd}, args...); !ok && why == fallbackError {
 		st.errors.Add(1)
 	}
 }
 
-// enteredDraw updates the draw share of a driver decided by the local fallback; the shared
-// store keeps no signals yet (docs/design.md#bot-likeness-signals-and-shared-state).
+// enteredDraw updates the draw share of a driver decided by the local fallback. The shared
+// store keeps the other signals in the driver's hash, but not the draw share yet: it needs a
+// count of the draws opened across the replicas, which the draw keys (another hash tag)
+// cannot update in the driver's script (docs/design.md#bot-likeness-signals).
 func (st *sharedStore) enteredDraw(d driverRef, opened uint32) {
 	if d.x != nil {
 		st.local.enteredDraw(d, opened)

@@ -71,11 +71,13 @@ type sstep struct {
 }
 
 // outcome is what a request got: its status, decision, Retry-After and RateLimit fields, and
-// the flag the offer service saw (DryRun).
+// what the offer service saw: the flag (DryRun) and the driver's bot-likeness score and
+// signals (OfferFeed-Score, OfferFeed-Signals).
 type outcome struct {
 	status                int
 	decision, flag        string
 	retryAfter, rateLimit string
+	score, signals        string
 }
 
 // run plays one sstep on gateway g of the world and returns the outcome of a request.
@@ -112,7 +114,8 @@ func (w *world) run(s sstep, g *Gateway) (outcome, bool) {
 	o := outcome{status: rec.Code, decision: h.Get(HeaderDecision), retryAfter: h.Get("Retry-After"),
 		rateLimit: h.Get("Ratelimit")}
 	if recs := w.up.records(); len(recs) > n {
-		o.flag = recs[len(recs)-1].Header.Get(HeaderFlag)
+		h := recs[len(recs)-1].Header
+		o.flag, o.score, o.signals = h.Get(HeaderFlag), h.Get(HeaderScore), h.Get(HeaderSignals)
 	}
 	return o, true
 }
@@ -194,13 +197,17 @@ func quotaOnly(p gatewayconfig.Policy) gatewayconfig.Policy {
 // TestSharedStateDifferential plays the same request sequences through one gateway with
 // local state and through three gateways sharing one real Redis, the requests assigned
 // round-robin or at random: every request must get the same status and decision (and in
-// DryRun the offer service the same flag), whichever gateway it reaches. In the shape
+// DryRun the offer service the same flag), whichever gateway it reaches, and every forwarded
+// request the same OfferFeed-Score and OfferFeed-Signals, to the digit: the signals live in
+// Redis, updated by the scripts in the local store's fixed point. In the shape
 // "quota", accepts are checked against the quota alone, so the deny cache answers both feed
 // and accept refusals: it must have answered some of each, with the same verdicts. In
-// "shown" (requireShown, no reaction time) it must not answer an accept before its check.
+// "shown" (requireShown, no reaction time) it must not answer an accept before its check. In
+// "botlike" a low botScore.refuseAbovePermille refuses (flags) some accepts bot-like: from the
+// score read from Redis as from the local table.
 func TestSharedStateDifferential(t *testing.T) {
 	srv := redistest.Start(t)
-	for _, shape := range []string{"standard", "quota", "shown"} {
+	for _, shape := range []string{"standard", "quota", "shown", "botlike"} {
 		for _, mode := range []gatewayconfig.Mode{gatewayconfig.ModeEnforce, gatewayconfig.ModeDryRun} {
 			for _, assign := range []string{"round-robin", "random"} {
 				t.Run(shape+"/"+string(mode)+"/"+assign, func(t *testing.T) {
@@ -231,14 +238,33 @@ func differential(t *testing.T, srv *redistest.Server, shape string, mode gatewa
 		p1, p2 = quotaOnly(p1), quotaOnly(p2)
 		p1.Accept.RequireShown, p2.Accept.RequireShown = true, true
 		want = []Decision{Allowed, FeedThrottled, AcceptThrottled, UnseenOffer}
+	case "botlike":
+		for _, p := range []*gatewayconfig.Policy{&p1, &p2} {
+			p.BotScore = &gatewayconfig.BotScore{DrawWeighting: gatewayconfig.DrawWeightingNone, RefuseAbovePermille: 300}
+		}
+		want = append(want, BotLike)
 	}
 	cfg, reload := configOf(p1), configOf(p2)
 	local := newWorld(t, 1, nil, cfg)
 	shared := newWorld(t, 3, &SharedState{Client: client, Timeout: 5 * time.Second}, cfg)
 	rng := rand.New(rand.NewPCG(7, 7))
 	seen := map[string]int{}
+	scored, signalled := 0, 0
 	next := 0
-	for i, s := range script(42, 1500, reload) {
+	steps := script(42, 1500, reload)
+	if shape == "botlike" {
+		// A scheduler first: 40 polls 2.5 s apart (its score forms, well above 0.3), then
+		// accepts of an offer its polls were shown.
+		var bot []sstep
+		for range 40 {
+			bot = append(bot, sstep{op: "feed", driver: "bot"}, sstep{op: "advance", advance: 2500 * time.Millisecond})
+		}
+		for range 3 {
+			bot = append(bot, sstep{op: "accept", driver: "bot", offer: "o1"}, sstep{op: "advance", advance: time.Second})
+		}
+		steps = append(bot, steps...)
+	}
+	for i, s := range steps {
 		if i == 700 {
 			// Scripts dropped from Redis's cache are loaded again (NOSCRIPT).
 			if err := client.ScriptFlush(context.Background()).Err(); err != nil {
@@ -259,8 +285,19 @@ func differential(t *testing.T, srv *redistest.Server, shape string, mode gatewa
 			t.Fatalf("sstep %d %+v: shared %+v, local %+v", i, s, got, want)
 		}
 		seen[want.decision+want.flag]++
+		if want.score != "" {
+			scored++
+		}
+		if strings.Contains(want.signals, "cv=") && strings.Contains(want.signals, "floor=") {
+			signalled++
+		}
 	}
-	t.Logf("decisions: %v", seen)
+	t.Logf("decisions: %v; forwarded with a score %d, with cv and floor %d", seen, scored, signalled)
+	// The headers must carry formed scores and every kind of signal, or their comparison
+	// proves little.
+	if scored == 0 || signalled == 0 {
+		t.Errorf("%d forwarded requests had a score, %d cv and floor signals: the sequences formed none", scored, signalled)
+	}
 	// The sequences must exercise every decision, or the test proves little.
 	for _, d := range want {
 		name := d.String()
@@ -282,10 +319,14 @@ func differential(t *testing.T, srv *redistest.Server, shape string, mode gatewa
 		}
 	}
 	t.Logf("deny cache hits: feed %v, accept %v", hits[routeFeed], hits[routeAccept])
-	if hits[routeFeed] == 0 {
+	// In DryRun a refused request is forwarded with the driver's signals: no deny cache.
+	if mode == gatewayconfig.ModeEnforce && hits[routeFeed] == 0 {
 		t.Error("no poll was refused from the deny cache")
 	}
-	if shape == "quota" && hits[routeAccept] == 0 {
+	if mode == gatewayconfig.ModeDryRun && hits[routeFeed]+hits[routeAccept] != 0 {
+		t.Errorf("the deny cache answered %v requests in DryRun", hits[routeFeed]+hits[routeAccept])
+	}
+	if shape == "quota" && mode == gatewayconfig.ModeEnforce && hits[routeAccept] == 0 {
 		t.Error("no accept was refused from the deny cache")
 	}
 	assertTTLs(t, client)
