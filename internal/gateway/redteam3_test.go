@@ -1,0 +1,99 @@
+package gateway
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Red team, round 3: ways a bot author (or a tenant) could get around the rules that issues
+// 10, 11 and 15 added (shared state, config push, the bot-likeness score).
+
+// TestRedteamDrawStalledBody: a bot joins an offer's fair draw with an accept whose headers
+// announce a body it never sends (the offer id is in the path, so the gateway did not read
+// the body before holding it). When its turn came the gateway forwarded it and the offer
+// service waited for the body until --body-timeout: the draw stalled that long per such
+// candidate, and honest drivers whose apps give up in the meantime left the draw, to the
+// benefit of the bot's other, well-formed accepts. An accept a draw would hold must have its
+// body in first: one that does not come within the body deadline makes the accept one without
+// a readable offer id (unreadable-offer here), never a candidate.
+func TestRedteamDrawStalledBody(t *testing.T) {
+	h := newDrawHarness(t, fairPolicy("Random"), func(o *Options) { o.BodyTimeout = 200 * time.Millisecond })
+	srv := httptest.NewServer(h.g)
+	defer srv.Close()
+	defer h.clock.Advance(time.Minute) // first: a held accept is answered, so Close returns
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte("POST /offers/o1/accept HTTP/1.1\r\nHost: offers\r\nX-Driver-Id: bot\r\nContent-Length: 100\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("the stalled accept got no answer (held in the draw? %d candidates): %v", h.held("o1"), err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 || resp.Header.Get(HeaderDecision) != "unreadable-offer" {
+		t.Fatalf("stalled accept: %d %q, want 400 unreadable-offer", resp.StatusCode, resp.Header.Get(HeaderDecision))
+	}
+	if n := h.held("o1"); n != 0 {
+		t.Fatalf("%d candidates after the stalled accept, want 0", n)
+	}
+
+	honest := h.hold("o1", "d1")
+	h.advance(3 * time.Second)
+	if a := answers(t, honest); a[0].code != 200 {
+		t.Fatalf("honest driver: %d %q", a[0].code, a[0].decision)
+	}
+	if tries := h.svc.triesOf("o1"); len(tries) != 1 || tries[0] != "d1" {
+		t.Fatalf("the offer service saw %q, want only d1", tries)
+	}
+}
+
+// TestRedteamDrawLargeBody: the same with a body the gateway will not buffer (over 64 KiB):
+// the rest of it could stall the turn as above, so such an accept is no candidate either;
+// with requireShown it is unseen-offer, as an accept whose body-held id cannot be read.
+// A small body is read before the draw and passed on whole.
+func TestRedteamDrawLargeBody(t *testing.T) {
+	h := newDrawHarness(t, fairPolicy("Random"))
+	big := httptest.NewRequest("POST", "/offers/o1/accept", strings.NewReader(strings.Repeat("x", 70<<10)))
+	big.Header.Set("X-Driver-Id", "bot")
+	w := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() { h.g.ServeHTTP(w, big); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		h.advance(time.Minute) // answers the held accept, so the test ends
+		<-done
+		t.Fatalf("the large-body accept was held for the draw: %d %q", w.Code, w.Header().Get(HeaderDecision))
+	}
+	if w.Code != 400 || w.Header().Get(HeaderDecision) != "unreadable-offer" {
+		t.Fatalf("large body: %d %q, want 400 unreadable-offer", w.Code, w.Header().Get(HeaderDecision))
+	}
+
+	small := make(chan int, 1)
+	go func() {
+		r := httptest.NewRequest("POST", "/offers/o1/accept", strings.NewReader(`{"note":"hi"}`))
+		r.Header.Set("X-Driver-Id", "d1")
+		w := httptest.NewRecorder()
+		h.g.ServeHTTP(w, r)
+		small <- w.Code
+	}()
+	eventually(t, "the small-body accept to be held", func() bool { return h.held("o1") == 1 })
+	h.advance(3 * time.Second)
+	if code := <-small; code != 200 {
+		t.Fatalf("small body: %d, want 200", code)
+	}
+	if tries := h.svc.triesOf("o1"); len(tries) != 1 || tries[0] != "d1" {
+		t.Fatalf("the offer service saw %q, want only d1", tries)
+	}
+}
