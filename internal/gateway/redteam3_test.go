@@ -8,6 +8,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/offerfeed/offerfeed/internal/redistest"
 )
 
 // Red team, round 3: ways a bot author (or a tenant) could get around the rules that issues
@@ -95,5 +99,39 @@ func TestRedteamDrawLargeBody(t *testing.T) {
 	}
 	if tries := h.svc.triesOf("o1"); len(tries) != 1 || tries[0] != "d1" {
 		t.Fatalf("the offer service saw %q, want only d1", tries)
+	}
+}
+
+// TestRedteamSharedShownFold: the shared hash of offer ids is keyed with a key every replica
+// derives from the policy's namespace, name and identity header (hash.go): no secret, so a bot
+// can compute any id's hash offline. The shared store remembered shown offers by a 32-bit fold
+// of it, as the local ring does (where a per-process seed keeps anyone from aiming at a
+// match). Against an offer service that takes variants of an id for the id (case, leading
+// zeros), a bot could search for a variant of a fresh offer whose fold equals that of one of
+// its 64 remembered offers (2³²/64 hashes: well under a second) and accept it at once,
+// with requireShown and minReactionTime both satisfied by the old offer's showing. The shared
+// store now keys shown offers by the whole 64-bit hash (2⁵⁸ hashes per try).
+func TestRedteamSharedShownFold(t *testing.T) {
+	srv := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { client.Close() })
+	w := newWorld(t, 1, &SharedState{Client: client, Timeout: 5 * time.Second}, configOf(standardPolicy()))
+	g := w.gws[0]
+	pol := g.active.Load().policy
+	ss := pol.store.(*sharedStore)
+	key := hashIdentity(g, "bot")
+	shown := pol.ids.sumString("o1")
+	ss.recordShown(driverRef{key: key}, []uint64{shown}, g.nowNS())
+	w.clock.Advance(time.Minute) // past minReactionTime
+	// Another offer whose 64-bit hash differs but whose 32-bit fold is the shown offer's.
+	forged := shown ^ 0x0000_1234_0000_1234
+	if foldID(forged) != foldID(shown) || forged == shown {
+		t.Fatal("the forged hash does not collide on the fold")
+	}
+	if v, _ := ss.accept(pol, driverRef{key: key}, &pol.base, forged, true, g.nowNS()); v.decision != UnseenOffer {
+		t.Fatalf("accept of an offer never shown whose fold matches a shown one: %v, want unseen-offer", v.decision)
+	}
+	if v, _ := ss.accept(pol, driverRef{key: key}, &pol.base, shown, true, g.nowNS()); v.decision != Allowed {
+		t.Fatalf("accept of the shown offer: %v, want allowed", v.decision)
 	}
 }

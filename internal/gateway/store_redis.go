@@ -23,7 +23,7 @@ import (
 //	of:{P:D}       hash: t = GCRA theoretical arrival time, w = last win + 1 (µs), q = sequence
 //	of:{P:D}:i     zset: the accepts in flight, scored by when their slot lapses (µs)
 //	of:{P:D}:d     zset: the 2xx accepts, scored by when they were answered (µs)
-//	of:{P:D}:s     hash: offer fold → when it was first shown (µs); at most maxShown
+//	of:{P:D}:s     hash: offer hash (hex) → when it was first shown (µs); at most maxShown
 //
 // P is the 64-bit hash of the policy's state key, D the driver's key, both hex. Every key has
 // a TTL: the life its state has on the gateway clock (pacing: until the tat; accepts: the
@@ -87,7 +87,7 @@ return {1, nxt}
 `)
 
 // acceptScript: KEYS the driver hash, in-flight zset, done zset, shown hash; ARGV now (µs),
-// hasID (0/1), offer fold, requireShown (0/1), minReaction (µs), draws (0/1), maxAccepts,
+// hasID (0/1), offer (shownField), requireShown (0/1), minReaction (µs), draws (0/1), maxAccepts,
 // window (µs), slot life (µs), life of the keys (ms).
 // Returns {decision, retry (µs), slot token ("" without a slot), last win (µs + 1; 0: never)},
 // and on accept-throttled a fifth: the accepts in flight (none: the deny cache may keep it).
@@ -150,7 +150,7 @@ end
 return 1
 `)
 
-// shownScript: KEYS the shown hash; ARGV now (µs), max remembered, life (ms), offer folds...
+// shownScript: KEYS the shown hash; ARGV now (µs), max remembered, life (ms), offers (shownField)...
 // An offer already remembered keeps its first-shown time; beyond max, the offer shown
 // longest ago is forgotten.
 var shownScript = redis.NewScript(`
@@ -171,6 +171,12 @@ return 1
 `)
 
 func toMicros(ns int64) int64 { return ns / 1e3 }
+
+// shownField names an offer in a driver's shown hash: its whole 64-bit hash, in hex. Not the
+// 32-bit fold the local ring keeps: the shared hash has no secret key (hash.go), so a bot
+// could search offline for a variant of an offer id whose fold matches an offer it was shown
+// long ago (2³²/64 hashes), and accept it at once past requireShown and minReactionTime.
+func shownField(h uint64) string { return strconv.FormatUint(h, 16) }
 
 // us turns now, a gateway clock time (ns since the gateway's epoch), into µs since the Unix
 // epoch: the time every replica's scripts agree on, whenever each replica started.
@@ -254,7 +260,7 @@ func (st *sharedStore) accept(p *policy, d driverRef, l *limits, id uint64, hasI
 	}
 	kd, ki, kdone, ks := st.keys(d.key)
 	cmd, ok, why := st.rt.call(opAccept, now, acceptScript, []string{kd, ki, kdone, ks},
-		nowUS, boolArg(hasID), foldID(id), boolArg(p.requireShown), toMicros(l.minReaction),
+		nowUS, boolArg(hasID), shownField(id), boolArg(p.requireShown), toMicros(l.minReaction),
 		boolArg(p.draws != nil), l.maxAccepts, toMicros(l.window), st.slotLife, st.life(l.window))
 	var res []any
 	if ok {
@@ -316,7 +322,7 @@ func (st *sharedStore) recordShown(d driverRef, ids []uint64, now int64) {
 	args := make([]any, 0, 3+len(ids))
 	args = append(args, st.us(now), maxShown, st.life(max(st.window, minShownLife)))
 	for _, h := range ids {
-		args = append(args, foldID(h))
+		args = append(args, shownField(h))
 	}
 	if _, ok, why := st.rt.call(opShown, now, shownScript, []string{ks}, args...); !ok && why == fallbackError {
 		st.errors.Add(1)
