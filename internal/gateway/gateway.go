@@ -310,6 +310,11 @@ func (g *Gateway) Apply(cfg *gatewayconfig.Config) error {
 
 // applyLocked puts cfg in force, read from source (SourceFile, SourceWatch, SourceAPI; empty
 // for no config).
+// botScoreSharedWarning is logged, and added to /readyz detail, when the policy in force has
+// botScore and shared state: the shared store keeps no signals yet
+// (docs/design.md#bot-likeness-signals), so the score never forms.
+const botScoreSharedWarning = "botScore is not enforced with sharedState: the shared store keeps no bot-likeness signals yet"
+
 func (g *Gateway) applyLocked(cfg *gatewayconfig.Config, source string) error {
 	next := &active{cfg: cfg, source: source}
 	prev := g.active.Load()
@@ -399,6 +404,12 @@ func (g *Gateway) applyLocked(cfg *gatewayconfig.Config, source string) error {
 			g.bindDraws(prev.policy, p, chosen)
 			if f := chosen.Accept; f != nil && f.Fairness != nil {
 				next.detail += fmt.Sprintf("; fair draws: window %s, award %s", f.Fairness.Window.D(), f.Fairness.Award)
+			}
+			if chosen.BotScore != nil && shared != nil {
+				// The Redis store keeps no signals yet: no score, so no bot-like refusal and
+				// no weighting of shared draws, except on decisions of the local fallback.
+				next.detail += "; " + botScoreSharedWarning
+				g.log.Info(botScoreSharedWarning, "policy", chosen.Name)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/offerfeed/offerfeed/internal/redistest"
+	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
 // Red team, round 3: ways a bot author (or a tenant) could get around the rules that issues
@@ -133,5 +135,72 @@ func TestRedteamSharedShownFold(t *testing.T) {
 	}
 	if v, _ := ss.accept(pol, driverRef{key: key}, &pol.base, shown, true, g.nowNS()); v.decision != Allowed {
 		t.Fatalf("accept of the shown offer: %v, want allowed", v.decision)
+	}
+}
+
+// TestRedteamAlternatingGapsEvadeScore pins an open finding (docs/gateway.md, "Open findings
+// (red team, round 3)"): the regularity signal is the coefficient of variation of the gaps,
+// a measure of spread, not of predictability. A bot that alternates two fixed gaps, 2 s and
+// 5.4 s (cv 0.46, above the human end 0.45), with the compliant bot's reactions at the floor,
+// trying every offer and entering every draw, never scores above RecommendedBotScore, where
+// the compliant bot passes it within two minutes: the gap pattern alone makes the difference.
+// When regularity measures predictability, this test must be turned around.
+func TestRedteamAlternatingGapsEvadeScore(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		n := 0
+		alt := compliantBot
+		alt.name = "alternating bot"
+		alt.gap = func(*rand.Rand) int64 {
+			n++
+			if n%2 == 0 {
+				return simInterval
+			}
+			return simInterval * 27 / 10
+		}
+		sc, flagged, _ := simulate(alt, seed, 2000, RecommendedBotScore)
+		if flagged != 0 || sc > RecommendedBotScore {
+			t.Fatalf("seed %d: the alternating bot scored %.3f (flagged after %d polls): the finding is fixed, turn this test around", seed, sc, flagged)
+		}
+		if _, flagged, _ := simulate(compliantBot, seed, 60, RecommendedBotScore); flagged == 0 {
+			t.Fatalf("seed %d: the compliant bot was not flagged", seed)
+		}
+	}
+}
+
+// TestRedteamBotScoreSharedStateSaysSo: the Redis store keeps no bot-likeness signals yet, so
+// a policy with botScore and sharedState never forms a score: a compliant bot is never
+// refused bot-like and shared draws are not weighted (open finding, docs/gateway.md). The
+// policy is accepted all the same; the gateway now says so in /readyz detail (and logs it),
+// rather than letting the operator believe bots are refused.
+func TestRedteamBotScoreSharedStateSaysSo(t *testing.T) {
+	srv := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { client.Close() })
+	p := standardPolicy()
+	p.BotScore = &gatewayconfig.BotScore{DrawWeighting: gatewayconfig.DrawWeightingNone, RefuseAbovePermille: 300}
+	w := newWorld(t, 1, &SharedState{Client: client, Timeout: 5 * time.Second}, configOf(p))
+	g := w.gws[0]
+	for range 40 { // a compliant bot: more than the 32 gaps that form a score locally
+		r := httptest.NewRequest("GET", "/offers", nil)
+		r.Header.Set("X-Driver-Id", "bot")
+		rec := httptest.NewRecorder()
+		g.ServeHTTP(rec, r)
+		if rec.Code != 200 {
+			t.Fatalf("poll: %d %q", rec.Code, rec.Header().Get(HeaderDecision))
+		}
+		w.clock.Advance(2 * time.Second)
+	}
+	if sc := w.up.last().Header.Get(HeaderScore); sc != "" {
+		t.Fatalf("the shared store formed a score %q: the finding is fixed, drop the warning", sc)
+	}
+	rd := httptestGet(g.AdminHandler(), "/readyz")
+	if !strings.Contains(rd.Body.String(), botScoreSharedWarning) {
+		t.Fatalf("/readyz does not say that botScore is not enforced: %s", rd.Body)
+	}
+
+	// Without shared state the same policy says nothing of the kind.
+	h := newHarness(t, configOf(p))
+	if rd := httptestGet(h.g.AdminHandler(), "/readyz"); strings.Contains(rd.Body.String(), botScoreSharedWarning) {
+		t.Fatalf("/readyz warns without shared state: %s", rd.Body)
 	}
 }
