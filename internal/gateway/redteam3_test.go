@@ -204,3 +204,67 @@ func TestRedteamBotScoreSharedStateSaysSo(t *testing.T) {
 		t.Fatalf("/readyz warns without shared state: %s", rd.Body)
 	}
 }
+
+// TestRedteamForgedScoreHeaders: a bot with a high score sends its own OfferFeed-Score and
+// OfferFeed-Signals in every spelling it can think of (case, underscores, duplicates, HTTP/2's
+// lower case is Go's canonical form too) and names them in Connection, so that the offer
+// service would see its value, or none (a hop-by-hop drop of the gateway's own header would
+// make it a driver without a score). Over a real connection, the offer service sees exactly
+// the gateway's one value of each; a header name with a trailing space is refused by the
+// server before the gateway.
+func TestRedteamForgedScoreHeaders(t *testing.T) {
+	h := newHarness(t, configOf(standardPolicy()))
+	srv := httptest.NewServer(h.g)
+	defer srv.Close()
+	send := func(extra string) *http.Response {
+		t.Helper()
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := conn.Write([]byte("GET /offers HTTP/1.1\r\nHost: offers\r\nX-Driver-Id: bot\r\n" + extra + "\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for range 40 { // a compliant bot: its score forms after 32 gaps
+		if resp := send(""); resp.StatusCode != 200 {
+			t.Fatalf("poll: %d", resp.StatusCode)
+		}
+		h.clock.Advance(2 * time.Second)
+	}
+	honest := h.up.last().Header
+	if len(honest.Values(HeaderScore)) != 1 || honest.Get(HeaderScore) < "0.5" {
+		t.Fatalf("the bot has no high score to hide: %q", honest.Values(HeaderScore))
+	}
+	want := honest.Get(HeaderScore)
+	forged := "OfferFeed-Score: 0.001\r\noffERfeed-score: 0.002\r\nOFFERFEED-SIGNALS: cv=0.9\r\n" +
+		"OfferFeed_Score: 0.003\r\nOfferfeed-Score: 0.004\r\nofferfeed-signals: ref=0\r\n" +
+		"Connection: keep-alive, offerfeed-score, OfferFeed-Signals\r\nConnection: OFFERFEED-SCORE\r\n"
+	if resp := send(forged); resp.StatusCode != 200 {
+		t.Fatalf("forged poll: %d", resp.StatusCode)
+	}
+	got := h.up.last().Header
+	if vs := got.Values(HeaderScore); len(vs) != 1 || vs[0] != want {
+		t.Fatalf("the offer service saw OfferFeed-Score %q, want the gateway's %q", vs, want)
+	}
+	if vs := got.Values(HeaderSignals); len(vs) != 1 || strings.Contains(vs[0], "cv=0.9") || strings.HasPrefix(vs[0], "ref=0") {
+		t.Fatalf("the offer service saw OfferFeed-Signals %q", vs)
+	}
+	for k := range got {
+		if strings.Contains(strings.ToLower(k), "offerfeed_") {
+			t.Fatalf("the offer service saw %q", k)
+		}
+	}
+	h.clock.Advance(2 * time.Second)
+	if resp := send("OfferFeed-Score : 0.001\r\n"); resp.StatusCode != 400 {
+		t.Fatalf("a header name with a trailing space: %d, want 400 from the server", resp.StatusCode)
+	}
+}
