@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -266,5 +267,29 @@ func TestRedteamForgedScoreHeaders(t *testing.T) {
 	h.clock.Advance(2 * time.Second)
 	if resp := send("OfferFeed-Score : 0.001\r\n"); resp.StatusCode != 400 {
 		t.Fatalf("a header name with a trailing space: %d, want 400 from the server", resp.StatusCode)
+	}
+}
+
+// TestRedteamSharedDrawSpellings: with draws across replicas, a bot sends its accept for one
+// offer through each replica under another spelling of its identity ("t1", "T1", " t1, t1"),
+// hoping that replicas fold identities differently and give it three places. Every replica
+// names drivers with the same shared hash of the folded identity: one place, the others
+// duplicate-accept.
+func TestRedteamSharedDrawSpellings(t *testing.T) {
+	_, client := newRedisClient(t)
+	w := newSharedDrawWorld(t, 3, client, fairPolicy("Random"))
+	chs := w.hold(0, "o1", "t1")
+	for i, v := range []string{"T1", " t1, t1"} {
+		a := answers(t, []<-chan answer{w.accept(context.Background(), i+1, v, "o1")})[0]
+		if a.code != http.StatusConflict || a.decision != DecisionDuplicateAccept.String() {
+			t.Errorf("%q through gateway %d: %d %q, want 409 duplicate-accept", v, i+1, a.code, a.decision)
+		}
+	}
+	if n := w.held("o1"); n != 1 {
+		t.Fatalf("%d places in the draw, want 1", n)
+	}
+	w.advance(3 * time.Second)
+	if a := answers(t, chs); a[0].code != 200 {
+		t.Fatalf("the one place: %d %q", a[0].code, a[0].decision)
 	}
 }
