@@ -3,10 +3,12 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -291,5 +293,94 @@ func TestRedteamSharedDrawSpellings(t *testing.T) {
 	w.advance(3 * time.Second)
 	if a := answers(t, chs); a[0].code != 200 {
 		t.Fatalf("the one place: %d %q", a[0].code, a[0].decision)
+	}
+}
+
+// TestRedteamSharedLongFeedCost: a bot that can ask the offer service for long pages (a
+// page-size query parameter) made Redis scan the driver's shown hash once per offer beyond
+// the 64 it keeps: a 3,000-offer answer cost 51 ms of Redis script time (272 µs a call of 16
+// offers), so a few such polls a second from made-up identities take Redis's one thread from
+// every replica's decisions, into their timeouts and the fallback. The hash is now read once
+// per call: 15.5 ms (83 µs a call; BENCHMARKS.md), with the same result: the newest 64 remain.
+func TestRedteamSharedLongFeedCost(t *testing.T) {
+	srv := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { client.Close() })
+	p := standardPolicy()
+	p.Accept.MaxAccepts, p.Accept.Window = 0, 0 // every check but the quota
+	w := newWorld(t, 1, &SharedState{Client: client, Timeout: 5 * time.Second}, configOf(p))
+	g := w.gws[0]
+	pol := g.active.Load().policy
+	ss := pol.store.(*sharedStore)
+	key := hashIdentity(g, "bot")
+	ids := make([]uint64, 100)
+	for i := range ids {
+		ids[i] = pol.ids.sumString(fmt.Sprintf("o%d", i))
+	}
+	ctx := context.Background()
+	if err := client.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(ids); i += 16 {
+		ss.recordShown(driverRef{key: key}, ids[i:min(i+16, len(ids))], g.nowNS())
+		w.clock.Advance(time.Millisecond)
+	}
+	stats, err := client.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hgetall := 0
+	for _, l := range strings.Split(stats, "\n") {
+		if rest, ok := strings.CutPrefix(l, "cmdstat_hgetall:calls="); ok {
+			hgetall, _ = strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+		}
+	}
+	// 7 calls of 16 (the last of 4); the hash passes 64 from the 5th call on: 3 reads.
+	if hgetall > 3 {
+		t.Fatalf("%d HGETALL for 100 offers in 7 calls, want at most one a call", hgetall)
+	}
+	if ss.errors.Load() != 0 {
+		t.Fatalf("%d failed calls", ss.errors.Load())
+	}
+	w.clock.Advance(time.Minute) // past minReactionTime
+	for i, id := range ids {
+		want := Allowed
+		if i < len(ids)-maxShown {
+			want = UnseenOffer
+		}
+		if v, _ := ss.accept(pol, driverRef{key: key}, &pol.base, id, true, g.nowNS()); v.decision != want {
+			t.Fatalf("offer %d of 100: %v, want %v", i, v.decision, want)
+		}
+	}
+}
+
+// TestRedteamSharedDrawUnderDocumentedACL: the ACL that docs/gateway.md recommends for the
+// gateways' user (gatewayACL) named keys only. Redis 7 gives a new user no pub/sub channels
+// (acl-pubsub-default resetchannels), so the draw script's PUBLISH on the policy's channel
+// failed with NOPERM: every shared draw call failed and fell back to per-replica draws, where
+// a bot that sends its accept to every replica enters every replica's draw. The ACL now grants
+// offerfeed's channels too (&of:*), and a draw across replicas works under it: one place per
+// driver, no failed call.
+func TestRedteamSharedDrawUnderDocumentedACL(t *testing.T) {
+	const user, pass = "offerfeed-gw", "s3cret-Pa55word-for-the-test"
+	srv := aclServer(t, user, pass)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: user, Password: pass, ContextTimeoutEnabled: true, PoolSize: 64})
+	t.Cleanup(func() { client.Close() })
+	w := newSharedDrawWorld(t, 3, client, fairPolicy("Random"))
+	chs := w.hold(0, "o1", "bot")
+	for i := 1; i < 3; i++ {
+		a := answers(t, []<-chan answer{w.accept(context.Background(), i, "bot", "o1")})[0]
+		if a.code != http.StatusConflict || a.decision != DecisionDuplicateAccept.String() {
+			t.Errorf("bot's accept through gateway %d: %d %q, want 409 duplicate-accept", i, a.code, a.decision)
+		}
+	}
+	chs = append(chs, w.hold(1, "o1", "p1")...)
+	w.advance(3 * time.Second)
+	got := tallyAnswers(answers(t, chs))
+	if got["200 "] != 1 || got["409 lost-draw"] != 1 {
+		t.Errorf("answers %v, want one 200 and one lost-draw", got)
+	}
+	if n := w.sharedErrors(); n != 0 {
+		t.Errorf("%d shared-state calls failed under the documented ACL", n)
 	}
 }

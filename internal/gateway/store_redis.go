@@ -151,20 +151,26 @@ return 1
 `)
 
 // shownScript: KEYS the shown hash; ARGV now (µs), max remembered, life (ms), offers (shownField)...
-// An offer already remembered keeps its first-shown time; beyond max, the offer shown
-// longest ago is forgotten.
+// An offer already remembered keeps its first-shown time; beyond max, the offers shown
+// longest ago are forgotten (ties: the one recorded first). The hash is read once per call,
+// after the offers are added, not once per offer: a feed answer of thousands of offers costs
+// Redis a few µs an offer, not a scan of the hash each (what a bot that can ask the offer
+// service for long pages would otherwise spend of every replica's Redis time). Removing the
+// oldest once equals removing the oldest after each addition: either way the newest max
+// remain.
 var shownScript = redis.NewScript(`
 local now, max, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local added = 0
 for i = 4, #ARGV do
-  if redis.call('HSETNX', KEYS[1], ARGV[i], now) == 1 and redis.call('HLEN', KEYS[1]) > max then
-    local all = redis.call('HGETALL', KEYS[1])
-    local oldest, at = nil, nil
-    for j = 1, #all, 2 do
-      local t = tonumber(all[j + 1])
-      if oldest == nil or t < at then oldest, at = all[j], t end
-    end
-    redis.call('HDEL', KEYS[1], oldest)
-  end
+  added = added + redis.call('HSETNX', KEYS[1], ARGV[i], now)
+end
+local over = added > 0 and redis.call('HLEN', KEYS[1]) - max or 0
+if over > 0 then
+  local all = redis.call('HGETALL', KEYS[1])
+  local es = {}
+  for j = 1, #all, 2 do es[#es + 1] = {all[j], tonumber(all[j + 1]), j} end
+  table.sort(es, function(a, b) return a[2] < b[2] or (a[2] == b[2] and a[3] < b[3]) end)
+  for j = 1, over do redis.call('HDEL', KEYS[1], es[j][1]) end
 end
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1
