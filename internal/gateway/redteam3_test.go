@@ -384,3 +384,36 @@ func TestRedteamSharedDrawUnderDocumentedACL(t *testing.T) {
 		t.Errorf("%d shared-state calls failed under the documented ACL", n)
 	}
 }
+
+// TestRedteamSharedLastWinLife: under LeastRecentlyWon, drivers who never won are tried before
+// every driver who did. In Redis a driver's last win lived in its driver hash, whose TTL was
+// the accept window plus a minute: a bot that won, paused for that long (polls keep the hash
+// alive, so it stops polling) and came back counted as never won again, ahead of every driver
+// who won and kept polling. A win now keeps the driver hash for sharedWinLife.
+func TestRedteamSharedLastWinLife(t *testing.T) {
+	srv := redistest.Start(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { client.Close() })
+	p := fairPolicy("LeastRecentlyWon")
+	w := newWorld(t, 1, &SharedState{Client: client, Timeout: 5 * time.Second}, configOf(p))
+	g := w.gws[0]
+	pol := g.active.Load().policy
+	ss := pol.store.(*sharedStore)
+	key := hashIdentity(g, "bot")
+	v, ref := ss.accept(pol, driverRef{key: key}, &pol.base, pol.ids.sumString("o1"), true, g.nowNS())
+	if v.decision != Allowed || !v.slot {
+		t.Fatalf("accept: %+v", v)
+	}
+	ss.settle(ref, true, true, true, g.nowNS())
+	kd, _, _, _ := ss.keys(key)
+	ttl, err := client.PTTL(context.Background(), kd).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl < sharedWinLife-time.Minute {
+		t.Fatalf("the driver hash holding the last win lives %s, want about %s (the window is %s)", ttl, sharedWinLife, p.Accept.Window.D())
+	}
+	if w, err := client.HGet(context.Background(), kd, "w").Int64(); err != nil || w == 0 {
+		t.Fatalf("no last win recorded: %d, %v", w, err)
+	}
+}

@@ -43,6 +43,12 @@ import (
 // and Redis's own clock (which runs the TTLs) can cost.
 const sharedTTLSlack = time.Minute
 
+// sharedWinLife is how long a driver hash that records a fair-draw win lives at least (and is
+// kept alive further by the driver's requests): the last win orders LeastRecentlyWon draws,
+// where a driver without one comes first, so it must not lapse with the accept window (a bot
+// would pause that long to come back as never won). Only winners pay for it.
+const sharedWinLife = 24 * time.Hour
+
 // sharedStore is the driverStore on Redis. When Redis cannot be reached (a call fails or
 // takes longer than the timeout, or the breaker is open), a decision gets the OnUnavailable
 // behaviour: Local decides with this replica's own table, Allow lets the request through.
@@ -136,7 +142,8 @@ return {` + strconv.FormatInt(scriptAllowed, 10) + `, 0, token, lastWin}
 `)
 
 // settleScript: KEYS the driver hash, in-flight zset, done zset; ARGV now (µs), token ("" :
-// no slot), won (0/1), fair (0/1), life of the keys (ms).
+// no slot), won (0/1), fair (0/1), life of the keys (ms), life of a driver hash with a win
+// (ms).
 var settleScript = redis.NewScript(`
 local now, token, won, fair, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1', ARGV[4] == '1', tonumber(ARGV[5])
 if token ~= '' then
@@ -145,7 +152,9 @@ if token ~= '' then
 end
 if won and fair then redis.call('HSET', KEYS[1], 'w', now + 1) end
 for i = 1, 3 do
-  if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+  local life = ttl
+  if i == 1 and won and fair then life = math.max(ttl, tonumber(ARGV[6])) end
+  if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('PTTL', KEYS[i]) < life then redis.call('PEXPIRE', KEYS[i], life) end
 end
 return 1
 `)
@@ -313,7 +322,7 @@ func (st *sharedStore) settle(d driverRef, slot, won, fair bool, now int64) {
 	}
 	kd, ki, kdone, _ := st.keys(d.key)
 	if _, ok, why := st.rt.call(opSettle, now, settleScript, []string{kd, ki, kdone},
-		st.us(now), token, boolArg(won), boolArg(fair), st.life(st.window)); !ok && why == fallbackError {
+		st.us(now), token, boolArg(won), boolArg(fair), st.life(st.window), sharedWinLife.Milliseconds()); !ok && why == fallbackError {
 		// The slot lapses at its lapse time; the accept is not counted.
 		st.errors.Add(1)
 	}
