@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -415,5 +416,18 @@ func TestRedteamSharedLastWinLife(t *testing.T) {
 	}
 	if w, err := client.HGet(context.Background(), kd, "w").Int64(); err != nil || w == 0 {
 		t.Fatalf("no last win recorded: %d, %v", w, err)
+	}
+}
+
+// TestDocumentedACLIsTested: the ACL docs/gateway.md tells people to give the gateways' user is
+// the one the tests run the gateways under (gatewayACL), so that a missing grant shows here.
+func TestDocumentedACLIsTested(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/gateway.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "`ACL SETUSER offerfeed-gateway on >PASSWORD " + strings.Join(gatewayACL, " ") + "`"
+	if !strings.Contains(string(doc), want) {
+		t.Fatalf("docs/gateway.md does not recommend the tested ACL %s", want)
 	}
 }
