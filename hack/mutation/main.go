@@ -80,6 +80,20 @@ var mutations = []mutation{
 		tests:       "^TestSharedStateDifferential$",
 	},
 	{
+		name:        "shared shown offers: kept by the 32-bit fold of a public-key hash",
+		file:        "internal/gateway/store_redis.go",
+		original:    "func shownField(h uint64) string { return strconv.FormatUint(h, 16) }",
+		replacement: "func shownField(h uint64) string { return strconv.FormatUint(uint64(foldID(h)), 16) }",
+		tests:       "^TestRedteamSharedShownFold$",
+	},
+	{
+		name:        "fair draws: a path-id accept joins before its body is in",
+		file:        "internal/gateway/serve.go",
+		original:    "id, hasID = p.ids.sumString(pathID), p.draws == nil || g.bodyInFull(r)",
+		replacement: "id, hasID = p.ids.sumString(pathID), true",
+		tests:       "^TestRedteamDrawLargeBody$",
+	},
+	{
 		name:        "shared state breaker: opens on the first failure",
 		file:        "internal/gateway/store_breaker.go",
 		original:    "if n >= int64(b.threshold) {",

@@ -61,8 +61,8 @@ func (g *Gateway) NewAdminServer() *http.Server {
 }
 
 // bodyWatch puts the body deadline on a request's body: the connection's read deadline is set
-// BodyTimeout after the first read of the body (not at the start of the request: an accept
-// held for a fair draw reads its body only when its turn comes) and cleared when the body
+// BodyTimeout after the first read of the body (not at the start of the request: a forwarded
+// request is read as the proxy sends it on) and cleared when the body
 // ends (all of a known length read, or io.EOF) or the offer service answers, so that the
 // server's check for a closed connection while the answer streams is not cut off. A body the
 // handler leaves unread, or not read to its end, gets the deadline when the handler returns,

@@ -28,9 +28,10 @@ import (
 	"github.com/offerfeed/offerfeed/pkg/gatewayconfig"
 )
 
-// gatewayACL is the ACL of the gateways' user that docs/gateway.md recommends: its keys only,
-// no dangerous or admin commands.
-var gatewayACL = []string{"~of:*", "+@all", "-@dangerous"}
+// gatewayACL is the ACL of the gateways' user that docs/gateway.md recommends: its keys and
+// pub/sub channels only (draws across replicas publish on of:draws:…), no dangerous or admin
+// commands.
+var gatewayACL = []string{"~of:*", "&of:*", "+@all", "-@dangerous"}
 
 // Redis users of the tests besides the gateways': one that administers.
 const adminUser, adminPass = "test-admin", "admin-Pa55word-for-the-test"

@@ -186,7 +186,9 @@ func (g *Gateway) serveAccept(w http.ResponseWriter, r *http.Request, p *policy,
 			hasID = false
 		}
 	} else if pathID != "" {
-		id, hasID = p.ids.sumString(pathID), true
+		// An accept a fair draw may hold is forwarded only at its turn: its body must be in
+		// by then, or a client that never sends it stalls the draw for --body-timeout.
+		id, hasID = p.ids.sumString(pathID), p.draws == nil || g.bodyInFull(r)
 	}
 	l := p.limitsFor(key)
 	now := g.nowNS()
@@ -410,6 +412,17 @@ func (g *Gateway) offerFromBody(r *http.Request, path jsonPath, ids idHasher) (u
 		return 0, false
 	}
 	return offerIDFromJSON(buf, path, ids)
+}
+
+// bodyInFull reads r's body, at most maxBody bytes, within the body deadline, and keeps it to
+// be forwarded whole. It reports whether the body is in: read to its end within the bound.
+func (g *Gateway) bodyInFull(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, g.maxBody+1))
+	r.Body = &replayBody{Reader: io.MultiReader(bytes.NewReader(buf), r.Body), c: r.Body}
+	return err == nil && int64(len(buf)) <= g.maxBody
 }
 
 // offerIDFromJSON finds the value at path in the JSON document b: its hash, and whether it was

@@ -23,7 +23,7 @@ import (
 //	of:{P:D}       hash: t = GCRA theoretical arrival time, w = last win + 1 (µs), q = sequence
 //	of:{P:D}:i     zset: the accepts in flight, scored by when their slot lapses (µs)
 //	of:{P:D}:d     zset: the 2xx accepts, scored by when they were answered (µs)
-//	of:{P:D}:s     hash: offer fold → when it was first shown (µs); at most maxShown
+//	of:{P:D}:s     hash: offer hash (hex) → when it was first shown (µs); at most maxShown
 //
 // P is the 64-bit hash of the policy's state key, D the driver's key, both hex. Every key has
 // a TTL: the life its state has on the gateway clock (pacing: until the tat; accepts: the
@@ -42,6 +42,12 @@ import (
 // sharedTTLSlack is added to every key's TTL: it bounds what clock skew between the gateways
 // and Redis's own clock (which runs the TTLs) can cost.
 const sharedTTLSlack = time.Minute
+
+// sharedWinLife is how long a driver hash that records a fair-draw win lives at least (and is
+// kept alive further by the driver's requests): the last win orders LeastRecentlyWon draws,
+// where a driver without one comes first, so it must not lapse with the accept window (a bot
+// would pause that long to come back as never won). Only winners pay for it.
+const sharedWinLife = 24 * time.Hour
 
 // sharedStore is the driverStore on Redis. When Redis cannot be reached (a call fails or
 // takes longer than the timeout, or the breaker is open), a decision gets the OnUnavailable
@@ -215,7 +221,7 @@ return sout({1, nxt}, s)
 `)
 
 // acceptScript: KEYS the driver hash, in-flight zset, done zset, shown hash; ARGV now (µs),
-// hasID (0/1), offer fold, requireShown (0/1), minReaction (µs), draws (0/1), maxAccepts,
+// hasID (0/1), offer (shownField), requireShown (0/1), minReaction (µs), draws (0/1), maxAccepts,
 // window (µs), slot life (µs), life of the keys (ms), life of the signals (ms).
 // Returns {decision, retry (µs), slot token ("" without a slot), last win (µs + 1; 0: never),
 // accepts in flight on accept-throttled (-1 otherwise; none: the deny cache may keep it),
@@ -272,7 +278,8 @@ return finish(` + strconv.FormatInt(scriptAllowed, 10) + `, 0, token, lastWin, -
 `)
 
 // settleScript: KEYS the driver hash, in-flight zset, done zset; ARGV now (µs), token ("" :
-// no slot), won (0/1), fair (0/1), life of the keys (ms).
+// no slot), won (0/1), fair (0/1), life of the keys (ms), life of a driver hash with a win
+// (ms).
 var settleScript = redis.NewScript(`
 local now, token, won, fair, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3] == '1', ARGV[4] == '1', tonumber(ARGV[5])
 if token ~= '' then
@@ -281,31 +288,39 @@ if token ~= '' then
 end
 if won and fair then redis.call('HSET', KEYS[1], 'w', now + 1) end
 for i = 1, 3 do
-  if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+  local life = ttl
+  if i == 1 and won and fair then life = math.max(ttl, tonumber(ARGV[6])) end
+  if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('PTTL', KEYS[i]) < life then redis.call('PEXPIRE', KEYS[i], life) end
 end
 return 1
 `)
 
 // shownScript: KEYS the shown hash, the driver hash; ARGV now (µs), max remembered, life
-// (ms), offer folds... An offer already remembered keeps its first-shown time; beyond max, the
-// offer shown longest ago is forgotten. Each offer shown first decays the driver's presence
-// (observeShown).
+// (ms), offers (shownField)... An offer already remembered keeps its first-shown time; beyond
+// max, the offers shown longest ago are forgotten (ties: the one recorded first). Each offer
+// shown first decays the driver's presence (observeShown). The hash is read once per call,
+// after the offers are added, not once per offer: a feed answer of thousands of offers costs
+// Redis a few µs an offer, not a scan of the hash each (what a bot that can ask the offer
+// service for long pages would otherwise spend of every replica's Redis time). Removing the
+// oldest once equals removing the oldest after each addition: either way the newest max
+// remain.
 var shownScript = redis.NewScript(sigLua + `
 local now, max, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local s, o = sload(KEYS[2])
+local added = 0
 for i = 4, #ARGV do
   if redis.call('HSETNX', KEYS[1], ARGV[i], now) == 1 then
+    added = added + 1
     sshown(s)
-    if redis.call('HLEN', KEYS[1]) > max then
-      local all = redis.call('HGETALL', KEYS[1])
-      local oldest, at = nil, nil
-      for j = 1, #all, 2 do
-        local t = tonumber(all[j + 1])
-        if oldest == nil or t < at then oldest, at = all[j], t end
-      end
-      redis.call('HDEL', KEYS[1], oldest)
-    end
   end
+end
+local over = added > 0 and redis.call('HLEN', KEYS[1]) - max or 0
+if over > 0 then
+  local all = redis.call('HGETALL', KEYS[1])
+  local es = {}
+  for j = 1, #all, 2 do es[#es + 1] = {all[j], tonumber(all[j + 1]), j} end
+  table.sort(es, function(a, b) return a[2] < b[2] or (a[2] == b[2] and a[3] < b[3]) end)
+  for j = 1, over do redis.call('HDEL', KEYS[1], es[j][1]) end
 end
 sttl(KEYS[1], ttl)
 if ssave(KEYS[2], s, o) then sttl(KEYS[2], ttl) end
@@ -313,6 +328,12 @@ return 1
 `)
 
 func toMicros(ns int64) int64 { return ns / 1e3 }
+
+// shownField names an offer in a driver's shown hash: its whole 64-bit hash, in hex. Not the
+// 32-bit fold the local ring keeps: the shared hash has no secret key (hash.go), so a bot
+// could search offline for a variant of an offer id whose fold matches an offer it was shown
+// long ago (2³²/64 hashes), and accept it at once past requireShown and minReactionTime.
+func shownField(h uint64) string { return strconv.FormatUint(h, 16) }
 
 // us turns now, a gateway clock time (ns since the gateway's epoch), into µs since the Unix
 // epoch: the time every replica's scripts agree on, whenever each replica started.
@@ -404,7 +425,7 @@ func (st *sharedStore) accept(p *policy, d driverRef, l *limits, id uint64, hasI
 	}
 	kd, ki, kdone, ks := st.keys(d.key)
 	cmd, ok, why := st.rt.call(opAccept, now, acceptScript, []string{kd, ki, kdone, ks},
-		nowUS, boolArg(hasID), foldID(id), boolArg(p.requireShown), toMicros(l.minReaction),
+		nowUS, boolArg(hasID), shownField(id), boolArg(p.requireShown), toMicros(l.minReaction),
 		boolArg(p.draws != nil), l.maxAccepts, toMicros(l.window), st.slotLife, st.life(l.window), st.sigLife())
 	var res []any
 	var ints [5 + numSigFields]int64
@@ -469,7 +490,7 @@ func (st *sharedStore) settle(d driverRef, slot, won, fair bool, now int64) {
 	}
 	kd, ki, kdone, _ := st.keys(d.key)
 	if _, ok, why := st.rt.call(opSettle, now, settleScript, []string{kd, ki, kdone},
-		st.us(now), token, boolArg(won), boolArg(fair), st.life(st.window)); !ok && why == fallbackError {
+		st.us(now), token, boolArg(won), boolArg(fair), st.life(st.window), sharedWinLife.Milliseconds()); !ok && why == fallbackError {
 		// The slot lapses at its lapse time; the accept is not counted.
 		st.errors.Add(1)
 	}
@@ -484,7 +505,7 @@ func (st *sharedStore) recordShown(d driverRef, ids []uint64, now int64) {
 	args := make([]any, 0, 3+len(ids))
 	args = append(args, st.us(now), maxShown, st.life(max(st.window, minShownLife)))
 	for _, h := range ids {
-		args = append(args, foldID(h))
+		args = append(args, shownField(h))
 	}
 	if _, ok, why := st.rt.call(opShown, now, shownScript, []string{ks, kd}, args...); !ok && why == fallbackError {
 		st.errors.Add(1)
