@@ -204,6 +204,21 @@ var mutations = []mutation{
 		tests:       "^TestSignalRegularity$",
 	},
 	{
+		name:        "signals: predictability compares a gap with the one before only (a cycle of two gaps reads human)",
+		file:        "internal/gateway/signals.go",
+		original:    "\t\tfor _, r := range s.recent {",
+		replacement: "\t\tfor _, r := range s.recent[:1] {",
+		tests:       "^TestRedteamAlternatingGapsEvadeScore$",
+	},
+	{
+		name:        "shared signals: the Lua predictability lets gaps of 8 means and more match",
+		file:        "internal/gateway/store_redis.go",
+		original:    "if g ~= 0 and g ~= 255 and q ~= 255 then",
+		replacement: "if g ~= 0 then",
+		tests:       "^TestSharedSignalsAgree$",
+		want:        "Lua {",
+	},
+	{
 		name:        "score-weighted draw: the weight ignores the score",
 		file:        "internal/gateway/draw.go",
 		original:    "return float64(1000-min(permille, 1000)) / 1000",

@@ -40,8 +40,10 @@ return sout({}, s)
 // TestSharedSignalsAgree: the Go signal functions (the source) and their Lua copy in the
 // driver scripts (sigLua) give the same bits, on a real redis-server, for random sequences of
 // polls (allowed and refused; gaps around the interval, the session gap and hours, so that
-// the variance reaches its bound), accepts of every decision, shown or not, reactions around
-// the floor margin, and offers shown. Compared after every chunk of operations, field by field.
+// the variance reaches its bound; runs of a fixed cycle of gaps, so that the predictability
+// falls towards 0, and gaps of a few µs, against a gap mean of 0), accepts of every decision,
+// shown or not, reactions around the floor margin, and offers shown. Compared after every
+// chunk of operations, field by field.
 func TestSharedSignalsAgree(t *testing.T) {
 	srv := redistest.Start(t)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
@@ -53,13 +55,16 @@ func TestSharedSignalsAgree(t *testing.T) {
 		key := "of:{agree:" + strconv.FormatUint(seed, 10) + "}"
 		var s signals
 		now := int64(1_700_000_000_000_000) + rng.Int64N(1e12) // µs since the Unix epoch
-		interval := []int64{10e3, 500e3, 2e6, 60e6, 3600e6}[rng.IntN(5)]
-		maxed := false
+		// 5 µs: gaps below 16 µs are 0 in 1/64 ms, with a gap mean of 0.
+		interval := []int64{5, 10e3, 500e3, 2e6, 60e6, 3600e6}[rng.IntN(6)]
+		maxed, predicted := false, false
+		cycle, cyc := []int64{interval, interval * 27 / 10, interval * 7 / 4}, 0
 		for chunk := range 40 {
+			cyclic := chunk%8 >= 5 // chunks 5–7 of every 8 only poll, on a cycle of three gaps
 			var args []any
 			for range 25 {
 				switch k := rng.IntN(10); {
-				case k < 5:
+				case k < 5 || cyclic:
 					gap := interval + rng.Int64N(interval) // a human-ish gap
 					switch rng.IntN(8) {
 					case 0:
@@ -69,8 +74,12 @@ func TestSharedSignalsAgree(t *testing.T) {
 					case 2:
 						gap = rng.Int64N(max(60e6, 10*interval)) // anything up to it
 					}
-					now += gap
 					allowed := rng.IntN(4) > 0
+					if cyclic {
+						gap, allowed = cycle[cyc%len(cycle)], true
+						cyc++
+					}
+					now += gap
 					s.observePollUS(now, interval, allowed)
 					args = append(args, "p", now, interval, boolArg(allowed))
 				case k < 8:
@@ -102,6 +111,10 @@ func TestSharedSignalsAgree(t *testing.T) {
 				t.Fatalf("seed %d, chunk %d: Lua %+v, Go %+v", seed, chunk, got, s)
 			}
 			maxed = maxed || s.gapVar == gapVarMax
+			predicted = predicted || (cyclic && s.gapMean > 0 && s.predictability() < 0.03)
+		}
+		if interval >= 10e3 && (s.pred == 0 || s.recent[2] == 0 || !predicted) {
+			t.Errorf("seed %d: the predictability never moved, or never fell on a cycle: %+v", seed, s)
 		}
 		if s.nGaps == 0 || s.nReact == 0 || s.nShown == 0 || s.refused == 0 {
 			t.Errorf("seed %d: a signal never moved: %+v", seed, s)
