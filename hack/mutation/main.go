@@ -221,8 +221,15 @@ var mutations = []mutation{
 	{
 		name:        "score-weighted draw: the weight ignores the score",
 		file:        "internal/gateway/draw.go",
-		original:    "return float64(1000-min(permille, 1000)) / 1000",
-		replacement: "return 1",
+		original:    "w := float64(1000-min(permille, 1000)) / 1000",
+		replacement: "w := 1.0",
+		tests:       "^TestScoreWeighted",
+	},
+	{
+		name:        "score-weighted draw: no steeper weight above the recommended score",
+		file:        "internal/gateway/draw.go",
+		original:    "if f := 2 * w; f < 1 {",
+		replacement: "if f := 2 * w; f < 0 {",
 		tests:       "^TestScoreWeighted",
 	},
 	{

@@ -127,7 +127,8 @@ func TestSharedSignalsAgree(t *testing.T) {
 
 // TestSharedDrawScoreWeighted: a shared draw under botScore.drawWeighting Score orders its
 // candidates, in the sorted set the join script fills on a real redis-server, as a local draw
-// would: under Random the first tried is drawn with chance proportional to 1 − score, a driver
+// would: under Random the first tried is drawn with chance proportional to its weight
+// (scoreWeight: 1 − score, steeper above 0.5), a driver
 // without a score weighing 1 (unbiased between such drivers), a score of 1 never first;
 // under LeastRecentlyWon lower score bands come first, then the least recent win. Counts over
 // 3,000 draws, chi-square at p = 0.001, no timing.
@@ -138,8 +139,9 @@ func TestSharedDrawScoreWeighted(t *testing.T) {
 		p := fairPolicy(award)
 		p.BotScore = &gatewayconfig.BotScore{DrawWeighting: gatewayconfig.DrawWeightingScore}
 		w := newSharedDrawWorld(t, 3, client, p)
-		// Candidates: two without a score, one scoring 0, one 0.75 (weight 0.25), one 1.
-		permille := []int32{-1, -1, 0, 750, 1000}
+		// Candidates: two without a score, one scoring 0, one 0.6 (weight 0.4 × 0.8² = 0.256),
+		// one 1.
+		permille := []int32{-1, -1, 0, 600, 1000}
 		// LeastRecentlyWon: the bots never won, the others did (gateway ns + 1).
 		lastWin := []int64{3e9, 5e9, 9e9, 0, 0}
 		first := make([]int, len(permille))
@@ -168,7 +170,7 @@ func TestSharedDrawScoreWeighted(t *testing.T) {
 			k, _ := strconv.ParseUint(queue[0][32:], 16, 64)
 			first[k]++
 			if award == gatewayconfig.AwardLeastRecentlyWon {
-				// Band 0 (no score, or below 0.5) by least recent win, then the band of 0.75,
+				// Band 0 (no score, or below 0.5) by least recent win, then the band of 0.6,
 				// then that of 1: bots that never won come last.
 				for i, m := range queue {
 					if k, _ := strconv.ParseUint(m[32:], 16, 64); k != uint64(i) {
@@ -188,8 +190,8 @@ func TestSharedDrawScoreWeighted(t *testing.T) {
 		if first[4] != 0 {
 			t.Errorf("a driver scoring 1 came first %d times", first[4])
 		}
-		weights := []float64{1, 1, 1, 0.25}
-		sum := 3.25
+		weights := []float64{1, 1, 1, 0.256}
+		sum := 3.256
 		chi := 0.0
 		for i, wgt := range weights {
 			exp := draws * wgt / sum
