@@ -213,8 +213,8 @@ var mutations = []mutation{
 	{
 		name:        "shared signals: the Lua predictability lets gaps of 8 means and more match",
 		file:        "internal/gateway/store_redis.go",
-		original:    "if g ~= 0 and g ~= 255 and q ~= 255 then",
-		replacement: "if g ~= 0 then",
+		original:    "if r ~= 0 and r ~= 255 and q ~= 255 then",
+		replacement: "if r ~= 0 then",
 		tests:       "^TestSharedSignalsAgree$",
 		want:        "Lua {",
 	},
