@@ -313,7 +313,8 @@ const (
 // "Bot-likeness score").
 type BotScore struct {
 	// drawWeighting is None or Score: under accept.fairness.award Random each
-	// candidate's chance is weighed by 1 − its score (1 for a driver without a score yet);
+	// candidate's chance is weighed by 1 − its score, steeper above 0.5
+	// ((1 − score) × (2 × (1 − score))²), and 1 for a driver without a score yet;
 	// under LeastRecentlyWon candidates whose score is 0.5 or more go after the others, in
 	// bands of 0.1. Needs accept.fairness.
 	//

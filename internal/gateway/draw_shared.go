@@ -410,8 +410,9 @@ const noChance = 1e300
 // sharedPlace is a candidate's place in a shared draw's queue, the sorted set's score (ties
 // go by the member, which starts with a random number): as orderLocked orders a local draw.
 // Random: 0; with score weighting (botScore.drawWeighting Score) an exponential key of rate
-// 1 − score (scoreWeight: 1 for a driver without a score), so the smallest key comes first
-// with probability proportional to its weight (Efraimidis–Spirakis), in one ZADD.
+// scoreWeight (1 − score, steeper above 0.5; 1 for a driver without a score), so the
+// smallest key comes first with probability proportional to its weight
+// (Efraimidis–Spirakis), in one ZADD.
 // LeastRecentlyWon: the driver's last win (µs + 1; 0 never), after its score band
 // (scoreBand) with weighting. The caller holds t.mu (the random source).
 func (t *drawTable) sharedPlace(permille int32, lastWin int64) float64 {

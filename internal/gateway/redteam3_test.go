@@ -142,32 +142,69 @@ func TestRedteamSharedShownFold(t *testing.T) {
 	}
 }
 
-// TestRedteamAlternatingGapsEvadeScore pins an open finding (docs/gateway.md, "Open findings
-// (red team, round 3)"): the regularity signal is the coefficient of variation of the gaps,
-// a measure of spread, not of predictability. A bot that alternates two fixed gaps, 2 s and
-// 5.4 s (cv 0.46, above the human end 0.45), with the compliant bot's reactions at the floor,
-// trying every offer and entering every draw, never scores above RecommendedBotScore, where
-// the compliant bot passes it within two minutes: the gap pattern alone makes the difference.
-// When regularity measures predictability, this test must be turned around.
+// TestRedteamAlternatingGapsEvadeScore: a finding of round 3, fixed (docs/gateway.md, "Open
+// findings (red team, round 3)"). The regularity signal was the coefficient of variation of
+// the gaps, a measure of spread, not of predictability: a bot that alternated two fixed gaps,
+// 2 s and 5.4 s (cv 0.46, above the human end 0.45), with the compliant bot's reactions at the
+// floor, trying every offer and entering every draw, never scored above RecommendedBotScore.
+// Regularity now also reads the gaps' predictability (each against the nearest of the three
+// before it): that bot, a cycle of three gaps, the same cycles with a few ms of jitter, and a
+// bot that picks each gap at random among a few fixed ones, all pass RecommendedBotScore within
+// two minutes of activity, over 20 seeds each, as the compliant bot does.
 func TestRedteamAlternatingGapsEvadeScore(t *testing.T) {
-	for seed := uint64(1); seed <= 20; seed++ {
-		n := 0
-		alt := compliantBot
-		alt.name = "alternating bot"
-		alt.gap = func(*rand.Rand) int64 {
-			n++
-			if n%2 == 0 {
-				return simInterval
+	cycling := func(name string, jitter int64, gaps ...int64) func() model {
+		return func() model {
+			m := compliantBot
+			m.name = name
+			n := 0
+			m.gap = func(r *rand.Rand) int64 {
+				n++
+				g := gaps[n%len(gaps)]
+				if jitter > 0 {
+					g += r.Int64N(jitter)
+				}
+				return g
 			}
-			return simInterval * 27 / 10
+			return m
 		}
-		sc, flagged, _ := simulate(alt, seed, 2000, RecommendedBotScore)
-		if flagged != 0 || sc > RecommendedBotScore {
-			t.Fatalf("seed %d: the alternating bot scored %.3f (flagged after %d polls): the finding is fixed, turn this test around", seed, sc, flagged)
+	}
+	picking := func(name string, gaps ...int64) func() model {
+		return func() model {
+			m := compliantBot
+			m.name = name
+			m.gap = func(r *rand.Rand) int64 { return gaps[r.IntN(len(gaps))] }
+			return m
 		}
-		if _, flagged, _ := simulate(compliantBot, seed, 60, RecommendedBotScore); flagged == 0 {
-			t.Fatalf("seed %d: the compliant bot was not flagged", seed)
-		}
+	}
+	formed := minScoreGaps + 1 // polls: the score forms with the 32nd gap
+	for _, tc := range []struct {
+		bot func() model
+		// within: the bot must pass the threshold within 2 minutes of activity, or, when its
+		// 32 gaps take longer, after at most polls polls (formed: as soon as its score forms).
+		polls int
+	}{
+		{cycling("alternating bot", 0, simInterval, simInterval*27/10), formed},
+		{cycling("alternating bot, 10 ms jitter", 10*ms, simInterval, simInterval*27/10), formed},
+		{cycling("cycle-of-3 bot", 0, simInterval, simInterval*27/10, simInterval*7/4), formed},
+		{cycling("cycle-of-3 bot, 10 ms jitter", 10*ms, simInterval, simInterval*27/10, simInterval*7/4), formed},
+		{cycling("cycle-of-3 bot, wide (2 s, 8 s, 4 s)", 0, simInterval, simInterval*4, simInterval*2), formed},
+		{picking("bot picking among 2 s and 5.4 s", simInterval, simInterval*27/10), formed + 8},
+		// A pick among three gaps matches one of the three before only most of the time.
+		{picking("bot picking among 2 s, 3.5 s and 6 s", simInterval, simInterval*7/4, simInterval*3), 100},
+	} {
+		t.Run(tc.bot().name, func(t *testing.T) {
+			slowest, most := time.Duration(0), 0
+			for seed := uint64(1); seed <= 20; seed++ {
+				m := tc.bot()
+				sc, flagged, in := simulate(m, seed, 200, RecommendedBotScore)
+				if flagged == 0 || (in > 2*time.Minute && flagged > tc.polls) {
+					t.Errorf("seed %d: %s scored at most %.3f, flagged after %d polls (%s); want above %.2f within 2m or %d polls",
+						seed, m.name, sc, flagged, in, RecommendedBotScore, tc.polls)
+				}
+				slowest, most = max(slowest, in), max(most, flagged)
+			}
+			t.Logf("flagged within %s, %d polls", slowest, most)
+		})
 	}
 }
 

@@ -12,7 +12,9 @@ import (
 //
 //   - regularity: a scheduler polls at even gaps, jitter or no jitter; people do not. An EWMA
 //     of the gaps between the polls the pacer allowed, and of their variance, gives the gaps'
-//     coefficient of variation (cv).
+//     coefficient of variation (cv); and, since a scheduler can cycle through a few fixed gaps
+//     spread far apart (a human cv, no human in it), the gaps' predictability: how far each
+//     lies from the nearest of the three before it (pred).
 //   - floor: the share of accepts that arrive within floorMargin above minReactionTime.
 //   - presence: the share of the offers first shown to the driver that it then tried to
 //     accept, and the share of the policy's fair draws it entered.
@@ -32,15 +34,23 @@ type signals struct {
 	gapVar int64
 	// gapMean is the EWMA of the gaps between allowed polls, in 1/64 ms.
 	gapMean uint32
-	// drawMark is the policy's count of fair draws opened when the driver last entered one.
-	drawMark uint32
 	// floor, refused, pres and draws are shares in q16 fixed point (65535 is 1).
 	floor, refused, pres, draws uint16
+	// pred is the EWMA of how far each gap lies from the nearest of the three gaps before it
+	// (predictability: 0 for any cycle of one to three fixed gaps), in 1/256 of a step of
+	// recent (1/32 of the gap mean), at most predCap steps.
+	pred uint16
+	// drawMark is the low 16 bits of the policy's count of fair draws opened when the driver
+	// last entered one (the count of misses is capped at maxMissedDraws anyway).
+	drawMark uint16
 	// nGaps, nReact, nShown and nDraws count the samples of each signal, saturating at 255:
 	// gaps, accepts with a known reaction time, offers first shown, fair draws counted.
 	nGaps, nReact, nShown, nDraws uint8
 	// episodes: the refusal episodes under way (sigFeedRefused, sigAcceptThrottled).
 	episodes uint8
+	// recent are the last three gaps counted, newest first, each in 32nds of the gap mean
+	// after it (1–255, rounded, 255 for 8 means and more; 0: none yet).
+	recent [3]uint8
 }
 
 // Refusal episodes: a run of refusals that nothing but time ends counts once in the refusal
@@ -75,6 +85,8 @@ const (
 	// maxMissedDraws bounds the draws a driver is counted as having missed between two of
 	// its entries (a driver away for an hour does not lose its whole history at once).
 	maxMissedDraws = 64
+	// predCap bounds a predictability sample: a quarter of the gap mean (8 32nds).
+	predCap = 8
 )
 
 // Score formation and formula (docs/gateway.md#bot-likeness-score).
@@ -97,6 +109,7 @@ const (
 // (0) and its bot end (1).
 var (
 	rampCV    = ramp{human: 0.45, bot: 0.15}
+	rampPred  = ramp{human: 0.08, bot: 0.04}
 	rampFloor = ramp{human: 0.2, bot: 0.7}
 	rampPres  = ramp{human: 0.4, bot: 0.9}
 	rampDraws = ramp{human: 0.4, bot: 0.9}
@@ -188,6 +201,7 @@ func (s *signals) observePollUS(now, interval int64, allowed bool) {
 	m := int64(s.gapMean)
 	d := x - m
 	s.gapMean = uint32(m + divRound(d, k))
+	s.observeRhythm(x)
 	d8 := divRound(d, 8) // 1/8 ms
 	if d8 < -1<<25 || d8 > 1<<25 {
 		// A deviation beyond 70 min: the variance is at its bound (reads irregular).
@@ -196,6 +210,40 @@ func (s *signals) observePollUS(now, interval int64, allowed bool) {
 	}
 	v := s.gapVar + divRound(d8*d8, k)
 	s.gapVar = min(v-divRound(v, k), gapVarMax)
+}
+
+// observeRhythm records a counted gap of x (1/64 ms) in the predictability signal, after the
+// gap mean took it in: the gap in 32nds of the mean, and its distance to the nearest of the
+// three gaps before it (at most predCap). Any cycle of one to three fixed gaps, and a scheduler
+// that picks each gap among a few fixed ones, is near 0 however far apart its gaps are (a cv
+// that reads human); independent human gaps are about a quarter of the mean from the nearest.
+func (s *signals) observeRhythm(x int64) {
+	m := int64(s.gapMean)
+	if m == 0 {
+		return // gaps below 16 µs: nothing to compare
+	}
+	q := min(max(divRound(x*32, m), 1), math.MaxUint8)
+	if s.recent[0] != 0 {
+		near := int64(predCap)
+		for _, r := range s.recent {
+			// A gap of 255 32nds or more (8 gap means) matches nothing: two such rare gaps
+			// are not a rhythm.
+			if r != 0 && r != math.MaxUint8 && q != math.MaxUint8 {
+				near = min(near, abs64(q-int64(r)))
+			}
+		}
+		// The first sample is the second gap: its weight is 1/(nGaps-1) at first.
+		p := int64(s.pred)
+		s.pred = uint16(p + divRound(near*256-p, weightK(s.nGaps-1, gapK)))
+	}
+	s.recent = [3]uint8{uint8(q), s.recent[0], s.recent[1]}
+}
+
+func abs64(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
 }
 
 // observeRefusal counts a governed request of the driver: refused by the policy or not.
@@ -266,14 +314,15 @@ func (s *signals) observeTried() {
 }
 
 // observeDraw records that the driver entered a fair draw, when the policy had opened opened
-// draws in all (wrapping uint32): the draws opened since its last entry, but this one, count
-// as missed (at most maxMissedDraws).
+// draws in all (wrapping uint32, of which drawMark keeps the low 16 bits): the draws opened
+// since its last entry, but this one, count as missed (at most maxMissedDraws; a driver away
+// for a multiple of 65,536 draws, give or take 64, is counted fewer misses).
 func (s *signals) observeDraw(opened uint32) {
-	missed := uint32(0)
-	if n := opened - s.drawMark; s.nDraws > 0 && n > 1 {
+	missed := uint16(0)
+	if n := uint16(opened) - s.drawMark; s.nDraws > 0 && n > 1 {
 		missed = min(n-1, maxMissedDraws)
 	}
-	s.drawMark = opened
+	s.drawMark = uint16(opened)
 	d := int64(s.draws)
 	for range missed {
 		s.nDraws = inc8(s.nDraws)
@@ -296,6 +345,21 @@ func (s *signals) cv() float64 {
 	return cv
 }
 
+// predictability is how far, on average, a gap lies from the nearest of the three gaps
+// before it, as a share of the gap mean (0 with fewer than 2 gaps).
+func (s *signals) predictability() float64 {
+	if s.nGaps < 2 {
+		return 0
+	}
+	return float64(s.pred) / (256 * 32)
+}
+
+// regularity is the regularity component: the more bot-like of the gaps' spread (cv) and
+// their predictability.
+func (s *signals) regularity() float64 {
+	return max(rampCV.at(s.cv()), rampPred.at(s.predictability()))
+}
+
 // score returns the driver's bot-likeness in [0,1] and whether it is formed: the weighted mean
 // of the components of the signals that have enough samples (regularity from minScoreGaps
 // gaps, floor from minScoreReactions reactions, presence from minShareSamples shown offers,
@@ -307,7 +371,7 @@ func (s *signals) score() (float64, bool) {
 	}
 	sum, w := weightRef*rampRef.at(fromQ16(s.refused)), weightRef
 	if s.nGaps >= minScoreGaps {
-		sum += weightCV * rampCV.at(s.cv())
+		sum += weightCV * s.regularity()
 		w += weightCV
 	}
 	if s.nReact >= minScoreReactions {
@@ -337,6 +401,8 @@ func (s *signals) appendHeader(b []byte) []byte {
 	if s.nGaps >= 2 {
 		b = append(b, "cv="...)
 		b = appendMilli(b, s.cv())
+		b = append(b, ";pred="...)
+		b = appendMilli(b, s.predictability())
 		b = append(b, ';')
 	}
 	if s.nReact > 0 {

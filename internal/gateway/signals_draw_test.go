@@ -122,7 +122,18 @@ func TestScoreWeightedLeastRecentlyWon(t *testing.T) {
 	if w := scoreWeight(-1); w != 1 {
 		t.Errorf("scoreWeight(none) = %v", w)
 	}
-	if w := scoreWeight(250); math.Abs(w-0.75) > 1e-9 {
-		t.Errorf("scoreWeight(250) = %v", w)
+	// 1 − score up to 0.5, then (1 − score) × (2 × (1 − score))²: continuous, decreasing.
+	for _, tc := range []struct {
+		permille int32
+		want     float64
+	}{{0, 1}, {250, 0.75}, {500, 0.5}, {600, 0.256}, {750, 0.0625}, {900, 0.004}, {1000, 0}, {1200, 0}} {
+		if w := scoreWeight(tc.permille); math.Abs(w-tc.want) > 1e-9 {
+			t.Errorf("scoreWeight(%d) = %v, want %v", tc.permille, w, tc.want)
+		}
+	}
+	for p := int32(1); p <= 1000; p++ {
+		if scoreWeight(p) >= scoreWeight(p-1) {
+			t.Fatalf("scoreWeight(%d) = %v, not below scoreWeight(%d) = %v", p, scoreWeight(p), p-1, scoreWeight(p-1))
+		}
 	}
 }

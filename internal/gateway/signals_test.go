@@ -57,6 +57,109 @@ func TestSignalRegularity(t *testing.T) {
 	}
 }
 
+// TestSignalPredictability: how far each gap lies from the nearest of the three before it, as
+// a share of the gap mean, and the regularity component it gives, from polls on a fake clock.
+// Cycles of one to three fixed gaps, and gaps picked at random among two fixed ones, read as
+// regular whatever their spread (cv); log-normal human gaps and uniform gaps over three
+// intervals do not. What does not count as a gap does not enter the history.
+func TestSignalPredictability(t *testing.T) {
+	cycle := func(n int, gaps ...int64) func(*rand.Rand) []int64 {
+		return func(*rand.Rand) []int64 {
+			out := make([]int64, n)
+			for i := range out {
+				out[i] = gaps[i%len(gaps)]
+			}
+			return out
+		}
+	}
+	draw := func(n int, gap func(r *rand.Rand) int64) func(*rand.Rand) []int64 {
+		return func(r *rand.Rand) []int64 {
+			out := make([]int64, n)
+			for i := range out {
+				out[i] = gap(r)
+			}
+			return out
+		}
+	}
+	for _, tc := range []struct {
+		desc           string
+		gaps           func(*rand.Rand) []int64
+		refused        int // refused polls sent between each two allowed ones
+		predLo, predHi float64
+		regularLo      float64 // the regularity component at least
+		cvLo           float64 // the cv at least
+	}{
+		{desc: "a scheduler at the interval", gaps: cycle(60, 2*sec), predHi: 0.001, regularLo: 1},
+		{desc: "alternating 2s and 5.4s", gaps: cycle(60, 2*sec, 5400*ms), predHi: 0.02, regularLo: 1, cvLo: 0.45},
+		{desc: "a cycle of three: 2s, 5.4s, 3.5s", gaps: cycle(60, 2*sec, 5400*ms, 3500*ms), predHi: 0.02, regularLo: 1, cvLo: 0.3},
+		{desc: "a cycle of two with ±50ms jitter", gaps: func(r *rand.Rand) []int64 {
+			out := cycle(100, 2*sec, 5400*ms)(r)
+			for i := range out {
+				out[i] += r.Int64N(100 * ms)
+			}
+			return out
+		}, predHi: 0.05, regularLo: 0.75},
+		{desc: "at random among 2s and 5.4s", gaps: draw(200, func(r *rand.Rand) int64 {
+			return []int64{2 * sec, 5400 * ms}[r.IntN(2)]
+		}), predHi: 0.05, regularLo: 0.75, cvLo: 0.4},
+		{desc: "alternating, refused polls between", gaps: cycle(60, 2*sec, 5400*ms), refused: 2, predHi: 0.02, regularLo: 1},
+		{desc: "alternating, with pauses between sessions", gaps: cycle(61, 2*sec, 5400*ms, 2*sec, 5400*ms, 2*sec, 5400*ms, 20*60*sec), predHi: 0.02, regularLo: 1},
+		{desc: "log-normal human gaps", gaps: draw(200, func(r *rand.Rand) int64 {
+			return 2*sec + lognormal(r, 2*time.Second, 0.8)
+		}), predLo: 0.1, predHi: 0.25},
+		{desc: "uniform over 2s-8s", gaps: draw(200, func(r *rand.Rand) int64 { return 2*sec + r.Int64N(6*sec) }), predLo: 0.09, predHi: 0.25},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			for seed := uint64(1); seed <= 10; seed++ {
+				var s signals
+				now := sec // the fake clock
+				s.observePoll(now, 2*sec, true)
+				for _, g := range tc.gaps(rand.New(rand.NewPCG(seed, 7))) {
+					for i := 0; i < tc.refused; i++ {
+						s.observePoll(now+int64(i+1)*ms, 2*sec, false)
+					}
+					now += g
+					s.observePoll(now, 2*sec, true)
+				}
+				p, reg := s.predictability(), s.regularity()
+				if p < tc.predLo || p > tc.predHi || reg < tc.regularLo || s.cv() < tc.cvLo {
+					t.Errorf("seed %d: pred %.3f (want %.3f–%.3f), regularity %.3f (want ≥ %.2f), cv %.3f (want ≥ %.2f)",
+						seed, p, tc.predLo, tc.predHi, reg, tc.regularLo, s.cv(), tc.cvLo)
+				}
+				if tc.predLo > 0 && reg > rampCV.at(s.cv()) {
+					t.Errorf("seed %d: irregular gaps read as predictable: pred %.3f, regularity %.3f", seed, p, reg)
+				}
+			}
+		})
+	}
+	// The history holds gaps as 32nds of the mean, newest first; the first gap has no sample.
+	var s signals
+	s.observePoll(sec, 2*sec, true)
+	s.observePoll(3*sec, 2*sec, true)
+	if s.recent != [3]uint8{32, 0, 0} || s.pred != 0 {
+		t.Errorf("after one gap: recent %v, pred %d", s.recent, s.pred)
+	}
+	s.observePoll(7*sec, 2*sec, true) // a gap of 4s: the mean is 3s, 4s is 42.7 32nds
+	if s.recent != [3]uint8{43, 32, 0} || s.pred != predCap*256 {
+		t.Errorf("after two gaps: recent %v, pred %d (want the cap, %d)", s.recent, s.pred, predCap*256)
+	}
+	s.observePoll(7*sec+500*ms, 2*sec, true)    // a poll of the burst: no gap, no history
+	s.observePoll(7*sec+30*60*sec, 2*sec, true) // a pause: no gap, no history
+	if s.recent != [3]uint8{43, 32, 0} || s.nGaps != 2 {
+		t.Errorf("after a burst poll and a pause: recent %v, nGaps %d", s.recent, s.nGaps)
+	}
+	// Gaps of 8 means and more (255) match nothing, not even each other: a sample at the cap.
+	s = signals{gapMean: 64_000, nGaps: 40, recent: [3]uint8{255, 32, 40}}
+	s.observeRhythm(10 * 64_000) // 10 means: 255
+	if s.recent != [3]uint8{255, 255, 32} || s.pred != predCap*256/32 {
+		t.Errorf("two gaps of 8 means and more: recent %v, pred %d, want %d", s.recent, s.pred, predCap*256/32)
+	}
+	s.observeRhythm(33 * 2_000) // 33 32nds of the mean: one from the gap three before
+	if want := uint16(predCap*256/32 + divRound(256-predCap*256/32, 32)); s.recent != [3]uint8{33, 255, 255} || s.pred != want {
+		t.Errorf("a gap near one three before: recent %v, pred %d, want %d", s.recent, s.pred, want)
+	}
+}
+
 // TestSignalFloor: the share of accepts within the margin above minReactionTime.
 func TestSignalFloor(t *testing.T) {
 	for _, tc := range []struct {
@@ -188,7 +291,7 @@ func TestSignalsHeader(t *testing.T) {
 	s.observeDraw(1)
 	s.observeRefusal(false)
 	got := string(s.appendHeader(nil))
-	if got != "cv=0.000;floor=1.000;pres=1.000;draws=1.000;ref=0.000;n=40;na=1" {
+	if got != "cv=0.000;pred=0.000;floor=1.000;pres=1.000;draws=1.000;ref=0.000;n=40;na=1" {
 		t.Errorf("header %q", got)
 	}
 	if b := appendMilli(nil, 0.7345); string(b) != "0.735" && string(b) != "0.734" {

@@ -89,10 +89,12 @@ const (
 //	lp last poll (µs)   gv gap variance ((1/8 ms)²)   gm gap mean (1/64 ms)   dm draw mark
 //	fl, rf, pr, dr      floor, refusal, presence and draw shares (q16)
 //	ng, nr, ns, nd      sample counts (saturating at 255)   ep refusal episodes (bits)
+//	pd                  predictability (1/256 of a 32nd of the gap mean)
+//	gr                  the last three gaps (32nds of the gap mean), newest in the low byte
 //
 // sout returns them in this order after the script's own results; signalsFromReply reads them.
 var sigLua = `
-local SF = {'lp', 'gv', 'gm', 'dm', 'fl', 'rf', 'pr', 'dr', 'ng', 'nr', 'ns', 'nd', 'ep'}
+local SF = {'lp', 'gv', 'gm', 'dm', 'fl', 'rf', 'pr', 'dr', 'ng', 'nr', 'ns', 'nd', 'ep', 'pd', 'gr'}
 local function dr(a, b) return math.floor((2 * a + b) / (2 * b)) end
 local function kof(n, k) if n < 1 then n = 1 end if n < k then return n end return k end
 local function inc(n) if n < 255 then return n + 1 end return n end
@@ -131,6 +133,19 @@ local function srefusal(s, refused)
   if refused then x = 1 end
   s.rf = s.rf + dr(x * 65535 - s.rf, ` + strconv.Itoa(shareK) + `)
 end
+local function srhythm(s, x)
+  if s.gm == 0 then return end
+  local q = math.min(math.max(dr(x * 32, s.gm), 1), 255)
+  if s.gr % 256 ~= 0 then
+    local near = ` + strconv.Itoa(predCap) + `
+    for _, b in ipairs({1, 256, 65536}) do
+      local r = math.floor(s.gr / b) % 256
+      if r ~= 0 and r ~= 255 and q ~= 255 then near = math.min(near, math.abs(q - r)) end
+    end
+    s.pd = s.pd + dr(near * 256 - s.pd, kof(s.ng - 1, ` + strconv.Itoa(gapK) + `))
+  end
+  s.gr = q + 256 * (s.gr % 65536)
+end
 local function spoll(s, now, interval, allowed)
   local bit = ` + strconv.Itoa(sigFeedRefused) + `
   if not allowed then
@@ -152,6 +167,7 @@ local function spoll(s, now, interval, allowed)
   local x = math.min(math.floor(gap * 8 / 125), 4294967295)
   local d = x - s.gm
   s.gm = s.gm + dr(d, k)
+  srhythm(s, x)
   local d8 = dr(d, 8)
   if d8 < -33554432 or d8 > 33554432 then
     s.gv = ` + strconv.FormatInt(gapVarMax, 10) + `
@@ -190,14 +206,15 @@ end
 `
 
 // numSigFields is the number of signal fields sout appends to a script's reply.
-const numSigFields = 13
+const numSigFields = 15
 
 // signalsFromReply reads the signal fields sout appended (in sigLua's order).
 func signalsFromReply(v []int64) signals {
-	return signals{lastPoll: v[0], gapVar: v[1], gapMean: uint32(v[2]), drawMark: uint32(v[3]),
+	return signals{lastPoll: v[0], gapVar: v[1], gapMean: uint32(v[2]), drawMark: uint16(v[3]),
 		floor: uint16(v[4]), refused: uint16(v[5]), pres: uint16(v[6]), draws: uint16(v[7]),
 		nGaps: uint8(v[8]), nReact: uint8(v[9]), nShown: uint8(v[10]), nDraws: uint8(v[11]),
-		episodes: uint8(v[12])}
+		episodes: uint8(v[12]), pred: uint16(v[13]),
+		recent: [3]uint8{uint8(v[14]), uint8(v[14] >> 8), uint8(v[14] >> 16)}}
 }
 
 // feedScript: KEYS[1] the driver hash; ARGV now, interval, tau (µs), slack (ms), life of the

@@ -40,8 +40,10 @@ return sout({}, s)
 // TestSharedSignalsAgree: the Go signal functions (the source) and their Lua copy in the
 // driver scripts (sigLua) give the same bits, on a real redis-server, for random sequences of
 // polls (allowed and refused; gaps around the interval, the session gap and hours, so that
-// the variance reaches its bound), accepts of every decision, shown or not, reactions around
-// the floor margin, and offers shown. Compared after every chunk of operations, field by field.
+// the variance reaches its bound; runs of a fixed cycle of gaps, so that the predictability
+// falls towards 0, and gaps of a few µs, against a gap mean of 0), accepts of every decision,
+// shown or not, reactions around the floor margin, and offers shown. Compared after every
+// chunk of operations, field by field.
 func TestSharedSignalsAgree(t *testing.T) {
 	srv := redistest.Start(t)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
@@ -53,13 +55,16 @@ func TestSharedSignalsAgree(t *testing.T) {
 		key := "of:{agree:" + strconv.FormatUint(seed, 10) + "}"
 		var s signals
 		now := int64(1_700_000_000_000_000) + rng.Int64N(1e12) // µs since the Unix epoch
-		interval := []int64{10e3, 500e3, 2e6, 60e6, 3600e6}[rng.IntN(5)]
-		maxed := false
+		// 5 µs: gaps below 16 µs are 0 in 1/64 ms, with a gap mean of 0.
+		interval := []int64{5, 10e3, 500e3, 2e6, 60e6, 3600e6}[rng.IntN(6)]
+		maxed, predicted := false, false
+		cycle, cyc := []int64{interval, interval * 27 / 10, interval * 7 / 4}, 0
 		for chunk := range 40 {
+			cyclic := chunk%8 >= 5 // chunks 5–7 of every 8 only poll, on a cycle of three gaps
 			var args []any
 			for range 25 {
 				switch k := rng.IntN(10); {
-				case k < 5:
+				case k < 5 || cyclic:
 					gap := interval + rng.Int64N(interval) // a human-ish gap
 					switch rng.IntN(8) {
 					case 0:
@@ -69,8 +74,12 @@ func TestSharedSignalsAgree(t *testing.T) {
 					case 2:
 						gap = rng.Int64N(max(60e6, 10*interval)) // anything up to it
 					}
-					now += gap
 					allowed := rng.IntN(4) > 0
+					if cyclic {
+						gap, allowed = cycle[cyc%len(cycle)], true
+						cyc++
+					}
+					now += gap
 					s.observePollUS(now, interval, allowed)
 					args = append(args, "p", now, interval, boolArg(allowed))
 				case k < 8:
@@ -102,6 +111,10 @@ func TestSharedSignalsAgree(t *testing.T) {
 				t.Fatalf("seed %d, chunk %d: Lua %+v, Go %+v", seed, chunk, got, s)
 			}
 			maxed = maxed || s.gapVar == gapVarMax
+			predicted = predicted || (cyclic && s.gapMean > 0 && s.predictability() < 0.03)
+		}
+		if interval >= 10e3 && (s.pred == 0 || s.recent[2] == 0 || !predicted) {
+			t.Errorf("seed %d: the predictability never moved, or never fell on a cycle: %+v", seed, s)
 		}
 		if s.nGaps == 0 || s.nReact == 0 || s.nShown == 0 || s.refused == 0 {
 			t.Errorf("seed %d: a signal never moved: %+v", seed, s)
@@ -114,7 +127,8 @@ func TestSharedSignalsAgree(t *testing.T) {
 
 // TestSharedDrawScoreWeighted: a shared draw under botScore.drawWeighting Score orders its
 // candidates, in the sorted set the join script fills on a real redis-server, as a local draw
-// would: under Random the first tried is drawn with chance proportional to 1 − score, a driver
+// would: under Random the first tried is drawn with chance proportional to its weight
+// (scoreWeight: 1 − score, steeper above 0.5), a driver
 // without a score weighing 1 (unbiased between such drivers), a score of 1 never first;
 // under LeastRecentlyWon lower score bands come first, then the least recent win. Counts over
 // 3,000 draws, chi-square at p = 0.001, no timing.
@@ -125,8 +139,9 @@ func TestSharedDrawScoreWeighted(t *testing.T) {
 		p := fairPolicy(award)
 		p.BotScore = &gatewayconfig.BotScore{DrawWeighting: gatewayconfig.DrawWeightingScore}
 		w := newSharedDrawWorld(t, 3, client, p)
-		// Candidates: two without a score, one scoring 0, one 0.75 (weight 0.25), one 1.
-		permille := []int32{-1, -1, 0, 750, 1000}
+		// Candidates: two without a score, one scoring 0, one 0.6 (weight 0.4 × 0.8² = 0.256),
+		// one 1.
+		permille := []int32{-1, -1, 0, 600, 1000}
 		// LeastRecentlyWon: the bots never won, the others did (gateway ns + 1).
 		lastWin := []int64{3e9, 5e9, 9e9, 0, 0}
 		first := make([]int, len(permille))
@@ -155,7 +170,7 @@ func TestSharedDrawScoreWeighted(t *testing.T) {
 			k, _ := strconv.ParseUint(queue[0][32:], 16, 64)
 			first[k]++
 			if award == gatewayconfig.AwardLeastRecentlyWon {
-				// Band 0 (no score, or below 0.5) by least recent win, then the band of 0.75,
+				// Band 0 (no score, or below 0.5) by least recent win, then the band of 0.6,
 				// then that of 1: bots that never won come last.
 				for i, m := range queue {
 					if k, _ := strconv.ParseUint(m[32:], 16, 64); k != uint64(i) {
@@ -175,8 +190,8 @@ func TestSharedDrawScoreWeighted(t *testing.T) {
 		if first[4] != 0 {
 			t.Errorf("a driver scoring 1 came first %d times", first[4])
 		}
-		weights := []float64{1, 1, 1, 0.25}
-		sum := 3.25
+		weights := []float64{1, 1, 1, 0.256}
+		sum := 3.256
 		chi := 0.0
 		for i, wgt := range weights {
 			exp := draws * wgt / sum

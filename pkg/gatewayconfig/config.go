@@ -168,7 +168,8 @@ const (
 
 // BotScore says how the gateway uses the drivers' bot-likeness scores.
 type BotScore struct {
-	// DrawWeighting is None or Score (fair draws weigh candidates by 1 − score).
+	// DrawWeighting is None or Score (fair draws weigh candidates by 1 − score, steeper above
+	// 0.5).
 	DrawWeighting DrawWeighting `json:"drawWeighting"`
 	// RefuseAbovePermille refuses (flags, in DryRun) with bot-like the accepts of drivers
 	// whose score is above this many thousandths; 0: none are.
