@@ -60,48 +60,40 @@ func (c *denyCache) at(key uint64) (*denyShard, *denySlot) {
 	return s, &s.slots[(key/denyShards)%denySlots]
 }
 
-// feedTat returns the tat Redis last refused driver key's poll with, or 0.
-func (c *denyCache) feedTat(key uint64) int64 {
+// lookup returns driver key's slot, or the zero slot when the slot holds another driver.
+func (c *denyCache) lookup(key uint64) denySlot {
 	s, e := c.at(key)
 	s.mu.Lock()
-	var t int64
-	if e.key == key {
-		t = e.feedTat
+	defer s.mu.Unlock()
+	if e.key != key {
+		return denySlot{}
 	}
-	s.mu.Unlock()
-	return t
+	return *e
 }
+
+// update runs set on driver key's slot, taking the slot over from another driver first.
+func (c *denyCache) update(key uint64, set func(*denySlot)) {
+	s, e := c.at(key)
+	s.mu.Lock()
+	if e.key != key {
+		*e = denySlot{key: key}
+	}
+	set(e)
+	s.mu.Unlock()
+}
+
+// feedTat returns the tat Redis last refused driver key's poll with, or 0.
+func (c *denyCache) feedTat(key uint64) int64 { return c.lookup(key).feedTat }
 
 // setFeedTat remembers that Redis refused a poll of driver key with tat.
 func (c *denyCache) setFeedTat(key uint64, tat int64) {
-	s, e := c.at(key)
-	s.mu.Lock()
-	if e.key != key {
-		*e = denySlot{key: key}
-	}
-	e.feedTat = tat
-	s.mu.Unlock()
+	c.update(key, func(e *denySlot) { e.feedTat = tat })
 }
 
 // acceptUntil returns until when driver key's accepts are refused accept-throttled, or 0.
-func (c *denyCache) acceptUntil(key uint64) int64 {
-	s, e := c.at(key)
-	s.mu.Lock()
-	var t int64
-	if e.key == key {
-		t = e.acceptUntil
-	}
-	s.mu.Unlock()
-	return t
-}
+func (c *denyCache) acceptUntil(key uint64) int64 { return c.lookup(key).acceptUntil }
 
 // setAcceptUntil remembers that driver key's accept quota is full until until.
 func (c *denyCache) setAcceptUntil(key uint64, until int64) {
-	s, e := c.at(key)
-	s.mu.Lock()
-	if e.key != key {
-		*e = denySlot{key: key}
-	}
-	e.acceptUntil = until
-	s.mu.Unlock()
+	c.update(key, func(e *denySlot) { e.acceptUntil = until })
 }

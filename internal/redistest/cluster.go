@@ -2,8 +2,6 @@ package redistest
 
 import (
 	"bufio"
-	"bytes"
-	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -88,29 +86,13 @@ func StartCluster(t testing.TB, n int) *Cluster {
 }
 
 // doBulk sends one command and returns its reply, reading a bulk string whole.
-func doBulk(addr string, args ...string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := c.Write(b.Bytes()); err != nil {
-		return "", err
-	}
-	br := bufio.NewReader(c)
-	line, err := br.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	line = strings.TrimSuffix(line, "\r\n")
-	if !strings.HasPrefix(line, "$") {
-		return line, nil
+func doBulk(addr string, args ...string) (string, error) { return exchange(addr, args, readBulk) }
+
+// readBulk reads a reply: a bulk string whole, any other its first line.
+func readBulk(br *bufio.Reader) (string, error) {
+	line, err := readLine(br)
+	if err != nil || !strings.HasPrefix(line, "$") {
+		return line, err
 	}
 	size, err := strconv.Atoi(line[1:])
 	if err != nil || size < 0 {

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -241,7 +242,11 @@ func (s *Server) ping() error {
 	return nil
 }
 
-func do(addr string, args ...string) (string, error) {
+// do sends one command to addr and returns the first line of its reply, without CRLF.
+func do(addr string, args ...string) (string, error) { return exchange(addr, args, readLine) }
+
+// exchange sends one command to addr on a connection of its own and reads the reply with read.
+func exchange(addr string, args []string, read func(*bufio.Reader) (string, error)) (string, error) {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return "", err
@@ -256,11 +261,16 @@ func do(addr string, args ...string) (string, error) {
 	if _, err := c.Write(b.Bytes()); err != nil {
 		return "", err
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	return read(bufio.NewReader(c))
+}
+
+// readLine reads one line of a reply, without CRLF.
+func readLine(br *bufio.Reader) (string, error) {
+	line, err := br.ReadString('\n')
 	if err != nil {
 		return "", err
 	}
-	return line[:len(line)-2], nil
+	return strings.TrimSuffix(line, "\r\n"), nil
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
